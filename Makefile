@@ -1,0 +1,48 @@
+# kos — the two commands that matter are at the top.
+#   make demo   one-machine cluster + a driver run + a report (the main job)
+#   make test   everything CI runs: lint, types, layers, unit, contract, integration and system tests
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck layers unit system-deps clean bench
+
+demo: $(STAMP) system-deps
+	@echo "make demo: 'kos demo' arrives with the driver (issue 5); until then try: $(VENV)/bin/kos apiserver --help"
+	@exit 2
+
+test: $(STAMP) system-deps lint typecheck layers
+	$(VENV)/bin/pytest -q -ra
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+layers: $(STAMP)
+	$(VENV)/bin/lint-imports
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Debian packages the system tests use; installed only when running as root and missing.
+system-deps:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  need=""; \
+	  command -v etcd >/dev/null || need="$$need etcd-server"; \
+	  command -v kubectl >/dev/null || need="$$need kubernetes-client"; \
+	  if [ -n "$$need" ]; then \
+	    echo "installing Debian packages:$$need"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
+	  fi; \
+	else echo "not root: skipping Debian packages (tests that need them will say so)"; fi
+
+clean:
+	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,202 @@
+"""The one error tree of kos: server and client raise and catch the same classes.
+
+    StatusError                      (500 InternalError unless a subclass says otherwise)
+    ├── BadRequest                   400 BadRequest
+    ├── Unauthorized                 401 Unauthorized
+    ├── Forbidden                    403 Forbidden
+    ├── NotFound                     404 NotFound
+    ├── MethodNotAllowed             405 MethodNotAllowed
+    ├── NotAcceptable                406 NotAcceptable
+    ├── AlreadyExists                409 AlreadyExists
+    ├── Conflict                     409 Conflict
+    ├── Gone                         410 Gone
+    │   └── Expired                  410 Expired   (too old resourceVersion / continue token)
+    ├── RequestEntityTooLarge        413 RequestEntityTooLarge
+    ├── UnsupportedMediaType         415 UnsupportedMediaType
+    ├── Invalid                      422 Invalid   (carries field errors as causes)
+    ├── TooManyRequests              429 TooManyRequests
+    ├── InternalError                500 InternalError
+    ├── ServiceUnavailable           503 ServiceUnavailable
+    └── Timeout                      504 Timeout
+
+The server renders each as a Kubernetes `Status` (`to_status`); the client turns a
+`Status` back into the same class (`from_status`), so a controller can write
+`except NotFound:` whether the error came from its own process or over the wire.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from kos.api.field import FieldError
+from kos.api.meta import Status, StatusCause, StatusDetails
+from kos.api.types import GROUP
+
+
+class StatusError(Exception):
+    code: ClassVar[int] = 500
+    reason: ClassVar[str] = "InternalError"
+
+    def __init__(self, message: str, *, details: StatusDetails | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_status(self) -> Status:
+        return Status(status="Failure", message=self.message, reason=self.reason, details=self.details, code=self.code)
+
+    @staticmethod
+    def from_status(status: Status) -> StatusError:
+        cls = _BY_REASON.get(status.reason) or _BY_CODE.get(status.code) or StatusError
+        err = cls(status.message or f"status {status.code} {status.reason}", details=status.details)
+        if cls is StatusError:
+            err.code = status.code  # type: ignore[misc]
+            err.reason = status.reason or "Unknown"  # type: ignore[misc]
+        return err
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class BadRequest(StatusError):
+    code = 400
+    reason = "BadRequest"
+
+
+class Unauthorized(StatusError):
+    code = 401
+    reason = "Unauthorized"
+
+
+class Forbidden(StatusError):
+    code = 403
+    reason = "Forbidden"
+
+
+class NotFound(StatusError):
+    code = 404
+    reason = "NotFound"
+
+
+class MethodNotAllowed(StatusError):
+    code = 405
+    reason = "MethodNotAllowed"
+
+
+class NotAcceptable(StatusError):
+    code = 406
+    reason = "NotAcceptable"
+
+
+class AlreadyExists(StatusError):
+    code = 409
+    reason = "AlreadyExists"
+
+
+class Conflict(StatusError):
+    code = 409
+    reason = "Conflict"
+
+
+class Gone(StatusError):
+    code = 410
+    reason = "Gone"
+
+
+class Expired(Gone):
+    reason = "Expired"
+
+
+class RequestEntityTooLarge(StatusError):
+    code = 413
+    reason = "RequestEntityTooLarge"
+
+
+class UnsupportedMediaType(StatusError):
+    code = 415
+    reason = "UnsupportedMediaType"
+
+
+class Invalid(StatusError):
+    code = 422
+    reason = "Invalid"
+
+    @property
+    def causes(self) -> list[StatusCause]:
+        return self.details.causes if self.details else []
+
+
+class TooManyRequests(StatusError):
+    code = 429
+    reason = "TooManyRequests"
+
+
+class InternalError(StatusError):
+    code = 500
+    reason = "InternalError"
+
+
+class ServiceUnavailable(StatusError):
+    code = 503
+    reason = "ServiceUnavailable"
+
+
+class Timeout(StatusError):
+    code = 504
+    reason = "Timeout"
+
+
+_ALL: list[type[StatusError]] = [
+    BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed, NotAcceptable, AlreadyExists, Conflict,
+    Gone, Expired, RequestEntityTooLarge, UnsupportedMediaType, Invalid, TooManyRequests, InternalError,
+    ServiceUnavailable, Timeout,
+]  # fmt: skip
+_BY_REASON: dict[str, type[StatusError]] = {c.reason: c for c in _ALL}
+_BY_CODE: dict[int, type[StatusError]] = {}
+for _c in _ALL:
+    _BY_CODE.setdefault(_c.code, _c)
+
+
+# --- constructors with Kubernetes' messages ------------------------------------------------------
+
+
+def qualified(plural: str) -> str:
+    return f"{plural}.{GROUP}"
+
+
+def not_found(plural: str, kind: str, name: str) -> NotFound:
+    return NotFound(
+        f'{qualified(plural)} "{name}" not found', details=StatusDetails(name=name, group=GROUP, kind=plural)
+    )
+
+
+def already_exists(plural: str, name: str) -> AlreadyExists:
+    return AlreadyExists(
+        f'{qualified(plural)} "{name}" already exists', details=StatusDetails(name=name, group=GROUP, kind=plural)
+    )
+
+
+def conflict(plural: str, name: str, why: str) -> Conflict:
+    return Conflict(
+        f'Operation cannot be fulfilled on {qualified(plural)} "{name}": {why}',
+        details=StatusDetails(name=name, group=GROUP, kind=plural),
+    )
+
+
+STALE_OBJECT = "the object has been modified; please apply your changes to the latest version and try again"
+
+
+def invalid(kind: str, name: str, errors: list[FieldError]) -> Invalid:
+    if len(errors) == 1:
+        summary = str(errors[0])
+    else:
+        summary = "[" + ", ".join(str(e) for e in errors) + "]"
+    return Invalid(
+        f'{kind}.{GROUP} "{name}" is invalid: {summary}',
+        details=StatusDetails(
+            name=name,
+            group=GROUP,
+            kind=kind,
+            causes=[StatusCause(reason=e.type.reason, message=e.body(), field=e.field) for e in errors],
+        ),
+    )

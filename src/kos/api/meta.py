@@ -1,0 +1,147 @@
+"""Kubernetes object metadata, list metadata, Status and watch events.
+
+These are the wire shapes every Kubernetes client understands. They are frozen
+msgspec Structs: one codec for the whole project, cached objects can be shared
+between readers without copies, and writers build changed copies with
+`msgspec.structs.replace`.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import msgspec
+
+
+class Wire(
+    msgspec.Struct,
+    rename="camel",
+    omit_defaults=True,
+    frozen=True,
+    forbid_unknown_fields=True,
+    kw_only=True,
+):
+    """Base of every nested wire struct: camelCase names, zero values omitted, strict decoding."""
+
+
+class TopLevel(
+    msgspec.Struct,
+    rename="camel",
+    omit_defaults=False,
+    frozen=True,
+    forbid_unknown_fields=True,
+    kw_only=True,
+):
+    """Base of top-level objects: `apiVersion` and `kind` are always written."""
+
+
+class OwnerReference(Wire):
+    api_version: str
+    kind: str
+    name: str
+    uid: str
+    controller: bool | None = None
+    block_owner_deletion: bool | None = None
+
+
+class ObjectMeta(Wire):
+    name: str = ""
+    generate_name: str = ""
+    namespace: str = ""
+    self_link: str = ""
+    uid: str = ""
+    resource_version: str = ""
+    generation: int = 0
+    creation_timestamp: datetime.datetime | None = None
+    deletion_timestamp: datetime.datetime | None = None
+    deletion_grace_period_seconds: int | None = None
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    annotations: dict[str, str] = msgspec.field(default_factory=dict)
+    owner_references: list[OwnerReference] = msgspec.field(default_factory=list)
+    finalizers: list[str] = msgspec.field(default_factory=list)
+    managed_fields: list[Any] = msgspec.field(default_factory=list)
+
+    def controller_ref(self) -> OwnerReference | None:
+        for ref in self.owner_references:
+            if ref.controller:
+                return ref
+        return None
+
+
+class ListMeta(Wire):
+    resource_version: str = ""
+    continue_: str = msgspec.field(default="", name="continue")
+    remaining_item_count: int | None = None
+    self_link: str = ""
+
+
+class ObjectWrite(Wire):
+    """When the server recorded a write to one section of an object."""
+
+    section: str
+    server_time: datetime.datetime
+
+
+class ExtendedObjectMeta(msgspec.Struct, rename="camel", frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Server-maintained write times; clients cannot change them (the strategies overwrite them)."""
+
+    writes: list[ObjectWrite] = msgspec.field(default_factory=list)
+
+    def write_time(self, section: str) -> datetime.datetime | None:
+        for w in self.writes:
+            if w.section == section:
+                return w.server_time
+        return None
+
+    def set_write(self, section: str, t: datetime.datetime) -> ExtendedObjectMeta:
+        """A copy with `section` stamped at `t`, placed first (the original's SetWrite order)."""
+        rest = [w for w in self.writes if w.section != section]
+        return ExtendedObjectMeta(writes=[ObjectWrite(section=section, server_time=t), *rest])
+
+
+class StatusCause(Wire):
+    reason: str = ""
+    message: str = ""
+    field: str = ""
+
+
+class StatusDetails(Wire):
+    name: str = ""
+    group: str = ""
+    kind: str = ""
+    uid: str = ""
+    causes: list[StatusCause] = msgspec.field(default_factory=list)
+    retry_after_seconds: int = 0
+
+
+class Status(Wire, forbid_unknown_fields=False):
+    api_version: str = "v1"
+    kind: str = "Status"
+    metadata: ListMeta = msgspec.field(default_factory=ListMeta)
+    status: str = ""
+    message: str = ""
+    reason: str = ""
+    details: StatusDetails | None = None
+    code: int = 0
+
+
+class DeleteOptions(Wire, forbid_unknown_fields=False):
+    """The body of a DELETE (all fields optional); unknown fields are tolerated as kube-apiserver does."""
+
+    api_version: str = ""
+    kind: str = ""
+    grace_period_seconds: int | None = None
+    preconditions: Preconditions | None = None
+    orphan_dependents: bool | None = None
+    propagation_policy: str | None = None
+    dry_run: list[str] = msgspec.field(default_factory=list)
+
+
+class Preconditions(Wire):
+    uid: str | None = None
+    resource_version: str | None = None
+
+
+def set_resource_version(meta: ObjectMeta, rv: int | str) -> ObjectMeta:
+    return msgspec.structs.replace(meta, resource_version=str(rv))

@@ -1,0 +1,260 @@
+"""Label and field selectors: Kubernetes syntax, parsed once, matched many times.
+
+Label selectors support `k`, `!k`, `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`.
+Field selectors support `f=v`, `f==v` and `f!=v` with `\\,`, `\\=` and `\\\\` escapes;
+`status.ipv4!=` (empty value) means "has an address", as the agent relies on.
+Parse errors raise `SelectorError` with a message that says what is wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+
+
+class SelectorError(ValueError):
+    pass
+
+
+# --- labels -------------------------------------------------------------------------------------
+
+_KEY = re.compile(r"^([a-z0-9A-Z]([-a-z0-9A-Z_.]*[a-z0-9A-Z])?(\.[a-z0-9A-Z]([-a-z0-9A-Z_.]*[a-z0-9A-Z])?)*/)?"
+                  r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")  # fmt: skip
+_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LabelRequirement:
+    key: str
+    op: str  # "=", "!=", "in", "notin", "exists", "!"
+    values: tuple[str, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        op = self.op
+        if op == "exists":
+            return self.key in labels
+        if op == "!":
+            return self.key not in labels
+        if op in ("=", "in"):
+            return self.key in labels and labels[self.key] in self.values
+        # "!=" and "notin" match objects without the label, as in Kubernetes
+        return self.key not in labels or labels[self.key] not in self.values
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LabelSelector:
+    requirements: tuple[LabelRequirement, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(r.matches(labels) for r in self.requirements)
+
+    @property
+    def empty(self) -> bool:
+        return not self.requirements
+
+    def __str__(self) -> str:
+        out = []
+        for r in self.requirements:
+            if r.op == "exists":
+                out.append(r.key)
+            elif r.op == "!":
+                out.append("!" + r.key)
+            elif r.op in ("in", "notin"):
+                out.append(f"{r.key} {r.op} ({','.join(r.values)})")
+            else:
+                out.append(f"{r.key}{r.op}{r.values[0]}")
+        return ",".join(out)
+
+
+_LABEL_TOKEN = re.compile(r"\s*(!=|==|=|\(|\)|,|!|[^\s!=(),]+)")
+
+
+def parse_label_selector(text: str) -> LabelSelector:
+    tokens = [m.group(1) for m in _LABEL_TOKEN.finditer(text)]
+    if "".join(tokens).replace(" ", "") != re.sub(r"\s+", "", text):
+        raise SelectorError(f"unable to parse requirement: invalid label selector {text!r}")
+    reqs: list[LabelRequirement] = []
+    i = 0
+
+    def peek() -> str | None:
+        return tokens[i] if i < len(tokens) else None
+
+    while i < len(tokens):
+        negate = False
+        if tokens[i] == "!":
+            negate = True
+            i += 1
+        key = peek()
+        if key is None or key in {"!=", "==", "=", "(", ")", ",", "!"}:
+            raise SelectorError(f"invalid label selector {text!r}: expected a label key at position {i}")
+        _check_key(key)
+        i += 1
+        op_tok = peek()
+        if negate:
+            if op_tok not in (None, ","):
+                raise SelectorError(f"invalid label selector {text!r}: '!{key}' cannot be followed by {op_tok!r}")
+            reqs.append(LabelRequirement(key, "!"))
+        elif op_tok in (None, ","):
+            reqs.append(LabelRequirement(key, "exists"))
+        elif op_tok in ("=", "==", "!="):
+            i += 1
+            val = peek()
+            if val is None or val == ",":
+                val = ""
+            else:
+                if val in {"!=", "==", "=", "(", ")", "!"}:
+                    raise SelectorError(f"invalid label selector {text!r}: unexpected {val!r} after {key}{op_tok}")
+                i += 1
+            _check_value(val)
+            reqs.append(LabelRequirement(key, "!=" if op_tok == "!=" else "=", (val,)))
+        elif op_tok in ("in", "notin"):
+            i += 1
+            if peek() != "(":
+                raise SelectorError(f"invalid label selector {text!r}: expected '(' after '{key} {op_tok}'")
+            i += 1
+            values: list[str] = []
+            while True:
+                tok = peek()
+                if tok is None:
+                    raise SelectorError(f"invalid label selector {text!r}: missing ')'")
+                if tok == ")":
+                    i += 1
+                    break
+                if tok == ",":
+                    i += 1
+                    continue
+                _check_value(tok)
+                values.append(tok)
+                i += 1
+            if not values:
+                raise SelectorError(f"invalid label selector {text!r}: '{key} {op_tok} ()' needs at least one value")
+            reqs.append(LabelRequirement(key, op_tok, tuple(values)))
+        else:
+            raise SelectorError(f"invalid label selector {text!r}: unknown operator {op_tok!r} after {key!r}")
+        tok = peek()
+        if tok is not None:
+            if tok != ",":
+                raise SelectorError(f"invalid label selector {text!r}: expected ',' but found {tok!r}")
+            i += 1
+            if peek() is None:
+                raise SelectorError(f"invalid label selector {text!r}: trailing ','")
+    return LabelSelector(tuple(reqs))
+
+
+def _check_key(key: str) -> None:
+    if not _KEY.match(key) or len(key.rpartition("/")[2]) > 63:
+        raise SelectorError(f"invalid label key {key!r}: must be a qualified name such as 'app' or 'example.com/app'")
+
+
+def _check_value(value: str) -> None:
+    if len(value) > 63 or not _VALUE.match(value):
+        raise SelectorError(
+            f"invalid label value {value!r}: must be 63 characters or less, begin and end with an alphanumeric"
+            " character and contain only alphanumerics, '-', '_' or '.'"
+        )
+
+
+# --- fields -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FieldRequirement:
+    field: str
+    op: str  # "=" or "!="
+    value: str
+
+    def matches(self, fields: Mapping[str, str]) -> bool:
+        return (fields.get(self.field, "") == self.value) == (self.op == "=")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FieldSelector:
+    requirements: tuple[FieldRequirement, ...] = ()
+
+    def matches(self, fields: Mapping[str, str]) -> bool:
+        for r in self.requirements:
+            if (fields.get(r.field, "") == r.value) != (r.op == "="):
+                return False
+        return True
+
+    @property
+    def empty(self) -> bool:
+        return not self.requirements
+
+    def equalities(self) -> dict[str, str]:
+        return {r.field: r.value for r in self.requirements if r.op == "="}
+
+    def __str__(self) -> str:
+        return ",".join(f"{r.field}{r.op}{_escape(r.value)}" for r in self.requirements)
+
+
+def _escape(v: str) -> str:
+    return v.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
+
+
+def _split_unescaped(text: str, sep: str) -> list[str]:
+    parts, cur, i = [], [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            cur.append(text[i : i + 2])
+            i += 2
+            continue
+        if ch == sep:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    parts.append("".join(cur))
+    return parts
+
+
+def _unescape(v: str, whole: str) -> str:
+    out, i = [], 0
+    while i < len(v):
+        ch = v[i]
+        if ch == "\\":
+            if i + 1 >= len(v) or v[i + 1] not in "\\,=":
+                raise SelectorError(f"invalid field selector {whole!r}: invalid escape sequence in {v!r}")
+            out.append(v[i + 1])
+            i += 2
+            continue
+        if ch in ",=":
+            raise SelectorError(f"invalid field selector {whole!r}: unescaped {ch!r} in value {v!r}")
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def parse_field_selector(text: str) -> FieldSelector:
+    if not text.strip():
+        return FieldSelector()
+    reqs = []
+    for term in _split_unescaped(text, ","):
+        if not term:
+            raise SelectorError(f"invalid field selector {text!r}: empty requirement")
+        for op in ("!=", "==", "="):
+            idx = _find_unescaped(term, op)
+            if idx >= 0:
+                name, value = term[:idx].strip(), term[idx + len(op) :]
+                if not name:
+                    raise SelectorError(f"invalid field selector {text!r}: missing field name in {term!r}")
+                reqs.append(FieldRequirement(name, "!=" if op == "!=" else "=", _unescape(value, text)))
+                break
+        else:
+            raise SelectorError(f"invalid field selector {text!r}: {term!r} has no operator (use =, == or !=)")
+    return FieldSelector(tuple(reqs))
+
+
+def _find_unescaped(term: str, op: str) -> int:
+    i = 0
+    while i < len(term):
+        if term[i] == "\\":
+            i += 2
+            continue
+        if term.startswith(op, i):
+            return i
+        i += 1
+    return -1

@@ -1,0 +1,174 @@
+"""Subnet, NetworkAttachment and IPLock: the three kinds of group `network.example.com/v1alpha1`.
+
+Field names, JSON names and meanings follow the original KOS types field by field
+(reference §1). A Subnet is an address block in a virtual network (VNI); a
+NetworkAttachment (NA) asks for an interface on a node with an address from a
+subnet; an IPLock is the lock object whose existence *is* the address assignment.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Final
+
+import msgspec
+
+from kos.api.meta import ExtendedObjectMeta, ListMeta, ObjectMeta, TopLevel, Wire
+
+GROUP: Final = "network.example.com"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+
+# Sections of extendedMetadata.writes, per kind (reference §1.1).
+SECTION_SPEC: Final = "spec"
+SECTION_STATUS: Final = "status"
+SECTION_ADDRESS: Final = "status.address"
+SECTION_IMPL: Final = "status.impl"
+SECTION_EXEC_REPORT: Final = "status.execReport"
+
+
+# --- Subnet -------------------------------------------------------------------------------------
+
+
+class SubnetSpec(Wire):
+    ipv4: str = ""
+    """CIDR block of the subnet; immutable."""
+    vni: int = 0
+    """Virtual network identifier in [1, 2097151]; immutable."""
+
+
+class SubnetStatus(Wire):
+    validated: bool = False
+    """True once the subnet validator found no conflict; stays true for the object's lifetime."""
+    errors: list[str] = msgspec.field(default_factory=list)
+
+
+class Subnet(TopLevel, kw_only=True):
+    api_version: str = API_VERSION
+    kind: str = "Subnet"
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+    extended_metadata: ExtendedObjectMeta = msgspec.field(default_factory=ExtendedObjectMeta)
+    spec: SubnetSpec
+    status: SubnetStatus = msgspec.field(default_factory=SubnetStatus)
+
+
+class SubnetList(TopLevel):
+    api_version: str = API_VERSION
+    kind: str = "SubnetList"
+    metadata: ListMeta = msgspec.field(default_factory=ListMeta)
+    items: list[Subnet] = msgspec.field(default_factory=list)
+
+
+# --- NetworkAttachment --------------------------------------------------------------------------
+
+
+class NetworkAttachmentSpec(Wire):
+    node: str = ""
+    """Node where the interface must appear; immutable."""
+    subnet: str = ""
+    """Name of a Subnet in the same namespace; immutable."""
+    post_create_exec: list[str] = msgspec.field(default_factory=list)
+    """Command the node's agent runs after creating the interface; immutable."""
+    post_delete_exec: list[str] = msgspec.field(default_factory=list)
+    """Command the node's agent runs after deleting the interface; the one mutable spec field."""
+
+
+class NetworkAttachmentErrors(Wire):
+    ipam: list[str] = msgspec.field(default_factory=list)
+    host: list[str] = msgspec.field(default_factory=list)
+
+
+class ExecReport(Wire):
+    command: list[str] = msgspec.field(default_factory=list)
+    exit_status: int = 0
+    start_time: datetime.datetime | None = None
+    stop_time: datetime.datetime | None = None
+    std_out: str = ""
+    std_err: str = ""
+
+    def equivalent(self, other: ExecReport | None) -> bool:
+        """Same outcome, with times compared at whole seconds; the command is not compared (reference §1.3)."""
+        if other is None:
+            return False
+        return (
+            self.exit_status == other.exit_status
+            and self.std_out == other.std_out
+            and self.std_err == other.std_err
+            and _seconds(self.start_time) == _seconds(other.start_time)
+            and _seconds(self.stop_time) == _seconds(other.stop_time)
+        )
+
+
+def exec_reports_equivalent(a: ExecReport | None, b: ExecReport | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return a.equivalent(b)
+
+
+def _seconds(t: datetime.datetime | None) -> int | None:
+    return None if t is None else int(t.timestamp())
+
+
+class NetworkAttachmentStatus(Wire):
+    errors: NetworkAttachmentErrors = msgspec.field(default_factory=NetworkAttachmentErrors)
+    subnet_creation_time: datetime.datetime | None = None
+    address_contention: bool = False
+    lock_uid: str = msgspec.field(default="", name="lockUID")
+    address_vni: int = msgspec.field(default=0, name="addressVNI")
+    ipv4: str = ""
+    mac_address: str = ""
+    ifc_name: str = ""
+    host_ip: str = msgspec.field(default="", name="hostIP")
+    post_create_exec_report: ExecReport | None = None
+
+
+class NetworkAttachment(TopLevel, kw_only=True):
+    api_version: str = API_VERSION
+    kind: str = "NetworkAttachment"
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+    extended_metadata: ExtendedObjectMeta = msgspec.field(default_factory=ExtendedObjectMeta)
+    spec: NetworkAttachmentSpec
+    status: NetworkAttachmentStatus = msgspec.field(default_factory=NetworkAttachmentStatus)
+
+    def is_ready(self) -> bool:
+        """Addressed, implemented on its node, and without errors (ARCHITECTURE §1)."""
+        s = self.status
+        return bool(
+            s.ipv4 and s.mac_address and s.ifc_name and s.host_ip and not s.errors.ipam and not s.errors.host
+        )
+
+
+class NetworkAttachmentList(TopLevel):
+    api_version: str = API_VERSION
+    kind: str = "NetworkAttachmentList"
+    metadata: ListMeta = msgspec.field(default_factory=ListMeta)
+    items: list[NetworkAttachment] = msgspec.field(default_factory=list)
+
+
+# --- IPLock -------------------------------------------------------------------------------------
+
+
+class IPLockSpec(Wire):
+    subnet_name: str = ""
+    """Name of the subnet the address was taken from (informational)."""
+
+
+class IPLock(TopLevel, kw_only=True):
+    api_version: str = API_VERSION
+    kind: str = "IPLock"
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+    extended_metadata: ExtendedObjectMeta = msgspec.field(default_factory=ExtendedObjectMeta)
+    spec: IPLockSpec
+
+
+class IPLockList(TopLevel):
+    api_version: str = API_VERSION
+    kind: str = "IPLockList"
+    metadata: ListMeta = msgspec.field(default_factory=ListMeta)
+    items: list[IPLock] = msgspec.field(default_factory=list)
+
+
+Object = Subnet | NetworkAttachment | IPLock
+"""Any object of the three kinds."""
+
+ObjectList = SubnetList | NetworkAttachmentList | IPLockList

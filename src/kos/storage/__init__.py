@@ -1,0 +1,1 @@
+"""Storage: a key-value store with one global revision (etcd semantics), three backends, one contract."""

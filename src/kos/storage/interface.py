@@ -1,0 +1,129 @@
+"""The Store contract every backend meets (ARCHITECTURE §5), and the errors it raises.
+
+A Store maps keys `/<plural>/<namespace>/<name>` to encoded objects, with one
+global, monotonically increasing revision, as etcd does. An object's
+resourceVersion is its key's mod revision; a list's is the store revision. Every
+write is a compare-and-swap so that two writers can never both win. A watch
+replays every change after a revision, in order, or fails with `Compacted` when
+that history is gone (the apiserver turns that into HTTP 410).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+
+class EventType(enum.IntEnum):
+    ADDED = 0
+    MODIFIED = 1
+    DELETED = 2
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KeyValue:
+    key: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    type: EventType
+    key: str
+    value: bytes
+    """The new value; for DELETED, the value the key held when it was deleted."""
+    prev_value: bytes | None
+    revision: int
+    """The revision of this change (for DELETED, the deletion's revision)."""
+
+
+class StoreError(Exception):
+    """Base of storage errors."""
+
+
+class KeyExists(StoreError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"key {key} already exists")
+        self.key = key
+
+
+class KeyNotFound(StoreError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"key {key} not found")
+        self.key = key
+
+
+class RevisionMismatch(StoreError):
+    """A compare-and-swap lost: the key's mod revision is not the one expected."""
+
+    def __init__(self, key: str, expected: int, current: KeyValue) -> None:
+        super().__init__(f"key {key} is at revision {current.mod_revision}, not {expected}")
+        self.key = key
+        self.expected = expected
+        self.current = current
+
+
+class Compacted(StoreError):
+    """The history needed to serve a watch from `requested` has been compacted away."""
+
+    def __init__(self, requested: int, compacted: int) -> None:
+        super().__init__(f"revision {requested} has been compacted (oldest available is {compacted + 1})")
+        self.requested = requested
+        self.compacted = compacted
+
+
+class WatchLagging(StoreError):
+    """A watcher fell too far behind and was cut off; resume from the last revision it saw."""
+
+
+class Unavailable(StoreError):
+    """The backend cannot be reached or has been closed."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Deleted:
+    revision: int
+    prev: KeyValue
+
+
+class Store(Protocol):
+    async def get(self, key: str) -> KeyValue | None: ...
+
+    async def list(self, prefix: str) -> tuple[list[KeyValue], int]:
+        """Every key under `prefix`, sorted by key, and the store revision they are consistent with."""
+        ...
+
+    async def create(self, key: str, value: bytes) -> int:
+        """Create `key`; its revision. Raises KeyExists."""
+        ...
+
+    async def update(self, key: str, value: bytes, expected_revision: int) -> int:
+        """Replace `key` if its mod revision is `expected_revision`; the new revision.
+
+        Raises KeyNotFound or RevisionMismatch.
+        """
+        ...
+
+    async def delete(self, key: str, expected_revision: int | None = None) -> Deleted:
+        """Delete `key` (if at `expected_revision`, when given). Raises KeyNotFound or RevisionMismatch."""
+        ...
+
+    def watch(self, prefix: str, after_revision: int) -> AsyncIterator[list[Event]]:
+        """Batches of the changes under `prefix` with revision > `after_revision`, in revision order.
+
+        Raises Compacted (when iterated) if that history is gone, WatchLagging if the
+        consumer falls too far behind, Unavailable if the store closes.
+        """
+        ...
+
+    async def current_revision(self) -> int: ...
+
+    async def compact(self, revision: int) -> None:
+        """Forget history up to and including `revision`."""
+        ...
+
+    async def close(self) -> None: ...

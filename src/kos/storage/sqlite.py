@@ -1,0 +1,336 @@
+"""`sqlite:///path/state.db`: the embedded, durable default store.
+
+Durability: a write is acknowledged only after its transaction has committed to
+the write-ahead log with `synchronous=FULL`, so it survives `kill -9` of the
+server (and a power cut). Throughput: concurrent writes are group-committed —
+while one batch commits, the next accumulates — so many writers share each fsync,
+as etcd batches raft entries. All SQLite work runs on one dedicated thread; the
+event loop never blocks on disk.
+
+One server per file: an exclusive `flock` on `<path>.lock` is taken at open and
+held until close; a second server gets a clear error instead of corrupting state.
+
+Schema: `kv` holds the live keys; `log` holds every change (with the previous
+value) for watch replay after a restart, trimmed by compaction; `meta` holds the
+store revision and the compacted revision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import fcntl
+import logging
+import os
+import sqlite3
+from collections.abc import AsyncIterator
+from typing import Any
+
+from kos.storage.eventlog import EventLog
+from kos.storage.interface import (
+    Compacted,
+    Deleted,
+    Event,
+    EventType,
+    KeyExists,
+    KeyNotFound,
+    KeyValue,
+    RevisionMismatch,
+    StoreError,
+    Unavailable,
+)
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY, value BLOB NOT NULL, create_rev INTEGER NOT NULL, mod_rev INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log (
+    rev INTEGER PRIMARY KEY, key TEXT NOT NULL, type INTEGER NOT NULL, value BLOB NOT NULL, prev BLOB
+);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT OR IGNORE INTO meta VALUES ('revision', 0), ('compacted', 0);
+"""
+
+
+@dataclasses.dataclass(slots=True)
+class _Op:
+    kind: str  # "create" | "update" | "delete"
+    key: str
+    value: bytes
+    expected: int | None
+    future: asyncio.Future[Any]
+
+
+class StoreInUse(StoreError):
+    pass
+
+
+class SQLiteStore:
+    def __init__(self, path: str, *, history: int = 100_000, keep_revisions: int = 200_000, sync: str = "full"):
+        self._path = path
+        self._history = history
+        self._keep = keep_revisions
+        self._sync = sync.upper()
+        self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kos-sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+        self._pending: list[_Op] = []
+        self._committer: asyncio.Task[None] | None = None
+        self._rev = 0  # owned by the sqlite thread
+        self._compacted = 0
+        self._log: EventLog | None = None
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: str, **kwargs: Any) -> SQLiteStore:
+        store = cls(path, **kwargs)
+        await store._open()
+        return store
+
+    async def _open(self) -> None:
+        directory = os.path.dirname(os.path.abspath(self._path))
+        os.makedirs(directory, exist_ok=True)
+        fd = os.open(self._path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreInUse(
+                f"{self._path} is in use by another kos apiserver (pid {holder}); only one server may use a file"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+        await self._run(self._open_db)
+        self._log = EventLog(revision=self._rev, capacity=self._history)
+        self._log.floor = self._rev  # the in-memory log starts empty; older history comes from the table
+
+    def _open_db(self) -> None:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if self._sync == 'FULL' else 'NORMAL'}")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.executescript(_SCHEMA)
+        self._conn = conn
+        self._rev = self._meta("revision")
+        self._compacted = self._meta("compacted")
+
+    def _meta(self, name: str) -> int:
+        assert self._conn is not None
+        row = self._conn.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
+        return int(row[0])
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        if self._closed:
+            raise Unavailable("store is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    # --- reads ------------------------------------------------------------------------------
+
+    async def get(self, key: str) -> KeyValue | None:
+        return await self._run(self._get, key)  # type: ignore[no-any-return]
+
+    def _get(self, key: str) -> KeyValue | None:
+        assert self._conn is not None
+        row = self._conn.execute("SELECT value, create_rev, mod_rev FROM kv WHERE key=?", (key,)).fetchone()
+        return None if row is None else KeyValue(key, bytes(row[0]), row[1], row[2])
+
+    async def list(self, prefix: str) -> tuple[list[KeyValue], int]:
+        return await self._run(self._list, prefix)  # type: ignore[no-any-return]
+
+    def _list(self, prefix: str) -> tuple[list[KeyValue], int]:
+        assert self._conn is not None
+        rows = self._conn.execute(
+            "SELECT key, value, create_rev, mod_rev FROM kv WHERE key >= ? AND key < ? ORDER BY key",
+            (prefix, _prefix_end(prefix)),
+        ).fetchall()
+        return [KeyValue(r[0], bytes(r[1]), r[2], r[3]) for r in rows], self._rev
+
+    async def current_revision(self) -> int:
+        if self._closed or self._log is None:
+            raise Unavailable("store is closed")
+        return self._log.revision
+
+    # --- writes -----------------------------------------------------------------------------
+
+    async def create(self, key: str, value: bytes) -> int:
+        return await self._submit("create", key, value, None)  # type: ignore[no-any-return]
+
+    async def update(self, key: str, value: bytes, expected_revision: int) -> int:
+        return await self._submit("update", key, value, expected_revision)  # type: ignore[no-any-return]
+
+    async def delete(self, key: str, expected_revision: int | None = None) -> Deleted:
+        return await self._submit("delete", key, b"", expected_revision)  # type: ignore[no-any-return]
+
+    async def _submit(self, kind: str, key: str, value: bytes, expected: int | None) -> Any:
+        if self._closed:
+            raise Unavailable("store is closed")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Op(kind, key, value, expected, fut))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_loop())
+        return await fut
+
+    async def _commit_loop(self) -> None:
+        assert self._log is not None
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                results, events = await asyncio.get_running_loop().run_in_executor(
+                    self._thread, self._apply, batch
+                )
+            except BaseException as e:  # the transaction did not commit: nothing was acknowledged
+                err = e if isinstance(e, StoreError) else Unavailable(f"sqlite commit failed: {e}")
+                for op in batch:
+                    if not op.future.done():
+                        op.future.set_exception(err)
+                if not isinstance(e, Exception):
+                    raise
+                continue
+            self._log.publish(events)
+            for op, res in zip(batch, results, strict=True):
+                if op.future.done():
+                    continue
+                if isinstance(res, Exception):
+                    op.future.set_exception(res)
+                else:
+                    op.future.set_result(res)
+
+    def _apply(self, batch: list[_Op]) -> tuple[list[Any], list[Event]]:
+        conn = self._conn
+        assert conn is not None
+        rev0 = rev = self._rev
+        results: list[Any] = []
+        events: list[Event] = []
+        rows_kv: list[tuple[Any, ...]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Read-your-writes within the batch: `shadow` overrides the table for keys written earlier.
+            shadow: dict[str, KeyValue | None] = {}
+            for op in batch:
+                cur = shadow[op.key] if op.key in shadow else self._get(op.key)
+                if op.kind == "create":
+                    if cur is not None:
+                        results.append(KeyExists(op.key))
+                        continue
+                    rev += 1
+                    shadow[op.key] = KeyValue(op.key, op.value, rev, rev)
+                    events.append(Event(EventType.ADDED, op.key, op.value, None, rev))
+                    results.append(rev)
+                elif op.kind == "update":
+                    if cur is None:
+                        results.append(KeyNotFound(op.key))
+                        continue
+                    if cur.mod_revision != op.expected:
+                        results.append(RevisionMismatch(op.key, op.expected or 0, cur))
+                        continue
+                    rev += 1
+                    shadow[op.key] = KeyValue(op.key, op.value, cur.create_revision, rev)
+                    events.append(Event(EventType.MODIFIED, op.key, op.value, cur.value, rev))
+                    results.append(rev)
+                else:
+                    if cur is None:
+                        results.append(KeyNotFound(op.key))
+                        continue
+                    if op.expected is not None and cur.mod_revision != op.expected:
+                        results.append(RevisionMismatch(op.key, op.expected, cur))
+                        continue
+                    rev += 1
+                    shadow[op.key] = None
+                    events.append(Event(EventType.DELETED, op.key, cur.value, cur.value, rev))
+                    results.append(Deleted(rev, cur))
+            for key, kv in shadow.items():
+                if kv is None:
+                    conn.execute("DELETE FROM kv WHERE key=?", (key,))
+                else:
+                    rows_kv.append((key, kv.value, kv.create_revision, kv.mod_revision))
+            conn.executemany("INSERT OR REPLACE INTO kv VALUES (?,?,?,?)", rows_kv)
+            conn.executemany(
+                "INSERT INTO log VALUES (?,?,?,?,?)",
+                [(e.revision, e.key, int(e.type), e.value, e.prev_value) for e in events],
+            )
+            if rev != rev0:
+                conn.execute("UPDATE meta SET value=? WHERE name='revision'", (rev,))
+                if self._keep and rev - self._compacted > self._keep + self._keep // 4:
+                    self._compact_locked(rev - self._keep)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        self._rev = rev
+        return results, events
+
+    # --- watch and compaction ---------------------------------------------------------------
+
+    def watch(self, prefix: str, after_revision: int) -> AsyncIterator[list[Event]]:
+        if self._log is None:
+            raise Unavailable("store is closed")
+        return self._log.watch(prefix, after_revision, older=self._older)
+
+    async def _older(self, after: int, upto: int) -> list[Event]:
+        return await self._run(self._read_log, after, upto)  # type: ignore[no-any-return]
+
+    def _read_log(self, after: int, upto: int) -> list[Event]:
+        assert self._conn is not None
+        if after < self._compacted:
+            raise Compacted(after, self._compacted)
+        rows = self._conn.execute(
+            "SELECT rev, key, type, value, prev FROM log WHERE rev > ? AND rev <= ? ORDER BY rev", (after, upto)
+        ).fetchall()
+        return [Event(EventType(r[2]), r[1], bytes(r[3]), None if r[4] is None else bytes(r[4]), r[0]) for r in rows]
+
+    async def compact(self, revision: int) -> None:
+        await self._run(self._compact, revision)
+        if self._log is not None:
+            self._log.compact(revision)
+
+    def _compact(self, revision: int) -> None:
+        assert self._conn is not None
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._compact_locked(min(revision, self._rev))
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+
+    def _compact_locked(self, revision: int) -> None:
+        assert self._conn is not None
+        if revision <= self._compacted:
+            return
+        self._conn.execute("DELETE FROM log WHERE rev <= ?", (revision,))
+        self._conn.execute("UPDATE meta SET value=? WHERE name='compacted'", (revision,))
+        self._compacted = revision
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        if self._committer is not None:
+            with contextlib.suppress(Exception):
+                await self._committer
+        self._closed = True
+        if self._log is not None:
+            self._log.close()
+
+        def _close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+
+        await asyncio.get_running_loop().run_in_executor(self._thread, _close)
+        self._thread.shutdown(wait=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+def _prefix_end(prefix: str) -> str:
+    """The smallest string greater than every string starting with `prefix`."""
+    if not prefix:
+        return "\U0010ffff"
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)

@@ -1,0 +1,1 @@
+"""Shipped fakes and harnesses for tests and benchmarks: never imported by production code."""

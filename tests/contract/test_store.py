@@ -1,0 +1,148 @@
+"""The Store contract (ARCHITECTURE §5), run against every backend."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from kos.storage.interface import (
+    Compacted,
+    Event,
+    EventType,
+    KeyExists,
+    KeyNotFound,
+    RevisionMismatch,
+    Store,
+)
+
+
+async def collect(store: Store, prefix: str, after: int, n: int, timeout: float = 5.0) -> list[Event]:
+    out: list[Event] = []
+    it = store.watch(prefix, after)
+
+    async def run() -> None:
+        async for batch in it:
+            out.extend(batch)
+            if len(out) >= n:
+                return
+
+    try:
+        await asyncio.wait_for(run(), timeout)
+    finally:
+        await it.aclose()  # type: ignore[attr-defined]
+    return out
+
+
+async def test_create_get_and_revisions(store: Store) -> None:
+    r0 = await store.current_revision()
+    r1 = await store.create("/a/ns/x", b"one")
+    assert r1 > r0
+    kv = await store.get("/a/ns/x")
+    assert kv is not None and kv.value == b"one" and kv.mod_revision == r1 and kv.create_revision == r1
+    assert await store.current_revision() == r1
+    assert await store.get("/a/ns/missing") is None
+
+
+async def test_create_twice_fails(store: Store) -> None:
+    await store.create("/a/ns/x", b"one")
+    with pytest.raises(KeyExists):
+        await store.create("/a/ns/x", b"two")
+    kv = await store.get("/a/ns/x")
+    assert kv is not None and kv.value == b"one"
+
+
+async def test_update_is_compare_and_swap(store: Store) -> None:
+    r1 = await store.create("/a/ns/x", b"one")
+    r2 = await store.update("/a/ns/x", b"two", r1)
+    assert r2 > r1
+    with pytest.raises(RevisionMismatch) as e:
+        await store.update("/a/ns/x", b"three", r1)
+    assert e.value.current.mod_revision == r2 and e.value.current.value == b"two"
+    kv = await store.get("/a/ns/x")
+    assert kv is not None and kv.value == b"two" and kv.create_revision == r1
+    with pytest.raises(KeyNotFound):
+        await store.update("/a/ns/missing", b"x", 1)
+
+
+async def test_delete(store: Store) -> None:
+    r1 = await store.create("/a/ns/x", b"one")
+    with pytest.raises(RevisionMismatch):
+        await store.delete("/a/ns/x", r1 + 100)
+    d = await store.delete("/a/ns/x", r1)
+    assert d.revision > r1 and d.prev.value == b"one"
+    assert await store.get("/a/ns/x") is None
+    with pytest.raises(KeyNotFound):
+        await store.delete("/a/ns/x")
+    await store.create("/a/ns/y", b"y")
+    d2 = await store.delete("/a/ns/y")
+    assert d2.revision > d.revision
+
+
+async def test_list_prefix_sorted_with_revision(store: Store) -> None:
+    for name in ["c", "a", "b"]:
+        await store.create(f"/a/ns/{name}", name.encode())
+    await store.create("/a/other/z", b"z")
+    await store.create("/b/ns/q", b"q")
+    rev = await store.create("/a/ns0/w", b"w")  # shares the text prefix "/a/ns" but not "/a/ns/"
+    items, lrev = await store.list("/a/ns/")
+    assert [kv.key for kv in items] == ["/a/ns/a", "/a/ns/b", "/a/ns/c"]
+    assert lrev == rev
+    items, _ = await store.list("/a/")
+    assert len(items) == 5
+
+
+async def test_watch_replays_from_revision_in_order(store: Store) -> None:
+    r1 = await store.create("/w/ns/a", b"1")
+    r2 = await store.update("/w/ns/a", b"2", r1)
+    await store.create("/other/ns/b", b"x")
+    d = await store.delete("/w/ns/a")
+    events = await collect(store, "/w/", r1 - 1, 3)
+    assert [(e.type, e.value, e.prev_value) for e in events] == [
+        (EventType.ADDED, b"1", None),
+        (EventType.MODIFIED, b"2", b"1"),
+        (EventType.DELETED, b"2", b"2"),
+    ]
+    assert [e.revision for e in events] == [r1, r2, d.revision]
+    # from a later revision: only what followed it
+    events = await collect(store, "/w/", r2, 1)
+    assert [e.type for e in events] == [EventType.DELETED]
+
+
+async def test_watch_sees_live_changes(store: Store) -> None:
+    rev = await store.current_revision()
+    task = asyncio.create_task(collect(store, "/live/", rev, 50))
+    await asyncio.sleep(0.05)
+    for i in range(50):
+        await store.create(f"/live/ns/{i:03d}", str(i).encode())
+    events = await task
+    assert [e.key for e in events] == [f"/live/ns/{i:03d}" for i in range(50)]
+    revs = [e.revision for e in events]
+    assert revs == sorted(revs) and len(set(revs)) == 50
+
+
+async def test_concurrent_creates_exactly_one_wins(store: Store) -> None:
+    results = await asyncio.gather(*(store.create("/race/ns/x", str(i).encode()) for i in range(20)),
+                                   return_exceptions=True)  # fmt: skip
+    wins = [r for r in results if isinstance(r, int)]
+    assert len(wins) == 1
+    assert all(isinstance(r, KeyExists) for r in results if not isinstance(r, int))
+
+
+async def test_concurrent_updates_exactly_one_wins(store: Store) -> None:
+    r = await store.create("/race/ns/y", b"0")
+    results = await asyncio.gather(*(store.update("/race/ns/y", str(i).encode(), r) for i in range(20)),
+                                   return_exceptions=True)  # fmt: skip
+    assert len([x for x in results if isinstance(x, int)]) == 1
+    assert all(isinstance(x, RevisionMismatch) for x in results if not isinstance(x, int))
+
+
+async def test_watch_from_compacted_revision_is_gone(store: Store) -> None:
+    r1 = await store.create("/c/ns/a", b"1")
+    r2 = await store.update("/c/ns/a", b"2", r1)
+    await store.update("/c/ns/a", b"3", r2)
+    await store.compact(r2)
+    with pytest.raises(Compacted):
+        await collect(store, "/c/", r1 - 1, 1, timeout=2)
+    events = await collect(store, "/c/", r2, 1)
+    assert [e.value for e in events] == [b"3"]
