@@ -172,7 +172,8 @@ def not_found(plural: str, kind: str, name: str) -> NotFound:
 
 def already_exists(plural: str, name: str) -> AlreadyExists:
     return AlreadyExists(
-        f'{qualified(plural)} "{name}" already exists', details=StatusDetails(name=name, group=GROUP, kind=plural)
+        f'{qualified(plural)} "{name}" already exists',
+        details=StatusDetails(name=name, group=GROUP, kind=plural),
     )
 
 

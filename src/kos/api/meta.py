@@ -36,7 +36,7 @@ class TopLevel(
     """Base of top-level objects: `apiVersion` and `kind` are always written."""
 
 
-class OwnerReference(Wire):
+class OwnerReference(Wire, frozen=True):
     api_version: str
     kind: str
     name: str
@@ -45,7 +45,7 @@ class OwnerReference(Wire):
     block_owner_deletion: bool | None = None
 
 
-class ObjectMeta(Wire):
+class ObjectMeta(Wire, frozen=True):
     name: str = ""
     generate_name: str = ""
     namespace: str = ""
@@ -69,14 +69,14 @@ class ObjectMeta(Wire):
         return None
 
 
-class ListMeta(Wire):
+class ListMeta(Wire, frozen=True):
     resource_version: str = ""
     continue_: str = msgspec.field(default="", name="continue")
     remaining_item_count: int | None = None
     self_link: str = ""
 
 
-class ObjectWrite(Wire):
+class ObjectWrite(Wire, frozen=True):
     """When the server recorded a write to one section of an object."""
 
     section: str
@@ -100,13 +100,13 @@ class ExtendedObjectMeta(msgspec.Struct, rename="camel", frozen=True, forbid_unk
         return ExtendedObjectMeta(writes=[ObjectWrite(section=section, server_time=t), *rest])
 
 
-class StatusCause(Wire):
+class StatusCause(Wire, frozen=True):
     reason: str = ""
     message: str = ""
     field: str = ""
 
 
-class StatusDetails(Wire):
+class StatusDetails(Wire, frozen=True):
     name: str = ""
     group: str = ""
     kind: str = ""
@@ -115,7 +115,9 @@ class StatusDetails(Wire):
     retry_after_seconds: int = 0
 
 
-class Status(Wire, forbid_unknown_fields=False):
+class Status(Wire, frozen=True, forbid_unknown_fields=False, omit_defaults=False):
+    """A Kubernetes Status: every error response, and some successes (always written in full)."""
+
     api_version: str = "v1"
     kind: str = "Status"
     metadata: ListMeta = msgspec.field(default_factory=ListMeta)
@@ -126,7 +128,7 @@ class Status(Wire, forbid_unknown_fields=False):
     code: int = 0
 
 
-class DeleteOptions(Wire, forbid_unknown_fields=False):
+class DeleteOptions(Wire, frozen=True, forbid_unknown_fields=False):
     """The body of a DELETE (all fields optional); unknown fields are tolerated as kube-apiserver does."""
 
     api_version: str = ""
@@ -138,7 +140,7 @@ class DeleteOptions(Wire, forbid_unknown_fields=False):
     dry_run: list[str] = msgspec.field(default_factory=list)
 
 
-class Preconditions(Wire):
+class Preconditions(Wire, frozen=True):
     uid: str | None = None
     resource_version: str | None = None
 

@@ -88,9 +88,7 @@ def parse_lock_name(name: str) -> LockTarget | None:
 
 def mac_bytes(vni: int, ip: str | int) -> bytes:
     a, b, c, d = ipaddress.IPv4Address(ip).packed
-    return bytes(
-        [((vni >> 13) & 0xF8) | ((a & 0x02) << 1) | 0x02, b, c, d, (vni >> 8) & 0xFF, vni & 0xFF]
-    )
+    return bytes([((vni >> 13) & 0xF8) | ((a & 0x02) << 1) | 0x02, b, c, d, (vni >> 8) & 0xFF, vni & 0xFF])
 
 
 def mac_address(vni: int, ip: str | int) -> str:

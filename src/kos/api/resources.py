@@ -38,7 +38,7 @@ class Resource:
     plural: str
     singular: str
     short_names: tuple[str, ...]
-    type: type[Object]
+    object_type: type[Object]
     list_type: type[Any]
     has_status: bool
     selectable: dict[str, FieldGetter]
@@ -73,7 +73,7 @@ SUBNETS: Final = Resource(
     plural="subnets",
     singular="subnet",
     short_names=("sn",),
-    type=Subnet,
+    object_type=Subnet,
     list_type=SubnetList,
     has_status=True,
     selectable={**_meta_fields(), "spec.vni": lambda o: str(o.spec.vni)},
@@ -91,7 +91,7 @@ NETWORK_ATTACHMENTS: Final = Resource(
     plural="networkattachments",
     singular="networkattachment",
     short_names=("na",),
-    type=NetworkAttachment,
+    object_type=NetworkAttachment,
     list_type=NetworkAttachmentList,
     has_status=True,
     selectable={
@@ -113,8 +113,11 @@ NETWORK_ATTACHMENTS: Final = Resource(
         Column("VNI", "integer", "VNI of the address", lambda o: o.status.address_vni, priority=1),
         Column("Interface", "string", "Linux interface name", lambda o: o.status.ifc_name, priority=1),
         Column(
-            "Errors", "string", "IPAM and host errors",
-            lambda o: "; ".join([*o.status.errors.ipam, *o.status.errors.host]), priority=1,
+            "Errors",
+            "string",
+            "IPAM and host errors",
+            lambda o: "; ".join([*o.status.errors.ipam, *o.status.errors.host]),
+            priority=1,
         ),
     ),
 )
@@ -124,7 +127,7 @@ IPLOCKS: Final = Resource(
     plural="iplocks",
     singular="iplock",
     short_names=("ipl",),
-    type=IPLock,
+    object_type=IPLock,
     list_type=IPLockList,
     has_status=False,
     selectable=_meta_fields(),
@@ -132,8 +135,10 @@ IPLOCKS: Final = Resource(
     columns=(
         Column("Subnet", "string", "Subnet the address was taken from", lambda o: o.spec.subnet_name),
         Column(
-            "Owner", "string", "Attachment holding the address",
-            lambda o: (ref.name if (ref := o.metadata.controller_ref()) else ""),
+            "Owner",
+            "string",
+            "Attachment holding the address",
+            lambda o: ref.name if (ref := o.metadata.controller_ref()) else "",
         ),
     ),
 )
@@ -141,7 +146,7 @@ IPLOCKS: Final = Resource(
 ALL: Final = (SUBNETS, NETWORK_ATTACHMENTS, IPLOCKS)
 BY_PLURAL: Final = {r.plural: r for r in ALL}
 BY_KIND: Final = {r.kind: r for r in ALL}
-BY_TYPE: Final[dict[type[Any], Resource]] = {r.type: r for r in ALL}
+BY_TYPE: Final[dict[type[Any], Resource]] = {r.object_type: r for r in ALL}
 
 
 def for_object(obj: Object) -> Resource:

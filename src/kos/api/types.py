@@ -30,20 +30,20 @@ SECTION_EXEC_REPORT: Final = "status.execReport"
 # --- Subnet -------------------------------------------------------------------------------------
 
 
-class SubnetSpec(Wire):
+class SubnetSpec(Wire, frozen=True):
     ipv4: str = ""
     """CIDR block of the subnet; immutable."""
     vni: int = 0
     """Virtual network identifier in [1, 2097151]; immutable."""
 
 
-class SubnetStatus(Wire):
+class SubnetStatus(Wire, frozen=True):
     validated: bool = False
     """True once the subnet validator found no conflict; stays true for the object's lifetime."""
     errors: list[str] = msgspec.field(default_factory=list)
 
 
-class Subnet(TopLevel, kw_only=True):
+class Subnet(TopLevel, frozen=True, kw_only=True):
     api_version: str = API_VERSION
     kind: str = "Subnet"
     metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
@@ -52,7 +52,7 @@ class Subnet(TopLevel, kw_only=True):
     status: SubnetStatus = msgspec.field(default_factory=SubnetStatus)
 
 
-class SubnetList(TopLevel):
+class SubnetList(TopLevel, frozen=True):
     api_version: str = API_VERSION
     kind: str = "SubnetList"
     metadata: ListMeta = msgspec.field(default_factory=ListMeta)
@@ -62,7 +62,7 @@ class SubnetList(TopLevel):
 # --- NetworkAttachment --------------------------------------------------------------------------
 
 
-class NetworkAttachmentSpec(Wire):
+class NetworkAttachmentSpec(Wire, frozen=True):
     node: str = ""
     """Node where the interface must appear; immutable."""
     subnet: str = ""
@@ -73,12 +73,12 @@ class NetworkAttachmentSpec(Wire):
     """Command the node's agent runs after deleting the interface; the one mutable spec field."""
 
 
-class NetworkAttachmentErrors(Wire):
+class NetworkAttachmentErrors(Wire, frozen=True):
     ipam: list[str] = msgspec.field(default_factory=list)
     host: list[str] = msgspec.field(default_factory=list)
 
 
-class ExecReport(Wire):
+class ExecReport(Wire, frozen=True):
     command: list[str] = msgspec.field(default_factory=list)
     exit_status: int = 0
     start_time: datetime.datetime | None = None
@@ -109,7 +109,7 @@ def _seconds(t: datetime.datetime | None) -> int | None:
     return None if t is None else int(t.timestamp())
 
 
-class NetworkAttachmentStatus(Wire):
+class NetworkAttachmentStatus(Wire, frozen=True):
     errors: NetworkAttachmentErrors = msgspec.field(default_factory=NetworkAttachmentErrors)
     subnet_creation_time: datetime.datetime | None = None
     address_contention: bool = False
@@ -122,7 +122,7 @@ class NetworkAttachmentStatus(Wire):
     post_create_exec_report: ExecReport | None = None
 
 
-class NetworkAttachment(TopLevel, kw_only=True):
+class NetworkAttachment(TopLevel, frozen=True, kw_only=True):
     api_version: str = API_VERSION
     kind: str = "NetworkAttachment"
     metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
@@ -133,12 +133,10 @@ class NetworkAttachment(TopLevel, kw_only=True):
     def is_ready(self) -> bool:
         """Addressed, implemented on its node, and without errors (ARCHITECTURE §1)."""
         s = self.status
-        return bool(
-            s.ipv4 and s.mac_address and s.ifc_name and s.host_ip and not s.errors.ipam and not s.errors.host
-        )
+        return bool(s.ipv4 and s.mac_address and s.ifc_name and s.host_ip and not s.errors.ipam and not s.errors.host)
 
 
-class NetworkAttachmentList(TopLevel):
+class NetworkAttachmentList(TopLevel, frozen=True):
     api_version: str = API_VERSION
     kind: str = "NetworkAttachmentList"
     metadata: ListMeta = msgspec.field(default_factory=ListMeta)
@@ -148,12 +146,12 @@ class NetworkAttachmentList(TopLevel):
 # --- IPLock -------------------------------------------------------------------------------------
 
 
-class IPLockSpec(Wire):
+class IPLockSpec(Wire, frozen=True):
     subnet_name: str = ""
     """Name of the subnet the address was taken from (informational)."""
 
 
-class IPLock(TopLevel, kw_only=True):
+class IPLock(TopLevel, frozen=True, kw_only=True):
     api_version: str = API_VERSION
     kind: str = "IPLock"
     metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
@@ -161,7 +159,7 @@ class IPLock(TopLevel, kw_only=True):
     spec: IPLockSpec
 
 
-class IPLockList(TopLevel):
+class IPLockList(TopLevel, frozen=True):
     api_version: str = API_VERSION
     kind: str = "IPLockList"
     metadata: ListMeta = msgspec.field(default_factory=ListMeta)

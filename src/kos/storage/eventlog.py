@@ -85,9 +85,7 @@ class EventLog:
             s.closed = True
             s.wakeup.set()
 
-    async def watch(
-        self, prefix: str, after: int, *, older: OlderEvents | None = None
-    ) -> AsyncIterator[list[Event]]:
+    async def watch(self, prefix: str, after: int, *, older: OlderEvents | None = None) -> AsyncIterator[list[Event]]:
         if self._closed:
             raise Unavailable("store is closed")
         sub = _Subscriber(prefix, self._subscriber_limit)

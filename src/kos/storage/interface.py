@@ -10,6 +10,7 @@ that history is gone (the apiserver turns that into HTTP 410).
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import enum
 from collections.abc import AsyncIterator
@@ -93,7 +94,7 @@ class Deleted:
 class Store(Protocol):
     async def get(self, key: str) -> KeyValue | None: ...
 
-    async def list(self, prefix: str) -> tuple[list[KeyValue], int]:
+    async def list(self, prefix: str) -> tuple[builtins.list[KeyValue], int]:
         """Every key under `prefix`, sorted by key, and the store revision they are consistent with."""
         ...
 
@@ -112,7 +113,7 @@ class Store(Protocol):
         """Delete `key` (if at `expected_revision`, when given). Raises KeyNotFound or RevisionMismatch."""
         ...
 
-    def watch(self, prefix: str, after_revision: int) -> AsyncIterator[list[Event]]:
+    def watch(self, prefix: str, after_revision: int) -> AsyncIterator[builtins.list[Event]]:
         """Batches of the changes under `prefix` with revision > `after_revision`, in revision order.
 
         Raises Compacted (when iterated) if that history is gone, WatchLagging if the

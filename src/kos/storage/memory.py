@@ -6,6 +6,7 @@ event loop, so compare-and-swap is trivially atomic.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator
 
 from kos.storage.eventlog import EventLog
@@ -36,7 +37,7 @@ class MemoryStore:
         self._check_open()
         return self._data.get(key)
 
-    async def list(self, prefix: str) -> tuple[list[KeyValue], int]:
+    async def list(self, prefix: str) -> tuple[builtins.list[KeyValue], int]:
         self._check_open()
         items = [kv for k, kv in self._data.items() if k.startswith(prefix)]
         items.sort(key=lambda kv: kv.key)
@@ -75,7 +76,7 @@ class MemoryStore:
         self._log.publish([Event(EventType.DELETED, key, cur.value, cur.value, self._rev)])
         return Deleted(self._rev, cur)
 
-    def watch(self, prefix: str, after_revision: int) -> AsyncIterator[list[Event]]:
+    def watch(self, prefix: str, after_revision: int) -> AsyncIterator[builtins.list[Event]]:
         return self._log.watch(prefix, after_revision)
 
     async def current_revision(self) -> int:

@@ -18,6 +18,7 @@ store revision and the compacted revision.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -78,7 +79,7 @@ class SQLiteStore:
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kos-sqlite")
         self._conn: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
-        self._pending: list[_Op] = []
+        self._pending: builtins.list[_Op] = []
         self._committer: asyncio.Task[None] | None = None
         self._rev = 0  # owned by the sqlite thread
         self._compacted = 0
@@ -140,10 +141,10 @@ class SQLiteStore:
         row = self._conn.execute("SELECT value, create_rev, mod_rev FROM kv WHERE key=?", (key,)).fetchone()
         return None if row is None else KeyValue(key, bytes(row[0]), row[1], row[2])
 
-    async def list(self, prefix: str) -> tuple[list[KeyValue], int]:
+    async def list(self, prefix: str) -> tuple[builtins.list[KeyValue], int]:
         return await self._run(self._list, prefix)  # type: ignore[no-any-return]
 
-    def _list(self, prefix: str) -> tuple[list[KeyValue], int]:
+    def _list(self, prefix: str) -> tuple[builtins.list[KeyValue], int]:
         assert self._conn is not None
         rows = self._conn.execute(
             "SELECT key, value, create_rev, mod_rev FROM kv WHERE key >= ? AND key < ? ORDER BY key",
@@ -181,9 +182,7 @@ class SQLiteStore:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                results, events = await asyncio.get_running_loop().run_in_executor(
-                    self._thread, self._apply, batch
-                )
+                results, events = await asyncio.get_running_loop().run_in_executor(self._thread, self._apply, batch)
             except BaseException as e:  # the transaction did not commit: nothing was acknowledged
                 err = e if isinstance(e, StoreError) else Unavailable(f"sqlite commit failed: {e}")
                 for op in batch:
@@ -201,13 +200,13 @@ class SQLiteStore:
                 else:
                     op.future.set_result(res)
 
-    def _apply(self, batch: list[_Op]) -> tuple[list[Any], list[Event]]:
+    def _apply(self, batch: builtins.list[_Op]) -> tuple[builtins.list[Any], builtins.list[Event]]:
         conn = self._conn
         assert conn is not None
         rev0 = rev = self._rev
-        results: list[Any] = []
-        events: list[Event] = []
-        rows_kv: list[tuple[Any, ...]] = []
+        results: builtins.list[Any] = []
+        events: builtins.list[Event] = []
+        rows_kv: builtins.list[tuple[Any, ...]] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Read-your-writes within the batch: `shadow` overrides the table for keys written earlier.
@@ -268,20 +267,21 @@ class SQLiteStore:
 
     # --- watch and compaction ---------------------------------------------------------------
 
-    def watch(self, prefix: str, after_revision: int) -> AsyncIterator[list[Event]]:
+    def watch(self, prefix: str, after_revision: int) -> AsyncIterator[builtins.list[Event]]:
         if self._log is None:
             raise Unavailable("store is closed")
         return self._log.watch(prefix, after_revision, older=self._older)
 
-    async def _older(self, after: int, upto: int) -> list[Event]:
+    async def _older(self, after: int, upto: int) -> builtins.list[Event]:
         return await self._run(self._read_log, after, upto)  # type: ignore[no-any-return]
 
-    def _read_log(self, after: int, upto: int) -> list[Event]:
+    def _read_log(self, after: int, upto: int) -> builtins.list[Event]:
         assert self._conn is not None
         if after < self._compacted:
             raise Compacted(after, self._compacted)
         rows = self._conn.execute(
-            "SELECT rev, key, type, value, prev FROM log WHERE rev > ? AND rev <= ? ORDER BY rev", (after, upto)
+            "SELECT rev, key, type, value, prev FROM log WHERE rev > ? AND rev <= ? ORDER BY rev",
+            (after, upto),
         ).fetchall()
         return [Event(EventType(r[2]), r[1], bytes(r[3]), None if r[4] is None else bytes(r[4]), r[0]) for r in rows]
 

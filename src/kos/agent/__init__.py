@@ -1,0 +1,1 @@
+"""The connection agent: one per node, turns relevant NetworkAttachments into fabric calls."""

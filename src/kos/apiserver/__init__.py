@@ -1,0 +1,1 @@
+"""The kos API server: Kubernetes REST semantics over a Store, with an indexed watch cache."""

@@ -1,0 +1,404 @@
+"""The watch cache: every object in memory, fed in revision order by one store watch.
+
+As kube-apiserver's cacher does, the server lists and watches from memory, not
+from the store. One watch on the whole store feeds a `ResourceCache` per kind;
+each holds the live objects (sorted by key, for paged lists), secondary indexes
+on the selectable fields the agents and controllers filter by, a bounded history
+of recent events (to resume watches and to rebuild a past snapshot for paged
+lists), and the watcher index. Every object is decoded once and encoded once,
+and the encoded bytes are shared by every list and watcher that sends it.
+
+Consistency: a read that must not be stale (a list with no resourceVersion)
+first asks the store for its current revision and waits until the cache has
+applied it (`Cacher.sync`), so it never returns data older than a write already
+acknowledged to any client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import heapq
+import itertools
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import msgspec
+from sortedcontainers import SortedDict
+
+from kos.api import codec
+from kos.api.errors import Expired, Gone, ServiceUnavailable, Timeout
+from kos.api.resources import ALL as ALL_RESOURCES
+from kos.api.resources import Resource
+from kos.api.selectors import FieldSelector, LabelSelector
+from kos.apiserver.watchers import Watcher, WatcherIndex
+from kos.storage.interface import Compacted, Event, EventType, Store, StoreError
+
+log = logging.getLogger(__name__)
+
+ADDED, MODIFIED, DELETED, BOOKMARK = b"ADDED", b"MODIFIED", b"DELETED", b"BOOKMARK"
+
+
+class Entry:
+    """One version of one object: decoded once, its selectable fields computed once, encoded at most once."""
+
+    __slots__ = ("_json", "fields", "key", "labels", "namespace", "obj", "rev", "uid")
+
+    def __init__(self, key: str, obj: Any, rev: int, fields: dict[str, str]) -> None:
+        self.key = key
+        self.obj = obj
+        self.rev = rev
+        self.fields = fields
+        meta = obj.metadata
+        self.labels: dict[str, str] = meta.labels
+        self.namespace: str = meta.namespace
+        self.uid: str = meta.uid
+        self._json: bytes | None = None
+
+    def json(self) -> bytes:
+        j = self._json
+        if j is None:
+            j = self._json = codec.encode(self.obj)
+        return j
+
+    def at_revision(self, rev: int) -> Entry:
+        """The same content stamped with another resourceVersion (for DELETED events)."""
+        return Entry(self.key, codec.with_resource_version(self.obj, rev), rev, self.fields)
+
+
+class CacheEvent:
+    __slots__ = ("_deleted", "_lines", "cur", "prev", "rev", "type")
+
+    def __init__(self, type: bytes, rev: int, cur: Entry, prev: Entry | None) -> None:
+        self.type = type
+        self.rev = rev
+        self.cur = cur
+        self.prev = prev
+        self._deleted: Entry | None = cur if type == DELETED else None
+        self._lines: dict[bytes, bytes] = {}
+
+    def deleted_entry(self) -> Entry:
+        """What a watcher that stops matching receives: the previous content at this event's revision."""
+        d = self._deleted
+        if d is None:
+            assert self.prev is not None
+            d = self._deleted = self.prev.at_revision(self.rev)
+        return d
+
+    def line(self, typ: bytes) -> bytes:
+        ln = self._lines.get(typ)
+        if ln is None:
+            entry = self.deleted_entry() if typ == DELETED else self.cur
+            ln = self._lines[typ] = b'{"type":"' + typ + b'","object":' + entry.json() + b"}\n"
+        return ln
+
+
+def event_for(w: Watcher, ev: CacheEvent) -> bytes | None:
+    """The event type `w` should see for `ev` (Kubernetes' selector-transition semantics), or None."""
+    cur = ev.cur
+    if ev.type == DELETED:
+        return DELETED if w.matches(cur.namespace, cur.labels, cur.fields) else None
+    now = w.matches(cur.namespace, cur.labels, cur.fields)
+    prev = ev.prev
+    before = prev is not None and w.matches(prev.namespace, prev.labels, prev.fields)
+    if now:
+        return MODIFIED if before else ADDED
+    return DELETED if before else None
+
+
+def deliver(w: Watcher, ev: CacheEvent) -> None:
+    typ = event_for(w, ev)
+    if typ is None:
+        return
+    if w.render is not None:
+        entry = ev.deleted_entry() if typ == DELETED else ev.cur
+        w.push(w.render(typ.decode(), entry), ev.rev)
+    else:
+        w.push(ev.line(typ), ev.rev)
+
+
+class ResourceCache:
+    def __init__(self, resource: Resource, *, history: int) -> None:
+        self.resource = resource
+        self.items: SortedDict = SortedDict()  # "ns/name" -> Entry
+        self.index: dict[str, dict[str, set[str]]] = {
+            f: {} for f in resource.indexed if f not in ("metadata.name", "metadata.namespace")
+        }
+        self.history: list[CacheEvent] = []
+        self.history_revs: list[int] = []
+        self.capacity = history
+        self.floor = 0  # every event with rev > floor is in history
+        self.watchers = WatcherIndex(resource)
+        self._decoder = codec.decoder(resource.object_type)
+        self._getters = resource.selectable
+
+    # --- building entries --------------------------------------------------------------------
+
+    def make_entry(self, key: str, value: bytes, rev: int) -> Entry:
+        obj = codec.with_resource_version(self._decoder.decode(value), rev)
+        return Entry(key, obj, rev, {n: g(obj) for n, g in self._getters.items()})
+
+    def entry_for(self, obj: Any, rev: int) -> Entry:
+        obj = codec.with_resource_version(obj, rev)
+        key = f"{obj.metadata.namespace}/{obj.metadata.name}"
+        return Entry(key, obj, rev, {n: g(obj) for n, g in self._getters.items()})
+
+    # --- applying changes --------------------------------------------------------------------
+
+    def _index_add(self, e: Entry) -> None:
+        for f, idx in self.index.items():
+            idx.setdefault(e.fields[f], set()).add(e.key)
+
+    def _index_remove(self, e: Entry) -> None:
+        for f, idx in self.index.items():
+            s = idx.get(e.fields[f])
+            if s is not None:
+                s.discard(e.key)
+                if not s:
+                    del idx[e.fields[f]]
+
+    def replace_all(self, entries: Iterable[Entry], rev: int) -> None:
+        self.items.clear()
+        for idx in self.index.values():
+            idx.clear()
+        for e in entries:
+            self.items[e.key] = e
+            self._index_add(e)
+        self.history.clear()
+        self.history_revs.clear()
+        self.floor = rev
+
+    def apply(self, type: EventType, key: str, value: bytes, rev: int) -> CacheEvent:
+        if type == EventType.DELETED:
+            prev = self.items.pop(key, None)
+            cur = self.make_entry(key, value, rev)
+            if prev is not None:
+                self._index_remove(prev)
+            ev = CacheEvent(DELETED, rev, cur, prev)
+        else:
+            cur = self.make_entry(key, value, rev)
+            prev = self.items.get(key)
+            self.items[key] = cur
+            if prev is not None:
+                if prev.fields != cur.fields:
+                    self._index_remove(prev)
+                    self._index_add(cur)
+            else:
+                self._index_add(cur)
+            ev = CacheEvent(MODIFIED if prev is not None else ADDED, rev, cur, prev)
+        self.history.append(ev)
+        self.history_revs.append(rev)
+        if len(self.history) > 2 * self.capacity:
+            n = len(self.history) - self.capacity
+            self.floor = self.history_revs[n - 1]
+            del self.history[:n]
+            del self.history_revs[:n]
+        for w in self.watchers.candidates(cur.fields, prev.fields if prev is not None else None):
+            deliver(w, ev)
+        return ev
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def get(self, key: str) -> Entry | None:
+        e: Entry | None = self.items.get(key)
+        return e
+
+    def select(
+        self,
+        namespace: str | None,
+        label_selector: LabelSelector,
+        field_selector: FieldSelector,
+        *,
+        after_key: str = "",
+    ) -> list[Entry]:
+        """Matching live entries sorted by key (namespace, then name), starting after `after_key`."""
+        eq = field_selector.equalities()
+        keys: Iterable[str] | None = None
+        name = eq.get("metadata.name")
+        if name is not None and namespace:
+            k = f"{namespace}/{name}"
+            keys = [k] if k in self.items else []
+        else:
+            for f in self.index:
+                if f in eq:
+                    keys = sorted(self.index[f].get(eq[f], ()))
+                    break
+        if keys is None:
+            if namespace:
+                keys = self.items.irange(f"{namespace}/", f"{namespace}0", inclusive=(True, False))
+            else:
+                keys = self.items.irange(after_key, None, inclusive=(False, True)) if after_key else self.items
+        out = []
+        items = self.items
+        for k in keys:
+            if after_key and k <= after_key:
+                continue
+            e: Entry = items[k]
+            if namespace and e.namespace != namespace:
+                continue
+            if label_selector.requirements and not label_selector.matches(e.labels):
+                continue
+            if field_selector.requirements and not field_selector.matches(e.fields):
+                continue
+            out.append(e)
+        return out
+
+    def snapshot_at(self, rev: int, current_rev: int) -> dict[str, Entry]:
+        """The live objects as they were at `rev`, rebuilt from history; raises Expired if too old."""
+        if rev >= current_rev:
+            return dict(self.items)
+        if rev < self.floor:
+            raise Expired(f"too old resource version: {rev} ({self.floor + 1})")
+        state: dict[str, Entry | None] = {}
+        start = bisect.bisect_right(self.history_revs, rev)
+        for ev in reversed(self.history[start:]):
+            state[ev.cur.key] = ev.prev if ev.type != ADDED else None
+        snap = dict(self.items)
+        for k, e in state.items():
+            if e is None:
+                snap.pop(k, None)
+            else:
+                snap[k] = e
+        return snap
+
+    def events_after(self, rev: int) -> list[CacheEvent]:
+        if rev < self.floor:
+            raise Expired(f"too old resource version: {rev} ({self.floor + 1})")
+        return self.history[bisect.bisect_right(self.history_revs, rev) :]
+
+
+class Cacher:
+    """All resource caches, the store watch that feeds them, and waiting for a revision."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        history: int = 50_000,
+        resources: Iterable[Resource] = ALL_RESOURCES,
+        on_events: Callable[[list[CacheEvent]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.caches: dict[str, ResourceCache] = {r.plural: ResourceCache(r, history=history) for r in resources}
+        self.revision = 0
+        self.ready = asyncio.Event()
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+        self._task: asyncio.Task[None] | None = None
+        self._on_events = on_events
+        self.failed: BaseException | None = None
+
+    async def start(self) -> None:
+        await self._load()
+        self._task = asyncio.create_task(self._run(), name="kos-cacher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        for w in list(self.all_watchers()):
+            w.close()
+        for _, _, fut in self._waiters:
+            if not fut.done():
+                fut.set_exception(ServiceUnavailable("the apiserver is shutting down"))
+
+    def all_watchers(self) -> Iterable[Watcher]:
+        for c in self.caches.values():
+            yield from c.watchers.all()
+
+    async def _load(self) -> None:
+        items, rev = await self.store.list("/")
+        per: dict[str, list[Entry]] = {p: [] for p in self.caches}
+        for kv in items:
+            plural, _, rest = kv.key[1:].partition("/")
+            cache = self.caches.get(plural)
+            if cache is None:
+                continue
+            per[plural].append(cache.make_entry(rest, kv.value, kv.mod_revision))
+        for plural, entries in per.items():
+            self.caches[plural].replace_all(entries, rev)
+        self.revision = rev
+        self.ready.set()
+        log.info("watch cache loaded revision=%d objects=%d", rev, len(items))
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                async for batch in self.store.watch("/", self.revision):
+                    self._apply(batch)
+                    backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Compacted:
+                log.warning("store history compacted under the watch cache; reloading at the current revision")
+                self._relist_watchers("the watch cache was rebuilt")
+                await self._load()
+            except StoreError as e:
+                log.warning("store watch failed (%s); resuming from revision %d", e, self.revision)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except Exception as e:  # a bug: fail loudly but keep serving what we have
+                self.failed = e
+                log.exception("watch cache apply failed")
+                await asyncio.sleep(1.0)
+
+    def _relist_watchers(self, reason: str) -> None:
+        for w in list(self.all_watchers()):
+            w.close(reason)
+
+    def _apply(self, batch: list[Event]) -> None:
+        applied: list[CacheEvent] = []
+        for e in batch:
+            if e.revision <= self.revision:
+                continue
+            plural, _, rest = e.key[1:].partition("/")
+            cache = self.caches.get(plural)
+            if cache is not None:
+                try:
+                    applied.append(cache.apply(e.type, rest, e.value, e.revision))
+                except msgspec.DecodeError:
+                    log.error("undecodable value at %s revision %d; skipped", e.key, e.revision)
+            self.revision = e.revision
+        if applied and self._on_events is not None:
+            self._on_events(applied)
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self._waiters
+        while w and w[0][0] <= self.revision:
+            _, _, fut = heapq.heappop(w)
+            if not fut.done():
+                fut.set_result(None)
+
+    async def wait_for(self, rev: int, timeout: float = 3.0) -> None:
+        """Return once the cache has applied `rev`; Timeout (504) if it does not within `timeout`."""
+        if rev <= self.revision:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (rev, next(self._seq), fut))
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise Timeout(
+                f"Too large resource version: {rev}, current: {self.revision}"
+                if rev > self.revision
+                else "timed out waiting for the watch cache"
+            ) from None
+
+    async def sync(self) -> int:
+        """Wait until the cache holds every write the store has acknowledged; the revision reached."""
+        try:
+            rev = await self.store.current_revision()
+        except StoreError as e:
+            raise ServiceUnavailable(f"storage is unavailable: {e}") from e
+        await self.wait_for(rev, timeout=10.0)
+        return self.revision
+
+    def check_not_too_old(self, cache: ResourceCache, rev: int) -> None:
+        if rev < cache.floor:
+            raise Gone(f"too old resource version: {rev} ({cache.floor + 1})")

@@ -1,0 +1,199 @@
+"""Owner-reference garbage collection, built into the apiserver (ARCHITECTURE §4).
+
+When an object is deleted, the objects it owns (an NA's IPLocks) are deleted
+too, unless another of their owners still exists, in which case only the dead
+reference is removed — Kubernetes' background propagation. `Orphan` and
+`Foreground` propagation work through the `orphan` and `foregroundDeletion`
+finalizers, as in Kubernetes.
+
+The collector follows the watch cache's events (so it sees every deletion in
+revision order, whichever server made it) and keeps two maps: live UIDs, and
+owner UID → dependents. Work is queued and done by one task with UID
+preconditions, so several apiservers collecting at once is harmless. At start it
+scans everything once, which also cleans up after deletions it missed while down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from kos.api import codec
+from kos.api.errors import Conflict, NotFound, StatusError
+from kos.api.resources import BY_KIND
+from kos.api.types import API_VERSION
+from kos.apiserver.cache import DELETED, CacheEvent, Cacher, Entry
+from kos.apiserver.registry import FOREGROUND_FINALIZER, ORPHAN_FINALIZER, DeleteRequest, Registry
+
+log = logging.getLogger(__name__)
+
+Ref = tuple[str, str]  # (plural, "namespace/name")
+
+
+def _owner_uids(entry: Entry) -> set[str]:
+    return {r.uid for r in entry.obj.metadata.owner_references if r.api_version == API_VERSION and r.kind in BY_KIND}
+
+
+def _pending_finalizer(entry: Entry) -> bool:
+    meta = entry.obj.metadata
+    return meta.deletion_timestamp is not None and (
+        ORPHAN_FINALIZER in meta.finalizers or FOREGROUND_FINALIZER in meta.finalizers
+    )
+
+
+class GarbageCollector:
+    def __init__(self, cacher: Cacher, registries: dict[str, Registry]) -> None:
+        self.cacher = cacher
+        self.registries = registries
+        self.uids: dict[str, Ref] = {}
+        self.dependents: dict[str, set[Ref]] = {}
+        self.queue: asyncio.Queue[Ref] = asyncio.Queue()
+        self._queued: set[Ref] = set()
+        self._task: asyncio.Task[None] | None = None
+        self.deleted = 0
+
+    def start(self) -> None:
+        self.uids.clear()
+        self.dependents.clear()
+        for plural, cache in self.cacher.caches.items():
+            for e in cache.items.values():
+                self.uids[e.uid] = (plural, e.key)
+                for u in _owner_uids(e):
+                    self.dependents.setdefault(u, set()).add((plural, e.key))
+        for plural, cache in self.cacher.caches.items():
+            for e in cache.items.values():
+                if _pending_finalizer(e) or any(u not in self.uids for u in _owner_uids(e)):
+                    self._enqueue((plural, e.key))
+        self._task = asyncio.create_task(self._run(), name="kos-gc")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    def _enqueue(self, ref: Ref) -> None:
+        if ref not in self._queued:
+            self._queued.add(ref)
+            self.queue.put_nowait(ref)
+
+    def on_events(self, events: list[CacheEvent]) -> None:
+        """Follow the cache (called synchronously after each applied batch)."""
+        for ev in events:
+            plural = ev.cur.obj.kind
+            plural = BY_KIND[plural].plural
+            ref = (plural, ev.cur.key)
+            before = _owner_uids(ev.prev) if ev.prev is not None else set()
+            if ev.type == DELETED:
+                self.uids.pop(ev.cur.uid, None)
+                for u in before:
+                    self._drop_dependent(u, ref)
+                    owner = self.uids.get(u)
+                    if owner is not None:  # an owner in foreground deletion may now be finished
+                        self._enqueue(owner)
+                for dep in self.dependents.pop(ev.cur.uid, ()):
+                    self._enqueue(dep)
+                continue
+            self.uids[ev.cur.uid] = ref
+            after = _owner_uids(ev.cur)
+            for u in before - after:
+                self._drop_dependent(u, ref)
+            for u in after - before:
+                self.dependents.setdefault(u, set()).add(ref)
+            if any(u not in self.uids for u in after) or _pending_finalizer(ev.cur):
+                self._enqueue(ref)
+
+    def _drop_dependent(self, owner_uid: str, ref: Ref) -> None:
+        deps = self.dependents.get(owner_uid)
+        if deps is not None:
+            deps.discard(ref)
+            if not deps:
+                del self.dependents[owner_uid]
+
+    async def _run(self) -> None:
+        while True:
+            ref = await self.queue.get()
+            self._queued.discard(ref)
+            try:
+                await self._process(ref)
+            except asyncio.CancelledError:
+                raise
+            except (NotFound, Conflict):
+                pass
+            except StatusError as e:
+                log.warning("gc of %s/%s failed: %s; will retry", ref[0], ref[1], e)
+                await asyncio.sleep(0.5)
+                self._enqueue(ref)
+            except Exception:
+                log.exception("gc of %s/%s failed", *ref)
+
+    async def _process(self, ref: Ref) -> None:
+        plural, key = ref
+        entry = self.cacher.caches[plural].get(key)
+        if entry is None:
+            return
+        registry = self.registries[plural]
+        meta = entry.obj.metadata
+        ns, name = meta.namespace, meta.name
+        if meta.deletion_timestamp is not None:
+            if ORPHAN_FINALIZER in meta.finalizers:
+                for dep in list(self.dependents.get(meta.uid, ())):
+                    await self._remove_refs(dep, {meta.uid})
+                await self._remove_finalizer(registry, entry, ORPHAN_FINALIZER)
+                return
+            if FOREGROUND_FINALIZER in meta.finalizers:
+                deps = list(self.dependents.get(meta.uid, ()))
+                if not deps:
+                    await self._remove_finalizer(registry, entry, FOREGROUND_FINALIZER)
+                for dep in deps:
+                    await self._delete(dep, "Foreground")
+                return
+        owners = _owner_uids(entry)
+        dead = {u for u in owners if u not in self.uids}
+        if not dead:
+            return
+        if dead == {r.uid for r in meta.owner_references}:
+            await registry.delete(ns, name, DeleteRequest(uid=meta.uid))
+            self.deleted += 1
+            log.info("gc deleted %s %s/%s: its owners are gone", registry.resource.kind, ns, name)
+        else:
+            await self._remove_refs(ref, dead)
+
+    async def _delete(self, ref: Ref, policy: str) -> None:
+        entry = self.cacher.caches[ref[0]].get(ref[1])
+        if entry is None:
+            return
+        meta = entry.obj.metadata
+        try:
+            await self.registries[ref[0]].delete(
+                meta.namespace, meta.name, DeleteRequest(uid=meta.uid, propagation_policy=policy)
+            )
+        except (NotFound, Conflict):
+            pass
+
+    async def _remove_refs(self, ref: Ref, uids: set[str]) -> None:
+        entry = self.cacher.caches[ref[0]].get(ref[1])
+        if entry is None:
+            return
+        registry = self.registries[ref[0]]
+        meta = entry.obj.metadata
+
+        def mutate(old: Entry) -> Any:
+            m = old.obj.metadata
+            return codec.replace_meta(old.obj, owner_references=[r for r in m.owner_references if r.uid not in uids])
+
+        await registry.guaranteed_update(meta.namespace, meta.name, mutate, expected=None, subresource=None,
+                                          dry_run=False)  # fmt: skip
+
+    async def _remove_finalizer(self, registry: Registry, entry: Entry, finalizer: str) -> None:
+        meta = entry.obj.metadata
+
+        def mutate(old: Entry) -> Any:
+            m = old.obj.metadata
+            return codec.replace_meta(old.obj, finalizers=[f for f in m.finalizers if f != finalizer])
+
+        await registry.guaranteed_update(meta.namespace, meta.name, mutate, expected=None, subresource=None,
+                                          dry_run=False)  # fmt: skip

@@ -1,0 +1,561 @@
+"""The REST surface: Kubernetes URL layout, verbs, query parameters and bodies, for every kind.
+
+    /apis/network.example.com/v1alpha1/[namespaces/{ns}/]{plural}[/{name}[/status]]
+    /apis/network.example.com/v1alpha1/watch/[namespaces/{ns}/]{plural}[/{name}]   (legacy watch paths)
+
+Handlers are generic, driven by the resource table; they parse and check the
+request (every malformed input becomes a `Status` with the right code and
+changes nothing), call the kind's `Registry`, and encode the answer — as JSON,
+or as a Table when kubectl asks for one. Watches stream newline-delimited JSON
+events from the watcher's buffer of pre-encoded lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from kos.api import codec, errors, field
+from kos.api.errors import BadRequest, MethodNotAllowed, NotFound, RequestEntityTooLarge, StatusError
+from kos.api.meta import DeleteOptions
+from kos.api.resources import BY_PLURAL, Resource
+from kos.api.selectors import FieldSelector, SelectorError, parse_field_selector, parse_label_selector
+from kos.api.types import API_VERSION, GROUP, VERSION
+from kos.apiserver import negotiation, patch, table
+from kos.apiserver.cache import Entry
+from kos.apiserver.metrics import APIServerMetrics
+from kos.apiserver.registry import DeleteRequest, ListOptions, ListResult, Registry, WatchOptions
+from kos.util.clock import Clock
+
+log = logging.getLogger(__name__)
+
+PREFIX = f"/apis/{GROUP}/{VERSION}"
+DEFAULT_WATCH_TIMEOUT = (1800, 3600)
+_PATH_ERR = re.compile(r" - at `\$(.*)`$")
+
+
+def status_response(err: StatusError) -> web.Response:
+    return web.Response(
+        body=codec.encode(err.to_status()),
+        status=err.code,
+        content_type="application/json",
+        headers=_retry(err),
+    )
+
+
+def _retry(err: StatusError) -> dict[str, str]:
+    if err.details is not None and err.details.retry_after_seconds:
+        return {"Retry-After": str(err.details.retry_after_seconds)}
+    return {}
+
+
+def json_response(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=body, status=status, content_type="application/json", headers=headers)
+
+
+class _Route:
+    __slots__ = ("collection", "name", "namespace", "resource", "subresource", "watch_path")
+
+    def __init__(self) -> None:
+        self.resource: Resource | None = None
+        self.namespace: str | None = None
+        self.name = ""
+        self.subresource = ""
+        self.collection = True
+        self.watch_path = False
+
+
+def _parse_path(tail: str) -> _Route:
+    parts = [p for p in tail.strip("/").split("/")] if tail.strip("/") else []
+    r = _Route()
+    if parts and parts[0] == "watch":
+        r.watch_path = True
+        parts = parts[1:]
+    if len(parts) >= 2 and parts[0] == "namespaces":
+        r.namespace = parts[1]
+        parts = parts[2:]
+        if not parts:
+            raise NotFound("the server could not find the requested resource (namespaces are implicit in kos)")
+    if not parts:
+        raise NotFound("the server could not find the requested resource")
+    res = BY_PLURAL.get(parts[0])
+    if res is None:
+        raise NotFound(f'the server could not find the requested resource "{parts[0]}" in {GROUP}/{VERSION}')
+    r.resource = res
+    if len(parts) >= 2:
+        if r.namespace is None:
+            raise NotFound(f"{res.plural} are namespaced: use {PREFIX}/namespaces/{{namespace}}/{res.plural}/{{name}}")
+        r.collection = False
+        r.name = parts[1]
+    if len(parts) >= 3:
+        if parts[2] != "status" or not res.has_status or len(parts) > 3 or r.watch_path:
+            raise NotFound(f"the server could not find the requested resource ({'/'.join(parts)})")
+        r.subresource = "status"
+    return r
+
+
+def _flag(q: Any, name: str) -> bool:
+    v = q.get(name)
+    if v is None or v == "":
+        return False
+    if v in ("true", "1", "True"):
+        return True
+    if v in ("false", "0", "False"):
+        return False
+    raise BadRequest(f"invalid value for {name}: {v!r} (use true or false)")
+
+
+def _int(q: Any, name: str, default: int = 0) -> int:
+    v = q.get(name)
+    if v is None or v == "":
+        return default
+    if not v.isascii() or not v.lstrip("-").isdigit() or int(v) < 0:
+        raise BadRequest(f"invalid value for {name}: {v!r} (use a non-negative integer)")
+    return int(v)
+
+
+def _selectors(q: Any, res: Resource) -> tuple[Any, FieldSelector]:
+    try:
+        ls = parse_label_selector(q.get("labelSelector", ""))
+    except SelectorError as e:
+        raise BadRequest(f"unable to parse requirement: {e}") from None
+    try:
+        fs = parse_field_selector(q.get("fieldSelector", ""))
+    except SelectorError as e:
+        raise BadRequest(str(e)) from None
+    for r in fs.requirements:
+        if r.field not in res.selectable:
+            raise BadRequest(
+                f'{res.kind} does not have field with label "{r.field}"; selectable fields are: '
+                + ", ".join(res.selectable)
+            )
+    return ls, fs
+
+
+def _rv_param(q: Any) -> str:
+    rv = q.get("resourceVersion", "")
+    if rv and (not rv.isascii() or not rv.isdigit() or len(rv) > 19):
+        raise BadRequest(f"invalid resourceVersion {rv!r}: must be a non-negative integer returned by the server")
+    return str(rv)
+
+
+def _dry_run(q: Any) -> bool:
+    values = q.getall("dryRun", [])
+    for v in values:
+        if v != "All":
+            raise BadRequest(f'invalid dryRun value {v!r}: the only supported value is "All"')
+    return bool(values)
+
+
+def _field_validation(q: Any) -> str:
+    v = q.get("fieldValidation", "Strict") or "Strict"
+    if v not in ("Strict", "Warn", "Ignore"):
+        raise BadRequest(f'invalid fieldValidation {v!r}: use "Strict", "Warn" or "Ignore"')
+    return str(v)
+
+
+def _error_path(msg: str) -> str:
+    m = _PATH_ERR.search(msg)
+    return m.group(1).lstrip(".") if m else ""
+
+
+def _value_at(doc: Any, path: str) -> Any:
+    cur = doc
+    for tok in re.findall(r"[^.\[\]]+|\[\d+\]|\['[^']*'\]", path):
+        try:
+            if tok.startswith("[") and tok[1:-1].isdigit():
+                cur = cur[int(tok[1:-1])]
+            elif tok.startswith("['"):
+                cur = cur[tok[2:-2]]
+            else:
+                cur = cur[tok]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return cur
+
+
+def decode_object(res: Resource, body: bytes, mode: str, name_hint: str = "") -> tuple[Any, list[str]]:
+    """Decode a request body into the kind's type; (object, warnings). Malformed input raises a StatusError."""
+    try:
+        return codec.decode(body, res.object_type), []
+    except msgspec.ValidationError as e:
+        first_error = str(e)
+    except msgspec.DecodeError as e:
+        raise BadRequest(f"the request body is not valid JSON: {e}") from None
+    try:
+        raw = msgspec.json.decode(body)
+    except msgspec.DecodeError as e:
+        raise BadRequest(f"the request body is not valid JSON: {e}") from None
+    if not isinstance(raw, dict):
+        raise BadRequest(f"the request body must be a JSON object (a {res.kind}), not {type(raw).__name__}")
+    av, kind = raw.get("apiVersion"), raw.get("kind")
+    if av is not None and av != API_VERSION:
+        raise BadRequest(f"the API version in the data ({av}) does not match the expected API version ({API_VERSION})")
+    if kind is not None and kind != res.kind:
+        raise BadRequest(
+            f'{kind} in version "{VERSION}" cannot be handled as a {res.kind}: the kind must be {res.kind}'
+        )
+    warnings: list[str] = []
+    if first_error.startswith("Object contains unknown field"):
+        try:
+            obj, dropped = codec.decode_lenient(body, res.object_type)
+        except msgspec.ValidationError as e2:
+            first_error = str(e2)
+            dropped = []
+            obj = None
+        if dropped and mode == "Strict":
+            raise BadRequest("strict decoding error: " + ", ".join(f'unknown field "{d}"' for d in dropped))
+        warnings = [f'unknown field "{d}"' for d in dropped]
+        if obj is not None:
+            return obj, warnings
+    path = _error_path(first_error)
+    detail = _PATH_ERR.sub("", first_error)
+    meta = raw.get("metadata")
+    name = (meta.get("name") if isinstance(meta, dict) else None) or name_hint
+    raise errors.invalid(res.kind, str(name or ""), [field.invalid(path or "<body>", _value_at(raw, path), detail)])
+
+
+class ResourceAPI:
+    def __init__(
+        self,
+        registries: dict[str, Registry],
+        metrics: APIServerMetrics,
+        clock: Clock,
+        *,
+        max_body: int,
+        bookmark_interval: float,
+    ) -> None:
+        self.registries = registries
+        self.metrics = metrics
+        self.clock = clock
+        self.max_body = max_body
+        self.bookmark_interval = bookmark_interval
+        self._req_children: dict[tuple[str, str, str, int], Any] = {}
+        self._lat_children: dict[tuple[str, str, str], Any] = {}
+
+    # --- entry point -------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        t0 = time.perf_counter()
+        verb, resource, sub = request.method.lower(), "", ""
+        mutating = request.method not in ("GET", "HEAD")
+        kind = "mutating" if mutating else "readOnly"
+        self.metrics.inflight.labels(kind).inc()
+        code = 500
+        try:
+            route = _parse_path(request.match_info.get("tail", ""))
+            assert route.resource is not None
+            resource, sub = route.resource.plural, route.subresource
+            verb = self._verb(request, route)
+            if verb == "watch":
+                self.metrics.inflight.labels(kind).dec()
+                kind = ""
+                resp = await self._watch(request, route, t0)
+            else:
+                resp = await self._dispatch(request, route, verb)
+            code = resp.status
+            return resp
+        except StatusError as e:
+            code = e.code
+            return status_response(e)
+        except (asyncio.CancelledError, ConnectionResetError):
+            code = 499
+            raise
+        except Exception as e:
+            log.exception("internal error serving %s %s", request.method, request.path)
+            err = errors.InternalError(f"an internal error occurred: {type(e).__name__}: {e}")
+            return status_response(err)
+        finally:
+            if kind:
+                self.metrics.inflight.labels(kind).dec()
+            if verb != "watch":
+                self._observe(verb, resource, sub, code, time.perf_counter() - t0)
+
+    def _observe(self, verb: str, resource: str, sub: str, code: int, seconds: float) -> None:
+        k = (verb, resource, sub, code)
+        c = self._req_children.get(k)
+        if c is None:
+            c = self._req_children[k] = self.metrics.requests.labels(verb, resource, sub, str(code))
+        c.inc()
+        k2 = (verb, resource, sub)
+        h = self._lat_children.get(k2)
+        if h is None:
+            h = self._lat_children[k2] = self.metrics.latency.labels(verb, resource, sub)
+        h.observe(seconds)
+
+    def _verb(self, request: web.Request, route: _Route) -> str:
+        m = request.method
+        if route.watch_path:
+            if m != "GET":
+                raise MethodNotAllowed(f"{m} is not allowed on a watch path")
+            return "watch"
+        if route.collection:
+            if m == "GET":
+                return "watch" if _flag(request.query, "watch") else "list"
+            if m == "POST" and route.namespace is not None:
+                return "create"
+            if m == "DELETE" and route.namespace is not None:
+                return "deletecollection"
+            raise MethodNotAllowed(
+                f"{m} is not allowed on {PREFIX}/{route.resource.plural if route.resource else ''}"
+                + ("" if route.namespace else " (use a namespaced path to create or delete)")
+            )
+        if m == "GET":
+            return "watch" if _flag(request.query, "watch") else "get"
+        if m == "PUT":
+            return "update"
+        if m == "PATCH":
+            return "patch"
+        if m == "DELETE" and not route.subresource:
+            return "delete"
+        raise MethodNotAllowed(f"{m} is not allowed on this path")
+
+    async def _body(self, request: web.Request) -> bytes:
+        if request.content_length is not None and request.content_length > self.max_body:
+            raise RequestEntityTooLarge(f"Request entity too large: limit is {self.max_body} bytes")
+        try:
+            body = await request.content.read(self.max_body + 1)
+        except web.HTTPRequestEntityTooLarge:
+            raise RequestEntityTooLarge(f"Request entity too large: limit is {self.max_body} bytes") from None
+        if len(body) > self.max_body or not request.content.at_eof():
+            raise RequestEntityTooLarge(f"Request entity too large: limit is {self.max_body} bytes")
+        return body
+
+    # --- verbs -------------------------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request, route: _Route, verb: str) -> web.StreamResponse:
+        res = route.resource
+        assert res is not None
+        reg = self.registries[res.plural]
+        q = request.query
+        out = negotiation.parse_accept(request.headers.get("Accept"))
+        ns = route.namespace
+        if verb == "list":
+            ls, fs = _selectors(q, res)
+            opts = ListOptions(
+                label_selector=ls,
+                field_selector=fs,
+                resource_version=_rv_param(q),
+                resource_version_match=q.get("resourceVersionMatch", ""),
+                limit=_int(q, "limit"),
+                continue_token=q.get("continue", ""),
+            )
+            result = await reg.list_objects(ns, opts)
+            return self._list_response(res, result, out, q.get("includeObject", "Metadata"))
+        if verb == "get":
+            e = await reg.get(ns or "", route.name, resource_version=_rv_param(q))
+            return self._object_response(res, e, out, q.get("includeObject", "Metadata"))
+        if verb == "create":
+            ctype = negotiation.body_type(request.headers.get("Content-Type"))
+            negotiation.require_json_body(ctype)
+            obj, warnings = decode_object(res, await self._body(request), _field_validation(q))
+            e = await reg.create(ns or "", obj, dry_run=_dry_run(q))
+            return self._object_response(res, e, out, "Metadata", status=201, warnings=warnings)
+        if verb == "update":
+            ctype = negotiation.body_type(request.headers.get("Content-Type"))
+            negotiation.require_json_body(ctype)
+            obj, warnings = decode_object(res, await self._body(request), _field_validation(q), route.name)
+            e = await reg.update(ns or "", route.name, obj, subresource=route.subresource or None,
+                                 dry_run=_dry_run(q))  # fmt: skip
+            return self._object_response(res, e, out, "Metadata", warnings=warnings)
+        if verb == "patch":
+            return await self._patch(request, route, reg, out)
+        if verb == "delete":
+            req = await self._delete_request(request)
+            e, done = await reg.delete(ns or "", route.name, req)
+            return self._object_response(res, e, out, "Metadata", status=200 if done else 202)
+        if verb == "deletecollection":
+            ls, fs = _selectors(q, res)
+            req = await self._delete_request(request)
+            deleted = await reg.delete_collection(ns, ListOptions(label_selector=ls, field_selector=fs), req)
+            return self._list_response(res, ListResult(deleted, reg.cacher.revision), out, "Metadata")
+        raise MethodNotAllowed(f"{verb} is not supported")
+
+    async def _patch(
+        self, request: web.Request, route: _Route, reg: Registry, out: negotiation.Output
+    ) -> web.Response:
+        res = reg.resource
+        q = request.query
+        kind = negotiation.patch_kind(negotiation.body_type(request.headers.get("Content-Type")))
+        body = await self._body(request)
+        try:
+            doc = msgspec.json.decode(body)
+        except msgspec.DecodeError as e:
+            raise BadRequest(f"the patch is not valid JSON: {e}") from None
+        mode = _field_validation(q)
+        warnings: list[str] = []
+        if kind == negotiation.MERGE_PATCH:
+            mp = patch.check_merge_patch(doc)
+
+            def apply(target: dict[str, Any]) -> dict[str, Any]:
+                result: dict[str, Any] = patch.merge_patch(target, mp)
+                return result
+        else:
+            jp = patch.check_json_patch(doc)
+
+            def apply(target: dict[str, Any]) -> dict[str, Any]:
+                result: dict[str, Any] = patch.apply_json_patch(target, jp, res.kind, route.name)
+                return result
+
+        def decode(data: bytes) -> Any:
+            obj, w = decode_object(res, data, mode, route.name)
+            warnings[:] = w
+            return obj
+
+        entry = await reg.patch(route.namespace or "", route.name, apply, decode,
+                                subresource=route.subresource or None, dry_run=_dry_run(q))  # fmt: skip
+        return self._object_response(res, entry, out, "Metadata", warnings=warnings)
+
+    async def _delete_request(self, request: web.Request) -> DeleteRequest:
+        q = request.query
+        opts = DeleteOptions()
+        body = await self._body(request)
+        if body.strip():
+            try:
+                opts = codec.decode(body, DeleteOptions)
+            except msgspec.DecodeError as err:
+                raise BadRequest(f"the request body is not valid DeleteOptions: {err}") from None
+        policy = q.get("propagationPolicy") or opts.propagation_policy
+        orphan = q.get("orphanDependents")
+        if orphan is not None:
+            policy = "Orphan" if _flag(q, "orphanDependents") else (policy or "Background")
+        elif opts.orphan_dependents is not None and not policy:
+            policy = "Orphan" if opts.orphan_dependents else "Background"
+        policy = policy or "Background"
+        if policy not in ("Orphan", "Background", "Foreground"):
+            raise BadRequest(f'invalid propagationPolicy {policy!r}: use "Orphan", "Background" or "Foreground"')
+        pre = opts.preconditions
+        dry = _dry_run(q) or bool(opts.dry_run)
+        for v in opts.dry_run:
+            if v != "All":
+                raise BadRequest(f'invalid dryRun value {v!r}: the only supported value is "All"')
+        return DeleteRequest(
+            uid=pre.uid if pre else None,
+            resource_version=pre.resource_version if pre else None,
+            propagation_policy=policy,
+            dry_run=dry,
+        )
+
+    # --- encoding ----------------------------------------------------------------------------
+
+    def _object_response(
+        self,
+        res: Resource,
+        e: Entry,
+        out: negotiation.Output,
+        include: str,
+        *,
+        status: int = 200,
+        warnings: list[str] | None = None,
+    ) -> web.Response:
+        headers = {"Warning": ", ".join(f'299 - "{w}"' for w in warnings)} if warnings else None
+        if out.table:
+            body = table.render_table(res, [e], resource_version=e.rev, now=self.clock.now(),
+                                      version=out.table_version, include_object=include)  # fmt: skip
+            return json_response(body, status, headers)
+        return json_response(e.json(), status, headers)
+
+    def _list_response(self, res: Resource, result: ListResult, out: negotiation.Output, include: str) -> web.Response:
+        if out.table:
+            body = table.render_table(
+                res, result.entries, resource_version=result.revision, now=self.clock.now(),
+                version=out.table_version, include_object=include, continue_token=result.continue_token,
+                remaining=result.remaining,
+            )  # fmt: skip
+            return json_response(body)
+        meta = b'{"resourceVersion":"' + str(result.revision).encode() + b'"'
+        if result.continue_token:
+            meta += b',"continue":"' + result.continue_token.encode() + b'"'
+        if result.remaining is not None:
+            meta += b',"remainingItemCount":' + str(result.remaining).encode()
+        meta += b"}"
+        body = b"".join([
+            b'{"apiVersion":"', API_VERSION.encode(), b'","kind":"', res.list_kind.encode(),
+            b'","metadata":', meta, b',"items":[', b",".join(e.json() for e in result.entries), b"]}",
+        ])  # fmt: skip
+        return json_response(body)
+
+    # --- watch -------------------------------------------------------------------------------
+
+    async def _watch(self, request: web.Request, route: _Route, t0: float) -> web.StreamResponse:
+        res = route.resource
+        assert res is not None
+        reg = self.registries[res.plural]
+        q = request.query
+        out = negotiation.parse_accept(request.headers.get("Accept"))
+        ls, fs = _selectors(q, res)
+        if not route.collection:
+            fs = FieldSelector((*fs.requirements, *parse_field_selector(f"metadata.name={route.name}").requirements))
+        sie = q.get("sendInitialEvents")
+        opts = WatchOptions(
+            label_selector=ls,
+            field_selector=fs,
+            resource_version=_rv_param(q),
+            allow_bookmarks=_flag(q, "allowWatchBookmarks"),
+            send_initial_events=None if sie is None else _flag(q, "sendInitialEvents"),
+        )
+        timeout = _int(q, "timeoutSeconds", -1)
+        if timeout < 0:
+            import random
+
+            timeout = random.randint(*DEFAULT_WATCH_TIMEOUT)
+        render = None
+        if out.table:
+            include = q.get("includeObject", "Metadata")
+            version = out.table_version
+
+            def render(typ: str, entry: Entry) -> bytes:
+                body = table.render_table(res, [entry], resource_version=entry.rev, now=self.clock.now(),
+                                          version=version, include_object=include)  # fmt: skip
+                return b'{"type":"' + typ.encode() + b'","object":' + body + b"}\n"
+
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
+                                                        "Cache-Control": "no-cache, private"})  # fmt: skip
+        resp.enable_chunked_encoding()
+        try:
+            w = await reg.watch(route.namespace, opts, render=render)
+        except errors.Gone as gone:  # Kubernetes reports a too-old watch as an ERROR event in a 200 stream
+            await resp.prepare(request)
+            await resp.write(b'{"type":"ERROR","object":' + codec.encode(gone.to_status()) + b"}\n")
+            await resp.write_eof()
+            self._observe("watch", res.plural, "", 200, time.perf_counter() - t0)
+            return resp
+        gauge = self.metrics.watchers.labels(res.plural)
+        gauge.inc()
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(timeout, w.close)
+        sent = sent_bytes = 0
+        try:
+            await resp.prepare(request)
+            self._observe("watch", res.plural, "", 200, time.perf_counter() - t0)
+            while True:
+                if w.buffer:
+                    n = len(w.buffer)
+                    data = w.take()
+                    await resp.write(data)
+                    sent += n
+                    sent_bytes += len(data)
+                    continue
+                if w.closed:
+                    break
+                w.wakeup.clear()
+                await w.wakeup.wait()
+            if w.close_reason:
+                self.metrics.slow_watchers.labels(res.plural).inc()
+                log.info("closed a %s watch: %s", res.plural, w.close_reason)
+            await resp.write_eof()
+        except (ConnectionResetError, ConnectionError):
+            pass
+        finally:
+            timer.cancel()
+            reg.stop_watch(w)
+            gauge.dec()
+            self.metrics.watch_events.labels(res.plural).inc(sent)
+            self.metrics.watch_bytes.labels(res.plural).inc(sent_bytes)
+        return resp

@@ -1,0 +1,213 @@
+"""Assembly of the API server: store → watch cache → registries → HTTP, plus GC and bookmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from kos.api import resources
+from kos.api.errors import MethodNotAllowed, NotAcceptable
+from kos.api.types import GROUP, VERSION
+from kos.apiserver import discovery
+from kos.apiserver.cache import Cacher
+from kos.apiserver.gc import GarbageCollector
+from kos.apiserver.handlers import PREFIX, ResourceAPI, json_response, status_response
+from kos.apiserver.metrics import APIServerMetrics
+from kos.apiserver.namespaces import Namespaces, core_v1_resources
+from kos.apiserver.registry import Registry, SubnetAdmission
+from kos.apiserver.strategy import for_plural
+from kos.storage.interface import Store
+from kos.storage.url import open_store
+from kos.util.clock import REAL_CLOCK, Clock
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    storage: str = "memory://"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    watch_cache_size: int = 50_000
+    max_request_bytes: int = 1 << 20
+    check_subnet_conflicts: bool = True
+    bookmark_interval: float = 10.0
+    watcher_max_bytes: int = 64 << 20
+
+
+class APIServer:
+    def __init__(self, settings: Settings, *, store: Store | None = None, clock: Clock = REAL_CLOCK) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.metrics = APIServerMetrics()
+        self._store = store
+        self._own_store = store is None
+        self.cacher: Cacher | None = None
+        self.gc: GarbageCollector | None = None
+        self.registries: dict[str, Registry] = {}
+        self.runner: web.AppRunner | None = None
+        self.port = settings.port
+        self._bookmarks: asyncio.Task[None] | None = None
+
+    @property
+    def store(self) -> Store:
+        assert self._store is not None
+        return self._store
+
+    @property
+    def url(self) -> str:
+        host = self.settings.host if self.settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        if self._store is None:
+            self._store = await open_store(self.settings.storage)
+        s = self.settings
+        self.cacher = Cacher(self.store, history=s.watch_cache_size, on_events=self._on_events)
+        await self.cacher.start()
+        admission = SubnetAdmission(self.cacher) if s.check_subnet_conflicts else None
+        for r in resources.ALL:
+            self.registries[r.plural] = Registry(
+                r, for_plural(r.plural), self.store, self.cacher, self.clock,
+                admission=admission if r is resources.SUBNETS else None,
+                watcher_max_bytes=s.watcher_max_bytes,
+            )  # fmt: skip
+            cache = self.cacher.caches[r.plural]
+            self.metrics.track(r.plural, lambda c=cache: len(c.items))  # type: ignore[misc]
+        self.metrics.revision.set_function(lambda: self.cacher.revision if self.cacher else 0)
+        self.gc = GarbageCollector(self.cacher, self.registries)
+        self.gc.start()
+        self._bookmarks = asyncio.create_task(self._bookmark_loop(), name="kos-bookmarks")
+        app = self.build_app()
+        self.runner = web.AppRunner(app, handle_signals=False, access_log=None, handler_cancellation=True)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, s.host, s.port, backlog=1024, reuse_address=True)
+        await site.start()
+        server = site._server
+        if isinstance(server, asyncio.base_events.Server) and server.sockets:  # learn the port when given 0
+            self.port = server.sockets[0].getsockname()[1]
+        log.info("kos apiserver serving on %s with storage %s", self.url, s.storage)
+
+    def _on_events(self, events: Any) -> None:
+        if self.gc is not None:
+            before = self.gc.deleted
+            self.gc.on_events(events)
+            if self.gc.deleted != before:
+                self.metrics.gc_deleted.inc(self.gc.deleted - before)
+
+    async def stop(self) -> None:
+        if self._bookmarks is not None:
+            self._bookmarks.cancel()
+        if self.gc is not None:
+            await self.gc.stop()
+        if self.cacher is not None:
+            await self.cacher.stop()
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self._own_store and self._store is not None:
+            await self._store.close()
+
+    async def _bookmark_loop(self) -> None:
+        interval = self.settings.bookmark_interval
+        while True:
+            await asyncio.sleep(interval / 2)
+            assert self.cacher is not None
+            rev = self.cacher.revision
+            now = time.monotonic()
+            for plural, reg in self.registries.items():
+                line: bytes | None = None
+                for w in self.cacher.caches[plural].watchers.all():
+                    if w.allow_bookmarks and w.last_rev < rev and now - w.last_sent >= interval and not w.buffer:
+                        line = line or reg.bookmark(rev)
+                        w.push(line, rev)
+
+    # --- HTTP ------------------------------------------------------------------------------
+
+    def build_app(self) -> web.Application:
+        api = ResourceAPI(
+            self.registries, self.metrics, self.clock,
+            max_body=self.settings.max_request_bytes, bookmark_interval=self.settings.bookmark_interval,
+        )  # fmt: skip
+        app = web.Application(client_max_size=self.settings.max_request_bytes + 1024)
+        enc = msgspec.json.encode
+
+        def doc(body: Any) -> Any:
+            data = enc(body)
+
+            async def handler(request: web.Request) -> web.StreamResponse:
+                if request.method not in ("GET", "HEAD"):
+                    return _method_not_allowed(request)
+                return json_response(data)
+
+            return handler
+
+        async def api_versions(request: web.Request) -> web.StreamResponse:
+            return json_response(enc(discovery.api_versions(request.host)))
+
+        r = app.router
+        ns = Namespaces(self.cacher) if self.cacher else None
+        assert ns is not None
+        r.add_route("*", "/api", api_versions)
+        r.add_route("*", "/api/v1", doc(core_v1_resources()))
+        r.add_route("*", "/api/v1/namespaces", ns.list)
+        r.add_route("*", "/api/v1/namespaces/{name}", ns.get)
+        r.add_route("*", "/apis", doc(discovery.api_group_list()))
+        r.add_route("*", f"/apis/{GROUP}", doc(discovery.api_group()))
+        r.add_route("*", PREFIX, doc(discovery.api_resource_list()))
+        r.add_route("*", PREFIX + "/", doc(discovery.api_resource_list()))
+        r.add_route("*", PREFIX + "/{tail:.+}", api.handle)
+        r.add_route("*", "/version", doc(discovery.version_info()))
+        r.add_route("*", "/openapi/v2", self._openapi_v2(enc(discovery.openapi_v2())))
+        v3 = enc(discovery.openapi_v3())
+        r.add_route("*", "/openapi/v3", doc(discovery.openapi_v3_root(v3)))
+        r.add_route("*", f"/openapi/v3/apis/{GROUP}/{VERSION}", self._openapi_v3(v3))
+        r.add_route("GET", "/healthz", self._health)
+        r.add_route("GET", "/livez", self._health)
+        r.add_route("GET", "/readyz", self._ready)
+        r.add_route("GET", "/metrics", self._metrics)
+        return app
+
+    @staticmethod
+    def _openapi_v2(data: bytes) -> Any:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            accept = request.headers.get("Accept", "")
+            if accept and "json" not in accept and "*/*" not in accept:
+                return status_response(NotAcceptable("only application/json is served for /openapi/v2"))
+            return json_response(data)
+
+        return handler
+
+    @staticmethod
+    def _openapi_v3(data: bytes) -> Any:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            accept = request.headers.get("Accept", "")
+            if accept and "json" not in accept and "*/*" not in accept:
+                return status_response(NotAcceptable("only application/json is served for /openapi/v3"))
+            return json_response(data, headers={"Cache-Control": "public, immutable"})
+
+        return handler
+
+    async def _health(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text="ok")
+
+    async def _ready(self, request: web.Request) -> web.StreamResponse:
+        c = self.cacher
+        if c is None or not c.ready.is_set():
+            return web.Response(status=503, text="watch cache not loaded")
+        if c.failed is not None:
+            return web.Response(status=503, text=f"watch cache failed: {c.failed}")
+        return web.Response(text="ok")
+
+    async def _metrics(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _method_not_allowed(request: web.Request) -> web.StreamResponse:
+    return status_response(MethodNotAllowed(f"{request.method} is not allowed on {request.path}"))

@@ -1,0 +1,170 @@
+"""Watchers and the index that makes fan-out cost O(interested watchers).
+
+A watcher selects objects by namespace, label selector and field selector. It
+is filed under exactly one (field, value) pair that it requires — the most
+selective indexed field its selector pins (for example `spec.node=node-7`, or
+`status.addressVNI=42`) — or, when it pins none, in the unindexed set. An event
+is offered only to the watchers filed under the event object's values (current
+and previous) of each indexed field, plus the unindexed ones. kube-apiserver
+does this only for pods' `spec.nodeName`; here every selectable field the
+agents use is indexed.
+
+Each watcher owns an output buffer of already-encoded lines. The watch handler
+drains it to the socket; a watcher whose buffer grows past its limit is closed
+(the client resumes from the last revision it saw, losing nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+
+from kos.api.resources import Resource
+from kos.api.selectors import FieldSelector, LabelSelector
+
+
+class Watcher:
+    __slots__ = (
+        "allow_bookmarks",
+        "buffer",
+        "buffered_bytes",
+        "close_reason",
+        "closed",
+        "field_selector",
+        "index_field",
+        "index_value",
+        "label_selector",
+        "last_rev",
+        "last_sent",
+        "max_bytes",
+        "namespace",
+        "render",
+        "resource",
+        "sent_events",
+        "wakeup",
+    )
+
+    def __init__(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None,
+        label_selector: LabelSelector,
+        field_selector: FieldSelector,
+        allow_bookmarks: bool = False,
+        max_bytes: int = 64 << 20,
+        render: Callable[[str, object], bytes] | None = None,
+    ) -> None:
+        self.resource = resource
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.field_selector = field_selector
+        self.allow_bookmarks = allow_bookmarks
+        self.max_bytes = max_bytes
+        self.render = render
+        """When set (Table output), renders (event type, entry) to a line instead of the shared JSON line."""
+        self.buffer: list[bytes] = []
+        self.buffered_bytes = 0
+        self.wakeup = asyncio.Event()
+        self.closed = False
+        self.close_reason = ""
+        self.last_rev = 0
+        self.last_sent = time.monotonic()
+        self.sent_events = 0
+        self.index_field, self.index_value = self._choose_index()
+
+    def _choose_index(self) -> tuple[str | None, str]:
+        eq = self.field_selector.equalities()
+        if self.namespace:
+            eq.setdefault("metadata.namespace", self.namespace)
+        for f in self.resource.indexed:
+            if f in eq:
+                return f, eq[f]
+        return None, ""
+
+    def matches(self, namespace: str, labels: dict[str, str], fields: dict[str, str]) -> bool:
+        if self.namespace and namespace != self.namespace:
+            return False
+        if self.label_selector.requirements and not self.label_selector.matches(labels):
+            return False
+        return self.field_selector.matches(fields)
+
+    def push(self, line: bytes, rev: int) -> None:
+        if self.closed:
+            return
+        self.buffer.append(line)
+        self.buffered_bytes += len(line)
+        self.last_rev = rev
+        if self.buffered_bytes > self.max_bytes:
+            self.close(f"watcher fell behind: more than {self.max_bytes} bytes unsent")
+        self.wakeup.set()
+
+    def close(self, reason: str = "") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        if reason:  # dropped for being slow: what is buffered is discarded; the client resumes from last_rev
+            self.buffer.clear()
+            self.buffered_bytes = 0
+        self.wakeup.set()
+
+    def take(self) -> bytes:
+        data = b"".join(self.buffer)
+        self.sent_events += len(self.buffer)
+        self.buffer.clear()
+        self.buffered_bytes = 0
+        self.last_sent = time.monotonic()
+        return data
+
+
+class WatcherIndex:
+    def __init__(self, resource: Resource) -> None:
+        self.resource = resource
+        self.by_field: dict[str, dict[str, set[Watcher]]] = {f: {} for f in resource.indexed}
+        self.unindexed: set[Watcher] = set()
+        self.count = 0
+
+    def add(self, w: Watcher) -> None:
+        if w.index_field is None:
+            self.unindexed.add(w)
+        else:
+            self.by_field[w.index_field].setdefault(w.index_value, set()).add(w)
+        self.count += 1
+
+    def remove(self, w: Watcher) -> None:
+        if w.index_field is None:
+            if w in self.unindexed:
+                self.unindexed.discard(w)
+                self.count -= 1
+            return
+        bucket = self.by_field[w.index_field].get(w.index_value)
+        if bucket is not None and w in bucket:
+            bucket.discard(w)
+            self.count -= 1
+            if not bucket:
+                del self.by_field[w.index_field][w.index_value]
+
+    def candidates(self, cur: dict[str, str], prev: dict[str, str] | None) -> Iterable[Watcher]:
+        """Every watcher that could care about an object changing from `prev` to `cur` field values."""
+        for f, buckets in self.by_field.items():
+            if not buckets:
+                continue
+            v = cur[f]
+            s = buckets.get(v)
+            if s:
+                yield from s
+            if prev is not None:
+                pv = prev[f]
+                if pv != v:
+                    s = buckets.get(pv)
+                    if s:
+                        yield from s
+        yield from self.unindexed
+
+    def all(self) -> Iterable[Watcher]:
+        for buckets in self.by_field.values():
+            for s in buckets.values():
+                yield from s
+        yield from self.unindexed

@@ -1,0 +1,1 @@
+"""The `kos` command line: one module per subcommand (parse → settings → run)."""

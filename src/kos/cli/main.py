@@ -1,0 +1,38 @@
+"""`kos <subcommand>`: the one console script."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from kos import __version__
+from kos.cli import apiserver
+from kos.cli.common import EnvDefaultsParser, UsageError
+
+SUBCOMMANDS = {
+    "apiserver": (apiserver, "serve the kos API (Subnets, NetworkAttachments, IPLocks)"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = EnvDefaultsParser(prog="kos", description="kos: virtual networks on Kubernetes API machinery")
+    parser.add_argument("--version", action="version", version=f"kos {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=EnvDefaultsParser)
+    try:
+        for name, (module, help_text) in SUBCOMMANDS.items():
+            p = sub.add_parser(name, help=help_text, description=help_text)
+            module.add_arguments(p)
+            p.set_defaults(run=module.run)
+        args = parser.parse_args(argv)
+    except UsageError as e:
+        print(f"kos: {e}", file=sys.stderr)
+        return 2
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    rc: int = args.run(args)
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

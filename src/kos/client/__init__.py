@@ -1,0 +1,1 @@
+"""Client machinery (the client-go equivalent): REST client, reflector, informer, work queue."""

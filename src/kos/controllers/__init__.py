@@ -1,0 +1,1 @@
+"""Controllers run by `kos controller-manager`: the subnet validator and IPAM."""
