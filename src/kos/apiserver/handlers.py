@@ -377,9 +377,7 @@ class ResourceAPI:
             return self._list_response(res, ListResult(deleted, reg.cacher.revision), out, "Metadata")
         raise MethodNotAllowed(f"{verb} is not supported")
 
-    async def _patch(
-        self, request: web.Request, route: _Route, reg: Registry, out: negotiation.Output
-    ) -> web.Response:
+    async def _patch(self, request: web.Request, route: _Route, reg: Registry, out: negotiation.Output) -> web.Response:
         res = reg.resource
         q = request.query
         kind = negotiation.patch_kind(negotiation.body_type(request.headers.get("Content-Type")))

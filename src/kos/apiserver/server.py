@@ -90,9 +90,9 @@ class APIServer:
         await self.runner.setup()
         site = web.TCPSite(self.runner, s.host, s.port, backlog=1024, reuse_address=True)
         await site.start()
-        server = site._server
-        if isinstance(server, asyncio.base_events.Server) and server.sockets:  # learn the port when given 0
-            self.port = server.sockets[0].getsockname()[1]
+        sockets = getattr(site._server, "sockets", None)
+        if sockets:  # learn the port when asked for port 0
+            self.port = sockets[0].getsockname()[1]
         log.info("kos apiserver serving on %s with storage %s", self.url, s.storage)
 
     def _on_events(self, events: Any) -> None:
