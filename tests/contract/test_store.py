@@ -14,6 +14,7 @@ from kos.storage.interface import (
     KeyNotFound,
     RevisionMismatch,
     Store,
+    Unavailable,
 )
 
 
@@ -146,3 +147,64 @@ async def test_watch_from_compacted_revision_is_gone(store: Store) -> None:
         await collect(store, "/c/", r1 - 1, 1, timeout=2)
     events = await collect(store, "/c/", r2, 1)
     assert [e.value for e in events] == [b"3"]
+
+
+async def test_missing_key_is_not_found_even_at_revision_zero(store: Store) -> None:
+    # etcd reports a missing key's mod revision as 0: "update if at 0" must not create it
+    with pytest.raises(KeyNotFound):
+        await store.update("/z/ns/missing", b"x", 0)
+    with pytest.raises(KeyNotFound):
+        await store.delete("/z/ns/missing", 0)
+    assert await store.get("/z/ns/missing") is None
+
+
+async def test_recreated_key_is_added_again(store: Store) -> None:
+    r1 = await store.create("/re/ns/a", b"1")
+    d = await store.delete("/re/ns/a", r1)
+    r3 = await store.create("/re/ns/a", b"2")
+    kv = await store.get("/re/ns/a")
+    assert kv is not None and kv.create_revision == r3 == kv.mod_revision
+    events = await collect(store, "/re/", r1 - 1, 3)
+    assert [(e.type, e.value, e.prev_value, e.revision) for e in events] == [
+        (EventType.ADDED, b"1", None, r1),
+        (EventType.DELETED, b"1", b"1", d.revision),
+        (EventType.ADDED, b"2", None, r3),
+    ]
+
+
+async def test_list_larger_than_one_page(store: Store) -> None:
+    names = [f"/big/ns/{i:05d}" for i in range(2500)]
+    for i in range(0, len(names), 250):
+        await asyncio.gather(*(store.create(k, k.encode()) for k in names[i : i + 250]))
+    rev = await store.create("/big/other/x", b"x")
+    items, lrev = await store.list("/big/ns/")
+    assert [kv.key for kv in items] == names
+    assert all(kv.value == kv.key.encode() for kv in items)
+    assert lrev == rev
+
+
+async def test_compact_is_clamped_and_idempotent(store: Store) -> None:
+    r1 = await store.create("/k/ns/a", b"1")
+    r2 = await store.update("/k/ns/a", b"2", r1)
+    await store.compact(r2)
+    await store.compact(r2)  # again: no error
+    await store.compact(r1)  # older than the last compaction: no error
+    await store.compact(r2 + 1000)  # beyond the current revision: compacts what exists
+    r3 = await store.update("/k/ns/a", b"3", r2)
+    events = await collect(store, "/k/", r2, 1)
+    assert [(e.type, e.value, e.prev_value, e.revision) for e in events] == [(EventType.MODIFIED, b"3", b"2", r3)]
+
+
+async def test_close_ends_a_watch_with_unavailable(store: Store) -> None:
+    rev = await store.current_revision()
+    it = store.watch("/closing/", rev)
+
+    async def run() -> None:
+        async for _ in it:
+            pass
+
+    task = asyncio.create_task(run())
+    await asyncio.sleep(0.1)
+    await store.close()
+    with pytest.raises(Unavailable):
+        await asyncio.wait_for(task, 5)

@@ -123,7 +123,7 @@ async def test_network_attachment_status_sections(api: RawAPI) -> None:
     assert writes(r2.body)["status.address"] == writes(r.body)["status.address"]
     r2.body["status"]["postCreateExecReport"] = {"command": ["/bin/true"], "exitStatus": 0, "stdOut": "", "stdErr": ""}
     r3 = await api.put(NA + "/a1/status", r2.body)
-    assert list(writes(r3.body))[0] == "status.execReport"
+    assert next(iter(writes(r3.body))) == "status.execReport"
     # a report that differs only in the command is equivalent: no new stamp, no write
     r3.body["status"]["postCreateExecReport"]["command"] = ["/bin/other"]
     r4 = await api.put(NA + "/a1/status", r3.body)
@@ -132,7 +132,7 @@ async def test_network_attachment_status_sections(api: RawAPI) -> None:
     r4.body["spec"]["postDeleteExec"] = ["/bin/cleanup"]
     r5 = await api.put(NA + "/a1", r4.body)
     assert r5.status == 200, r5.body
-    assert r5.body["metadata"]["generation"] == 2 and list(writes(r5.body))[0] == "spec"
+    assert r5.body["metadata"]["generation"] == 2 and next(iter(writes(r5.body))) == "spec"
     assert r5.body["status"]["ipv4"] == "10.1.0.2"  # the main resource kept the status
     r5.body["spec"]["node"] = "node-2"
     bad = await api.put(NA + "/a1", r5.body)
@@ -177,7 +177,7 @@ async def test_patch_with_resource_version_precondition(api: RawAPI) -> None:
     jp = await api.patch(NA + "/a1", [{"op": "add", "path": "/metadata/labels/x", "value": "y"}], kind="json")
     assert jp.status == 200 and jp.body["metadata"]["labels"] == {"a": "b", "x": "y"}
     st = await api.patch(NA + "/a1/status", {"status": {"ipv4": "10.0.0.9"}})
-    assert st.status == 200 and st.body["status"]["ipv4"] == "10.0.0.9" and list(writes(st.body))[0] == "status.address"
+    assert st.status == 200 and st.body["status"]["ipv4"] == "10.0.0.9" and next(iter(writes(st.body))) == "status.address"
 
 
 async def test_selectors(api: RawAPI) -> None:

@@ -211,7 +211,7 @@ async def test_a_watcher_that_cannot_keep_up_is_closed_and_can_resume() -> None:
     async with running_apiserver(watcher_max_bytes=20_000) as s, RawAPI(s.url) as api:
         await api.post(NA, attachment("a", "n", "s"))
         # open a raw connection and never read from it
-        reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
         writer.write(f"GET {NA}?watch=1&resourceVersion=0 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         await writer.drain()
         await asyncio.sleep(0.1)

@@ -76,8 +76,10 @@ async def test_indexed_fanout_matches_brute_force() -> None:
     reg = Registry(NETWORK_ATTACHMENTS, for_plural("networkattachments"), store, cacher, REAL_CLOCK)
     watchers = []
     for fs, ls, ns in SELECTORS:
-        w = await reg.watch(ns, WatchOptions(label_selector=parse_label_selector(ls),
-                                             field_selector=parse_field_selector(fs), resource_version="0"))  # fmt: skip
+        opts = WatchOptions(
+            label_selector=parse_label_selector(ls), field_selector=parse_field_selector(fs), resource_version="0"
+        )
+        w = await reg.watch(ns, opts)
         watchers.append((fs, ls, ns, w))
     indexed = sum(1 for *_, w in watchers if w.index_field is not None)
     assert indexed >= 6  # most of these selectors are served from the index
