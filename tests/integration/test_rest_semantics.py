@@ -177,7 +177,8 @@ async def test_patch_with_resource_version_precondition(api: RawAPI) -> None:
     jp = await api.patch(NA + "/a1", [{"op": "add", "path": "/metadata/labels/x", "value": "y"}], kind="json")
     assert jp.status == 200 and jp.body["metadata"]["labels"] == {"a": "b", "x": "y"}
     st = await api.patch(NA + "/a1/status", {"status": {"ipv4": "10.0.0.9"}})
-    assert st.status == 200 and st.body["status"]["ipv4"] == "10.0.0.9" and next(iter(writes(st.body))) == "status.address"
+    assert st.status == 200 and st.body["status"]["ipv4"] == "10.0.0.9"
+    assert next(iter(writes(st.body))) == "status.address"
 
 
 async def test_selectors(api: RawAPI) -> None:
