@@ -122,8 +122,8 @@ class Invalid(StatusError):
     reason = "Invalid"
 
     @property
-    def causes(self) -> list[StatusCause]:
-        return self.details.causes if self.details else []
+    def causes(self) -> tuple[StatusCause, ...]:
+        return self.details.causes if self.details else ()
 
 
 class TooManyRequests(StatusError):
@@ -198,6 +198,6 @@ def invalid(kind: str, name: str, errors: list[FieldError]) -> Invalid:
             name=name,
             group=GROUP,
             kind=kind,
-            causes=[StatusCause(reason=e.type.reason, message=e.body(), field=e.field) for e in errors],
+            causes=tuple(StatusCause(reason=e.type.reason, message=e.body(), field=e.field) for e in errors),
         ),
     )

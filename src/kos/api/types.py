@@ -40,7 +40,7 @@ class SubnetSpec(Wire, frozen=True):
 class SubnetStatus(Wire, frozen=True):
     validated: bool = False
     """True once the subnet validator found no conflict; stays true for the object's lifetime."""
-    errors: list[str] = msgspec.field(default_factory=list)
+    errors: tuple[str, ...] = ()
 
 
 class Subnet(TopLevel, frozen=True, kw_only=True):
@@ -67,19 +67,19 @@ class NetworkAttachmentSpec(Wire, frozen=True):
     """Node where the interface must appear; immutable."""
     subnet: str = ""
     """Name of a Subnet in the same namespace; immutable."""
-    post_create_exec: list[str] = msgspec.field(default_factory=list)
+    post_create_exec: tuple[str, ...] = ()
     """Command the node's agent runs after creating the interface; immutable."""
-    post_delete_exec: list[str] = msgspec.field(default_factory=list)
+    post_delete_exec: tuple[str, ...] = ()
     """Command the node's agent runs after deleting the interface; the one mutable spec field."""
 
 
 class NetworkAttachmentErrors(Wire, frozen=True):
-    ipam: list[str] = msgspec.field(default_factory=list)
-    host: list[str] = msgspec.field(default_factory=list)
+    ipam: tuple[str, ...] = ()
+    host: tuple[str, ...] = ()
 
 
 class ExecReport(Wire, frozen=True):
-    command: list[str] = msgspec.field(default_factory=list)
+    command: tuple[str, ...] = ()
     exit_status: int = 0
     start_time: datetime.datetime | None = None
     stop_time: datetime.datetime | None = None

@@ -163,7 +163,7 @@ def validate_subnet_update(new: Subnet, old: Subnet) -> list[FieldError]:
 # --- NetworkAttachment --------------------------------------------------------------------------
 
 
-def _exec_errors(path: str, argv: list[str]) -> list[FieldError]:
+def _exec_errors(path: str, argv: tuple[str, ...]) -> list[FieldError]:
     errs: list[FieldError] = []
     if len(argv) > MAX_EXEC_ARGS:
         errs.append(field.too_many(path, len(argv), f"must have at most {MAX_EXEC_ARGS} items"))

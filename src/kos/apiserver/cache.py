@@ -68,13 +68,16 @@ class Entry:
 
 
 class CacheEvent:
-    __slots__ = ("_deleted", "_lines", "cur", "prev", "rev", "type")
+    __slots__ = ("_deleted", "_lines", "cur", "prev", "rev", "same_selection", "type")
 
     def __init__(self, type: bytes, rev: int, cur: Entry, prev: Entry | None) -> None:
         self.type = type
         self.rev = rev
         self.cur = cur
         self.prev = prev
+        # Whether every watcher's verdict is the same before and after (selectable fields and labels unchanged):
+        # most updates only touch other fields, and then each watcher is evaluated once, not twice.
+        self.same_selection = prev is not None and prev.fields == cur.fields and prev.labels == cur.labels
         self._deleted: Entry | None = cur if type == DELETED else None
         self._lines: dict[bytes, bytes] = {}
 
@@ -101,6 +104,8 @@ def event_for(w: Watcher, ev: CacheEvent) -> bytes | None:
         return DELETED if w.matches(cur.namespace, cur.labels, cur.fields) else None
     now = w.matches(cur.namespace, cur.labels, cur.fields)
     prev = ev.prev
+    if ev.same_selection:
+        return MODIFIED if now else None
     before = prev is not None and w.matches(prev.namespace, prev.labels, prev.fields)
     if now:
         return MODIFIED if before else ADDED

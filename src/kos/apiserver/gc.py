@@ -183,7 +183,9 @@ class GarbageCollector:
 
         def mutate(old: Entry) -> Any:
             m = old.obj.metadata
-            return codec.replace_meta(old.obj, owner_references=[r for r in m.owner_references if r.uid not in uids])
+            return codec.replace_meta(
+                old.obj, owner_references=tuple(r for r in m.owner_references if r.uid not in uids)
+            )
 
         await registry.guaranteed_update(meta.namespace, meta.name, mutate, expected=None, subresource=None,
                                           dry_run=False)  # fmt: skip
@@ -193,7 +195,7 @@ class GarbageCollector:
 
         def mutate(old: Entry) -> Any:
             m = old.obj.metadata
-            return codec.replace_meta(old.obj, finalizers=[f for f in m.finalizers if f != finalizer])
+            return codec.replace_meta(old.obj, finalizers=tuple(f for f in m.finalizers if f != finalizer))
 
         await registry.guaranteed_update(meta.namespace, meta.name, mutate, expected=None, subresource=None,
                                           dry_run=False)  # fmt: skip

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 PREFIX = f"/apis/{GROUP}/{VERSION}"
 DEFAULT_WATCH_TIMEOUT = (1800, 3600)
+SINK_LIMIT = 1 << 20
+"""Bytes a watch connection's socket buffer may hold before events wait in the watcher instead."""
 _PATH_ERR = re.compile(r" - at `\$(.*)`$")
 
 
@@ -528,22 +530,27 @@ class ResourceAPI:
         gauge.inc()
         loop = asyncio.get_running_loop()
         timer = loop.call_later(timeout, w.close)
-        sent = sent_bytes = 0
         try:
             await resp.prepare(request)
             self._observe("watch", res.plural, "", 200, time.perf_counter() - t0)
+            transport = request.transport
+
+            def sink(data: bytes) -> bool:
+                if transport is None or transport.is_closing() or transport.get_write_buffer_size() > SINK_LIMIT:
+                    return False
+                transport.write(b"%x\r\n%b\r\n" % (len(data), data))  # one HTTP chunk
+                return True
+
             while True:
-                if w.buffer:
-                    n = len(w.buffer)
-                    data = w.take()
-                    await resp.write(data)
-                    sent += n
-                    sent_bytes += len(data)
+                if w.buffer:  # backlog (or events pushed before the response started): write with flow control
+                    await resp.write(w.take())
                     continue
                 if w.closed:
                     break
+                w.sink = sink
                 w.wakeup.clear()
                 await w.wakeup.wait()
+                w.sink = None
             if w.close_reason:
                 self.metrics.slow_watchers.labels(res.plural).inc()
                 log.info("closed a %s watch: %s", res.plural, w.close_reason)
@@ -554,6 +561,6 @@ class ResourceAPI:
             timer.cancel()
             reg.stop_watch(w)
             gauge.dec()
-            self.metrics.watch_events.labels(res.plural).inc(sent)
-            self.metrics.watch_bytes.labels(res.plural).inc(sent_bytes)
+            self.metrics.watch_events.labels(res.plural).inc(w.sent_events)
+            self.metrics.watch_bytes.labels(res.plural).inc(w.sent_bytes)
         return resp

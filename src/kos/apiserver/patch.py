@@ -56,6 +56,6 @@ def apply_json_patch(doc: dict[str, Any], patch: jsonpatch.JsonPatch, kind: str,
             details=StatusDetails(
                 name=name,
                 kind=kind,
-                causes=[StatusCause(reason=err.type.reason, message=err.body(), field="patch")],
+                causes=(StatusCause(reason=err.type.reason, message=err.body(), field="patch"),),
             ),
         ) from None

@@ -469,12 +469,12 @@ class Registry:
                 finalizers.append(FOREGROUND_FINALIZER)
             try:
                 if finalizers:
-                    if meta.deletion_timestamp is not None and finalizers == meta.finalizers:
+                    if meta.deletion_timestamp is not None and tuple(finalizers) == meta.finalizers:
                         return old, False
                     new = codec.replace_meta(
                         old.obj,
                         resource_version="",
-                        finalizers=finalizers,
+                        finalizers=tuple(finalizers),
                         deletion_timestamp=meta.deletion_timestamp or self.clock.now().replace(microsecond=0),
                         deletion_grace_period_seconds=0,
                     )

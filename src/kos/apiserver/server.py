@@ -25,6 +25,7 @@ from kos.apiserver.registry import Registry, SubnetAdmission
 from kos.apiserver.strategy import for_plural
 from kos.storage.interface import Store
 from kos.storage.url import open_store
+from kos.util import gctune
 from kos.util.clock import REAL_CLOCK, Clock
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class APIServer:
             cache = self.cacher.caches[r.plural]
             self.metrics.track(r.plural, lambda c=cache: len(c.items))  # type: ignore[misc]
         self.metrics.revision.set_function(lambda: self.cacher.revision if self.cacher else 0)
+        gctune.freeze_startup_state()
         self.gc = GarbageCollector(self.cacher, self.registries)
         self.gc.start()
         self._bookmarks = asyncio.create_task(self._bookmark_loop(), name="kos-bookmarks")

@@ -64,7 +64,7 @@ def prepare_create_meta(meta: ObjectMeta, now: datetime.datetime) -> ObjectMeta:
         deletion_timestamp=None,
         deletion_grace_period_seconds=None,
         self_link="",
-        managed_fields=[],
+        managed_fields=(),
     )
 
 

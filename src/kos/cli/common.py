@@ -10,7 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from kos.util import log
+from kos.util import gctune, log
 
 
 class UsageError(Exception):
@@ -60,6 +60,7 @@ def host_port(value: str) -> tuple[str, int]:
 def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[int]], *, args: Any, component: str) -> int:
     """Run `main(stop)` on uvloop; SIGINT/SIGTERM set `stop`; a second signal exits at once with 1."""
     log.setup(args.log_level, args.log_format, component)
+    gctune.tune()
     try:
         import uvloop
 
