@@ -308,7 +308,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.runs, args.seconds, args.events = 1, 2.0, 2000
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}, "client": args.client}
     with tempfile.TemporaryDirectory() as d:
@@ -323,15 +323,17 @@ def main() -> int:
         for storage in ("memory://", f"sqlite://{tmp}/state-{{}}.db"):
             label = storage.split(":")[0]
             counter = iter(range(1000))
-            r = median_of(lambda: bench_creates(storage.format(next(counter)), args.seconds, args.connections, tmp,
-                                                args.client), "creates_per_s")  # fmt: skip
+            r = median_of(lambda st=storage, c=counter: bench_creates(st.format(next(c)), args.seconds,
+                                                                      args.connections, tmp, args.client),
+                          "creates_per_s")  # fmt: skip
             results[f"creates_{label}"] = r
             print(f"  {label:8s} {r['median']:9.0f} creates/s   (runs: "
                   + ", ".join(f"{x['creates_per_s']:.0f}" for x in r["runs"]) + ")")  # fmt: skip
         print(f"== watch fan-out ({args.events} events per run, medians of {args.runs})")
         for name, watchers, vnis, indexed in (("1k", 1000, 100, True), ("10k", 10_000, 1000, True),
                                               ("1k-unindexed", 1000, 100, False)):  # fmt: skip
-            r = median_of(lambda: bench_fanout(watchers, vnis, args.events, indexed, tmp), "deliveries_per_s")
+            r = median_of(lambda w=watchers, v=vnis, i=indexed: bench_fanout(w, v, args.events, i, tmp),
+                          "deliveries_per_s")
             cpu = statistics.median(x["server_cpu_us_per_event"] for x in r["runs"])
             r["server_cpu_us_per_event"] = cpu
             results[f"fanout_{name}"] = r
