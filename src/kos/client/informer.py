@@ -1,0 +1,93 @@
+"""The informer: a reflector, its indexed store, a lister, and event handlers.
+
+Handlers are called synchronously, in event order, after the store has been
+updated; following client-go's rule, they should only enqueue keys — the
+controller's worker reads the current state from the lister.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from kos.client.indexer import IndexFunc, Indexer, Lister
+from kos.client.reflector import ListWatcher, Reflector
+from kos.client.rest import ADDED, DELETED
+from kos.util.clock import REAL_CLOCK, Clock
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Informer(Generic[T]):
+    def __init__(
+        self,
+        client: ListWatcher,
+        cls: type[T],
+        *,
+        namespace: str | None = None,
+        label_selector: str = "",
+        field_selector: str = "",
+        indexers: dict[str, IndexFunc] | None = None,
+        clock: Clock = REAL_CLOCK,
+        name: str = "",
+    ) -> None:
+        self.indexer: Indexer[T] = Indexer(indexers)
+        self.lister: Lister[T] = Lister(self.indexer)
+        self._on_add: list[Callable[[T], None]] = []
+        self._on_update: list[Callable[[T, T], None]] = []
+        self._on_delete: list[Callable[[T], None]] = []
+        self.reflector: Reflector[T] = Reflector(
+            client, cls, self.indexer, self._dispatch, namespace=namespace, label_selector=label_selector,
+            field_selector=field_selector, clock=clock, name=name,
+        )  # fmt: skip
+        self._task: asyncio.Task[None] | None = None
+
+    def add_handlers(
+        self,
+        on_add: Callable[[T], None] | None = None,
+        on_update: Callable[[T, T], None] | None = None,
+        on_delete: Callable[[T], None] | None = None,
+    ) -> None:
+        if on_add:
+            self._on_add.append(on_add)
+        if on_update:
+            self._on_update.append(on_update)
+        if on_delete:
+            self._on_delete.append(on_delete)
+
+    def _dispatch(self, typ: str, old: Any, new: Any) -> None:
+        try:
+            if typ == ADDED:
+                for add in self._on_add:
+                    add(new)
+            elif typ == DELETED:
+                for delete in self._on_delete:
+                    delete(old)
+            else:
+                for update in self._on_update:
+                    update(old, new)
+        except Exception:  # a handler bug must not stop the informer
+            log.exception("%s: event handler failed", self.reflector.name)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.reflector.run(), name=f"informer-{self.reflector.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._task = None
+
+    def has_synced(self) -> bool:
+        return self.reflector.synced.is_set()
+
+    async def wait_synced(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self.reflector.synced.wait(), timeout)

@@ -1,0 +1,149 @@
+"""The reflector: keep a local store equal to the server's view of a selection of objects.
+
+List, then watch from the list's resourceVersion. Every event moves the store
+and the last seen revision forward; bookmarks move the revision forward too.
+When the watch ends or the connection breaks, watch again from the last seen
+revision (nothing is missed, nothing repeated). When the server answers 410
+(that history is gone), list again and *replace* the store: objects that vanished
+meanwhile are reported deleted with their last known state. Failures back off
+exponentially with jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Generic, Protocol, TypeVar
+
+from kos.api.errors import Gone, StatusError
+from kos.client.indexer import Indexer, key_of
+from kos.client.rest import ADDED, BOOKMARK, DELETED, MODIFIED, WatchEvent
+from kos.util.clock import REAL_CLOCK, Clock
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+EventHandler = Callable[[str, Any, Any], None]
+"""(event type, old object or None, new object or None): ADDED has no old, DELETED has no new."""
+
+
+class ListWatcher(Protocol):
+    """What a reflector needs from a client (`kos.client.rest.Client` has it; tests script it)."""
+
+    async def list(
+        self, cls: Any, namespace: str | None = None, *, label_selector: str = "", field_selector: str = ""
+    ) -> tuple[list[Any], str]: ...
+
+    def watch(
+        self,
+        cls: Any,
+        namespace: str | None = None,
+        *,
+        resource_version: str = "",
+        label_selector: str = "",
+        field_selector: str = "",
+        allow_bookmarks: bool = True,
+        timeout_seconds: int | None = None,
+    ) -> AsyncIterator[WatchEvent]: ...
+
+
+class Reflector(Generic[T]):
+    def __init__(
+        self,
+        client: ListWatcher,
+        cls: type[T],
+        store: Indexer[T],
+        on_event: EventHandler,
+        *,
+        namespace: str | None = None,
+        label_selector: str = "",
+        field_selector: str = "",
+        clock: Clock = REAL_CLOCK,
+        name: str = "",
+        watch_timeout: tuple[int, int] = (300, 600),
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.client = client
+        self.cls = cls
+        self.store = store
+        self.on_event = on_event
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.field_selector = field_selector
+        self.clock = clock
+        self.name = name or getattr(cls, "__name__", "objects")
+        self.watch_timeout = watch_timeout
+        self.max_backoff = max_backoff
+        self.resource_version = ""
+        self.synced = asyncio.Event()
+        self.relists = 0
+
+    async def run(self) -> None:
+        need_list = True
+        backoff = 0.1
+        while True:
+            try:
+                if need_list:
+                    await self._list_and_replace()
+                    need_list = False
+                async for ev in self.client.watch(
+                    self.cls,
+                    self.namespace,
+                    resource_version=self.resource_version,
+                    label_selector=self.label_selector,
+                    field_selector=self.field_selector,
+                    allow_bookmarks=True,
+                    timeout_seconds=random.randint(*self.watch_timeout),
+                ):
+                    self._apply(ev.type, ev.object, ev.resource_version)
+                    backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Gone:
+                log.info("%s: resourceVersion %s is too old; listing again", self.name, self.resource_version)
+                need_list = True
+            except StatusError as e:
+                delay = backoff * (0.5 + random.random())
+                log.info("%s: watch failed (%s); retrying in %.2fs", self.name, e, delay)
+                await self.clock.sleep(delay)
+                backoff = min(backoff * 2, self.max_backoff)
+
+    async def _list_and_replace(self) -> None:
+        items, rv = await self.client.list(
+            self.cls,
+            self.namespace,
+            label_selector=self.label_selector,
+            field_selector=self.field_selector,
+        )
+        fresh = {key_of(o): o for o in items}
+        for key in self.store.keys():
+            if key not in fresh:
+                old = self.store.delete(key)
+                self.on_event(DELETED, old, None)
+        for key, obj in fresh.items():
+            old = self.store.get(key)
+            if old is None:
+                self.store.put(obj)
+                self.on_event(ADDED, None, obj)
+            elif old.metadata.resource_version != obj.metadata.resource_version:  # type: ignore[attr-defined]
+                self.store.put(obj)
+                self.on_event(MODIFIED, old, obj)
+        self.resource_version = rv
+        self.relists += 1
+        self.synced.set()
+
+    def _apply(self, typ: str, obj: Any, rv: str) -> None:
+        if typ == BOOKMARK:
+            self.resource_version = rv
+            return
+        key = key_of(obj)
+        if typ == DELETED:
+            old = self.store.delete(key)
+            self.on_event(DELETED, old if old is not None else obj, None)
+        else:
+            old = self.store.put(obj)
+            self.on_event(ADDED if old is None else MODIFIED, old, obj)
+        self.resource_version = rv

@@ -1,0 +1,311 @@
+"""An async, typed REST client for the kos API.
+
+One client serves every kind, driven by the resource table; objects go in and
+come out as the frozen API types. Errors come back as the same `StatusError`
+classes the server raised (`except NotFound:` works across the wire), and a
+connection failure is a `ServiceUnavailable`. Connections are pooled and kept
+alive; an optional token bucket bounds the request rate (`qps`/`burst`, as
+client-go's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, Generic, TypeVar
+
+import aiohttp
+import msgspec
+
+from kos.api import codec
+from kos.api.errors import ServiceUnavailable, StatusError
+from kos.api.meta import Status
+from kos.api.resources import BY_TYPE, Resource
+from kos.api.types import API_VERSION, Object
+from kos.client.ratelimit import TokenBucket
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T", bound=Object)
+
+ADDED, MODIFIED, DELETED, BOOKMARK, ERROR = "ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"
+
+
+class _RawEvent(msgspec.Struct, gc=False):
+    type: str
+    object: msgspec.Raw
+
+
+class _Meta(msgspec.Struct, rename="camel", gc=False):
+    resource_version: str = ""
+
+
+class _PartialObject(msgspec.Struct, gc=False):
+    metadata: _Meta = msgspec.field(default_factory=_Meta)
+
+
+class _ListMeta(msgspec.Struct, rename="camel", gc=False):
+    resource_version: str = ""
+    continue_: str = msgspec.field(default="", name="continue")
+
+
+class _List(msgspec.Struct, Generic[T], gc=False):
+    metadata: _ListMeta
+    items: list[T]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WatchEvent:
+    type: str
+    """ADDED, MODIFIED, DELETED or BOOKMARK."""
+    object: Any
+    """The object (None for a BOOKMARK)."""
+    resource_version: str
+
+
+class Client:
+    def __init__(
+        self,
+        server: str,
+        *,
+        qps: float = 0.0,
+        burst: int = 0,
+        user_agent: str = "kos",
+        connections: int = 100,
+        timeout: float = 60.0,
+    ) -> None:
+        self.server = server.rstrip("/")
+        self.user_agent = user_agent
+        self._limiter = TokenBucket(qps, max(burst, 1)) if qps > 0 else None
+        self._connections = connections
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+        self._decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300),
+                headers={"User-Agent": self.user_agent, "Accept": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+                skip_auto_headers=("Accept-Encoding",),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    @staticmethod
+    def path(res: Resource, namespace: str | None, name: str = "", sub: str = "") -> str:
+        p = f"/apis/{API_VERSION}/"
+        if namespace:
+            p += f"namespaces/{namespace}/"
+        p += res.plural
+        if name:
+            p += "/" + name
+        if sub:
+            p += "/" + sub
+        return p
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> bytes:
+        if self._limiter is not None:
+            await self._limiter.wait()
+        headers = {"Content-Type": content_type} if body is not None else None
+        try:
+            async with self.session.request(
+                method, self.server + path, params=params, data=body, headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+            ) as r:  # fmt: skip
+                data = await r.read()
+                if r.status >= 300:
+                    raise _status_error(r.status, data)
+                return data
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as e:
+            raise ServiceUnavailable(f"cannot reach {self.server}: {type(e).__name__}: {e}") from e
+
+    def _decoder(self, t: type[Any]) -> msgspec.json.Decoder[Any]:
+        d = self._decoders.get(t)
+        if d is None:
+            d = self._decoders[t] = msgspec.json.Decoder(t)
+        return d
+
+    # --- verbs -------------------------------------------------------------------------------
+
+    async def get(self, cls: type[T], namespace: str, name: str, *, resource_version: str = "") -> T:
+        res = BY_TYPE[cls]
+        params = {"resourceVersion": resource_version} if resource_version else None
+        data = await self._request("GET", self.path(res, namespace, name), params=params)
+        obj: T = self._decoder(cls).decode(data)
+        return obj
+
+    async def list(
+        self,
+        cls: type[T],
+        namespace: str | None = None,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        resource_version: str = "",
+        limit: int = 0,
+    ) -> tuple[list[T], str]:
+        """All matching objects (following `continue` when paging) and the list's resourceVersion."""
+        res = BY_TYPE[cls]
+        params: dict[str, str] = {}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        if resource_version:
+            params["resourceVersion"] = resource_version
+        if limit:
+            params["limit"] = str(limit)
+        items: list[T] = []
+        rv = ""
+        dec = self._decoder(_List[cls])  # type: ignore[valid-type]
+        while True:
+            data = await self._request("GET", self.path(res, namespace), params=params)
+            page = dec.decode(data)
+            items.extend(page.items)
+            rv = rv or page.metadata.resource_version
+            if not page.metadata.continue_:
+                return items, rv
+            params = {k: v for k, v in params.items() if k != "resourceVersion"}
+            params["continue"] = page.metadata.continue_
+
+    async def create(self, obj: T) -> T:
+        res = BY_TYPE[type(obj)]
+        data = await self._request("POST", self.path(res, obj.metadata.namespace), body=codec.encode(obj))
+        out: T = self._decoder(type(obj)).decode(data)
+        return out
+
+    async def update(self, obj: T) -> T:
+        res = BY_TYPE[type(obj)]
+        m = obj.metadata
+        data = await self._request("PUT", self.path(res, m.namespace, m.name), body=codec.encode(obj))
+        out: T = self._decoder(type(obj)).decode(data)
+        return out
+
+    async def update_status(self, obj: T) -> T:
+        res = BY_TYPE[type(obj)]
+        m = obj.metadata
+        data = await self._request("PUT", self.path(res, m.namespace, m.name, "status"), body=codec.encode(obj))
+        out: T = self._decoder(type(obj)).decode(data)
+        return out
+
+    async def patch(
+        self, cls: type[T], namespace: str, name: str, patch: Any, *, kind: str = "merge", subresource: str = ""
+    ) -> T:
+        res = BY_TYPE[cls]
+        ct = "application/merge-patch+json" if kind == "merge" else "application/json-patch+json"
+        data = await self._request(
+            "PATCH", self.path(res, namespace, name, subresource), body=msgspec.json.encode(patch), content_type=ct
+        )
+        out: T = self._decoder(cls).decode(data)
+        return out
+
+    async def delete(
+        self,
+        cls: type[T],
+        namespace: str,
+        name: str,
+        *,
+        uid: str | None = None,
+        resource_version: str | None = None,
+        propagation_policy: str | None = None,
+    ) -> T:
+        res = BY_TYPE[cls]
+        opts: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1"}
+        pre: dict[str, str] = {}
+        if uid is not None:
+            pre["uid"] = uid
+        if resource_version is not None:
+            pre["resourceVersion"] = resource_version
+        if pre:
+            opts["preconditions"] = pre
+        if propagation_policy:
+            opts["propagationPolicy"] = propagation_policy
+        data = await self._request("DELETE", self.path(res, namespace, name), body=msgspec.json.encode(opts))
+        out: T = self._decoder(cls).decode(data)
+        return out
+
+    async def watch(
+        self,
+        cls: type[T],
+        namespace: str | None = None,
+        *,
+        resource_version: str = "",
+        label_selector: str = "",
+        field_selector: str = "",
+        allow_bookmarks: bool = True,
+        timeout_seconds: int | None = None,
+    ) -> AsyncIterator[WatchEvent]:
+        """Events after `resource_version` until the server ends the stream.
+
+        Raises Expired (410) if the server no longer has that history, and
+        ServiceUnavailable if the connection fails.
+        """
+        res = BY_TYPE[cls]
+        params = {"watch": "1", "allowWatchBookmarks": "true" if allow_bookmarks else "false"}
+        if resource_version:
+            params["resourceVersion"] = resource_version
+        if label_selector:
+            params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        if timeout_seconds is not None:
+            params["timeoutSeconds"] = str(timeout_seconds)
+        if self._limiter is not None:
+            await self._limiter.wait()
+        raw_dec = self._decoder(_RawEvent)
+        obj_dec = self._decoder(cls)
+        partial_dec = self._decoder(_PartialObject)
+        status_dec = self._decoder(Status)
+        try:
+            async with self.session.get(self.server + self.path(res, namespace), params=params) as r:
+                if r.status >= 300:
+                    raise _status_error(r.status, await r.read())
+                async for line in r.content:
+                    if not line.strip():
+                        continue
+                    ev = raw_dec.decode(line)
+                    if ev.type == BOOKMARK:
+                        yield WatchEvent(BOOKMARK, None, partial_dec.decode(ev.object).metadata.resource_version)
+                    elif ev.type == ERROR:
+                        st = status_dec.decode(ev.object)
+                        raise StatusError.from_status(st)
+                    else:
+                        obj = obj_dec.decode(ev.object)
+                        yield WatchEvent(ev.type, obj, obj.metadata.resource_version)
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as e:
+            raise ServiceUnavailable(f"watch of {res.plural} interrupted: {type(e).__name__}: {e}") from e
+
+
+def _status_error(code: int, data: bytes) -> StatusError:
+    try:
+        st = codec.decode(data, Status)
+        if st.kind == "Status" and st.code:
+            return StatusError.from_status(st)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        pass
+    err = StatusError.from_status(Status(code=code, message=data[:200].decode(errors="replace") or f"HTTP {code}"))
+    return err

@@ -1,0 +1,120 @@
+"""Reflector edge cases: bookmarks, disconnects, 410 mid-watch, objects deleted while disconnected."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from kos.api.errors import Expired, ServiceUnavailable
+from kos.api.meta import ObjectMeta
+from kos.api.types import NetworkAttachment, NetworkAttachmentSpec
+from kos.client.informer import Informer
+from kos.testing.listwatch import ScriptedListWatch, added, bookmark, deleted, modified, with_rv
+
+
+def na(name: str, node: str = "n1", rv: int = 0) -> NetworkAttachment:
+    o = NetworkAttachment(metadata=ObjectMeta(name=name, namespace="ns"), spec=NetworkAttachmentSpec(node=node))
+    return with_rv(o, rv) if rv else o
+
+
+class Recorder:
+    def __init__(self, inf: Informer[Any]) -> None:
+        self.events: list[tuple[str, str, str]] = []
+        inf.add_handlers(
+            on_add=lambda o: self.events.append(("add", o.metadata.name, o.spec.node)),
+            on_update=lambda old, new: self.events.append(("update", new.metadata.name, new.spec.node)),
+            on_delete=lambda o: self.events.append(("delete", o.metadata.name, o.spec.node)),
+        )
+
+
+def informer(lw: ScriptedListWatch) -> tuple[Informer[NetworkAttachment], Recorder]:
+    inf: Informer[NetworkAttachment] = Informer(lw, NetworkAttachment)  # type: ignore[arg-type]
+    inf.reflector.max_backoff = 0.01
+    return inf, Recorder(inf)
+
+
+async def run_until_exhausted(lw: ScriptedListWatch, inf: Informer[Any]) -> None:
+    inf.start()
+    await asyncio.wait_for(lw.exhausted.wait(), 5)
+    await inf.stop()
+
+
+async def test_list_then_watch_and_resource_versions() -> None:
+    lw = ScriptedListWatch()
+    lw.list_results = [([na("a", rv=1), na("b", rv=2)], 2)]
+    lw.step(modified(na("a", "n2", rv=3)), deleted(na("b", rv=4)), added(na("c", rv=5)))
+    inf, rec = informer(lw)
+    assert not inf.has_synced()
+    await run_until_exhausted(lw, inf)
+    assert inf.has_synced()
+    assert rec.events == [("add", "a", "n1"), ("add", "b", "n1"), ("update", "a", "n2"), ("delete", "b", "n1"),
+                          ("add", "c", "n1")]  # fmt: skip
+    assert sorted(o.metadata.name for o in inf.lister.list()) == ["a", "c"]
+    a = inf.lister.get("ns", "a")
+    assert a is not None and a.spec.node == "n2"
+    assert lw.watch_calls == ["2", "5"]  # resumed from the last event's revision
+
+
+async def test_bookmark_moves_the_resume_point() -> None:
+    lw = ScriptedListWatch()
+    lw.list_results = [([na("a", rv=1)], 1)]
+    lw.step(bookmark(40))  # and then the stream ends normally (a server timeout)
+    inf, _ = informer(lw)
+    await run_until_exhausted(lw, inf)
+    assert lw.watch_calls == ["1", "40"]
+    assert lw.list_calls == 1
+
+
+async def test_disconnect_resumes_from_last_seen_revision_without_relisting() -> None:
+    lw = ScriptedListWatch()
+    lw.list_results = [([na("a", rv=1)], 1)]
+    lw.step(added(na("b", rv=2)), then=ServiceUnavailable("connection reset by peer"))
+    lw.step(added(na("c", rv=3)))
+    inf, rec = informer(lw)
+    await run_until_exhausted(lw, inf)
+    assert lw.list_calls == 1
+    assert lw.watch_calls == ["1", "2", "3"]
+    assert [e[:2] for e in rec.events] == [("add", "a"), ("add", "b"), ("add", "c")]
+
+
+async def test_gone_mid_watch_relists_and_reports_what_changed_meanwhile() -> None:
+    lw = ScriptedListWatch()
+    lw.list_results = [
+        ([na("a", rv=1), na("b", rv=2), na("c", rv=3)], 3),
+        # the second list, after the 410: b was deleted, c changed, d created while we were away
+        ([na("a", "n2", rv=4), na("c", "n3", rv=6), na("d", rv=7)], 7),
+    ]
+    lw.step(modified(na("a", "n2", rv=4)), then=Expired("too old resource version: 4 (90)"))
+    inf, rec = informer(lw)
+    await run_until_exhausted(lw, inf)
+    assert lw.list_calls == 2
+    assert rec.events == [
+        ("add", "a", "n1"), ("add", "b", "n1"), ("add", "c", "n1"),  # the first list
+        ("update", "a", "n2"),  # the watch
+        ("delete", "b", "n1"), ("update", "c", "n3"), ("add", "d", "n1"),  # the relist reports the differences
+    ]  # fmt: skip
+    assert lw.watch_calls == ["3", "7"]
+    assert sorted((o.metadata.name, o.spec.node) for o in inf.lister.list()) == [("a", "n2"), ("c", "n3"), ("d", "n1")]
+
+
+async def test_unchanged_objects_are_not_reported_again_after_a_relist() -> None:
+    lw = ScriptedListWatch()
+    lw.list_results = [([na("a", rv=1)], 1), ([na("a", rv=1)], 5)]
+    lw.step(then=Expired("gone"))
+    inf, rec = informer(lw)
+    await run_until_exhausted(lw, inf)
+    assert rec.events == [("add", "a", "n1")]
+
+
+async def test_indexes_follow_changes() -> None:
+    lw = ScriptedListWatch()
+    lw.list_results = [([na("a", "n1", rv=1), na("b", "n1", rv=2)], 2)]
+    lw.step(modified(na("a", "n2", rv=3)), deleted(na("b", rv=4)))
+    inf: Informer[NetworkAttachment] = Informer(
+        lw,  # type: ignore[arg-type]
+        NetworkAttachment,
+        indexers={"node": lambda o: [o.spec.node]},
+    )
+    await run_until_exhausted(lw, inf)
+    assert [o.metadata.name for o in inf.lister.by_index("node", "n2")] == ["a"]
+    assert inf.lister.by_index("node", "n1") == []
