@@ -7,7 +7,6 @@ themselves, never copies: a controller that wants a change builds a new object.
 from __future__ import annotations
 
 import builtins
-
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
@@ -71,7 +70,7 @@ class Indexer(Generic[T]):
     def get(self, key: str) -> T | None:
         return self._items.get(key)
 
-    def keys(self) -> list[str]:
+    def list_keys(self) -> list[str]:
         return list(self._items)
 
     def values(self) -> list[T]:

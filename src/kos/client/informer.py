@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from kos.client.indexer import IndexFunc, Indexer, Lister
+from kos.client.indexer import Indexer, IndexFunc, Lister
 from kos.client.reflector import ListWatcher, Reflector
 from kos.client.rest import ADDED, DELETED
 from kos.util.clock import REAL_CLOCK, Clock

@@ -119,7 +119,7 @@ class Reflector(Generic[T]):
             field_selector=self.field_selector,
         )
         fresh = {key_of(o): o for o in items}
-        for key in self.store.keys():
+        for key in self.store.list_keys():
             if key not in fresh:
                 old = self.store.delete(key)
                 self.on_event(DELETED, old, None)

@@ -10,7 +10,6 @@ client-go's).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncIterator
@@ -140,7 +139,7 @@ class Client:
                 if r.status >= 300:
                     raise _status_error(r.status, data)
                 return data
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as e:
+        except (TimeoutError, aiohttp.ClientConnectionError) as e:
             raise ServiceUnavailable(f"cannot reach {self.server}: {type(e).__name__}: {e}") from e
 
     def _decoder(self, t: type[Any]) -> msgspec.json.Decoder[Any]:
@@ -296,7 +295,7 @@ class Client:
                     else:
                         obj = obj_dec.decode(ev.object)
                         yield WatchEvent(ev.type, obj, obj.metadata.resource_version)
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as e:
+        except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
             raise ServiceUnavailable(f"watch of {res.plural} interrupted: {type(e).__name__}: {e}") from e
 
 
