@@ -6,11 +6,12 @@ import sys
 from collections.abc import Sequence
 
 from kos import __version__
-from kos.cli import apiserver
+from kos.cli import apiserver, controller_manager
 from kos.cli.common import EnvDefaultsParser, UsageError
 
 SUBCOMMANDS = {
     "apiserver": (apiserver, "serve the kos API (Subnets, NetworkAttachments, IPLocks)"),
+    "controller-manager": (controller_manager, "run the subnet validator and IPAM"),
 }
 
 

@@ -1,0 +1,64 @@
+"""`kos controller-manager --server URL`: the subnet validator and IPAM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from kos.cli.common import UsageError, add_logging_flags, host_port, run_until_signalled
+from kos.controllers.manager import CONTROLLERS, ControllerManager, Settings
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", required=True, help="URL of the kos apiserver, e.g. http://127.0.0.1:8080")
+    p.add_argument(
+        "--controllers",
+        default=",".join(CONTROLLERS),
+        help=f"comma-separated controllers to run (of {', '.join(CONTROLLERS)})",
+    )
+    p.add_argument("--workers", type=int, default=None, help="workers per controller (overrides the two below)")
+    p.add_argument("--ipam-workers", type=int, default=8, help="IPAM workers")
+    p.add_argument("--subnet-validator-workers", type=int, default=2, help="subnet validator workers")
+    p.add_argument("--qps", type=float, default=0.0, help="client request rate limit (0: none)")
+    p.add_argument("--burst", type=int, default=200, help="client burst when --qps is set")
+    p.add_argument("--metrics-listen", type=host_port, default=("127.0.0.1", 9295), help="HOST:PORT for /metrics")
+    p.add_argument("--seed", type=int, default=None, help="seed for address choice (reproducible runs)")
+    add_logging_flags(p)  # fmt: skip
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    chosen = tuple(c.strip() for c in args.controllers.split(",") if c.strip())
+    unknown = [c for c in chosen if c not in CONTROLLERS]
+    if unknown or not chosen:
+        raise UsageError(
+            f"--controllers: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(CONTROLLERS)}"
+        )
+    ipam_workers = args.workers or args.ipam_workers
+    sv_workers = args.workers or args.subnet_validator_workers
+    if ipam_workers < 1 or sv_workers < 1:
+        raise UsageError("worker counts must be at least 1")
+    if not args.server.startswith(("http://", "https://")):
+        raise UsageError(f"--server {args.server!r} must be an http:// or https:// URL")
+    host, port = args.metrics_listen
+    return Settings(
+        server=args.server, controllers=chosen, ipam_workers=ipam_workers, validator_workers=sv_workers,
+        qps=args.qps, burst=args.burst, metrics_host=host, metrics_port=port, seed=args.seed,
+    )  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    async def main(stop: asyncio.Event) -> int:
+        cm = ControllerManager(settings_from(args))
+        try:
+            await cm.start()
+        except OSError as e:
+            raise UsageError(f"cannot serve metrics on {args.metrics_listen[0]}:{args.metrics_listen[1]}: {e}") from e
+        print(f"kos controller-manager running ({', '.join(cm.settings.controllers)})", flush=True)
+        await stop.wait()
+        await cm.stop()
+        return 0
+
+    return run_until_signalled(main, args=args, component="controller-manager")

@@ -1,0 +1,105 @@
+"""The controller manager: shared informers, the subnet validator and IPAM, and their metrics endpoint.
+
+One process runs both controllers (reference §4.8), sharing one client and one
+Subnet informer. Informers watch all namespaces. Prometheus metrics and a health
+check are served on `--metrics-listen`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from kos.api.types import IPLock, NetworkAttachment, Subnet
+from kos.client.informer import Informer
+from kos.client.queuemetrics import QueueMetricFamilies
+from kos.client.ratelimit import ExponentialBackoff
+from kos.client.rest import Client
+from kos.client.workqueue import WorkQueue
+from kos.controllers.base import Controller
+from kos.controllers.ipam import IPAM
+from kos.controllers.metrics import IPAMMetrics, SubnetValidatorMetrics
+from kos.controllers.subnet_validator import SubnetValidator
+
+log = logging.getLogger(__name__)
+
+CONTROLLERS = ("subnet-validator", "ipam")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    server: str
+    controllers: tuple[str, ...] = CONTROLLERS
+    ipam_workers: int = 8
+    validator_workers: int = 2
+    qps: float = 0.0
+    burst: int = 0
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9295
+    seed: int | None = None
+
+
+class ControllerManager:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = CollectorRegistry()
+        self.client = Client(settings.server, qps=settings.qps, burst=settings.burst,
+                             user_agent="kos-controller-manager")  # fmt: skip
+        self.controllers: list[Controller] = []
+        self.queues = QueueMetricFamilies(self.registry)
+        self._runner: web.AppRunner | None = None
+        self.metrics_port = settings.metrics_port
+        s = settings
+        subnets: Informer[Subnet] = Informer(self.client, Subnet, name="subnets")
+        if "subnet-validator" in s.controllers:
+            q: WorkQueue[str] = WorkQueue("sv", rate_limiter=ExponentialBackoff(), metrics=self.queues.for_queue("sv"))
+            self.validator = SubnetValidator(self.client, subnets, q, SubnetValidatorMetrics(self.registry),
+                                             workers=s.validator_workers)  # fmt: skip
+            self.controllers.append(self.validator)
+        if "ipam" in s.controllers:
+            q2: WorkQueue[str] = WorkQueue("ipam", rate_limiter=ExponentialBackoff(),
+                                           metrics=self.queues.for_queue("ipam"))  # fmt: skip
+            self.ipam = IPAM(
+                self.client, subnets, Informer(self.client, NetworkAttachment, name="networkattachments"),
+                Informer(self.client, IPLock, name="iplocks"), q2, IPAMMetrics(self.registry),
+                workers=s.ipam_workers, rng=random.Random(s.seed) if s.seed is not None else None,
+            )  # fmt: skip
+            self.controllers.append(self.ipam)
+        for c in self.controllers:
+            self.queues.watch(c.queue)
+
+    async def start(self) -> None:
+        await self._serve_metrics()
+        for c in self.controllers:
+            await c.start()
+
+    async def stop(self) -> None:
+        for c in self.controllers:
+            await c.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.client.close()
+
+    async def _serve_metrics(self) -> None:
+        app = web.Application()
+
+        async def metrics(_: web.Request) -> web.StreamResponse:
+            return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        async def healthz(_: web.Request) -> web.StreamResponse:
+            return web.Response(text="ok")
+
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/healthz", healthz)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.metrics_host, self.settings.metrics_port, reuse_address=True)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None)
+        if sockets:
+            self.metrics_port = sockets[0].getsockname()[1]
+        log.info("controller-manager metrics on http://%s:%d/metrics", self.settings.metrics_host, self.metrics_port)
