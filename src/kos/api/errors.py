@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from kos.api.field import FieldError
-from kos.api.meta import Status, StatusCause, StatusDetails
+from kos.api.meta import Status, StatusCause, StatusDetails, status
 from kos.api.types import GROUP
 
 
@@ -43,7 +43,7 @@ class StatusError(Exception):
         self.details = details
 
     def to_status(self) -> Status:
-        return Status(status="Failure", message=self.message, reason=self.reason, details=self.details, code=self.code)
+        return status(code=self.code, reason=self.reason, message=self.message, details=self.details)
 
     @staticmethod
     def from_status(status: Status) -> StatusError:

@@ -124,17 +124,22 @@ class StatusDetails(Wire, frozen=True):
     retry_after_seconds: int = 0
 
 
-class Status(Wire, frozen=True, forbid_unknown_fields=False, omit_defaults=False):
-    """A Kubernetes Status: every error response, and some successes (always written in full)."""
+class Status(Wire, frozen=True, forbid_unknown_fields=False, kw_only=True):
+    """A Kubernetes Status: every error response, and some successes. `kind` and `apiVersion` are always written."""
 
-    api_version: str = "v1"
-    kind: str = "Status"
+    api_version: str
+    kind: str
     metadata: ListMeta = msgspec.field(default_factory=ListMeta)
     status: str = ""
     message: str = ""
     reason: str = ""
     details: StatusDetails | None = None
     code: int = 0
+
+
+def status(*, code: int, reason: str, message: str, details: StatusDetails | None = None, ok: bool = False) -> Status:
+    return Status(api_version="v1", kind="Status", status="Success" if ok else "Failure", message=message,
+                  reason=reason, details=details, code=code)  # fmt: skip
 
 
 class DeleteOptions(Wire, frozen=True, forbid_unknown_fields=False):

@@ -55,10 +55,10 @@ def validate_object_meta(meta: ObjectMeta, *, is_create: bool = True) -> list[Fi
     else:
         for p in names.dns1123_subdomain_problems(meta.name):
             errs.append(field.invalid("metadata.name", meta.name, p))
-    if meta.generate_name and not meta.name:
-        # the generated name adds 5 characters; the prefix must leave a valid subdomain
-        probe = meta.generate_name + "x"
-        for p in names.dns1123_subdomain_problems(probe if len(probe) <= 248 else probe[:249]):
+    if meta.generate_name:
+        # a prefix: a trailing '-' is fine, and 5 random characters will follow
+        probe = meta.generate_name[:-1] + "a" if meta.generate_name.endswith("-") else meta.generate_name
+        for p in names.dns1123_subdomain_problems(probe):
             errs.append(field.invalid("metadata.generateName", meta.generate_name, p))
     if not meta.namespace:
         errs.append(field.required("metadata.namespace"))

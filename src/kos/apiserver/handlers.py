@@ -182,18 +182,25 @@ def _value_at(doc: Any, path: str) -> Any:
     return cur
 
 
+_MALFORMED = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
+
 def decode_object(res: Resource, body: bytes, mode: str, name_hint: str = "") -> tuple[Any, list[str]]:
     """Decode a request body into the kind's type; (object, warnings). Malformed input raises a StatusError."""
+    obj: Any = None
     try:
-        return codec.decode(body, res.object_type), []
+        obj = codec.decode(body, res.object_type)
+        if obj.kind == res.kind and obj.api_version == API_VERSION:
+            return obj, []
+        first_error = ""
     except msgspec.ValidationError as e:
         first_error = str(e)
-    except msgspec.DecodeError as e:
-        raise BadRequest(f"the request body is not valid JSON: {e}") from None
+    except _MALFORMED as e:
+        raise BadRequest(f"the request body is not valid JSON: {_reason(e)}") from None
     try:
         raw = msgspec.json.decode(body)
-    except msgspec.DecodeError as e:
-        raise BadRequest(f"the request body is not valid JSON: {e}") from None
+    except _MALFORMED as e:
+        raise BadRequest(f"the request body is not valid JSON: {_reason(e)}") from None
     if not isinstance(raw, dict):
         raise BadRequest(f"the request body must be a JSON object (a {res.kind}), not {type(raw).__name__}")
     av, kind = raw.get("apiVersion"), raw.get("kind")
@@ -213,7 +220,8 @@ def decode_object(res: Resource, body: bytes, mode: str, name_hint: str = "") ->
             obj = None
         if dropped and mode == "Strict":
             raise BadRequest("strict decoding error: " + ", ".join(f'unknown field "{d}"' for d in dropped))
-        warnings = [f'unknown field "{d}"' for d in dropped]
+        if mode == "Warn":
+            warnings = [f'unknown field "{d}"' for d in dropped]
         if obj is not None:
             return obj, warnings
     path = _error_path(first_error)
@@ -221,6 +229,22 @@ def decode_object(res: Resource, body: bytes, mode: str, name_hint: str = "") ->
     meta = raw.get("metadata")
     name = (meta.get("name") if isinstance(meta, dict) else None) or name_hint
     raise errors.invalid(res.kind, str(name or ""), [field.invalid(path or "<body>", _value_at(raw, path), detail)])
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, RecursionError):
+        return "it is nested too deeply"
+    if isinstance(e, UnicodeDecodeError):
+        return f"it is not valid UTF-8 (at byte {e.start})"
+    return str(e)
+
+
+def warning_header(warnings: list[str]) -> dict[str, str] | None:
+    """An RFC 7234 `Warning` header: code 299, agent '-', each text a quoted string."""
+    if not warnings:
+        return None
+    quoted = ['299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"' for w in warnings]
+    return {"Warning": ", ".join(quoted)}
 
 
 class ResourceAPI:
@@ -321,13 +345,16 @@ class ResourceAPI:
     async def _body(self, request: web.Request) -> bytes:
         if request.content_length is not None and request.content_length > self.max_body:
             raise RequestEntityTooLarge(f"Request entity too large: limit is {self.max_body} bytes")
-        try:
-            body = await request.content.read(self.max_body + 1)
-        except web.HTTPRequestEntityTooLarge:
-            raise RequestEntityTooLarge(f"Request entity too large: limit is {self.max_body} bytes") from None
-        if len(body) > self.max_body or not request.content.at_eof():
-            raise RequestEntityTooLarge(f"Request entity too large: limit is {self.max_body} bytes")
-        return body
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = await request.content.read(1 << 16)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > self.max_body:
+                raise RequestEntityTooLarge(f"Request entity too large: limit is {self.max_body} bytes")
+            chunks.append(chunk)
 
     # --- verbs -------------------------------------------------------------------------------
 
@@ -386,8 +413,8 @@ class ResourceAPI:
         body = await self._body(request)
         try:
             doc = msgspec.json.decode(body)
-        except msgspec.DecodeError as e:
-            raise BadRequest(f"the patch is not valid JSON: {e}") from None
+        except _MALFORMED as e:
+            raise BadRequest(f"the patch is not valid JSON: {_reason(e)}") from None
         mode = _field_validation(q)
         warnings: list[str] = []
         if kind == negotiation.MERGE_PATCH:
@@ -419,8 +446,8 @@ class ResourceAPI:
         if body.strip():
             try:
                 opts = codec.decode(body, DeleteOptions)
-            except msgspec.DecodeError as err:
-                raise BadRequest(f"the request body is not valid DeleteOptions: {err}") from None
+            except (*_MALFORMED, msgspec.ValidationError) as err:
+                raise BadRequest(f"the request body is not valid DeleteOptions: {_reason(err)}") from None
         policy = q.get("propagationPolicy") or opts.propagation_policy
         orphan = q.get("orphanDependents")
         if orphan is not None:
@@ -454,7 +481,7 @@ class ResourceAPI:
         status: int = 200,
         warnings: list[str] | None = None,
     ) -> web.Response:
-        headers = {"Warning": ", ".join(f'299 - "{w}"' for w in warnings)} if warnings else None
+        headers = warning_header(warnings or [])
         if out.table:
             body = table.render_table(res, [e], resource_version=e.rev, now=self.clock.now(),
                                       version=out.table_version, include_object=include)  # fmt: skip

@@ -104,6 +104,8 @@ class SubnetAdmission:
         for key in sorted(cache.index["spec.vni"].get(str(obj.spec.vni), ())):
             other = cache.items[key].obj
             ref = f"{other.metadata.namespace}/{other.metadata.name}"
+            if ref == f"{obj.metadata.namespace}/{obj.metadata.name}":
+                continue
             if other.metadata.namespace != obj.metadata.namespace:
                 out.append(field.forbidden(
                     "spec.vni",
@@ -182,6 +184,11 @@ class Registry:
             if rv and rv != "0":
                 raise BadRequest("specifying resourceVersion is not allowed when using continue")
             snap_rev, after_key = _decode_continue(opts.continue_token)
+            if snap_rev > self.cacher.revision:
+                raise BadRequest(
+                    f"invalid continue token: it names revision {snap_rev}, which this server has not reached; use the"
+                    " token from a previous list response"
+                )
             return await self._list_at(namespace, opts, snap_rev, after_key)
         if match == "Exact":
             exact = parse_rv(rv)
@@ -284,7 +291,7 @@ class Registry:
             )
         generate = not meta.name and bool(meta.generate_name)
         for _ in range(8 if generate else 1):
-            name = meta.name or (meta.generate_name + "".join(random.choices(_NAME_CHARS, k=5)))
+            name = meta.name or (meta.generate_name + "".join(random.choices(_NAME_CHARS, k=5)) if generate else "")
             candidate = codec.replace_meta(obj, namespace=namespace, name=name)
             prepared = self.strategy.prepare_for_create(candidate, self.clock.now())
             errs = self.strategy.validate(prepared)
@@ -307,6 +314,8 @@ class Registry:
         assert self.admission is not None
         async with self.admission.lock:
             await self.cacher.sync()
+            if self.cache.get(f"{obj.metadata.namespace}/{obj.metadata.name}") is not None:
+                raise KeyExists(obj.metadata.name)
             errs = self.admission.conflicts(obj)
             if errs:
                 raise self._invalid(obj.metadata.name, errs)
@@ -410,6 +419,12 @@ class Registry:
             except _Precondition:
                 assert on_precondition is not None
                 raise self._conflict(name) from None
+            their_uid = incoming.metadata.uid
+            if their_uid and their_uid != old.obj.metadata.uid:
+                raise self._conflict(
+                    name,
+                    f"Precondition failed: UID in precondition: {their_uid}, UID in object meta: {old.obj.metadata.uid}",
+                )
             now = self.clock.now()
             if subresource == "status":
                 new = self.strategy.prepare_for_status_update(incoming, old.obj, now)

@@ -13,7 +13,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kos.api import resources
-from kos.api.errors import MethodNotAllowed, NotAcceptable
+from kos.api.errors import MethodNotAllowed, NotAcceptable, NotFound, RequestEntityTooLarge
 from kos.api.types import GROUP, VERSION
 from kos.apiserver import discovery
 from kos.apiserver.cache import Cacher
@@ -137,7 +137,7 @@ class APIServer:
             self.registries, self.metrics, self.clock,
             max_body=self.settings.max_request_bytes, bookmark_interval=self.settings.bookmark_interval,
         )  # fmt: skip
-        app = web.Application(client_max_size=self.settings.max_request_bytes + 1024)
+        app = web.Application(client_max_size=self.settings.max_request_bytes, middlewares=[_statuses])
         enc = msgspec.json.encode
 
         def doc(body: Any) -> Any:
@@ -157,15 +157,19 @@ class APIServer:
         ns = Namespaces(self.cacher) if self.cacher else None
         assert ns is not None
         r.add_route("*", "/api", api_versions)
+        r.add_route("*", "/api/", api_versions)
         r.add_route("*", "/api/v1", doc(core_v1_resources()))
         r.add_route("*", "/api/v1/namespaces", ns.list)
         r.add_route("*", "/api/v1/namespaces/{name}", ns.get)
         r.add_route("*", "/apis", doc(discovery.api_group_list()))
+        r.add_route("*", "/apis/", doc(discovery.api_group_list()))
         r.add_route("*", f"/apis/{GROUP}", doc(discovery.api_group()))
+        r.add_route("*", f"/apis/{GROUP}/", doc(discovery.api_group()))
         r.add_route("*", PREFIX, doc(discovery.api_resource_list()))
         r.add_route("*", PREFIX + "/", doc(discovery.api_resource_list()))
         r.add_route("*", PREFIX + "/{tail:.+}", api.handle)
         r.add_route("*", "/version", doc(discovery.version_info()))
+        r.add_route("*", "/version/", doc(discovery.version_info()))
         r.add_route("*", "/openapi/v2", self._openapi_v2(enc(discovery.openapi_v2())))
         v3 = enc(discovery.openapi_v3())
         r.add_route("*", "/openapi/v3", doc(discovery.openapi_v3_root(v3)))
@@ -209,6 +213,20 @@ class APIServer:
 
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
         return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@web.middleware
+async def _statuses(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Requests the router cannot place get a Kubernetes Status too, not aiohttp's plain text."""
+    try:
+        resp: web.StreamResponse = await handler(request)
+        return resp
+    except web.HTTPNotFound:
+        return status_response(NotFound(f"the server could not find the requested resource ({request.path})"))
+    except web.HTTPMethodNotAllowed:
+        return _method_not_allowed(request)
+    except web.HTTPRequestEntityTooLarge:
+        return status_response(RequestEntityTooLarge("Request entity too large"))
 
 
 def _method_not_allowed(request: web.Request) -> web.StreamResponse:

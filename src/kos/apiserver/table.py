@@ -65,13 +65,19 @@ def human_duration(d: datetime.timedelta) -> str:
     return f"{hours // 24 // 365}y"
 
 
+def _ordered(resource: Resource) -> list[Any]:
+    """Name, the always-shown columns, Age, then the `-o wide` columns (kubectl's order)."""
+    return [c for c in resource.columns if c.priority == 0] + [None] + [c for c in resource.columns if c.priority]
+
+
 def column_definitions(resource: Resource) -> list[dict[str, Any]]:
     cols = [_NAME_COLUMN]
-    cols += [
-        {"name": c.name, "type": c.type, "format": "", "description": c.description, "priority": c.priority}
-        for c in resource.columns
-    ]
-    cols.append(_AGE_COLUMN)
+    for c in _ordered(resource):
+        if c is None:
+            cols.append(_AGE_COLUMN)
+        else:
+            cols.append({"name": c.name, "type": c.type, "format": "", "description": c.description,
+                         "priority": c.priority})  # fmt: skip
     return cols
 
 
@@ -79,8 +85,11 @@ def _row(resource: Resource, entry: Entry, now: datetime.datetime, include: str)
     obj = entry.obj
     created = obj.metadata.creation_timestamp
     cells: list[Any] = [obj.metadata.name]
-    cells += [c.cell(obj) for c in resource.columns]
-    cells.append(human_duration(now - created) if created else "<unknown>")
+    for c in _ordered(resource):
+        if c is None:
+            cells.append(human_duration(now - created) if created else "<unknown>")
+        else:
+            cells.append(c.cell(obj))
     row: dict[str, Any] = {"cells": cells}
     if include == "Object":
         row["object"] = msgspec.Raw(entry.json())

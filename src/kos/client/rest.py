@@ -20,7 +20,7 @@ import msgspec
 
 from kos.api import codec
 from kos.api.errors import ServiceUnavailable, StatusError
-from kos.api.meta import Status
+from kos.api.meta import Status, status
 from kos.api.resources import BY_TYPE, Resource
 from kos.api.types import API_VERSION, Object
 from kos.client.ratelimit import TokenBucket
@@ -306,5 +306,6 @@ def _status_error(code: int, data: bytes) -> StatusError:
             return StatusError.from_status(st)
     except (msgspec.DecodeError, msgspec.ValidationError):
         pass
-    err = StatusError.from_status(Status(code=code, message=data[:200].decode(errors="replace") or f"HTTP {code}"))
+    text = data[:200].decode(errors="replace") or f"HTTP {code}"
+    err = StatusError.from_status(status(code=code, reason="", message=text))
     return err
