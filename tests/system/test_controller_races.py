@@ -81,6 +81,28 @@ async def churn(client: Client, rng: random.Random, seconds: float, prefix: str)
         await asyncio.sleep(rng.random() * 0.01)
 
 
+async def sample_snapshots(client: Client, stop: asyncio.Event, seen: list[str]) -> int:
+    """Check the always-true invariants on consistent snapshots (every kind listed at one revision) while churning.
+
+    Every address in a status is backed by its NA's lock and no address is held twice *at every revision*, and two
+    conflicting subnets are never validated together; only "no lock outlives its owner" waits for quiescence.
+    """
+    n = 0
+    while not stop.is_set():
+        _, rv = await client.list(Subnet, limit=1)
+        try:
+            subnets, _ = await client.list(Subnet, resource_version=rv, resource_version_match="Exact")
+            nas, _ = await client.list(NetworkAttachment, resource_version=rv, resource_version_match="Exact")
+            locks, _ = await client.list(IPLock, resource_version=rv, resource_version_match="Exact")
+        except StatusError:  # 410 if the history moved on meanwhile: take another snapshot
+            continue
+        for v in address_violations(nas, locks, orphans=False) + subnet_violations(subnets):
+            seen.append(f"at revision {rv}: {v}")
+        n += 1
+        await asyncio.sleep(0.05)
+    return n
+
+
 async def until_validated(client: Client, n: int) -> None:
     for _ in range(200):
         subnets, _ = await client.list(Subnet)
@@ -129,7 +151,14 @@ async def test_two_controller_managers_keep_the_invariants(tmp_path: Path, seed:
                 await client.create(Subnet(metadata=ObjectMeta(name=f"base-{vni}", namespace=NAMESPACES[vni % 2]),
                                            spec=SubnetSpec(vni=vni, ipv4=block)))  # fmt: skip
             await until_validated(client, len(BASE))
+            stop = asyncio.Event()
+            transient: list[str] = []
+            sampler = asyncio.create_task(sample_snapshots(client, stop, transient))
             await asyncio.gather(*(churn(client, random.Random(rng.random()), 6.0, f"w{w}") for w in range(4)))
+            stop.set()
+            snapshots = await sampler
+            assert transient == [], "\n".join(transient[:30])
+            assert snapshots >= 10
             problems = await quiescent_violations(client)
             assert problems == [], "\n".join(problems[:30])
             nas, _ = await client.list(NetworkAttachment)

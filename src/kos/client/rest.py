@@ -165,6 +165,7 @@ class Client:
         label_selector: str = "",
         field_selector: str = "",
         resource_version: str = "",
+        resource_version_match: str = "",
         limit: int = 0,
     ) -> tuple[list[T], str]:
         """All matching objects (following `continue` when paging) and the list's resourceVersion."""
@@ -176,6 +177,8 @@ class Client:
             params["fieldSelector"] = field_selector
         if resource_version:
             params["resourceVersion"] = resource_version
+        if resource_version_match:
+            params["resourceVersionMatch"] = resource_version_match
         if limit:
             params["limit"] = str(limit)
         items: list[T] = []
@@ -188,7 +191,7 @@ class Client:
             rv = rv or page.metadata.resource_version
             if not page.metadata.continue_:
                 return items, rv
-            params = {k: v for k, v in params.items() if k != "resourceVersion"}
+            params = {k: v for k, v in params.items() if k not in ("resourceVersion", "resourceVersionMatch")}
             params["continue"] = page.metadata.continue_
 
     async def create(self, obj: T) -> T:

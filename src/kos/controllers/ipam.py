@@ -122,6 +122,8 @@ class Analysis:
     lock_in_status: IPLock | None = None
     lock_for_status: IPLock | None = None
     status_errs: list[str] = dataclasses.field(default_factory=list)
+    release_after_status: list[IPLock] = dataclasses.field(default_factory=list)
+    """Locks to release once the NA's current status is known not to name them."""
 
 
 class _Full(Exception):
@@ -237,7 +239,7 @@ class IPAM(Controller):
                 assert t is not None
                 if t.ip == data.anticipated_ip:
                     self.metrics.anticipation_used.observe(1)
-                    return
+                    return  # our status write is in flight: its notification releases the rest
                 self.metrics.anticipation_used.observe(0)
                 lock, ip = a.lock_for_status, t.ip
             elif data.anticipated_ip:
@@ -253,9 +255,10 @@ class IPAM(Controller):
                     if RUN_OUT in na.status.errors.ipam:
                         raise Retry(self._full_message(na, a)) from None
                     errs, full = [RUN_OUT], True
-        await self._write_status(key, na, data, a, lock, ip, errs)
+        wrote = await self._write_status(key, na, data, a, lock, ip, errs)
         if lock is not None:
             self._not_waiting(key, na)
+        await self._release_after_status(key, na, a.release_after_status, confirmed=wrote)
         if full:
             raise Retry(self._full_message(na, a))
 
@@ -324,17 +327,54 @@ class IPAM(Controller):
             or a.subnet_uid != data.anticipation_subnet_uid
         ):
             data.clear_anticipation()
-        release = list(undesired)
+        # Never delete a lock that the NA's *current* status may name: our view of the NA can be stale (another
+        # IPAM may have just written its status), and a status naming a deleted lock lets the address go twice.
         if na is None:
-            release += usable
+            await self._release_dead_owners(key, undesired + usable)
         elif a.lock_in_status is not None:
-            release += [lk for lk in usable if lk is not a.lock_in_status]
-        elif usable:
-            a.lock_for_status = best_lock(usable)
-            release += [lk for lk in usable if lk is not a.lock_for_status]
-        for lock in release:
-            await self._release(key, lock)
+            # the status names a lock that exists, so no writer will move it elsewhere: the others are free
+            for lock in undesired + [lk for lk in usable if lk is not a.lock_in_status]:
+                await self._release(key, lock)
+        else:
+            if usable:
+                a.lock_for_status = best_lock(usable)
+            a.release_after_status = undesired + [lk for lk in usable if lk is not a.lock_for_status]
         return a
+
+    async def _release_dead_owners(self, key: str, locks: list[IPLock]) -> None:
+        """The NA is gone from our cache: release the locks of incarnations that are certainly dead.
+
+        A lock's owner existed before the lock did; if a consistent read now finds no NA of that name, or one with
+        another UID, that owner is gone for good (UIDs are never reused). A new incarnation's locks are kept.
+        """
+        if not locks:
+            return
+        ns, _, name = key.partition("/")
+        try:
+            live_uid = (await self.client.get(NetworkAttachment, ns, name)).metadata.uid
+        except NotFound:
+            live_uid = ""
+        for lock in locks:
+            owner = controlling_owner(lock)
+            if owner is not None and owner.uid != live_uid:
+                await self._release(key, lock)
+
+    async def _release_after_status(
+        self, key: str, na: NetworkAttachment, locks: list[IPLock], confirmed: bool
+    ) -> None:
+        """Release `locks` once the status is known not to name them (`confirmed`: we just wrote that status)."""
+        if not locks:
+            return
+        if not confirmed:
+            ns, _, name = key.partition("/")
+            try:
+                live = await self.client.get(NetworkAttachment, ns, name)
+            except NotFound:
+                return  # gone: the NA's deletion brings us back
+            if live.metadata.uid != na.metadata.uid or live.status.lock_uid in {lk.metadata.uid for lk in locks}:
+                raise Retry(f"the status of {key} changed under us")
+        for lock in locks:
+            await self._release(key, lock)
 
     async def _live_lock_in_status(
         self, na: NetworkAttachment, a: Analysis, consider: Callable[[IPLock], None]
@@ -451,7 +491,8 @@ class IPAM(Controller):
         lock: IPLock | None,
         ip: str,
         errs: list[str],
-    ) -> None:
+    ) -> bool:
+        """Write the status IPAM owns; whether a write happened (False: it was already so, or the NA is gone)."""
         st = na.status
         new_status = msgspec.structs.replace(
             st,
@@ -463,13 +504,13 @@ class IPAM(Controller):
             ipv4=ip if lock is not None else "",
         )
         if new_status == st:
-            return
+            return False
         t0 = time.perf_counter()
         try:
             updated = await self.client.update_status(msgspec.structs.replace(na, status=new_status))
         except NotFound:
             self.metrics.update_latency.labels(ok(bool(errs)), "nf").observe(time.perf_counter() - t0)
-            return
+            raise Retry(f"{key} is gone") from None
         except StatusError as e:
             self.metrics.update_latency.labels(ok(bool(errs)), "err").observe(time.perf_counter() - t0)
             raise Retry(f"Failed to write into status of NetworkAttachment {key}: {e}") from e
@@ -482,3 +523,4 @@ class IPAM(Controller):
             data.anticipated_rv = updated.metadata.resource_version
             data.anticipation_subnet_uid = a.subnet_uid
             log.debug("assigned %s to %s", ip, key)
+        return True

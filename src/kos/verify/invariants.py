@@ -21,7 +21,8 @@ def _ref(o: NetworkAttachment | Subnet | IPLock) -> str:
     return f"{o.metadata.namespace}/{o.metadata.name}"
 
 
-def address_violations(nas: Iterable[NetworkAttachment], locks: Iterable[IPLock]) -> list[str]:
+def address_violations(nas: Iterable[NetworkAttachment], locks: Iterable[IPLock], *, orphans: bool = True) -> list[str]:
+    """Invariant 1. `orphans=False` skips "no lock outlives its owner", which only holds after quiescence."""
     nas = list(nas)
     locks_by_key = {(lk.metadata.namespace, lk.metadata.name): lk for lk in locks}
     out: list[str] = []
@@ -56,7 +57,7 @@ def address_violations(nas: Iterable[NetworkAttachment], locks: Iterable[IPLock]
         if len(who) > 1:
             out.append(f"address: {ip} in VNI {vni} is held by {len(who)} NAs: {', '.join(sorted(who))}")
     live = {na.metadata.uid for na in nas}
-    for lock in locks_by_key.values():
+    for lock in locks_by_key.values() if orphans else ():
         owner = lock.metadata.controller_ref()
         if owner is not None and owner.kind == "NetworkAttachment" and owner.uid not in live:
             out.append(f"address: IPLock {_ref(lock)} outlives its owner NA {lock.metadata.namespace}/{owner.name}")
