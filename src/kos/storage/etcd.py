@@ -1,0 +1,486 @@
+"""`etcd://h1:p1,h2:p2[/prefix]`: the Store contract on an etcd 3.4+ cluster, over gRPC.
+
+Why it looks the way it does:
+
+* **Raw protobuf calls; aetcd for the stubs.** aetcd ships etcd's generated gRPC
+  stubs and messages for the current protobuf runtime (`aetcd.rpc`), and that is
+  all we use of it. Its `Client` wrapper lacks revision-pinned and limited ranges,
+  turns the gRPC status we need for retry decisions into its own exceptions, and
+  its watcher hands out events one at a time through callbacks behind a shared
+  lock, so batch boundaries are lost. Instead, every operation is one `KV.Range`,
+  `KV.Txn` or `KV.Compact` request built from `aetcd.rpc` messages, and each watch
+  is its own bidirectional `Watch` stream.
+* **Every write is one transaction with a compare**, so etcd itself does the
+  compare-and-swap. Create is `create_revision == 0 ? put`. Update is
+  `mod_revision == expected ? put` (plus "exists" when expected is 0, because etcd
+  gives a missing key mod_revision 0). Delete is `exists [and mod_revision ==
+  expected] ? delete(prev_kv)`. The failure branch reads the key, so a lost race
+  reports the current value without a second round trip. The revision in the
+  response header is the write's revision, which is the object's resourceVersion.
+* **No client-side lock.** All operations share one grpc.aio channel per endpoint,
+  and HTTP/2 multiplexes them. Concurrency therefore reaches etcd directly, and etcd
+  batches concurrent proposals into one raft append and fsync. Measured on 2 cores:
+  about 1k creates/s sequentially and 4-6k/s at 32-64 in flight, the same as bare
+  stubs.
+* **Simple failover.** The store talks to one endpoint at a time. When a call fails
+  as unavailable (connection refused or reset, no leader, deadline exceeded), it
+  moves to the next endpoint. Reads are simply retried. A write that failed
+  *ambiguously* (it may have been applied, e.g. the member died mid-request) is
+  re-issued as the same compare-and-swap, which cannot apply twice:
+  * if the retry succeeds, the first attempt was not applied, and now never will be;
+  * if the retry's compare fails and the key holds exactly the bytes we wrote, the
+    first attempt was applied, and is reported as a success;
+  * otherwise it is the ordinary conflict. The one case left unknowable (a delete
+    whose key is now gone) is `Unavailable`, saying that it may have been applied.
+
+  Retrying stops after `retry_timeout`; then `Unavailable` names every endpoint and
+  the last error. Every request carries etcd's `hasleader` metadata, so a member
+  that knows it has no leader refuses at once. A proposal forwarded to a leader
+  that has just died is lost silently and waits out `request_timeout`, which
+  therefore sets the failover time (about 3 s with the defaults).
+* **Watches resume themselves.** If a watch stream breaks, it is reopened on the
+  next endpoint from the last revision it delivered. The consumer misses nothing
+  and gets no duplicates. It sees `Unavailable` only when no endpoint serves the
+  watch within `retry_timeout`, and `Compacted` if the history it needs was
+  compacted in the meantime. Replaying history is paced by etcd: it feeds a watch
+  that starts in the past about 1000 revisions per 100 ms sync, roughly 7k events/s
+  here. So resume from recent revisions; keeping them recent is the watch cache's job.
+* **Compaction is exact.** `compact(r)` is etcd's `Compact(r)`: the state at `r` is
+  kept and history before it is gone. A watch "after a" is opened at start revision
+  `a`, one earlier than needed, and the event at `a` is dropped. This makes etcd's
+  own check (`start < compact revision`) the same as the contract's `a < r`, and
+  the first event after a compaction still gets its previous value.
+* **Lists are paged at one revision.** `list` reads 1000 keys per request, each page
+  pinned to the first page's revision with a raw `RangeRequest(revision=...)`. A
+  large prefix then neither exceeds gRPC's message limits nor mixes two points in
+  time.
+
+Keys are stored under `prefix` (etcd key = prefix + store key), and the prefix is
+stripped on the way out, so several stores can share one etcd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aetcd import rpc
+
+from kos.storage.interface import (
+    Compacted,
+    Deleted,
+    Event,
+    EventType,
+    KeyExists,
+    KeyNotFound,
+    KeyValue,
+    RevisionMismatch,
+    StoreError,
+    Unavailable,
+)
+
+log = logging.getLogger(__name__)
+
+_Events = list[Event]
+
+_PAGE = 1000
+_HASLEADER = (("hasleader", "true"),)
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 10_000),  # etcd's default --grpc-keepalive-min-time is 5 s
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
+]
+
+_CREATE = rpc.Compare.CREATE
+_MOD = rpc.Compare.MOD
+_EQUAL = rpc.Compare.EQUAL
+_GREATER = rpc.Compare.GREATER
+_DELETE_EVENT = rpc.Event.DELETE
+
+_UNAVAILABLE = rpc.StatusCode.UNAVAILABLE
+_DEADLINE = rpc.StatusCode.DEADLINE_EXCEEDED
+_OUT_OF_RANGE = rpc.StatusCode.OUT_OF_RANGE
+
+_NOT_SENT = ("failed to connect", "connection refused", "etcdserver: no leader", "too many requests")
+"""gRPC details meaning the request never reached a member that could apply it."""
+
+
+def _retryable(e: Exception) -> bool:
+    if not isinstance(e, rpc.AioRpcError):
+        return False
+    code = e.code()
+    if code in (_UNAVAILABLE, _DEADLINE):
+        return True
+    return code == rpc.StatusCode.RESOURCE_EXHAUSTED and "too many requests" in (e.details() or "")
+
+
+def _not_sent(e: Exception) -> bool:
+    details = (e.details() or "").lower() if isinstance(e, rpc.AioRpcError) else ""
+    return any(s in details for s in _NOT_SENT)
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, rpc.AioRpcError):
+        return f"{e.code().name}: {e.details()}"
+    return f"{type(e).__name__}: {e}"
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    """The smallest key greater than every key starting with `prefix` (etcd's prefix range end)."""
+    b = bytearray(prefix)
+    while b:
+        if b[-1] < 0xFF:
+            b[-1] += 1
+            return bytes(b)
+        b.pop()
+    return b"\0"
+
+
+class _Endpoint:
+    __slots__ = ("channel", "host", "kv", "port", "watch")
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.channel: Any = rpc.insecure_channel(f"{host}:{port}", options=_CHANNEL_OPTIONS)
+        self.kv: Any = rpc.KVStub(self.channel)
+        self.watch: Any = rpc.WatchStub(self.channel)
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class EtcdStore:
+    def __init__(
+        self,
+        endpoints: list[tuple[str, int]],
+        *,
+        prefix: str = "/registry/kos",
+        request_timeout: float = 3.0,
+        retry_timeout: float = 15.0,
+    ) -> None:
+        if not endpoints:
+            raise ValueError("EtcdStore needs at least one endpoint")
+        root = prefix.rstrip("/")
+        self._root = root.encode()
+        self._cut = len(self._root)
+        self._eps = [_Endpoint(h, p) for h, p in endpoints]
+        self._cur = 0
+        self._timeout = request_timeout
+        self._retry_timeout = retry_timeout
+        self._closed = False
+        self._watches: set[Any] = set()
+
+    @classmethod
+    async def open(
+        cls,
+        endpoints: list[tuple[str, int]],
+        *,
+        prefix: str = "/registry/kos",
+        connect_timeout: float = 5.0,
+        request_timeout: float = 3.0,
+        retry_timeout: float = 15.0,
+    ) -> EtcdStore:
+        """Connect to the first endpoint that answers; Unavailable if none does within `connect_timeout`."""
+        store = cls(endpoints, prefix=prefix, request_timeout=request_timeout, retry_timeout=retry_timeout)
+        try:
+            await store._rpc("connect", "Range", rpc.RangeRequest(key=store._root, limit=1), window=connect_timeout)
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _key(self, key: str) -> bytes:
+        return self._root + key.encode()
+
+    def _range(self, prefix: str) -> tuple[bytes, bytes]:
+        # store keys start with "/": an empty prefix means all of them, not a sibling root's keys
+        start = self._root + (prefix or "/").encode()
+        return start, _prefix_end(start)
+
+    def _kv(self, kv: Any) -> KeyValue:
+        return KeyValue(kv.key[self._cut :].decode(), kv.value, kv.create_revision, kv.mod_revision)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Unavailable("store is closed")
+
+    def _failed(self, i: int, e: BaseException) -> None:
+        """Endpoint `i` failed: move on to the next one (unless another caller already has)."""
+        if self._cur == i:
+            self._cur = (i + 1) % len(self._eps)
+            if len(self._eps) > 1:
+                log.warning("etcd %s failed (%s); trying %s", self._eps[i], _describe(e), self._eps[self._cur])
+
+    async def _rpc(self, what: str, method: str, req: Any, *, window: float | None = None) -> tuple[Any, bool]:
+        """Call `KV.<method>(req)` on the current endpoint, failing over until it succeeds or the window ends.
+
+        Returns the response and whether an earlier attempt failed ambiguously (a write it
+        carried may have been applied). Each attempt waits at most `request_timeout`.
+        """
+        self._check_open()
+        window = self._retry_timeout if window is None else window
+        deadline = time.monotonic() + window
+        ambiguous = False
+        tries = 0
+        delay = 0.02
+        while True:
+            i = self._cur
+            ep = self._eps[i]
+            timeout = min(self._timeout, max(deadline - time.monotonic(), 0.25))
+            try:
+                return await getattr(ep.kv, method)(req, timeout=timeout, metadata=_HASLEADER), ambiguous
+            except asyncio.CancelledError:
+                if self._closed and _current_task_not_cancelled():
+                    raise Unavailable("store is closed") from None
+                raise
+            except Exception as e:
+                if self._closed:
+                    raise Unavailable("store is closed") from None
+                if not _retryable(e):
+                    raise _unexpected(what, ep, e) from e
+                ambiguous = ambiguous or not _not_sent(e)
+                self._failed(i, e)
+                tries += 1
+                if time.monotonic() >= deadline:
+                    eps = ", ".join(str(x) for x in self._eps)
+                    raise Unavailable(
+                        f"etcd {what} failed: cannot reach etcd at {eps} ({tries} attempts in {window:g} s); "
+                        f"last error from {ep}: {_describe(e)}"
+                    ) from e
+                if tries % len(self._eps) == 0:  # a full round failed: back off before the next
+                    await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                    delay = min(delay * 2, 0.5)
+
+    # --- reads ------------------------------------------------------------------------------
+
+    async def get(self, key: str) -> KeyValue | None:
+        req = rpc.RangeRequest(key=self._key(key))
+        resp, _ = await self._rpc("get", "Range", req)
+        return self._kv(resp.kvs[0]) if resp.kvs else None
+
+    async def list(self, prefix: str) -> tuple[list[KeyValue], int]:
+        start, end = self._range(prefix)
+        for _ in range(5):
+            items: list[KeyValue] = []
+            rev = 0
+            key = start
+            try:
+                while True:
+                    req = rpc.RangeRequest(key=key, range_end=end, limit=_PAGE, revision=rev)
+                    resp, _ = await self._rpc("list", "Range", req)
+                    if rev == 0:
+                        rev = int(resp.header.revision)
+                    items.extend(self._kv(kv) for kv in resp.kvs)
+                    if not resp.more or not resp.kvs:
+                        return items, rev
+                    key = resp.kvs[-1].key + b"\0"
+            except _CompactedReadError:
+                continue  # compacted between pages: start again at the new revision
+        raise Unavailable(f"etcd list of {prefix!r}: history kept being compacted while paging")
+
+    async def current_revision(self) -> int:
+        req = rpc.RangeRequest(key=self._root, limit=1, keys_only=True)
+        resp, _ = await self._rpc("revision", "Range", req)
+        return int(resp.header.revision)
+
+    # --- writes -----------------------------------------------------------------------------
+
+    async def create(self, key: str, value: bytes) -> int:
+        k = self._key(key)
+        req = rpc.TxnRequest(
+            compare=[rpc.Compare(key=k, target=_CREATE, result=_EQUAL, create_revision=0)],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=value))],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))],
+        )
+        resp, ambiguous = await self._rpc("create", "Txn", req)
+        if resp.succeeded:
+            return int(resp.header.revision)
+        kvs = resp.responses[0].response_range.kvs
+        if ambiguous and kvs and kvs[0].value == value and kvs[0].create_revision == kvs[0].mod_revision:
+            log.info("etcd create of %s: an interrupted attempt was applied at %d", key, kvs[0].mod_revision)
+            return int(kvs[0].mod_revision)
+        raise KeyExists(key)
+
+    async def update(self, key: str, value: bytes, expected_revision: int) -> int:
+        k = self._key(key)
+        compare = [rpc.Compare(key=k, target=_MOD, result=_EQUAL, mod_revision=expected_revision)]
+        if expected_revision <= 0:  # a missing key has mod_revision 0: require that it exists
+            compare.append(rpc.Compare(key=k, target=_CREATE, result=_GREATER, create_revision=0))
+        req = rpc.TxnRequest(
+            compare=compare,
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=value))],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))],
+        )
+        resp, ambiguous = await self._rpc("update", "Txn", req)
+        if resp.succeeded:
+            return int(resp.header.revision)
+        kvs = resp.responses[0].response_range.kvs
+        if not kvs:
+            raise KeyNotFound(key)
+        if ambiguous and kvs[0].value == value and kvs[0].mod_revision > expected_revision:
+            log.info("etcd update of %s: an interrupted attempt was applied at %d", key, kvs[0].mod_revision)
+            return int(kvs[0].mod_revision)
+        raise RevisionMismatch(key, expected_revision, self._kv(kvs[0]))
+
+    async def delete(self, key: str, expected_revision: int | None = None) -> Deleted:
+        k = self._key(key)
+        compare = [rpc.Compare(key=k, target=_CREATE, result=_GREATER, create_revision=0)]
+        if expected_revision is not None:
+            compare.append(rpc.Compare(key=k, target=_MOD, result=_EQUAL, mod_revision=expected_revision))
+        req = rpc.TxnRequest(
+            compare=compare,
+            success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k, prev_kv=True))],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))],
+        )
+        resp, ambiguous = await self._rpc("delete", "Txn", req)
+        if resp.succeeded:
+            prev = resp.responses[0].response_delete_range.prev_kvs
+            return Deleted(int(resp.header.revision), self._kv(prev[0]))
+        kvs = resp.responses[0].response_range.kvs
+        if kvs:
+            assert expected_revision is not None
+            raise RevisionMismatch(key, expected_revision, self._kv(kvs[0]))
+        if ambiguous:
+            raise Unavailable(
+                f"etcd delete of {key}: the connection failed mid-request and the key is now gone; "
+                "the delete may have been applied"
+            )
+        raise KeyNotFound(key)
+
+    # --- watch and compaction ---------------------------------------------------------------
+
+    def watch(self, prefix: str, after_revision: int) -> AsyncIterator[_Events]:
+        return self._watch(prefix, after_revision)
+
+    async def _watch(self, prefix: str, after: int) -> AsyncIterator[_Events]:
+        self._check_open()
+        start, end = self._range(prefix)
+        last = after  # every event up to `last` has been delivered
+        failed_at: float | None = None
+        delay = 0.02
+        tries = 0
+        while True:
+            i = self._cur
+            ep = self._eps[i]
+            call = ep.watch.Watch(metadata=_HASLEADER)
+            self._watches.add(call)
+            try:
+                create = rpc.WatchCreateRequest(
+                    key=start,
+                    range_end=end,
+                    # start at `last`, not last + 1: etcd then reports compaction exactly when
+                    # `last` < compact revision; the event at `last` itself is dropped below
+                    start_revision=max(last, 1),
+                    prev_kv=True,
+                    fragment=True,
+                )
+                await call.write(rpc.WatchRequest(create_request=create))
+                resp = await asyncio.wait_for(call.read(), self._timeout)
+                if not isinstance(resp, rpc.WatchResponse) or not resp.created:
+                    raise _StreamEndedError(f"watch on {ep} was not created")
+                failed_at = None  # the retry window restarts; the backoff only once events flow
+                pending: _Events = []
+                while True:
+                    if resp.compact_revision:
+                        raise Compacted(last, int(resp.compact_revision))
+                    if resp.canceled:
+                        raise _StreamEndedError(f"watch on {ep} canceled: {resp.cancel_reason or 'no reason given'}")
+                    for ev in resp.events:
+                        kv = ev.kv
+                        rev = kv.mod_revision
+                        if rev <= last:
+                            continue
+                        has_prev = ev.HasField("prev_kv")
+                        prev = ev.prev_kv.value if has_prev else None
+                        key = kv.key[self._cut :].decode()
+                        if ev.type == _DELETE_EVENT:
+                            pending.append(Event(EventType.DELETED, key, prev or b"", prev, rev))
+                        elif kv.create_revision == rev:
+                            pending.append(Event(EventType.ADDED, key, kv.value, prev, rev))
+                        else:
+                            pending.append(Event(EventType.MODIFIED, key, kv.value, prev, rev))
+                    if pending and not resp.fragment:
+                        batch, pending = pending, []
+                        last = batch[-1].revision
+                        delay, tries = 0.02, 0
+                        yield batch
+                    resp = await call.read()
+                    if not isinstance(resp, rpc.WatchResponse):
+                        raise _StreamEndedError(f"watch stream from {ep} ended")
+            except asyncio.CancelledError:
+                if self._closed and _current_task_not_cancelled():
+                    raise Unavailable("store is closed") from None
+                raise
+            except (Exception, _StreamEndedError) as e:
+                if self._closed:
+                    raise Unavailable("store is closed") from None
+                if isinstance(e, StoreError):
+                    raise
+                if isinstance(e, rpc.AioRpcError) and not _retryable(e):
+                    raise _unexpected("watch", ep, e) from e
+                # the stream broke: resume from `last` on the next endpoint
+                self._failed(i, e)
+                now = time.monotonic()
+                failed_at = now if failed_at is None else failed_at
+                tries += 1
+                if now - failed_at >= self._retry_timeout:
+                    eps = ", ".join(str(x) for x in self._eps)
+                    raise Unavailable(
+                        f"etcd watch of {prefix!r}: cannot reach etcd at {eps} for "
+                        f"{self._retry_timeout:.0f} s; last error from {ep}: {_describe(e)}"
+                    ) from e
+                if tries % len(self._eps) == 0:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.5)
+            finally:
+                self._watches.discard(call)
+                call.cancel()
+
+    async def compact(self, revision: int) -> None:
+        current = await self.current_revision()
+        target = min(revision, current)
+        if target <= 0:
+            return
+        req = rpc.CompactionRequest(revision=target, physical=False)
+        try:
+            await self._rpc("compact", "Compact", req)
+        except _CompactedReadError:
+            pass  # already compacted at or beyond `target`
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for call in list(self._watches):
+            call.cancel()
+        for ep in self._eps:
+            await ep.channel.close()
+
+
+class _StreamEndedError(Exception):
+    """A watch stream ended or was canceled by the server; it is resumed elsewhere."""
+
+
+class _CompactedReadError(StoreError):
+    """etcd answered "required revision has been compacted" (OUT_OF_RANGE)."""
+
+
+def _unexpected(what: str, ep: _Endpoint, e: Exception) -> StoreError:
+    if isinstance(e, rpc.AioRpcError) and e.code() == _OUT_OF_RANGE and "compacted" in (e.details() or ""):
+        return _CompactedReadError(f"etcd {what} on {ep}: {e.details()}")
+    return StoreError(f"etcd {what} on {ep} failed: {_describe(e)}")
+
+
+def _current_task_not_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is None or task.cancelling() == 0
