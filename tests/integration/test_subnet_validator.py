@@ -15,7 +15,7 @@ from kos.apiserver.server import APIServer
 from kos.client.informer import Informer
 from kos.client.rest import Client
 from kos.client.workqueue import WorkQueue
-from kos.controllers.base import Retry
+from kos.client.controller import Retry
 from kos.controllers.manager import ControllerManager, Settings
 from kos.controllers.metrics import SubnetValidatorMetrics
 from kos.controllers.subnet_validator import SubnetValidator

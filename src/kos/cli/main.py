@@ -6,12 +6,15 @@ import sys
 from collections.abc import Sequence
 
 from kos import __version__
-from kos.cli import apiserver, controller_manager
+from kos.cli import agent, apiserver, controller_manager, simnodes, verify
 from kos.cli.common import EnvDefaultsParser, UsageError
 
 SUBCOMMANDS = {
     "apiserver": (apiserver, "serve the kos API (Subnets, NetworkAttachments, IPLocks)"),
     "controller-manager": (controller_manager, "run the subnet validator and IPAM"),
+    "agent": (agent, "run one node's connection agent"),
+    "simnodes": (simnodes, "run N simulated nodes (agents with the sim fabric) in one process"),
+    "verify": (verify, "check the system-wide invariants; exit 1 on a violation"),
 }
 
 
@@ -24,6 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             p = sub.add_parser(name, help=help_text, description=help_text)
             module.add_arguments(p)
             p.set_defaults(run=module.run)
+        tp = sub.add_parser("trace", help="ask the simulated fabric whether one NA reaches another, and why not")
+        verify.add_trace_arguments(tp)
+        tp.set_defaults(run=verify.run_trace)
         args = parser.parse_args(argv)
     except UsageError as e:
         print(f"kos: {e}", file=sys.stderr)

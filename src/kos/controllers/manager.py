@@ -20,7 +20,7 @@ from kos.client.queuemetrics import QueueMetricFamilies
 from kos.client.ratelimit import ExponentialBackoff
 from kos.client.rest import Client
 from kos.client.workqueue import WorkQueue
-from kos.controllers.base import Controller
+from kos.client.controller import Controller
 from kos.controllers.ipam import IPAM
 from kos.controllers.metrics import IPAMMetrics, SubnetValidatorMetrics
 from kos.controllers.subnet_validator import SubnetValidator

@@ -42,7 +42,7 @@ from kos.api.types import Subnet, SubnetStatus
 from kos.client.informer import Informer
 from kos.client.rest import Client
 from kos.client.workqueue import WorkQueue
-from kos.controllers.base import Controller, Retry
+from kos.client.controller import Controller, Retry
 from kos.controllers.metrics import SubnetValidatorMetrics, ok
 from kos.util.clock import REAL_CLOCK, Clock
 

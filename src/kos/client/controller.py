@@ -24,6 +24,14 @@ class Retry(Exception):
     """Sync again later, with backoff (a routine condition, logged quietly)."""
 
 
+class RetrySoon(Exception):
+    """Sync again after `delay` seconds without counting a failure (e.g. a lost optimistic-concurrency race)."""
+
+    def __init__(self, why: str, delay: float = 0.05) -> None:
+        super().__init__(why)
+        self.delay = delay
+
+
 class Controller(abc.ABC):
     name: str = "controller"
 
@@ -69,6 +77,9 @@ class Controller(abc.ABC):
             except asyncio.CancelledError:
                 self.queue.done(key)
                 raise
+            except RetrySoon as e:
+                log.debug("%s: %s: retrying soon: %s", self.name, key, e)
+                self.queue.add_after(key, e.delay)
             except Retry as e:
                 log.debug("%s: %s: retrying: %s", self.name, key, e)
                 self.queue.add_rate_limited(key)

@@ -1,0 +1,62 @@
+"""The agent's Prometheus metrics, with the original KOS names and buckets (reference §8.1), labelled by node."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from kos import __version__
+
+B_CA = (-0.125, 0, 0.125, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256)
+B_FAB = (-0.125, 0, 0.125, 0.25, 0.5, 1, 2, 4, 8, 16)
+
+
+class AgentMetricFamilies:
+    """One set of families per registry; every agent of a process (simnodes) uses it with its own `node` label."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        ns, sub, r = "kos", "agent", registry
+        self.local_ifc_latency = Histogram(
+            "last_client_write_to_local_ifc_latency_seconds", "Last client write to the local interface's creation.",
+            ["node", "last_client_wr"], namespace=ns, subsystem=sub, buckets=B_CA, registry=r,
+        )  # fmt: skip
+        self.remote_ifc_latency = Histogram(
+            "last_client_write_to_remote_ifc_latency_seconds", "Last client write to the remote interface's creation.",
+            ["node", "last_client_wr"], namespace=ns, subsystem=sub, buckets=B_CA, registry=r,
+        )  # fmt: skip
+        self.impl_to_remote = Histogram(
+            "attachment_impl_to_remote_ifc_latency_seconds", "NA status.impl write to the remote interface's creation.",
+            ["node", "last_client_wr"], namespace=ns, subsystem=sub, buckets=B_CA, registry=r,
+        )  # fmt: skip
+        self.fabric_latency = Histogram(
+            "fabric_latency_seconds", "Fabric call duration.", ["node", "op", "err"], namespace=ns, subsystem=sub,
+            buckets=B_FAB, registry=r,
+        )  # fmt: skip
+        self.status_update_latency = Histogram(
+            "last_client_write_to_status_update_latency_seconds", "Last client write to the first status.impl write.",
+            ["node", "last_client_wr"], namespace=ns, subsystem=sub, buckets=B_CA, registry=r,
+        )  # fmt: skip
+        self.status_latency = Histogram(
+            "attachment_status_latency_seconds", "Round trip of an NA status update.", ["node", "statusErr", "err"],
+            namespace=ns, subsystem=sub, buckets=B_CA, registry=r,
+        )  # fmt: skip
+        self.local_attachments = Gauge("local_attachments", "Local interfaces in the fabric.", ["node"],
+                                       namespace=ns, subsystem=sub, registry=r)  # fmt: skip
+        self.remote_attachments = Gauge("remote_attachments", "Remote interfaces in the fabric.", ["node"],
+                                        namespace=ns, subsystem=sub, registry=r)  # fmt: skip
+        self.exec_duration = Histogram(
+            "attachment_exec_duration_secs", "Post-create/post-delete command duration.",
+            ["node", "what", "exitStatus", "lgComplaints"], namespace=ns, subsystem=sub, buckets=B_CA, registry=r,
+        )  # fmt: skip
+        self.exec_count = Counter(
+            "attachment_exec_status_count", "Post-create/post-delete commands run.",
+            ["node", "what", "exitStatus", "lgComplaints"], namespace=ns, subsystem=sub, registry=r,
+        )  # fmt: skip
+        self.vn_relevance_delay = Gauge(
+            "vn_relevance_aggregate_delay_seconds", "Detected under-estimation of VN relevance times.", ["node"],
+            namespace=ns, subsystem=sub, registry=r,
+        )  # fmt: skip
+        self.fabric_count = Counter("fabric_count", "Fabric in use.", ["node", "fabric"], namespace=ns, subsystem=sub,
+                                    registry=r)  # fmt: skip
+        self.workers = Counter("worker_count", "Workers started.", ["node"], namespace=ns, subsystem=sub, registry=r)
+        self.version = Counter("version", "Version.", ["git_commit"], namespace=ns, subsystem=sub, registry=r)
+        self.version.labels(__version__).inc()

@@ -1,0 +1,79 @@
+"""`kos verify --server URL [--nodes-endpoint URL]`: check the invariants; one line per violation, exit 1 on any."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+import aiohttp
+
+from kos.api.errors import StatusError
+from kos.cli.common import add_logging_flags, run_until_signalled
+from kos.verify import check
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", required=True, help="URL of the kos apiserver")
+    p.add_argument("--nodes-endpoint", default="", help="URL of `kos simnodes` (to check every node's fabric)")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        help="keep checking for up to this many seconds until everything holds (a system settling)",
+    )
+    p.add_argument(
+        "--no-require-ready",
+        action="store_true",
+        help="accept addressed NAs that no agent has implemented (no agents running)",
+    )
+    add_logging_flags(p)  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    async def main(stop: asyncio.Event) -> int:
+        deadline = time.monotonic() + args.wait
+        while True:
+            try:
+                problems = await check.violations(args.server, args.nodes_endpoint or None,
+                                                  require_ready=not args.no_require_ready)  # fmt: skip
+            except (StatusError, aiohttp.ClientError, OSError) as e:
+                problems = [f"cannot read the system: {e}"]
+            if not problems or time.monotonic() >= deadline or stop.is_set():
+                break
+            await asyncio.sleep(0.5)
+        for p in problems:
+            print(p)
+        if not problems:
+            print("all invariants hold", file=sys.stderr)
+        return 1 if problems else 0
+
+    return run_until_signalled(main, args=args, component="verify")
+
+
+def add_trace_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", required=True, help="URL of the kos apiserver")
+    p.add_argument("--nodes-endpoint", required=True, help="URL of `kos simnodes`")
+    p.add_argument("source", help="namespace/name of the sending NetworkAttachment")
+    p.add_argument("destination", help="namespace/name of the receiving NetworkAttachment")
+    add_logging_flags(p)  # fmt: skip
+
+
+def run_trace(args: argparse.Namespace) -> int:
+    async def main(stop: asyncio.Event) -> int:
+        try:
+            r = await check.trace(args.server, args.nodes_endpoint, args.source, args.destination)
+        except (StatusError, aiohttp.ClientError, OSError) as e:
+            print(f"kos trace: {e}", file=sys.stderr)
+            return 2
+        for hop in r.get("hops", []):
+            print("  " + hop)
+        if r.get("reachable"):
+            print(f"{args.source} reaches {args.destination} at {r['node']}/{r['interface']} ({r['mac']})")
+            return 0
+        where = f" at {r['where']}" if r.get("where") else ""
+        print(f"{args.source} does not reach {args.destination}: {r.get('stage')}{where}: {r.get('why')}")
+        return 1
+
+    return run_until_signalled(main, args=args, component="trace")

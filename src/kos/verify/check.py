@@ -1,0 +1,80 @@
+"""`kos verify`: read the system from the API (and the nodes' fabrics) and list every invariant violation."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+
+from kos.api.errors import StatusError
+from kos.api.types import IPLock, NetworkAttachment, Subnet
+from kos.client.rest import Client
+from kos.verify.fabric import fabric_violations
+from kos.verify.invariants import address_violations, readiness_violations, subnet_violations
+
+
+async def snapshot(client: Client) -> tuple[list[Subnet], list[NetworkAttachment], list[IPLock]]:
+    """Every object of the three kinds at one revision (a consistent snapshot)."""
+    for _ in range(5):
+        _, rv = await client.list(Subnet, limit=1)
+        try:
+            subnets, _ = await client.list(Subnet, resource_version=rv, resource_version_match="Exact")
+            nas, _ = await client.list(NetworkAttachment, resource_version=rv, resource_version_match="Exact")
+            locks, _ = await client.list(IPLock, resource_version=rv, resource_version_match="Exact")
+            return subnets, nas, locks
+        except StatusError:
+            continue  # the revision left the server's history meanwhile: take another
+    subnets, _ = await client.list(Subnet)
+    nas, _ = await client.list(NetworkAttachment)
+    locks, _ = await client.list(IPLock)
+    return subnets, nas, locks
+
+
+async def fabric_states(endpoint: str, session: aiohttp.ClientSession) -> dict[str, dict[str, Any]]:
+    base = endpoint.rstrip("/")
+    async with session.get(f"{base}/nodes") as r:
+        r.raise_for_status()
+        nodes = await r.json()
+    sem = asyncio.Semaphore(32)
+
+    async def one(node: str) -> tuple[str, dict[str, Any]]:
+        async with sem, session.get(f"{base}/nodes/{node}/fabric") as r:
+            r.raise_for_status()
+            return node, await r.json()
+
+    return dict(await asyncio.gather(*(one(n["node"]) for n in nodes)))
+
+
+async def violations(server: str, nodes_endpoint: str | None = None, *, require_ready: bool = True) -> list[str]:
+    async with Client(server, user_agent="kos-verify") as client:
+        subnets, nas, locks = await snapshot(client)
+    out = address_violations(nas, locks) + subnet_violations(subnets)
+    out += readiness_violations(nas, subnets, require_implemented=require_ready)
+    if nodes_endpoint:
+        async with aiohttp.ClientSession() as session:
+            states = await fabric_states(nodes_endpoint, session)
+        out += fabric_violations(nas, states)
+    return out
+
+
+async def trace(server: str, nodes_endpoint: str, src: str, dst: str) -> dict[str, Any]:
+    """Ask the simulated fabric whether NA `src` reaches NA `dst` (both `namespace/name`), and why not."""
+    async with Client(server, user_agent="kos-trace") as client:
+        ns1, _, n1 = src.partition("/")
+        ns2, _, n2 = dst.partition("/")
+        a = await client.get(NetworkAttachment, ns1, n1)
+        b = await client.get(NetworkAttachment, ns2, n2)
+    if not a.status.ifc_name:
+        return {"reachable": False, "stage": "source", "why": f"{src} is not implemented on {a.spec.node} yet"}
+    if not b.status.ipv4:
+        return {"reachable": False, "stage": "destination", "why": f"{dst} has no address"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            nodes_endpoint.rstrip("/") + "/trace",
+            params={"node": a.spec.node, "interface": a.status.ifc_name, "ip": b.status.ipv4},
+        ) as r,
+    ):
+        result: dict[str, Any] = await r.json()
+        return result
