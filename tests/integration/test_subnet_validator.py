@@ -12,10 +12,10 @@ from prometheus_client import CollectorRegistry
 from kos.api.meta import ObjectMeta
 from kos.api.types import Subnet, SubnetSpec
 from kos.apiserver.server import APIServer
+from kos.client.controller import Retry
 from kos.client.informer import Informer
 from kos.client.rest import Client
 from kos.client.workqueue import WorkQueue
-from kos.client.controller import Retry
 from kos.controllers.manager import ControllerManager, Settings
 from kos.controllers.metrics import SubnetValidatorMetrics
 from kos.controllers.subnet_validator import SubnetValidator

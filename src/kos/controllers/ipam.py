@@ -47,11 +47,11 @@ from kos.api.types import (
     NetworkAttachmentErrors,
     Subnet,
 )
+from kos.client.controller import Controller, Retry
 from kos.client.informer import Informer
 from kos.client.rest import Client
 from kos.client.workqueue import WorkQueue
 from kos.controllers.addresses import AddressSets
-from kos.client.controller import Controller, Retry
 from kos.controllers.metrics import IPAMMetrics, ok
 from kos.util.clock import REAL_CLOCK, Clock
 

@@ -15,12 +15,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from kos.api.types import IPLock, NetworkAttachment, Subnet
+from kos.client.controller import Controller
 from kos.client.informer import Informer
 from kos.client.queuemetrics import QueueMetricFamilies
 from kos.client.ratelimit import ExponentialBackoff
 from kos.client.rest import Client
 from kos.client.workqueue import WorkQueue
-from kos.client.controller import Controller
 from kos.controllers.ipam import IPAM
 from kos.controllers.metrics import IPAMMetrics, SubnetValidatorMetrics
 from kos.controllers.subnet_validator import SubnetValidator

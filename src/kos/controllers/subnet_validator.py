@@ -39,10 +39,10 @@ from kos.api.errors import (
     UnsupportedMediaType,
 )
 from kos.api.types import Subnet, SubnetStatus
+from kos.client.controller import Controller, Retry
 from kos.client.informer import Informer
 from kos.client.rest import Client
 from kos.client.workqueue import WorkQueue
-from kos.client.controller import Controller, Retry
 from kos.controllers.metrics import SubnetValidatorMetrics, ok
 from kos.util.clock import REAL_CLOCK, Clock
 
