@@ -38,7 +38,7 @@ def expand(argv: tuple[str, ...] | list[str], *, ifname: str, ipv4: str, mac: st
 def lg_complaints(stdout: str, stderr: str) -> int:
     """floor(log2(occurrences of "Invalid")), -1 for none (a signal of old-iproute2 trouble; reference §5.9)."""
     n = stdout.count("Invalid") + stderr.count("Invalid")
-    return -1 if n == 0 else math.floor(math.log2(n))
+    return -1 if n == 0 else n.bit_length() - 1
 
 
 async def run(argv: list[str], *, timeout: float = 300.0) -> tuple[ExecReport, float]:
