@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-import math
 import time
 
 from kos.api.types import ExecReport
