@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import logging
 import time
 from typing import Any
@@ -89,12 +90,16 @@ class Interface:
 class VirtualNetwork:
     """A relevant VNI: the local NAs that make it relevant, and the watch of its remote NAs."""
 
-    def __init__(self, vni: int, namespace: str, informer: Informer[NetworkAttachment]) -> None:
+    def __init__(
+        self, vni: int, namespace: str, informer: Informer[NetworkAttachment], since: datetime.datetime
+    ) -> None:
         self.vni = vni
         self.namespace = namespace
         self.informer = informer
         self.locals: set[str] = set()
         self.remotes: set[str] = set()
+        self.relevant_since = since
+        """When the VNI became relevant here: remote interfaces of older NAs are due to this, not to their writes."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -332,7 +337,7 @@ class ConnectionAgent:
                 indexers={INDEX_OWNER: lambda o: [translate.remote_owner_key(o.status.host_ip, o.status.ipv4)]},
                 name=f"{self.node}/vni-{vni}",
             )  # fmt: skip
-            vn = VirtualNetwork(vni, na.metadata.namespace, informer)
+            vn = VirtualNetwork(vni, na.metadata.namespace, informer, self.clock.now())
             self.vns[vni] = vn
             informer.add_handlers(*self._remote_handlers(vn))
             informer.start()
@@ -457,10 +462,18 @@ class ConnectionAgent:
         self.m.fabric_latency.labels(self.m.node, "CreateRemoteIfc", "ok").observe(time.perf_counter() - t0)
         self._record(key, Interface(remote=ifc))
         self.m.remote_attachments.labels(self.m.node).inc()
-        self._observe_since_client_write(self.m.remote_ifc_latency, att)
+        vn = self.vns.get(ifc.vni)
         impl = att.extended_metadata.write_time(SECTION_IMPL)
+        now = self.clock.now()
+        if vn is not None and impl is not None and vn.relevant_since > impl:
+            # the VNI became relevant here after this NA was implemented: the wait is the relevance's, not the NA's
+            self.m.remote_ifc_latency.labels(self.m.node, "1st_local_na").observe(
+                (now - vn.relevant_since).total_seconds()
+            )
+            return
+        self._observe_since_client_write(self.m.remote_ifc_latency, att)
         if impl is not None:
-            self.m.impl_to_remote.labels(self.m.node, "na").observe((self.clock.now() - impl).total_seconds())
+            self.m.impl_to_remote.labels(self.m.node, "na").observe((now - impl).total_seconds())
 
     def _nudge_holder(self, vni: int, ip: str, key: str) -> None:
         """Another NA's interface still holds (VNI, IP): sync it now so it lets go if it should."""

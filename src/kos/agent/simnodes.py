@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 from kos.agent.connection_agent import AgentSettings, ConnectionAgent
 from kos.agent.metrics import AgentMetricFamilies
@@ -60,6 +60,19 @@ class SimNodes:
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.ready = asyncio.Event()
+        Gauge(
+            "kos_simnodes_watch_events_received",
+            "Watch events (not bookmarks) received by all simulated nodes.",
+            registry=self.registry,
+        ).set_function(lambda: self.client.watch_events_received)
+        Gauge(
+            "kos_simnodes_list_objects_received",
+            "Objects received in list responses by all simulated nodes.",
+            registry=self.registry,
+        ).set_function(lambda: self.client.list_objects_received)
+        Gauge(
+            "kos_simnodes_watches", "Open watches of all simulated nodes (local and per-VNI).", registry=self.registry
+        ).set_function(lambda: sum(1 + len(a.vns) for a in self.agents.values()))
 
     async def start(self, *, concurrency: int = 64) -> None:
         sem = asyncio.Semaphore(concurrency)

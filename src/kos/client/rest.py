@@ -82,6 +82,9 @@ class Client:
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
         self._decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+        self.watch_events_received = 0
+        """Watch events (not bookmarks) received by this client, for dissemination accounting."""
+        self.list_objects_received = 0
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -188,6 +191,7 @@ class Client:
             data = await self._request("GET", self.path(res, namespace), params=params)
             page = dec.decode(data)
             items.extend(page.items)
+            self.list_objects_received += len(page.items)
             rv = rv or page.metadata.resource_version
             if not page.metadata.continue_:
                 return items, rv
@@ -297,6 +301,7 @@ class Client:
                         raise StatusError.from_status(st)
                     else:
                         obj = obj_dec.decode(ev.object)
+                        self.watch_events_received += 1
                         yield WatchEvent(ev.type, obj, obj.metadata.resource_version)
         except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
             raise ServiceUnavailable(f"watch of {res.plural} interrupted: {type(e).__name__}: {e}") from e
