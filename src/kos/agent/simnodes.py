@@ -47,7 +47,8 @@ class SimNodes:
     ) -> None:
         self.registry = CollectorRegistry()
         families = AgentMetricFamilies(self.registry)
-        self.client = Client(server, connections=0, user_agent="kos-simnodes")
+        # all the nodes' watches (a local one each, one per relevant VNI) share one multiplexed connection
+        self.client = Client(server, connections=0, user_agent="kos-simnodes", watch_mux=True)
         self.network = SimNetwork()
         self.agents: dict[str, ConnectionAgent] = {}
         for i in range(count):

@@ -25,9 +25,9 @@ from kos.api import codec, errors, field
 from kos.api.errors import BadRequest, MethodNotAllowed, NotFound, RequestEntityTooLarge, StatusError
 from kos.api.meta import DeleteOptions
 from kos.api.resources import BY_PLURAL, Resource
-from kos.api.selectors import FieldSelector, SelectorError, parse_field_selector, parse_label_selector
+from kos.api.selectors import FieldSelector, parse_field_selector
 from kos.api.types import API_VERSION, GROUP, VERSION
-from kos.apiserver import negotiation, patch, table
+from kos.apiserver import negotiation, params, patch, table
 from kos.apiserver.cache import Entry
 from kos.apiserver.metrics import APIServerMetrics
 from kos.apiserver.registry import DeleteRequest, ListOptions, ListResult, Registry, WatchOptions
@@ -100,66 +100,6 @@ def _parse_path(tail: str) -> _Route:
             raise NotFound(f"the server could not find the requested resource ({'/'.join(parts)})")
         r.subresource = "status"
     return r
-
-
-def _flag(q: Any, name: str) -> bool:
-    v = q.get(name)
-    if v is None or v == "":
-        return False
-    if v in ("true", "1", "True"):
-        return True
-    if v in ("false", "0", "False"):
-        return False
-    raise BadRequest(f"invalid value for {name}: {v!r} (use true or false)")
-
-
-def _int(q: Any, name: str, default: int = 0) -> int:
-    v = q.get(name)
-    if v is None or v == "":
-        return default
-    if not v.isascii() or not v.lstrip("-").isdigit() or int(v) < 0:
-        raise BadRequest(f"invalid value for {name}: {v!r} (use a non-negative integer)")
-    return int(v)
-
-
-def _selectors(q: Any, res: Resource) -> tuple[Any, FieldSelector]:
-    try:
-        ls = parse_label_selector(q.get("labelSelector", ""))
-    except SelectorError as e:
-        raise BadRequest(f"unable to parse requirement: {e}") from None
-    try:
-        fs = parse_field_selector(q.get("fieldSelector", ""))
-    except SelectorError as e:
-        raise BadRequest(str(e)) from None
-    for r in fs.requirements:
-        if r.field not in res.selectable:
-            raise BadRequest(
-                f'{res.kind} does not have field with label "{r.field}"; selectable fields are: '
-                + ", ".join(res.selectable)
-            )
-    return ls, fs
-
-
-def _rv_param(q: Any) -> str:
-    rv = q.get("resourceVersion", "")
-    if rv and (not rv.isascii() or not rv.isdigit() or len(rv) > 19):
-        raise BadRequest(f"invalid resourceVersion {rv!r}: must be a non-negative integer returned by the server")
-    return str(rv)
-
-
-def _dry_run(q: Any) -> bool:
-    values = q.getall("dryRun", [])
-    for v in values:
-        if v != "All":
-            raise BadRequest(f'invalid dryRun value {v!r}: the only supported value is "All"')
-    return bool(values)
-
-
-def _field_validation(q: Any) -> str:
-    v = q.get("fieldValidation", "Strict") or "Strict"
-    if v not in ("Strict", "Warn", "Ignore"):
-        raise BadRequest(f'invalid fieldValidation {v!r}: use "Strict", "Warn" or "Ignore"')
-    return str(v)
 
 
 def _error_path(msg: str) -> str:
@@ -323,7 +263,7 @@ class ResourceAPI:
             return "watch"
         if route.collection:
             if m == "GET":
-                return "watch" if _flag(request.query, "watch") else "list"
+                return "watch" if params.flag(request.query, "watch") else "list"
             if m == "POST" and route.namespace is not None:
                 return "create"
             if m == "DELETE" and route.namespace is not None:
@@ -333,7 +273,7 @@ class ResourceAPI:
                 + ("" if route.namespace else " (use a namespaced path to create or delete)")
             )
         if m == "GET":
-            return "watch" if _flag(request.query, "watch") else "get"
+            return "watch" if params.flag(request.query, "watch") else "get"
         if m == "PUT":
             return "update"
         if m == "PATCH":
@@ -366,32 +306,32 @@ class ResourceAPI:
         out = negotiation.parse_accept(request.headers.get("Accept"))
         ns = route.namespace
         if verb == "list":
-            ls, fs = _selectors(q, res)
+            ls, fs = params.selectors(q, res)
             opts = ListOptions(
                 label_selector=ls,
                 field_selector=fs,
-                resource_version=_rv_param(q),
+                resource_version=params.rv_param(q),
                 resource_version_match=q.get("resourceVersionMatch", ""),
-                limit=_int(q, "limit"),
+                limit=params.int_param(q, "limit"),
                 continue_token=q.get("continue", ""),
             )
             result = await reg.list_objects(ns, opts)
             return self._list_response(res, result, out, q.get("includeObject", "Metadata"))
         if verb == "get":
-            e = await reg.get(ns or "", route.name, resource_version=_rv_param(q))
+            e = await reg.get(ns or "", route.name, resource_version=params.rv_param(q))
             return self._object_response(res, e, out, q.get("includeObject", "Metadata"))
         if verb == "create":
             ctype = negotiation.body_type(request.headers.get("Content-Type"))
             negotiation.require_json_body(ctype)
-            obj, warnings = decode_object(res, await self._body(request), _field_validation(q))
-            e = await reg.create(ns or "", obj, dry_run=_dry_run(q))
+            obj, warnings = decode_object(res, await self._body(request), params.field_validation(q))
+            e = await reg.create(ns or "", obj, dry_run=params.dry_run(q))
             return self._object_response(res, e, out, "Metadata", status=201, warnings=warnings)
         if verb == "update":
             ctype = negotiation.body_type(request.headers.get("Content-Type"))
             negotiation.require_json_body(ctype)
-            obj, warnings = decode_object(res, await self._body(request), _field_validation(q), route.name)
+            obj, warnings = decode_object(res, await self._body(request), params.field_validation(q), route.name)
             e = await reg.update(ns or "", route.name, obj, subresource=route.subresource or None,
-                                 dry_run=_dry_run(q))  # fmt: skip
+                                 dry_run=params.dry_run(q))  # fmt: skip
             return self._object_response(res, e, out, "Metadata", warnings=warnings)
         if verb == "patch":
             return await self._patch(request, route, reg, out)
@@ -400,7 +340,7 @@ class ResourceAPI:
             e, done = await reg.delete(ns or "", route.name, req)
             return self._object_response(res, e, out, "Metadata", status=200 if done else 202)
         if verb == "deletecollection":
-            ls, fs = _selectors(q, res)
+            ls, fs = params.selectors(q, res)
             req = await self._delete_request(request)
             deleted = await reg.delete_collection(ns, ListOptions(label_selector=ls, field_selector=fs), req)
             return self._list_response(res, ListResult(deleted, reg.cacher.revision), out, "Metadata")
@@ -415,7 +355,7 @@ class ResourceAPI:
             doc = msgspec.json.decode(body)
         except _MALFORMED as e:
             raise BadRequest(f"the patch is not valid JSON: {_reason(e)}") from None
-        mode = _field_validation(q)
+        mode = params.field_validation(q)
         warnings: list[str] = []
         if kind == negotiation.MERGE_PATCH:
             mp = patch.check_merge_patch(doc)
@@ -436,7 +376,7 @@ class ResourceAPI:
             return obj
 
         entry = await reg.patch(route.namespace or "", route.name, apply, decode,
-                                subresource=route.subresource or None, dry_run=_dry_run(q))  # fmt: skip
+                                subresource=route.subresource or None, dry_run=params.dry_run(q))  # fmt: skip
         return self._object_response(res, entry, out, "Metadata", warnings=warnings)
 
     async def _delete_request(self, request: web.Request) -> DeleteRequest:
@@ -451,14 +391,14 @@ class ResourceAPI:
         policy = q.get("propagationPolicy") or opts.propagation_policy
         orphan = q.get("orphanDependents")
         if orphan is not None:
-            policy = "Orphan" if _flag(q, "orphanDependents") else (policy or "Background")
+            policy = "Orphan" if params.flag(q, "orphanDependents") else (policy or "Background")
         elif opts.orphan_dependents is not None and not policy:
             policy = "Orphan" if opts.orphan_dependents else "Background"
         policy = policy or "Background"
         if policy not in ("Orphan", "Background", "Foreground"):
             raise BadRequest(f'invalid propagationPolicy {policy!r}: use "Orphan", "Background" or "Foreground"')
         pre = opts.preconditions
-        dry = _dry_run(q) or bool(opts.dry_run)
+        dry = params.dry_run(q) or bool(opts.dry_run)
         for v in opts.dry_run:
             if v != "All":
                 raise BadRequest(f'invalid dryRun value {v!r}: the only supported value is "All"')
@@ -516,18 +456,18 @@ class ResourceAPI:
         reg = self.registries[res.plural]
         q = request.query
         out = negotiation.parse_accept(request.headers.get("Accept"))
-        ls, fs = _selectors(q, res)
+        ls, fs = params.selectors(q, res)
         if not route.collection:
             fs = FieldSelector((*fs.requirements, *parse_field_selector(f"metadata.name={route.name}").requirements))
         sie = q.get("sendInitialEvents")
         opts = WatchOptions(
             label_selector=ls,
             field_selector=fs,
-            resource_version=_rv_param(q),
-            allow_bookmarks=_flag(q, "allowWatchBookmarks"),
-            send_initial_events=None if sie is None else _flag(q, "sendInitialEvents"),
+            resource_version=params.rv_param(q),
+            allow_bookmarks=params.flag(q, "allowWatchBookmarks"),
+            send_initial_events=None if sie is None else params.flag(q, "sendInitialEvents"),
         )
-        timeout = _int(q, "timeoutSeconds", -1)
+        timeout = params.int_param(q, "timeoutSeconds", -1)
         if timeout < 0:
             import random
 

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from kos.api import resources
 from kos.api.errors import MethodNotAllowed, NotAcceptable, NotFound, RequestEntityTooLarge
 from kos.api.types import GROUP, VERSION
-from kos.apiserver import discovery
+from kos.apiserver import discovery, watchmux
 from kos.apiserver.cache import Cacher
 from kos.apiserver.gc import GarbageCollector
 from kos.apiserver.handlers import PREFIX, ResourceAPI, json_response, status_response
@@ -167,6 +167,7 @@ class APIServer:
         r.add_route("*", f"/apis/{GROUP}/", doc(discovery.api_group()))
         r.add_route("*", PREFIX, doc(discovery.api_resource_list()))
         r.add_route("*", PREFIX + "/", doc(discovery.api_resource_list()))
+        r.add_route("GET", PREFIX + "/watchmux", self._watchmux)
         r.add_route("*", PREFIX + "/{tail:.+}", api.handle)
         r.add_route("*", "/version", doc(discovery.version_info()))
         r.add_route("*", "/version/", doc(discovery.version_info()))
@@ -179,6 +180,9 @@ class APIServer:
         r.add_route("GET", "/readyz", self._ready)
         r.add_route("GET", "/metrics", self._metrics)
         return app
+
+    async def _watchmux(self, request: web.Request) -> web.StreamResponse:
+        return await watchmux.serve(request, self.registries, self.metrics)
 
     @staticmethod
     def _openapi_v2(data: bytes) -> Any:

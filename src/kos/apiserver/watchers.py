@@ -45,6 +45,7 @@ class Watcher:
         "last_sent",
         "max_bytes",
         "namespace",
+        "on_close",
         "render",
         "resource",
         "sent_bytes",
@@ -83,6 +84,7 @@ class Watcher:
         self.sent_bytes = 0
         self.sink: Callable[[bytes], bool] | None = None
         """Writes a chunk straight to the client when its socket has room; False when it has not."""
+        self.on_close: Callable[[], None] | None = None
         self._loop = asyncio.get_running_loop()
         self._flush_scheduled = False
         self.index_field, self.index_value = self._choose_index()
@@ -140,6 +142,8 @@ class Watcher:
             self.buffer.clear()
             self.buffered_bytes = 0
         self.wakeup.set()
+        if self.on_close is not None:
+            self.on_close()
 
     def take(self) -> bytes:
         data = b"".join(self.buffer)

@@ -34,6 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--workers", type=int, default=2, help="worker tasks")
     p.add_argument("--metrics-listen", type=host_port, default=("127.0.0.1", 9294), help="HOST:PORT for /metrics")
+    p.add_argument(
+        "--watch-mux",
+        default=True,
+        action=argparse.BooleanOptionalAction,
+        help="carry the agent's watches over one multiplexed connection (kos apiservers support it)",
+    )
     p.add_argument("--sim-state", default="", help="with --fabric sim: a file that keeps the switch across restarts")
     p.add_argument("--lock-file", default="", help="exclusive lock taken at start (default /tmp/kos-agent-<node>.lock)")
     add_logging_flags(p)  # fmt: skip
@@ -72,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         except (registry.UnknownFabric, OSError) as e:
             raise UsageError(str(e)) from None
         reg = CollectorRegistry()
-        client = Client(args.server, user_agent=f"kos-agent/{args.node}")
+        client = Client(args.server, user_agent=f"kos-agent/{args.node}", watch_mux=args.watch_mux)
         agent = ConnectionAgent(client, fabric, AgentSettings(args.node, args.host_ip, programs, args.workers),
                                 AgentMetricFamilies(reg))  # fmt: skip
         app = web.Application()

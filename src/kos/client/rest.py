@@ -24,6 +24,7 @@ from kos.api.meta import Status, status
 from kos.api.resources import BY_TYPE, Resource
 from kos.api.types import API_VERSION, Object
 from kos.client.ratelimit import TokenBucket
+from kos.client.watchmux import WatchMux
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class Client:
         user_agent: str = "kos",
         connections: int = 100,
         timeout: float = 60.0,
+        watch_mux: bool = False,
     ) -> None:
         self.server = server.rstrip("/")
         self.user_agent = user_agent
@@ -82,6 +84,9 @@ class Client:
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
         self._decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+        self._mux: WatchMux | None = None
+        self.watch_mux = watch_mux
+        """Carry all watches over one multiplexed WebSocket (kos extension) instead of a connection each."""
         self.watch_events_received = 0
         """Watch events (not bookmarks) received by this client, for dissemination accounting."""
         self.list_objects_received = 0
@@ -98,6 +103,8 @@ class Client:
         return self._session
 
     async def close(self) -> None:
+        if self._mux is not None:
+            await self._mux.close()
         if self._session is not None:
             await self._session.close()
 
@@ -282,10 +289,22 @@ class Client:
             params["timeoutSeconds"] = str(timeout_seconds)
         if self._limiter is not None:
             await self._limiter.wait()
-        raw_dec = self._decoder(_RawEvent)
-        obj_dec = self._decoder(cls)
-        partial_dec = self._decoder(_PartialObject)
-        status_dec = self._decoder(Status)
+        if self.watch_mux:
+            if self._mux is None:
+                self._mux = WatchMux(
+                    self.session, self.server.replace("http", "ws", 1) + f"/apis/{API_VERSION}/watchmux"
+                )
+            request: dict[str, Any] = {k: v for k, v in params.items() if k != "watch"}
+            request["resource"] = res.plural
+            if namespace:
+                request["namespace"] = namespace
+            if timeout_seconds is not None:
+                request["timeoutSeconds"] = timeout_seconds
+            async for line in self._mux.lines(request):
+                ev = self._watch_event(line, cls)
+                if ev is not None:
+                    yield ev
+            return
         try:
             async with self.session.get(self.server + self.path(res, namespace), params=params) as r:
                 if r.status >= 300:
@@ -293,18 +312,21 @@ class Client:
                 async for line in r.content:
                     if not line.strip():
                         continue
-                    ev = raw_dec.decode(line)
-                    if ev.type == BOOKMARK:
-                        yield WatchEvent(BOOKMARK, None, partial_dec.decode(ev.object).metadata.resource_version)
-                    elif ev.type == ERROR:
-                        st = status_dec.decode(ev.object)
-                        raise StatusError.from_status(st)
-                    else:
-                        obj = obj_dec.decode(ev.object)
-                        self.watch_events_received += 1
-                        yield WatchEvent(ev.type, obj, obj.metadata.resource_version)
-        except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
+                    ev = self._watch_event(line, cls)
+                    if ev is not None:
+                        yield ev
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as e:
             raise ServiceUnavailable(f"watch of {res.plural} interrupted: {type(e).__name__}: {e}") from e
+
+    def _watch_event(self, line: bytes, cls: type[T]) -> WatchEvent | None:
+        ev = self._decoder(_RawEvent).decode(line)
+        if ev.type == BOOKMARK:
+            return WatchEvent(BOOKMARK, None, self._decoder(_PartialObject).decode(ev.object).metadata.resource_version)
+        if ev.type == ERROR:
+            raise StatusError.from_status(self._decoder(Status).decode(ev.object))
+        obj = self._decoder(cls).decode(ev.object)
+        self.watch_events_received += 1
+        return WatchEvent(ev.type, obj, obj.metadata.resource_version)
 
 
 def _status_error(code: int, data: bytes) -> StatusError:

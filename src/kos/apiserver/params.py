@@ -1,0 +1,69 @@
+"""Query parameters of the REST surface (and of multiplexed watches): parsed, checked, with clear errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kos.api.errors import BadRequest
+from kos.api.resources import Resource
+from kos.api.selectors import FieldSelector, LabelSelector, SelectorError, parse_field_selector, parse_label_selector
+
+
+def flag(q: Any, name: str) -> bool:
+    v = q.get(name)
+    if v is None or v == "":
+        return False
+    if v in ("true", "1", "True"):
+        return True
+    if v in ("false", "0", "False"):
+        return False
+    raise BadRequest(f"invalid value for {name}: {v!r} (use true or false)")
+
+
+def int_param(q: Any, name: str, default: int = 0) -> int:
+    v = q.get(name)
+    if v is None or v == "":
+        return default
+    if not v.isascii() or not v.lstrip("-").isdigit() or int(v) < 0:
+        raise BadRequest(f"invalid value for {name}: {v!r} (use a non-negative integer)")
+    return int(v)
+
+
+def selectors(q: Any, res: Resource) -> tuple[LabelSelector, FieldSelector]:
+    try:
+        ls = parse_label_selector(q.get("labelSelector", ""))
+    except SelectorError as e:
+        raise BadRequest(f"unable to parse requirement: {e}") from None
+    try:
+        fs = parse_field_selector(q.get("fieldSelector", ""))
+    except SelectorError as e:
+        raise BadRequest(str(e)) from None
+    for r in fs.requirements:
+        if r.field not in res.selectable:
+            raise BadRequest(
+                f'{res.kind} does not have field with label "{r.field}"; selectable fields are: '
+                + ", ".join(res.selectable)
+            )
+    return ls, fs
+
+
+def rv_param(q: Any) -> str:
+    rv = q.get("resourceVersion", "")
+    if rv and (not rv.isascii() or not rv.isdigit() or len(rv) > 19):
+        raise BadRequest(f"invalid resourceVersion {rv!r}: must be a non-negative integer returned by the server")
+    return str(rv)
+
+
+def dry_run(q: Any) -> bool:
+    values = q.getall("dryRun", [])
+    for v in values:
+        if v != "All":
+            raise BadRequest(f'invalid dryRun value {v!r}: the only supported value is "All"')
+    return bool(values)
+
+
+def field_validation(q: Any) -> str:
+    v = q.get("fieldValidation", "Strict") or "Strict"
+    if v not in ("Strict", "Warn", "Ignore"):
+        raise BadRequest(f'invalid fieldValidation {v!r}: use "Strict", "Warn" or "Ignore"')
+    return str(v)

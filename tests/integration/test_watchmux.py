@@ -1,0 +1,84 @@
+"""Multiplexed watches: many watches over one WebSocket, with the semantics of HTTP watches."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from kos.api.errors import Expired
+from kos.api.meta import ObjectMeta
+from kos.api.types import NetworkAttachment, NetworkAttachmentSpec
+from kos.apiserver.server import APIServer
+from kos.client.rest import Client, WatchEvent
+from kos.testing.apiserver import running_apiserver
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[APIServer]:
+    async with running_apiserver(watch_cache_size=100, bookmark_interval=0.2) as s:
+        yield s
+
+
+def na(name: str, node: str) -> NetworkAttachment:
+    return NetworkAttachment(
+        metadata=ObjectMeta(name=name, namespace="ns"), spec=NetworkAttachmentSpec(node=node, subnet="s")
+    )
+
+
+async def collect(c: Client, out: list[WatchEvent], **kw: object) -> None:
+    async for ev in c.watch(NetworkAttachment, **kw):  # type: ignore[arg-type]
+        out.append(ev)
+
+
+async def test_many_watches_share_one_connection_with_their_own_selectors(server: APIServer) -> None:
+    async with Client(server.url, watch_mux=True) as mux, Client(server.url) as plain:
+        await plain.create(na("a0", "n0"))
+        results: dict[int, list[WatchEvent]] = {i: [] for i in range(50)}
+        tasks = [asyncio.create_task(collect(mux, results[i], resource_version="0", field_selector=f"spec.node=n{i % 5}",
+                                             timeout_seconds=3)) for i in range(50)]  # fmt: skip
+        await asyncio.sleep(0.3)
+        for i in range(1, 10):
+            await plain.create(na(f"a{i}", f"n{i % 5}"))
+        await plain.delete(NetworkAttachment, "ns", "a3")
+        await asyncio.gather(*tasks)  # each ends when its timeout passes, as an HTTP watch does
+        for i, evs in results.items():
+            names = [(e.type, e.object.metadata.name) for e in evs if e.type != "BOOKMARK"]
+            mine = [f"a{j}" for j in range(10) if j % 5 == i % 5]
+            want = [("ADDED", n) for n in mine] + ([("DELETED", "a3")] if i % 5 == 3 else [])
+            assert names == want, (i, names)
+        assert server.metrics.watchers.labels("networkattachments")._value.get() == 0
+
+
+async def test_resume_gone_and_bookmarks(server: APIServer) -> None:
+    async with Client(server.url, watch_mux=True) as mux, Client(server.url) as plain:
+        first = await plain.create(na("a", "n"))
+        for i in range(3):
+            await plain.patch(NetworkAttachment, "ns", "a", {"metadata": {"labels": {"i": str(i)}}})
+        evs: list[WatchEvent] = []
+        await collect(mux, evs, resource_version=first.metadata.resource_version, timeout_seconds=1)
+        assert [e.object.metadata.labels["i"] for e in evs if e.type == "MODIFIED"] == ["0", "1", "2"]
+        for i in range(250):
+            await plain.patch(NetworkAttachment, "ns", "a", {"metadata": {"labels": {"i": f"x{i}"}}})
+        with pytest.raises(Expired):
+            await collect(mux, [], resource_version=first.metadata.resource_version, timeout_seconds=1)
+
+
+async def test_cancelled_watches_stop_on_the_server(server: APIServer) -> None:
+    async with Client(server.url, watch_mux=True) as mux:
+        tasks = [asyncio.create_task(collect(mux, [], resource_version="0")) for _ in range(10)]
+        gauge = server.metrics.watchers.labels("networkattachments")
+        for _ in range(100):
+            if gauge._value.get() == 10:
+                break
+            await asyncio.sleep(0.02)
+        assert gauge._value.get() == 10
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for _ in range(100):
+            if gauge._value.get() == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert gauge._value.get() == 0
