@@ -78,6 +78,8 @@ class SimSwitch:
         self._next_port = 2
         self.by_cookie: dict[int, list[Flow]] = {0: flows.default_flows()}
         self._tables: dict[int, list[Flow]] | None = None
+        self._exact: dict[tuple[int, str, str, str], list[Flow]] = {}
+        self._other: dict[int, list[Flow]] = {}
         self.local: dict[str, LocalNetIfc] = {}
         self.remote: dict[tuple[int, str], RemoteNetIfc] = {}
         self.pairs = Pairs()
@@ -109,10 +111,16 @@ class SimSwitch:
     def tables(self) -> dict[int, list[Flow]]:
         if self._tables is None:
             t: dict[int, list[Flow]] = {}
+            self._exact, self._other = {}, {}
             for fs in self.by_cookie.values():
                 for f in fs:
                     t.setdefault(f.table, []).append(f)
-            for v in t.values():
+                    key = _exact_key(f)
+                    if key is None:
+                        self._other.setdefault(f.table, []).append(f)
+                    else:
+                        self._exact.setdefault(key, []).append(f)
+            for v in (*t.values(), *self._other.values()):
                 v.sort(key=lambda f: -f.priority)
             self._tables = t
         return self._tables
@@ -132,10 +140,36 @@ class SimSwitch:
     # --- packet processing --------------------------------------------------------------------
 
     def _lookup(self, table: int, pkt: _Packet) -> Flow | None:
-        for f in self.tables().get(table, ()):
+        """The highest-priority flow of `table` matching `pkt` (exact-match shapes found by index)."""
+        self.tables()
+        best: Flow | None = None
+        tun = f"{pkt.tun_id:#x}" if pkt.tun_id is not None else ""
+        keys = [(table, "in_port", str(pkt.in_port), ""), (table, "dl", tun, pkt.dl_dst)]
+        if pkt.arp:
+            keys.append((table, "arp", tun, pkt.arp_tpa))
+        for k in keys:
+            for f in self._exact.get(k, ()):
+                if (best is None or f.priority > best.priority) and _flow_matches(f, pkt):
+                    best = f
+        for f in self._other.get(table, ()):
+            if best is not None and f.priority <= best.priority:
+                break
             if _flow_matches(f, pkt):
-                return f
-        return None
+                best = f
+                break
+        return best
+
+
+def _exact_key(f: Flow) -> tuple[int, str, str, str] | None:
+    """An index key for the flow shapes `flows.py` makes; None for anything else (found by a scan)."""
+    m = dict(f.match)
+    if set(m) == {"in_port"}:
+        return (f.table, "in_port", m["in_port"], "")
+    if set(m) == {"tun_id", "dl_dst"}:
+        return (f.table, "dl", m["tun_id"], m["dl_dst"])
+    if set(m) == {"arp", "tun_id", "arp_tpa"}:
+        return (f.table, "arp", m["tun_id"], m["arp_tpa"])
+    return None
 
 
 def _flow_matches(f: Flow, pkt: _Packet) -> bool:
