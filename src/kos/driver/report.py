@@ -18,9 +18,9 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from kos.driver.run import Record  # noqa: E402
+from kos.driver.run import Record
 
 STAGES: tuple[tuple[str, str, Callable[[Record], float]], ...] = (
     ("create", "create call", lambda r: r.create_latency),
@@ -37,8 +37,8 @@ def write_records(path: Path, records: list[Record], t0_wall: float) -> None:
                     "to_ready_s", "to_broken_s", "to_tested_s", "test_exit", "deleted_s", "ipv4", "failed"])  # fmt: skip
         for r in records:
 
-            def rel(t: float) -> str:
-                return "" if math.isnan(t) else f"{t - r.t_create:.6f}"
+            def rel(t: float, start: float = r.t_create) -> str:
+                return "" if math.isnan(t) else f"{t - start:.6f}"
 
             w.writerow([r.name, r.vni, r.subnet, r.node, r.thread, f"{r.t_create - t0_wall:.6f}",
                         "" if math.isnan(r.create_latency) else f"{r.create_latency:.6f}", rel(r.addressed),

@@ -550,7 +550,7 @@ class Driver:
                 "slots": self.plan.num_slots,
                 "avg_peers": self.plan.avg_peers,
                 "break_point": self.plan.break_point,
-            },  # fmt: skip
+            },
             "created": self.creates,
             "deleted": self.deletes,
             "ready": len(done) - len(never_ready),
