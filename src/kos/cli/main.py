@@ -6,14 +6,17 @@ import sys
 from collections.abc import Sequence
 
 from kos import __version__
-from kos.cli import agent, apiserver, controller_manager, simnodes, verify
+from kos.cli import agent, apiserver, controller_manager, demo, driver, simnodes, up, verify
 from kos.cli.common import EnvDefaultsParser, UsageError
 
 SUBCOMMANDS = {
+    "up": (up, "run apiserver, controller manager and simulated nodes on this machine until Ctrl-C"),
+    "demo": (demo, "kos up, one driver run, the invariants checked, a summary and a report"),
     "apiserver": (apiserver, "serve the kos API (Subnets, NetworkAttachments, IPLocks)"),
     "controller-manager": (controller_manager, "run the subnet validator and IPAM"),
     "agent": (agent, "run one node's connection agent"),
     "simnodes": (simnodes, "run N simulated nodes (agents with the sim fabric) in one process"),
+    "driver": (driver, "create and delete NetworkAttachments on a schedule and report latencies"),
     "verify": (verify, "check the system-wide invariants; exit 1 on a violation"),
 }
 

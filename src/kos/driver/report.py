@@ -103,8 +103,8 @@ def plot_throughput(path: Path, records: list[Record], t0_wall: float) -> None:
     )
     for label, times in series:
         xs, ys = per_second(times)
-        if xs:
-            ax.plot(xs, ys, label=label, drawstyle="steps-post")
+        if xs:  # one more point so that the last second's step is drawn
+            ax.plot([*xs, xs[-1] + 1], [*ys, ys[-1]], label=label, drawstyle="steps-post")
     ax.set_xlabel("seconds since the start of the run")
     ax.set_ylabel("per second")
     ax.set_title("Throughput over the run")

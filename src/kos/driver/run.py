@@ -101,6 +101,8 @@ class DriverSettings:
     stop_on_break: bool = True
     test_script_dir: str = "/usr/local/kos/bin"
     dump_ops_times: bool = True
+    keep_population: bool = False
+    """Skip the cool-down: leave the last population in place (for checking a full system afterwards)."""
     run_id: str = ""
     seed: int | None = None
     output: Path | None = None
@@ -447,6 +449,8 @@ class Driver:
         shock = s.wait_after_create > 0
         while deletes < planned:
             if shock and creates >= min(planned, len(owned)):
+                return
+            if s.keep_population and creates >= planned:
                 return
             idx = schedule.slot_index(creates + deletes, k, s.threads, per_thread, s.num_attachments)
             target = self.t0 + offsets[min(idx, len(offsets) - 1)] + self.extra_delay

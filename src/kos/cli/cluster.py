@@ -1,0 +1,186 @@
+"""A whole kos on one machine: apiserver, controller manager and simulated nodes, each its own supervised process.
+
+`kos up` runs one until Ctrl-C; `kos demo` runs one around a driver run. A child
+that exits unexpectedly is reported and restarted (with backoff); a shutdown
+stops every child (SIGTERM, then SIGKILL) and leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+@dataclasses.dataclass
+class Child:
+    name: str
+    args: list[str]
+    ready_url: str
+    log_path: Path
+    proc: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    log_file: object = None
+
+    async def start(self) -> None:
+        f = open(self.log_path, "ab")  # noqa: SIM115, ASYNC230 - closed in stop(); opening a log is instant
+        self.log_file = f
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "kos", *self.args, stdout=f, stderr=asyncio.subprocess.STDOUT,
+            stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+
+    async def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.returncode is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                ok = await asyncio.to_thread(_get_ok, self.ready_url)
+            except OSError:
+                ok = False
+            if ok:
+                return
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"{self.name} was not ready within {timeout:.0f}s:\n{self.tail()}")
+
+    def tail(self, n: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    async def stop(self) -> None:
+        p = self.proc
+        if p is not None and p.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(p.wait(), 10)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
+                await p.wait()
+        f = self.log_file
+        if f is not None:
+            f.close()  # type: ignore[attr-defined]
+            self.log_file = None
+
+
+def _get_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as r:
+        return bool(r.status == 200)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterSettings:
+    state_dir: Path
+    nodes: int = 50
+    storage: str = ""
+    host: str = "127.0.0.1"
+    port: int = 0
+    log_level: str = "warning"
+
+
+class Cluster:
+    def __init__(self, s: ClusterSettings) -> None:
+        self.s = s
+        s.state_dir.mkdir(parents=True, exist_ok=True)
+        logs = s.state_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        port = s.port or free_port(s.host)
+        if not port_free(s.host, port):
+            raise RuntimeError(f"{s.host}:{port} is in use: choose another address with --listen")
+        self.server = f"http://{s.host}:{port}"
+        self.storage = s.storage or f"sqlite://{(s.state_dir / 'state.db').resolve()}"
+        cm_port, nodes_port = free_port(), free_port()
+        self.nodes_url = f"http://127.0.0.1:{nodes_port}"
+        lvl = ["--log-level", s.log_level]
+        self.children = [
+            Child("apiserver", ["apiserver", "--storage", self.storage, "--listen", f"{s.host}:{port}", *lvl],
+                  f"{self.server}/readyz", logs / "apiserver.log"),
+            Child("controller-manager", ["controller-manager", "--server", self.server, "--metrics-listen",
+                                         f"127.0.0.1:{cm_port}", *lvl],
+                  f"http://127.0.0.1:{cm_port}/healthz", logs / "controller-manager.log"),
+            Child("simnodes", ["simnodes", "--server", self.server, "--count", str(s.nodes), "--listen",
+                               f"127.0.0.1:{nodes_port}", *lvl], f"{self.nodes_url}/readyz", logs / "simnodes.log"),
+        ]  # fmt: skip
+        self.kubeconfig = s.state_dir / "kubeconfig"
+        self._supervisor: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def write_kubeconfig(self) -> None:
+        self.kubeconfig.write_text(
+            "apiVersion: v1\nkind: Config\n"
+            f"clusters:\n- name: kos\n  cluster:\n    server: {self.server}\n"
+            "users:\n- name: kos\n  user: {}\n"
+            "contexts:\n- name: kos\n  context:\n    cluster: kos\n    user: kos\n    namespace: default\n"
+            "current-context: kos\n"
+        )
+
+    async def start(self) -> None:
+        for child in self.children:
+            await child.start()
+            await child.wait_ready(120 if child.name == "simnodes" else 60)
+        self.write_kubeconfig()
+        self._supervisor = asyncio.create_task(self._supervise())
+
+    async def _supervise(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(0.5)
+            for child in self.children:
+                p = child.proc
+                if p is None or p.returncode is None or self._stopping:
+                    continue
+                child.restarts += 1
+                delay = min(30.0, 0.5 * 2 ** min(child.restarts, 6))
+                print(f"kos: {child.name} exited with {p.returncode} (restart #{child.restarts} in {delay:.1f}s); "
+                      f"its log: {child.log_path}\n{child.tail(5)}", file=sys.stderr, flush=True)  # fmt: skip
+                await asyncio.sleep(delay)
+                if not self.stopping():
+                    await child.start()
+
+    def stopping(self) -> bool:
+        return self._stopping
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._supervisor
+        for child in reversed(self.children):
+            await child.stop()
+
+    def pids(self) -> dict[str, int]:
+        return {c.name: c.proc.pid for c in self.children if c.proc is not None}
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("KOS_STATE_DIR", ".kos"))

@@ -1,0 +1,212 @@
+"""`kos driver --server URL ...`: the attachment throughput and latency driver (after the original's flags)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from kos.api.errors import StatusError
+from kos.cli.common import UsageError, add_logging_flags, run_until_signalled
+from kos.driver import report
+from kos.driver.run import Driver, DriverError, DriverSettings, parse_nodes
+
+log = logging.getLogger(__name__)
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+
+
+def duration(value: str) -> float:
+    """Seconds from `15s`, `1m`, `500ms`, `2h` or a plain number of seconds."""
+    total, rest = 0.0, value.strip()
+    if not rest:
+        raise argparse.ArgumentTypeError("empty duration")
+    for part in re.findall(r"\d+(?:\.\d+)?(?:ms|s|m|h)?", rest):
+        m = _DURATION.match(part)
+        assert m is not None
+        n, unit = float(m.group(1)), m.group(2) or "s"
+        total += n * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+    if "".join(re.findall(r"\d+(?:\.\d+)?(?:ms|s|m|h)?", rest)) != rest:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a duration such as 15s, 1m or 500ms")
+    return total
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", required=False, default="", help="URL of the kos apiserver")
+    p.add_argument("--kubeconfig", default="", help="a kubeconfig naming the server (instead of --server)")
+    p.add_argument("--nodes", default="", help="candidate nodes: a,b,c or PREFIX:COUNT such as node-:100")
+    p.add_argument("--num-nets", type=int, default=10, help="number of virtual networks")
+    p.add_argument("--top-net-size", type=int, default=100, help="nominal size (slots) of the largest network")
+    p.add_argument("--exponent", type=float, default=1.0, help="power-law exponent of network sizes")
+    p.add_argument("--bias", type=int, default=0, help="power-law bias of network sizes")
+    p.add_argument("--base-address", default="172.24.0.0", help="start of the address space carved into subnets")
+    p.add_argument("--single-network", action="store_true", help="one subnet per network instead of two")
+    p.add_argument("--subnet-size-factor", type=float, default=1.0, help="subnet sizing multiplier")
+    p.add_argument("--estimate", action="store_true", help="only compute and write the size distribution")
+    p.add_argument("--round-robin", action="store_true", help="place NAs on nodes round-robin, not at random")
+    p.add_argument("--only-node", default="", help="place every NA on this node")
+    p.add_argument("--num-attachments", type=int, default=450, help="NAs to create over the run")
+    p.add_argument("--threads", type=int, default=1, help="concurrent workers")
+    p.add_argument("--rate", type=float, default=10.0, help="target operations (creates + deletes) per second")
+    p.add_argument("--ops-distribution", choices=["steady", "poisson"], default="steady", help="operation schedule")
+    p.add_argument(
+        "--wait-after-create",
+        type=duration,
+        default=0.0,
+        help="shock test: only create, then wait this long and stop (e.g. 30s)",
+    )
+    p.add_argument(
+        "--wait-after-delete",
+        type=duration,
+        default=15.0,
+        help="how long to wait for straggling notifications at the end",
+    )
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.0,
+        help="probability that an NA gets a full ping test (needs the OVS fabric and the test scripts)",
+    )
+    p.add_argument("--ping-count", type=int, default=10, help="ping attempts in a full test")
+    p.add_argument("--pending-wait", type=duration, default=60.0, help="longest wait for a peer to be tested")
+    p.add_argument(
+        "--stop-on-ping-fail", default=True, action=argparse.BooleanOptionalAction, help="stop when a test fails"
+    )
+    p.add_argument(
+        "--stop-on-break", default=True, action=argparse.BooleanOptionalAction, help="stop when an NA breaks"
+    )
+    p.add_argument("--test-script-dir", default="/usr/local/kos/bin", help="where TestByPing and RemoveNetNS are")
+    p.add_argument("--runid", default="", help="run ID (default MMDD-HHMM-NNNN)")
+    p.add_argument("--seed", type=int, default=None, help="seed: the same seed makes the same VNIs, names, placements")
+    p.add_argument("--output", type=Path, default=None, help="run directory (default ./<run-id>)")
+    p.add_argument("--progress", choices=["auto", "bar", "lines", "none"], default="auto", help="progress display")
+    add_logging_flags(p)  # fmt: skip
+
+
+def server_from_kubeconfig(path: str) -> str:
+    import yaml
+
+    try:
+        with open(path) as f:
+            cfg = yaml.safe_load(f)
+        current = cfg.get("current-context")
+        ctx = next(c["context"] for c in cfg["contexts"] if c["name"] == current)
+        return str(next(c["cluster"]["server"] for c in cfg["clusters"] if c["name"] == ctx["cluster"]))
+    except (OSError, KeyError, StopIteration, TypeError, yaml.YAMLError) as e:
+        raise UsageError(f"cannot read the server from kubeconfig {path}: {e}") from None
+
+
+def settings_from(args: argparse.Namespace) -> DriverSettings:
+    server = args.server or (server_from_kubeconfig(args.kubeconfig) if args.kubeconfig else "")
+    if not server and not args.estimate:
+        raise UsageError("name the apiserver with --server URL (or --kubeconfig)")
+    try:
+        nodes = tuple(parse_nodes(args.nodes))
+    except DriverError as e:
+        raise UsageError(str(e)) from None
+    return DriverSettings(
+        server=server, nodes=nodes, num_nets=args.num_nets, top_net_size=args.top_net_size,
+        exponent=args.exponent, bias=args.bias, base_address=args.base_address, single_network=args.single_network,
+        subnet_size_factor=args.subnet_size_factor, estimate=args.estimate, round_robin=args.round_robin,
+        only_node=args.only_node, num_attachments=args.num_attachments, threads=args.threads, rate=args.rate,
+        ops_distribution=args.ops_distribution, wait_after_create=args.wait_after_create,
+        wait_after_delete=args.wait_after_delete, test_fraction=args.test_fraction, ping_count=args.ping_count,
+        pending_wait=args.pending_wait, stop_on_ping_fail=args.stop_on_ping_fail, stop_on_break=args.stop_on_break,
+        test_script_dir=args.test_script_dir, run_id=args.runid, seed=args.seed, output=args.output,
+        progress=args.progress,
+    )  # fmt: skip
+
+
+def print_summary(summary: dict[str, Any], report_path: Path | None, console: Console) -> None:
+    s = summary
+    t = Table(title=f"kos driver run {s['run_id']}", show_header=True)
+    t.add_column("stage")
+    for q in ("p50", "p90", "p99", "max"):
+        t.add_column(q, justify="right")
+    names = {"create": "create call", "create_to_addressed": "create → addressed", "create_to_ready": "create → ready",
+             "addressed_to_implemented": "addressed → implemented"}  # fmt: skip
+    for key, label in names.items():
+        st = s["latency_seconds"][key]
+        t.add_row(label, *(report._fmt(st.get(q)) for q in ("p50", "p90", "p99", "max")))
+    console.print(t)
+    console.print(
+        f"created {s['created']}, deleted {s['deleted']}, ready {s['ready']}, never ready {s['never_ready']}, "
+        f"failed creates {s['failed_creates']}; achieved {s['achieved_rate']:.1f} ops/s "
+        f"({s['achieved_create_rate']:.1f} creates/s; target {s['target_rate']} ops/s); "
+        f"{s['late_ops_percent']:.1f}% of operations late"
+    )
+    if s.get("stopped"):
+        console.print(f"[bold red]stopped early:[/] {s['stopped']}")
+    if report_path is not None:
+        console.print(f"report: {report_path}")
+
+
+async def drive(settings: DriverSettings, console: Console) -> tuple[dict[str, Any], Path | None]:
+    driver = Driver(settings)
+    mode = settings.progress
+    if mode == "auto":
+        mode = "bar" if sys.stdout.isatty() else "lines"
+    total = 2 * settings.num_attachments
+    if settings.estimate:
+        summary = await driver.run()
+        console.print(f"{summary['num_slots']} slots, avgPeers {summary['avg_peers']:.2f}, breakPoint "
+                      f"{summary['break_point']}; wrote {driver.output}/size-distribution*.csv")  # fmt: skip
+        return summary, None
+    if mode == "bar":
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("ready {task.fields[ready]}"), TimeElapsedColumn(), console=console) as bar:  # fmt: skip
+            task = bar.add_task(f"run {driver.run_id}", total=total, ready=0)
+
+            def update(d: Driver) -> None:
+                ready = sum(1 for r in d.records if not math.isnan(r.ready))
+                bar.update(task, completed=d.ops_done, ready=ready)
+
+            summary = await driver.run(update)
+    else:
+        last = [0.0]
+
+        def lines(d: Driver) -> None:
+            if mode == "lines" and time.monotonic() - last[0] >= 5:
+                last[0] = time.monotonic()
+                ready = sum(1 for r in d.records if not math.isnan(r.ready))
+                console.print(f"run {d.run_id}: {d.ops_done}/{total} operations, {d.creates} created, "
+                              f"{d.deletes} deleted, {ready} ready")  # fmt: skip
+
+        summary = await driver.run(lines)
+    path = report.write_report(driver.output, summary, driver.records, driver.wall_t0)
+    return summary, path
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    console = Console()
+
+    async def main(stop: asyncio.Event) -> int:
+        try:
+            task = asyncio.create_task(drive(settings, console))
+            waiter = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if task not in done:
+                task.cancel()
+                console.print("interrupted")
+                return 1
+            waiter.cancel()
+            summary, path = task.result()
+        except DriverError as e:
+            raise UsageError(str(e)) from None
+        except StatusError as e:
+            raise UsageError(f"the apiserver refused: {e}") from None
+        print_summary(summary, path, console)
+        return 0 if not summary.get("never_ready") and not summary.get("stopped") else 1
+
+    return run_until_signalled(main, args=args, component="driver")
