@@ -85,10 +85,20 @@ async def test_watch_without_resource_version_starts_with_current_state(api: Raw
     await w.stop()
 
 
-async def test_field_selector_transitions(api: RawAPI) -> None:
+async def registered(server: APIServer, n: int) -> None:
+    """Wait until the server holds `n` watches (a watch started with resourceVersion=0 must see what follows)."""
+    gauge = server.metrics.watchers.labels("networkattachments")
+    deadline = asyncio.get_running_loop().time() + 10
+    while gauge._value.get() < n:
+        assert asyncio.get_running_loop().time() < deadline, "the watches did not start"
+        await asyncio.sleep(0.01)
+
+
+async def test_field_selector_transitions(api: RawAPI, server: APIServer) -> None:
     """The agent's local watch: entering `status.ipv4!=` is ADDED, leaving it is DELETED with the old content."""
     w = Collector(api, ALL_NA, fieldSelector="spec.node=n1,status.ipv4!=", resourceVersion="0")
     other = Collector(api, ALL_NA, fieldSelector="spec.node=n2,status.ipv4!=", resourceVersion="0")
+    await registered(server, 2)
     await api.post(NA, attachment("a0", "n1", "s"))
     await api.post(NA, attachment("b0", "n2", "s"))
     await api.patch(NA + "/a0/status", {"status": {"ipv4": "10.0.0.2", "addressVNI": 5}})
@@ -105,9 +115,10 @@ async def test_field_selector_transitions(api: RawAPI) -> None:
     await other.stop()
 
 
-async def test_per_vni_watch_sees_only_its_vni(api: RawAPI) -> None:
+async def test_per_vni_watch_sees_only_its_vni(api: RawAPI, server: APIServer) -> None:
     sel = "spec.node!=n1,status.addressVNI=7,status.ipv4!=,status.hostIP!="
     w = Collector(api, NA, fieldSelector=sel, resourceVersion="0")
+    await registered(server, 1)
     await api.post(NA, attachment("a", "n2", "s"))
     await api.post(NA, attachment("b", "n2", "s"))
     await api.post(NA, attachment("c", "n1", "s"))
@@ -137,9 +148,10 @@ async def test_too_old_resource_version_is_gone(api: RawAPI) -> None:
     assert lst.status == 410
 
 
-async def test_bookmarks_keep_quiet_watchers_current(api: RawAPI) -> None:
+async def test_bookmarks_keep_quiet_watchers_current(api: RawAPI, server: APIServer) -> None:
     w = Collector(api, NA, fieldSelector="spec.node=quiet", allowWatchBookmarks="true", resourceVersion="0")
     no = Collector(api, NA, fieldSelector="spec.node=quiet", resourceVersion="0")
+    await registered(server, 2)
     rv = ""
     deadline = asyncio.get_running_loop().time() + 10
     i = 0
@@ -190,7 +202,7 @@ async def test_watch_single_object_path_and_legacy_watch_path(api: RawAPI) -> No
     await legacy.stop()
 
 
-async def test_table_watch(api: RawAPI) -> None:
+async def test_table_watch(api: RawAPI, server: APIServer) -> None:
     h = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
     events: list[dict[str, Any]] = []
 
@@ -204,6 +216,7 @@ async def test_table_watch(api: RawAPI) -> None:
                 return
 
     t = asyncio.create_task(run())
+    await registered(server, 1)
     await api.post(NA, attachment("a0", "n", "s"))
     await asyncio.wait_for(t, 5)
     assert events[0]["type"] == "ADDED" and events[0]["object"]["kind"] == "Table"

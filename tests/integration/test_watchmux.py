@@ -38,7 +38,11 @@ async def test_many_watches_share_one_connection_with_their_own_selectors(server
         results: dict[int, list[WatchEvent]] = {i: [] for i in range(50)}
         tasks = [asyncio.create_task(collect(mux, results[i], resource_version="0", field_selector=f"spec.node=n{i % 5}",
                                              timeout_seconds=3)) for i in range(50)]  # fmt: skip
-        await asyncio.sleep(0.3)
+        gauge = server.metrics.watchers.labels("networkattachments")
+        for _ in range(500):
+            if gauge._value.get() == 50:
+                break
+            await asyncio.sleep(0.01)
         for i in range(1, 10):
             await plain.create(na(f"a{i}", f"n{i % 5}"))
         await plain.delete(NetworkAttachment, "ns", "a3")
