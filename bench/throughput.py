@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Benchmark sustained NA creation with 100 simulated nodes: the highest rate that holds, and light-load latency.
+
+    .venv/bin/python bench/throughput.py [--shape small|large|both] [--light] [--seconds 15] [--json out.json]
+
+For each workload shape the driver runs at a target rate of operations (creates +
+deletes; in the cruise phase each create pairs with a delete, so creations/s is half
+the rate) against a fresh `kos up`-style cluster (apiserver on the memory store,
+controller manager, `kos simnodes --count 100`, each its own process, plus the driver
+process). A rate *holds* when the achieved rate is at least 95% of the target and
+p99 create→ready is at most 1 s. The search doubles the rate until it fails, then
+bisects. Reported per trial: achieved rates, latency percentiles, and the CPU seconds
+each process used (all share the machine's 2 cores).
+
+Shapes: `small` = many small networks (--num-nets 100 --top-net-size 10); `large` =
+the original driver's default (--num-nets 10 --top-net-size 100: every change fans
+out to dozens of nodes). `--light`: p50/p99 create→ready at --rate 20.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from kos.testing.process import APIServerProcess, KosProcess, free_port  # noqa: E402
+
+SHAPES = {
+    "small": ["--num-nets", "100", "--top-net-size", "10"],
+    "large": ["--num-nets", "10", "--top-net-size", "100"],
+}
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, threads: int) -> dict[str, Any]:
+    d = tmp / f"{shape}-{rate:g}-{time.time_ns()}"
+    d.mkdir()
+    server = APIServerProcess(storage.replace("STATE", str(d)), d / "apiserver.log",
+                              extra=["--log-level", "warning"]).wait_ready()  # fmt: skip
+    cm_port, sim_port = free_port(), free_port()
+    cm = KosProcess(["controller-manager", "--server", server.url, "--metrics-listen", f"127.0.0.1:{cm_port}",
+                     "--log-level", "warning"], d / "cm.log")  # fmt: skip
+    sim = KosProcess(["simnodes", "--server", server.url, "--count", "100", "--listen", f"127.0.0.1:{sim_port}",
+                      "--log-level", "warning"], d / "sim.log")  # fmt: skip
+    try:
+        cm.wait_http(f"http://127.0.0.1:{cm_port}/healthz", timeout=60)
+        sim.wait_http(f"http://127.0.0.1:{sim_port}/readyz", timeout=120)
+        n = max(50, int(rate * seconds / 2))
+        procs = {"apiserver": server.proc.pid, "controller-manager": cm.proc.pid, "simnodes": sim.proc.pid}
+        before = {k: cpu_seconds(p) for k, p in procs.items()}
+        out = d / "run"
+        drv = subprocess.Popen(
+            [sys.executable, "-m", "kos", "driver", "--server", server.url, "--nodes", "node-:100", *SHAPES[shape],
+             "--num-attachments", str(n), "--rate", str(rate), "--threads", str(threads), "--wait-after-delete", "10s",
+             "--seed", "1", "--output", str(out), "--progress", "none", "--log-level", "error"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        t0 = time.monotonic()
+        drv_cpu = 0.0
+        while drv.poll() is None:
+            try:
+                drv_cpu = cpu_seconds(drv.pid)
+            except OSError:
+                pass
+            time.sleep(0.2)
+        wall = time.monotonic() - t0
+        cpu = {k: cpu_seconds(p) - before[k] for k, p in procs.items()}
+        cpu["driver"] = drv_cpu
+        s = json.loads((out / "summary.json").read_text())
+        lat = s["latency_seconds"]["create_to_ready"]
+        holds = s["achieved_rate"] >= 0.95 * rate and (lat["p99"] or 99) <= 1.0 and s["never_ready"] == 0
+        return {"shape": shape, "rate": rate, "holds": holds, "achieved_rate": s["achieved_rate"],
+                "achieved_create_rate": s["achieved_create_rate"], "created": s["created"],
+                "never_ready": s["never_ready"], "create_to_ready": lat, "avg_peers": s["plan"]["avg_peers"],
+                "cpu_seconds": cpu, "wall_seconds": wall}  # fmt: skip
+    finally:
+        for p in (sim, cm, server):
+            p.stop()
+
+
+def show(t: dict[str, Any]) -> None:
+    lat = t["create_to_ready"]
+    cpu = ", ".join(f"{k} {v:.1f}" for k, v in t["cpu_seconds"].items())
+    print(f"  {t['shape']:5s} rate {t['rate']:7.0f}: {'HOLDS' if t['holds'] else 'fails'}  achieved "
+          f"{t['achieved_rate']:7.1f} ops/s ({t['achieved_create_rate']:6.1f} creates/s), create→ready p50 "
+          f"{(lat['p50'] or 0) * 1000:6.1f} ms p99 {(lat['p99'] or 0) * 1000:7.1f} ms, never ready "
+          f"{t['never_ready']}; CPU s: {cpu} (wall {t['wall_seconds']:.0f})", flush=True)  # fmt: skip
+
+
+def search(shape: str, start: float, seconds: float, tmp: Path, storage: str, threads: int) -> dict[str, Any]:
+    trials = []
+    lo, hi = 0.0, None
+    rate = start
+    while hi is None:
+        t = trial(shape, rate, seconds, tmp, storage, threads)
+        show(t)
+        trials.append(t)
+        if t["holds"]:
+            lo, rate = rate, rate * 2
+        else:
+            hi = rate
+    for _ in range(3):
+        if hi is None or hi - lo <= max(20, 0.08 * hi):
+            break
+        rate = (lo + hi) / 2 if lo else hi / 2
+        t = trial(shape, rate, seconds, tmp, storage, threads)
+        show(t)
+        trials.append(t)
+        if t["holds"]:
+            lo = rate
+        else:
+            hi = rate
+    best = max((t for t in trials if t["holds"]), key=lambda t: t["rate"], default=None)
+    return {"shape": shape, "best_rate": lo, "best_creations_per_s": lo / 2, "best": best, "trials": trials}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shape", choices=["small", "large", "both", "none"], default="both")
+    ap.add_argument("--light", action="store_true", help="also measure create→ready at --rate 20")
+    ap.add_argument("--seconds", type=float, default=15.0, help="cruise length of each trial")
+    ap.add_argument("--start", type=float, default=200.0, help="first rate tried (ops/s)")
+    ap.add_argument("--threads", type=int, default=16, help="driver workers")
+    ap.add_argument("--storage", default="memory://", help="apiserver storage (STATE = the trial's directory)")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        shapes = ["small", "large"] if args.shape == "both" else ([] if args.shape == "none" else [args.shape])
+        for shape in shapes:
+            print(f"== {shape} networks: searching the highest rate that holds", flush=True)
+            r = search(shape, args.start, args.seconds, tmp, args.storage, args.threads)
+            results[shape] = r
+            print(f"   {shape}: holds at {r['best_rate']:.0f} ops/s = {r['best_creations_per_s']:.0f} creations/s")
+        if args.light:
+            print("== light load: --rate 20", flush=True)
+            light = [trial("small", 20, 30, tmp, args.storage, 1) for _ in range(3)]
+            for t in light:
+                show(t)
+            results["light"] = light
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
