@@ -20,12 +20,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"comma-separated controllers to run (of {', '.join(CONTROLLERS)})",
     )
     p.add_argument("--workers", type=int, default=None, help="workers per controller (overrides the two below)")
-    p.add_argument("--ipam-workers", type=int, default=8, help="IPAM workers")
-    p.add_argument("--subnet-validator-workers", type=int, default=2, help="subnet validator workers")
+    p.add_argument("--ipam-workers", type=int, default=32, help="IPAM workers (concurrent syncs)")
+    p.add_argument("--subnet-validator-workers", type=int, default=4, help="subnet validator workers")
     p.add_argument("--qps", type=float, default=0.0, help="client request rate limit (0: none)")
     p.add_argument("--burst", type=int, default=200, help="client burst when --qps is set")
     p.add_argument("--metrics-listen", type=host_port, default=("127.0.0.1", 9295), help="HOST:PORT for /metrics")
     p.add_argument("--seed", type=int, default=None, help="seed for address choice (reproducible runs)")
+    p.add_argument(
+        "--watch-mux",
+        default=True,
+        action=argparse.BooleanOptionalAction,
+        help="carry the informers' watches over one multiplexed connection",
+    )
     add_logging_flags(p)  # fmt: skip
 
 
@@ -46,6 +52,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(
         server=args.server, controllers=chosen, ipam_workers=ipam_workers, validator_workers=sv_workers,
         qps=args.qps, burst=args.burst, metrics_host=host, metrics_port=port, seed=args.seed,
+        watch_mux=args.watch_mux,
     )  # fmt: skip
 
 

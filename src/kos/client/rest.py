@@ -24,6 +24,7 @@ from kos.api.meta import Status, status
 from kos.api.resources import BY_TYPE, Resource
 from kos.api.types import API_VERSION, Object
 from kos.client.ratelimit import TokenBucket
+from kos.client.transport import ConnectionFailed, HTTPPool
 from kos.client.watchmux import WatchMux
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,12 @@ class Client:
         self._session: aiohttp.ClientSession | None = None
         self._decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
         self._mux: WatchMux | None = None
+        # requests go over the lean keep-alive transport (plain http); anything else uses aiohttp
+        self._pool = (
+            HTTPPool(self.server, limit=connections, user_agent=user_agent)
+            if self.server.startswith("http://")
+            else None
+        )
         self.watch_mux = watch_mux
         """Carry all watches over one multiplexed WebSocket (kos extension) instead of a connection each."""
         self.watch_events_received = 0
@@ -103,6 +110,8 @@ class Client:
         return self._session
 
     async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
         if self._mux is not None:
             await self._mux.close()
         if self._session is not None:
@@ -139,6 +148,16 @@ class Client:
     ) -> bytes:
         if self._limiter is not None:
             await self._limiter.wait()
+        if self._pool is not None:
+            try:
+                code, data = await self._pool.request(
+                    method, path, params=params, body=body, content_type=content_type, timeout=self._timeout
+                )
+            except (TimeoutError, ConnectionFailed) as e:
+                raise ServiceUnavailable(f"cannot reach {self.server}: {type(e).__name__}: {e}") from e
+            if code >= 300:
+                raise _status_error(code, data)
+            return data
         headers = {"Content-Type": content_type} if body is not None else None
         try:
             async with self.session.request(

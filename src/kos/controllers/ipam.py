@@ -47,7 +47,7 @@ from kos.api.types import (
     NetworkAttachmentErrors,
     Subnet,
 )
-from kos.client.controller import Controller, Retry
+from kos.client.controller import Controller, Retry, RetrySoon
 from kos.client.informer import Informer
 from kos.client.rest import Client
 from kos.client.workqueue import WorkQueue
@@ -58,6 +58,8 @@ from kos.util.clock import REAL_CLOCK, Clock
 log = logging.getLogger(__name__)
 
 RUN_OUT = "Referenced subnet has run out of IPs"
+GC_GRACE = 2.0
+"""Seconds IPAM leaves a deleted NA's locks to the apiserver's garbage collector before releasing them itself."""
 NA_INDEX_SUBNET = "subnet"
 LOCK_INDEX_OWNER = "owningAttachment"
 
@@ -142,7 +144,7 @@ class IPAM(Controller):
         queue: WorkQueue[str],
         metrics: IPAMMetrics,
         *,
-        workers: int = 8,
+        workers: int = 32,
         clock: Clock = REAL_CLOCK,
         rng: random.Random | None = None,
     ) -> None:
@@ -156,6 +158,7 @@ class IPAM(Controller):
         self.addresses = AddressSets(rng)
         self._lock_refs: dict[tuple[int, int], int] = {}
         self.data: dict[str, AttachmentData] = {}
+        self._dead_seen: set[str] = set()
         self.waiting: dict[str, set[str]] = {}
         """Subnet key → NAs that found it full; retried when one of its addresses is freed."""
         attachments.indexer.add_indexer(NA_INDEX_SUBNET, lambda na: [f"{na.metadata.namespace}/{na.spec.subnet}"])
@@ -348,7 +351,14 @@ class IPAM(Controller):
         another UID, that owner is gone for good (UIDs are never reused). A new incarnation's locks are kept.
         """
         if not locks:
+            self._dead_seen.discard(key)
             return
+        if key not in self._dead_seen:
+            # The apiserver's garbage collector deletes the locks of a deleted NA at once; come back later and
+            # release only what is still left (saves a GET and a DELETE per deleted NA).
+            self._dead_seen.add(key)
+            raise RetrySoon(f"{key} is gone; its locks are left to the garbage collector for now", GC_GRACE)
+        self._dead_seen.discard(key)
         ns, _, name = key.partition("/")
         try:
             live_uid = (await self.client.get(NetworkAttachment, ns, name)).metadata.uid

@@ -34,13 +34,14 @@ CONTROLLERS = ("subnet-validator", "ipam")
 class Settings:
     server: str
     controllers: tuple[str, ...] = CONTROLLERS
-    ipam_workers: int = 8
-    validator_workers: int = 2
+    ipam_workers: int = 32
+    validator_workers: int = 4
     qps: float = 0.0
     burst: int = 0
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9295
     seed: int | None = None
+    watch_mux: bool = True
 
 
 class ControllerManager:
@@ -48,7 +49,7 @@ class ControllerManager:
         self.settings = settings
         self.registry = CollectorRegistry()
         self.client = Client(settings.server, qps=settings.qps, burst=settings.burst,
-                             user_agent="kos-controller-manager")  # fmt: skip
+                             user_agent="kos-controller-manager", watch_mux=settings.watch_mux)  # fmt: skip
         self.controllers: list[Controller] = []
         self.queues = QueueMetricFamilies(self.registry)
         self._runner: web.AppRunner | None = None

@@ -481,7 +481,7 @@ class Driver:
         offsets = schedule.offsets(s.ops_distribution, s.rate, 2 * s.num_attachments, self.rng)
         if s.dump_ops_times:
             self.write_schedule(offsets)
-        async with Client(s.server, user_agent=f"kos-driver/{self.run_id}") as client:
+        async with Client(s.server, user_agent=f"kos-driver/{self.run_id}", watch_mux=True) as client:
             await self.create_subnets(client)
             slots = [Slot(n, i, i + 1) for n in self.plan.networks for i in range(n.size)]
             self.rng.shuffle(slots)
