@@ -21,8 +21,8 @@ Per NA (a level-triggered sync):
    its post-delete command), create the one it needs (and start its post-create
    command);
 4. for a local NA, write what the node did into its status (MAC, interface
-   name, host IP, errors, the post-create report); when the NA loses its address
-   or leaves the node, clear those fields (ARCHITECTURE §12.4).
+   name, host IP, errors, the post-create report); when the NA loses its address,
+   clear those fields (ARCHITECTURE §12.4) — in a batched sweep, see `_sweeper`.
 A restart lists what the fabric holds, links each interface to its owner and
 deletes the orphans before any worker runs, so nothing live is torn down.
 """
@@ -40,7 +40,6 @@ import msgspec
 
 from kos.agent import execs, translate
 from kos.agent.metrics import AgentMetricFamilies
-from kos.api import errors
 from kos.api.errors import Conflict, NotFound, StatusError
 from kos.api.types import (
     SECTION_IMPL,
@@ -59,6 +58,8 @@ from kos.util.clock import REAL_CLOCK, Clock
 
 log = logging.getLogger(__name__)
 
+SWEEP_DELAY = 0.5
+"""Seconds a departure from the local watch waits for others before one sweep handles them all."""
 LOCAL = 0
 """The pseudo-VNI of the local watch."""
 INDEX_OWNER = "ifcOwnerData"
@@ -144,8 +145,8 @@ class ConnectionAgent:
         self.interfaces: dict[str, Interface] = {}
         self.by_pair: dict[tuple[int, str], str] = {}
         """(VNI, IP) → the NA key whose interface holds it."""
-        self.last_local: dict[str, NetworkAttachment] = {}
-        """The last version seen of local NAs that left the local watch (to clear the status fields we wrote)."""
+        self._sweep_wanted = asyncio.Event()
+        """Set when a local NA left the local watch: it may have lost its address and still show what we wrote."""
         self._tasks: list[asyncio.Task[None]] = []
         self._exec_tasks: set[asyncio.Task[None]] = set()
         self.started = asyncio.Event()
@@ -155,7 +156,6 @@ class ConnectionAgent:
     def _local_added(self, na: NetworkAttachment) -> None:
         k = key_of(na)
         self.informers_of.setdefault(k, set()).add(LOCAL)
-        self.last_local.pop(k, None)
         self.queue.add(k)
 
     def _local_updated(self, old: NetworkAttachment, new: NetworkAttachment) -> None:
@@ -178,7 +178,7 @@ class ConnectionAgent:
             held.discard(LOCAL)
             if not held:
                 del self.informers_of[k]
-        self.last_local[k] = na
+        self._sweep_wanted.set()
         self.queue.add(k)
 
     def _remote_handlers(self, vn: VirtualNetwork) -> tuple[Any, Any, Any]:
@@ -226,6 +226,8 @@ class ConnectionAgent:
         self.m.workers.labels(self.m.node).inc(self.settings.workers)
         for i in range(self.settings.workers):
             self._tasks.append(asyncio.create_task(self._worker(), name=f"agent-{self.node}-{i}"))
+        self._sweep_wanted.set()  # what a previous run of this agent left behind
+        self._tasks.append(asyncio.create_task(self._sweeper(), name=f"agent-{self.node}-sweeper"))
         self.started.set()
 
     async def _adopt_or_delete(self) -> None:
@@ -324,8 +326,6 @@ class ConnectionAgent:
         status_errs = await self._sync_interface(key, att, is_local)
         if att is not None and is_local:
             await self._write_status(key, att, status_errs)
-        elif key in self.last_local:
-            await self._clear_status(key)
 
     def _relevant(self, key: str, na: NetworkAttachment) -> None:
         vni = na.status.address_vni
@@ -552,28 +552,46 @@ class ConnectionAgent:
             if impl is not None and spec is not None:
                 self.m.status_update_latency.labels(self.m.node, "na").observe((impl - spec).total_seconds())
 
-    async def _clear_status(self, key: str) -> None:
-        """The NA left this node's local watch (lost its address, or is gone): clear the fields we wrote."""
-        last = self.last_local.get(key)
-        if last is None:
-            return
-        st = last.status
-        if not (st.mac_address or st.ifc_name or st.host_ip or st.errors.host or st.post_create_exec_report):
-            self.last_local.pop(key, None)
-            return
-        patch = {
-            "metadata": {"uid": last.metadata.uid},
-            "status": {"macAddress": None, "ifcName": None, "hostIP": None, "postCreateExecReport": None,
-                       "errors": {"host": None}},
-        }  # fmt: skip
-        ns, _, name = key.partition("/")
-        try:
-            await self.client.patch(NetworkAttachment, ns, name, patch, subresource="status")
-        except (NotFound, Conflict):
-            pass  # deleted, or another incarnation: nothing of ours to clear
-        except errors.Invalid:
-            pass
-        self.last_local.pop(key, None)
+    async def _sweeper(self) -> None:
+        """Clear the status fields this agent wrote on local NAs that lost their address (ARCHITECTURE §12.4).
+
+        A local NA leaves the local watch when it is deleted or when IPAM takes its address away; the
+        watch cannot tell which. Rather than a PATCH per departure (nearly all are deletions, so nearly all
+        would be 404s), departures are batched: at most once per `SWEEP_DELAY`, one list of this node's
+        NAs without an address finds those still showing our fields, and each is cleared with a
+        resourceVersion precondition (so a NA re-addressed meanwhile is left alone).
+        """
+        while True:
+            await self._sweep_wanted.wait()
+            await self.clock.sleep(SWEEP_DELAY)
+            self._sweep_wanted.clear()
+            try:
+                await self._sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the apiserver may be away; try again later
+                log.info("agent %s: clearing stale status fields failed: %s; retrying", self.node, e)
+                self._sweep_wanted.set()
+
+    async def _sweep(self) -> None:
+        nas, _ = await self.client.list(NetworkAttachment, field_selector=f"spec.node={self.node},status.ipv4=")
+        for na in nas:
+            st = na.status
+            if not (st.mac_address or st.ifc_name or st.host_ip or st.errors.host or st.post_create_exec_report):
+                continue
+            patch = {
+                "metadata": {"resourceVersion": na.metadata.resource_version},
+                "status": {"macAddress": None, "ifcName": None, "hostIP": None, "postCreateExecReport": None,
+                           "errors": {"host": None}},
+            }  # fmt: skip
+            try:
+                await self.client.patch(
+                    NetworkAttachment, na.metadata.namespace, na.metadata.name, patch, subresource="status"
+                )
+                log.info("agent %s: cleared the implementation fields of %s, which lost its address", self.node,
+                         key_of(na))  # fmt: skip
+            except (NotFound, Conflict):
+                pass  # deleted or changed since the list: a later sweep looks again if it still matters
 
 
 def _can_own(ifc: Interface, att: NetworkAttachment | None, is_local: bool, node: str) -> bool:
