@@ -58,7 +58,7 @@ from kos.util.clock import REAL_CLOCK, Clock
 
 log = logging.getLogger(__name__)
 
-SWEEP_DELAY = 0.5
+SWEEP_DELAY = 1.0
 """Seconds a departure from the local watch waits for others before one sweep handles them all."""
 LOCAL = 0
 """The pseudo-VNI of the local watch."""
@@ -557,7 +557,7 @@ class ConnectionAgent:
 
         A local NA leaves the local watch when it is deleted or when IPAM takes its address away; the
         watch cannot tell which. Rather than a PATCH per departure (nearly all are deletions, so nearly all
-        would be 404s), departures are batched: at most once per `SWEEP_DELAY`, one list of this node's
+        would be 404s), departures are batched: at most once per `SWEEP_DELAY` (1 s), one list of this node's
         NAs without an address finds those still showing our fields, and each is cleared with a
         resourceVersion precondition (so a NA re-addressed meanwhile is left alone).
         """

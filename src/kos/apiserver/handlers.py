@@ -16,7 +16,8 @@ import asyncio
 import logging
 import re
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
 
 import msgspec
 from aiohttp import web
@@ -59,6 +60,53 @@ def _retry(err: StatusError) -> dict[str, str]:
 
 def json_response(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(body=body, status=status, content_type="application/json", headers=headers)
+
+
+class Call:
+    """One request/response call (everything but a watch), whichever HTTP front end parsed it."""
+
+    __slots__ = ("accept", "content_type", "method", "query", "read_body", "tail")
+
+    def __init__(
+        self,
+        method: str,
+        tail: str,
+        query: Any,
+        accept: str | None,
+        content_type: str | None,
+        read_body: Callable[[], Awaitable[bytes]],
+    ) -> None:
+        self.method = method
+        self.tail = tail
+        """The path after `PREFIX/`."""
+        self.query = query
+        """A multidict of the query parameters (`get`, `getall`)."""
+        self.accept = accept
+        self.content_type = content_type
+        self.read_body = read_body
+
+
+class Reply(NamedTuple):
+    status: int
+    body: bytes
+    headers: dict[str, str] | None = None
+    """Headers besides Content-Type (always application/json) and Content-Length."""
+
+
+def error_reply(err: StatusError) -> Reply:
+    return Reply(err.code, codec.encode(err.to_status()), _retry(err) or None)
+
+
+def wants_watch(method: str, tail: str, query: Any) -> bool:
+    """Whether a request is a watch (a stream) rather than a call; malformed ones are calls (and get an error)."""
+    if method != "GET":
+        return False
+    if tail.lstrip("/").startswith("watch/"):
+        return True
+    try:
+        return params.flag(query, "watch")
+    except StatusError:
+        return False
 
 
 class _Route:
@@ -202,46 +250,68 @@ class ResourceAPI:
         self.clock = clock
         self.max_body = max_body
         self.bookmark_interval = bookmark_interval
+        self._inflight_mutating = metrics.inflight.labels("mutating")
+        self._inflight_read = metrics.inflight.labels("readOnly")
         self._req_children: dict[tuple[str, str, str, int], Any] = {}
         self._lat_children: dict[tuple[str, str, str], Any] = {}
 
     # --- entry point -------------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        """The aiohttp front end: watches stream from here; calls go through `serve`."""
+        tail = request.match_info.get("tail", "")
+        if wants_watch(request.method, tail, request.query):
+            return await self._watch_request(request, tail)
+        h = request.headers
+        call = Call(request.method, tail, request.query, h.get("Accept"), h.get("Content-Type"),
+                    lambda: self._body(request))  # fmt: skip
+        reply = await self.serve(call)
+        return web.Response(body=reply.body, status=reply.status, content_type="application/json",
+                            headers=reply.headers)  # fmt: skip
+
+    async def serve(self, call: Call) -> Reply:
+        """Serve one call: parse and check it, run it against the registry, encode the answer or the error."""
         t0 = time.perf_counter()
-        verb, resource, sub = request.method.lower(), "", ""
-        mutating = request.method not in ("GET", "HEAD")
-        kind = "mutating" if mutating else "readOnly"
-        self.metrics.inflight.labels(kind).inc()
+        verb, resource, sub = call.method.lower(), "", ""
+        inflight = self._inflight_mutating if call.method not in ("GET", "HEAD") else self._inflight_read
+        inflight.inc()
         code = 500
         try:
-            route = _parse_path(request.match_info.get("tail", ""))
+            route = _parse_path(call.tail)
             assert route.resource is not None
             resource, sub = route.resource.plural, route.subresource
-            verb = self._verb(request, route)
-            if verb == "watch":
-                self.metrics.inflight.labels(kind).dec()
-                kind = ""
-                resp = await self._watch(request, route, t0)
-            else:
-                resp = await self._dispatch(request, route, verb)
-            code = resp.status
-            return resp
+            verb = self._verb(call.method, call.query, route)
+            if verb == "watch":  # the front ends send watches elsewhere; this is a malformed one
+                raise BadRequest("a watch must be a GET with watch=true or a /watch/ path")
+            reply = await self._dispatch(call, route, verb)
+            code = reply.status
+            return reply
         except StatusError as e:
             code = e.code
-            return status_response(e)
+            return error_reply(e)
         except (asyncio.CancelledError, ConnectionResetError):
             code = 499
             raise
         except Exception as e:
-            log.exception("internal error serving %s %s", request.method, request.path)
+            log.exception("internal error serving %s %s", call.method, call.tail)
             err = errors.InternalError(f"an internal error occurred: {type(e).__name__}: {e}")
-            return status_response(err)
+            return error_reply(err)
         finally:
-            if kind:
-                self.metrics.inflight.labels(kind).dec()
-            if verb != "watch":
-                self._observe(verb, resource, sub, code, time.perf_counter() - t0)
+            inflight.dec()
+            self._observe(verb, resource, sub, code, time.perf_counter() - t0)
+
+    async def _watch_request(self, request: web.Request, tail: str) -> web.StreamResponse:
+        t0 = time.perf_counter()
+        resource = ""
+        try:
+            route = _parse_path(tail)
+            assert route.resource is not None
+            resource = route.resource.plural
+            self._verb(request.method, request.query, route)
+            return await self._watch(request, route, t0)
+        except StatusError as e:
+            self._observe("watch", resource, "", e.code, time.perf_counter() - t0)
+            return status_response(e)
 
     def _observe(self, verb: str, resource: str, sub: str, code: int, seconds: float) -> None:
         k = (verb, resource, sub, code)
@@ -255,15 +325,14 @@ class ResourceAPI:
             h = self._lat_children[k2] = self.metrics.latency.labels(verb, resource, sub)
         h.observe(seconds)
 
-    def _verb(self, request: web.Request, route: _Route) -> str:
-        m = request.method
+    def _verb(self, m: str, query: Any, route: _Route) -> str:
         if route.watch_path:
             if m != "GET":
                 raise MethodNotAllowed(f"{m} is not allowed on a watch path")
             return "watch"
         if route.collection:
             if m == "GET":
-                return "watch" if params.flag(request.query, "watch") else "list"
+                return "watch" if params.flag(query, "watch") else "list"
             if m == "POST" and route.namespace is not None:
                 return "create"
             if m == "DELETE" and route.namespace is not None:
@@ -273,7 +342,7 @@ class ResourceAPI:
                 + ("" if route.namespace else " (use a namespaced path to create or delete)")
             )
         if m == "GET":
-            return "watch" if params.flag(request.query, "watch") else "get"
+            return "watch" if params.flag(query, "watch") else "get"
         if m == "PUT":
             return "update"
         if m == "PATCH":
@@ -298,12 +367,12 @@ class ResourceAPI:
 
     # --- verbs -------------------------------------------------------------------------------
 
-    async def _dispatch(self, request: web.Request, route: _Route, verb: str) -> web.StreamResponse:
+    async def _dispatch(self, call: Call, route: _Route, verb: str) -> Reply:
         res = route.resource
         assert res is not None
         reg = self.registries[res.plural]
-        q = request.query
-        out = negotiation.parse_accept(request.headers.get("Accept"))
+        q = call.query
+        out = negotiation.parse_accept(call.accept)
         ns = route.namespace
         if verb == "list":
             ls, fs = params.selectors(q, res)
@@ -321,36 +390,34 @@ class ResourceAPI:
             e = await reg.get(ns or "", route.name, resource_version=params.rv_param(q))
             return self._object_response(res, e, out, q.get("includeObject", "Metadata"))
         if verb == "create":
-            ctype = negotiation.body_type(request.headers.get("Content-Type"))
-            negotiation.require_json_body(ctype)
-            obj, warnings = decode_object(res, await self._body(request), params.field_validation(q))
+            negotiation.require_json_body(negotiation.body_type(call.content_type))
+            obj, warnings = decode_object(res, await call.read_body(), params.field_validation(q))
             e = await reg.create(ns or "", obj, dry_run=params.dry_run(q))
             return self._object_response(res, e, out, "Metadata", status=201, warnings=warnings)
         if verb == "update":
-            ctype = negotiation.body_type(request.headers.get("Content-Type"))
-            negotiation.require_json_body(ctype)
-            obj, warnings = decode_object(res, await self._body(request), params.field_validation(q), route.name)
+            negotiation.require_json_body(negotiation.body_type(call.content_type))
+            obj, warnings = decode_object(res, await call.read_body(), params.field_validation(q), route.name)
             e = await reg.update(ns or "", route.name, obj, subresource=route.subresource or None,
                                  dry_run=params.dry_run(q))  # fmt: skip
             return self._object_response(res, e, out, "Metadata", warnings=warnings)
         if verb == "patch":
-            return await self._patch(request, route, reg, out)
+            return await self._patch(call, route, reg, out)
         if verb == "delete":
-            req = await self._delete_request(request)
+            req = await self._delete_request(call)
             e, done = await reg.delete(ns or "", route.name, req)
             return self._object_response(res, e, out, "Metadata", status=200 if done else 202)
         if verb == "deletecollection":
             ls, fs = params.selectors(q, res)
-            req = await self._delete_request(request)
+            req = await self._delete_request(call)
             deleted = await reg.delete_collection(ns, ListOptions(label_selector=ls, field_selector=fs), req)
             return self._list_response(res, ListResult(deleted, reg.cacher.revision), out, "Metadata")
         raise MethodNotAllowed(f"{verb} is not supported")
 
-    async def _patch(self, request: web.Request, route: _Route, reg: Registry, out: negotiation.Output) -> web.Response:
+    async def _patch(self, call: Call, route: _Route, reg: Registry, out: negotiation.Output) -> Reply:
         res = reg.resource
-        q = request.query
-        kind = negotiation.patch_kind(negotiation.body_type(request.headers.get("Content-Type")))
-        body = await self._body(request)
+        q = call.query
+        kind = negotiation.patch_kind(negotiation.body_type(call.content_type))
+        body = await call.read_body()
         try:
             doc = msgspec.json.decode(body)
         except _MALFORMED as e:
@@ -379,10 +446,10 @@ class ResourceAPI:
                                 subresource=route.subresource or None, dry_run=params.dry_run(q))  # fmt: skip
         return self._object_response(res, entry, out, "Metadata", warnings=warnings)
 
-    async def _delete_request(self, request: web.Request) -> DeleteRequest:
-        q = request.query
+    async def _delete_request(self, call: Call) -> DeleteRequest:
+        q = call.query
         opts = DeleteOptions()
-        body = await self._body(request)
+        body = await call.read_body()
         if body.strip():
             try:
                 opts = codec.decode(body, DeleteOptions)
@@ -420,22 +487,22 @@ class ResourceAPI:
         *,
         status: int = 200,
         warnings: list[str] | None = None,
-    ) -> web.Response:
+    ) -> Reply:
         headers = warning_header(warnings or [])
         if out.table:
             body = table.render_table(res, [e], resource_version=e.rev, now=self.clock.now(),
                                       version=out.table_version, include_object=include)  # fmt: skip
-            return json_response(body, status, headers)
-        return json_response(e.json(), status, headers)
+            return Reply(status, body, headers)
+        return Reply(status, e.json(), headers)
 
-    def _list_response(self, res: Resource, result: ListResult, out: negotiation.Output, include: str) -> web.Response:
+    def _list_response(self, res: Resource, result: ListResult, out: negotiation.Output, include: str) -> Reply:
         if out.table:
             body = table.render_table(
                 res, result.entries, resource_version=result.revision, now=self.clock.now(),
                 version=out.table_version, include_object=include, continue_token=result.continue_token,
                 remaining=result.remaining,
             )  # fmt: skip
-            return json_response(body)
+            return Reply(200, body)
         meta = b'{"resourceVersion":"' + str(result.revision).encode() + b'"'
         if result.continue_token:
             meta += b',"continue":"' + result.continue_token.encode() + b'"'
@@ -446,7 +513,7 @@ class ResourceAPI:
             b'{"apiVersion":"', API_VERSION.encode(), b'","kind":"', res.list_kind.encode(),
             b'","metadata":', meta, b',"items":[', b",".join(e.json() for e in result.entries), b"]}",
         ])  # fmt: skip
-        return json_response(body)
+        return Reply(200, body)
 
     # --- watch -------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from kos.api.errors import BadRequest
@@ -29,15 +30,22 @@ def int_param(q: Any, name: str, default: int = 0) -> int:
     return int(v)
 
 
-def selectors(q: Any, res: Resource) -> tuple[LabelSelector, FieldSelector]:
+@functools.lru_cache(maxsize=4096)
+def _parse_selectors(label: str, fields: str) -> tuple[LabelSelector, FieldSelector]:
+    """Parsed selectors are immutable and clients repeat theirs (each agent its own few): parse each once."""
     try:
-        ls = parse_label_selector(q.get("labelSelector", ""))
+        ls = parse_label_selector(label)
     except SelectorError as e:
         raise BadRequest(f"unable to parse requirement: {e}") from None
     try:
-        fs = parse_field_selector(q.get("fieldSelector", ""))
+        fs = parse_field_selector(fields)
     except SelectorError as e:
         raise BadRequest(str(e)) from None
+    return ls, fs
+
+
+def selectors(q: Any, res: Resource) -> tuple[LabelSelector, FieldSelector]:
+    ls, fs = _parse_selectors(q.get("labelSelector", ""), q.get("fieldSelector", ""))
     for r in fs.requirements:
         if r.field not in res.selectable:
             raise BadRequest(

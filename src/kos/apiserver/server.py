@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+import weakref
 from typing import Any
 
 import msgspec
@@ -17,6 +18,7 @@ from kos.api.errors import MethodNotAllowed, NotAcceptable, NotFound, RequestEnt
 from kos.api.types import GROUP, VERSION
 from kos.apiserver import discovery, watchmux
 from kos.apiserver.cache import Cacher
+from kos.apiserver.fastpath import FastHTTP
 from kos.apiserver.gc import GarbageCollector
 from kos.apiserver.handlers import PREFIX, ResourceAPI, json_response, status_response
 from kos.apiserver.metrics import APIServerMetrics
@@ -56,6 +58,9 @@ class APIServer:
         self.runner: web.AppRunner | None = None
         self.port = settings.port
         self._bookmarks: asyncio.Task[None] | None = None
+        self.api: ResourceAPI | None = None
+        self._listener: asyncio.Server | None = None
+        self._fast_conns: weakref.WeakSet[FastHTTP] = weakref.WeakSet()
 
     @property
     def store(self) -> Store:
@@ -90,9 +95,20 @@ class APIServer:
         app = self.build_app()
         self.runner = web.AppRunner(app, handle_signals=False, access_log=None, handler_cancellation=True)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, s.host, s.port, backlog=1024, reuse_address=True)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None)
+        fallback = self.runner.server
+        assert fallback is not None and self.api is not None
+        api, max_body, conns = self.api, s.max_request_bytes, self._fast_conns
+
+        def protocol() -> FastHTTP:
+            p = FastHTTP(api, fallback, max_body)
+            conns.add(p)
+            return p
+
+        # calls are served by the lean front end; everything else is handed to aiohttp (see fastpath)
+        self._listener = await asyncio.get_running_loop().create_server(
+            protocol, s.host, s.port, backlog=1024, reuse_address=True
+        )
+        sockets = self._listener.sockets
         if sockets:  # learn the port when asked for port 0
             self.port = sockets[0].getsockname()[1]
         log.info("kos apiserver serving on %s with storage %s", self.url, s.storage)
@@ -111,6 +127,11 @@ class APIServer:
             await self.gc.stop()
         if self.cacher is not None:
             await self.cacher.stop()
+        if self._listener is not None:
+            self._listener.close()
+            for p in list(self._fast_conns):
+                p.close()
+            self._fast_conns.clear()
         if self.runner is not None:
             await self.runner.cleanup()
         if self._own_store and self._store is not None:
@@ -133,7 +154,7 @@ class APIServer:
     # --- HTTP ------------------------------------------------------------------------------
 
     def build_app(self) -> web.Application:
-        api = ResourceAPI(
+        api = self.api = ResourceAPI(
             self.registries, self.metrics, self.clock,
             max_body=self.settings.max_request_bytes, bookmark_interval=self.settings.bookmark_interval,
         )  # fmt: skip
