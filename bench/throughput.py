@@ -82,16 +82,17 @@ def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, thre
         before = {k: cpu_seconds(p) for k, p in procs.items()}
         out = d / "run"
         spy = None
-        if profile and profile_dir is not None:  # py-spy on one process while the driver runs (collapsed stacks)
-            spy = subprocess.Popen(["py-spy", "record", "--pid", str(procs[profile]), "--rate", "250", "--nonblocking",
-                                    "--format", "raw", "-o", str(profile_dir / f"{shape}-{rate:g}-{profile}.txt")],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         drv = subprocess.Popen(
             [sys.executable, "-m", "kos", "driver", "--server", server.url, "--nodes", "node-:100", *SHAPES[shape],
              "--num-attachments", str(n), "--rate", str(rate), "--threads", str(threads), "--wait-after-delete", "10s",
              "--seed", "1", "--output", str(out), "--progress", "none", "--log-level", "error"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
+        if profile and profile_dir is not None:  # py-spy on one process while the driver runs (collapsed stacks)
+            pid = drv.pid if profile == "driver" else procs[profile]
+            spy = subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--rate", "250", "--nonblocking",
+                                    "--format", "raw", "-o", str(profile_dir / f"{shape}-{rate:g}-{profile}.txt")],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         t0 = time.monotonic()
         drv_cpu = 0.0
         while drv.poll() is None:
@@ -168,7 +169,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument(
         "--profile",
-        choices=["apiserver", "controller-manager", "simnodes"],
+        choices=["apiserver", "controller-manager", "simnodes", "driver"],
         default="",
         help="record a py-spy profile of this process in every trial (collapsed stacks)",
     )

@@ -613,21 +613,37 @@ def _impl_differs(na: NetworkAttachment, ifc: Interface | None, host_ip: str) ->
     return st.ifc_name != ifc.local.name or st.mac_address != ifc.local.guest_mac or st.host_ip != host_ip
 
 
+class _Children:
+    """A metric family whose labelled children are looked up once (prometheus_client's `labels` is not cheap)."""
+
+    __slots__ = ("_children", "_family")
+
+    def __init__(self, family: Any) -> None:
+        self._family = family
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def labels(self, *values: str) -> Any:
+        c = self._children.get(values)
+        if c is None:
+            c = self._children[values] = self._family.labels(*values)
+        return c
+
+
 class _BoundMetrics:
-    """The metric families with this agent's node label fixed."""
+    """The metric families of this agent (children cached; the node label is the first label of each)."""
 
     def __init__(self, families: AgentMetricFamilies, node: str) -> None:
         self.node = node
         f = families
-        self.local_ifc_latency = f.local_ifc_latency
-        self.remote_ifc_latency = f.remote_ifc_latency
-        self.impl_to_remote = f.impl_to_remote
-        self.fabric_latency = f.fabric_latency
-        self.status_update_latency = f.status_update_latency
-        self.status_latency = f.status_latency
-        self.local_attachments = f.local_attachments
-        self.remote_attachments = f.remote_attachments
-        self.exec_duration = f.exec_duration
-        self.exec_count = f.exec_count
-        self.fabric_count = f.fabric_count
-        self.workers = f.workers
+        self.local_ifc_latency = _Children(f.local_ifc_latency)
+        self.remote_ifc_latency = _Children(f.remote_ifc_latency)
+        self.impl_to_remote = _Children(f.impl_to_remote)
+        self.fabric_latency = _Children(f.fabric_latency)
+        self.status_update_latency = _Children(f.status_update_latency)
+        self.status_latency = _Children(f.status_latency)
+        self.local_attachments = _Children(f.local_attachments)
+        self.remote_attachments = _Children(f.remote_attachments)
+        self.exec_duration = _Children(f.exec_duration)
+        self.exec_count = _Children(f.exec_count)
+        self.fabric_count = _Children(f.fabric_count)
+        self.workers = _Children(f.workers)

@@ -7,6 +7,7 @@ arithmetic (reference §2.4).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import NamedTuple
 
@@ -46,6 +47,7 @@ class CIDRError(ValueError):
     pass
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_block(cidr: str) -> Block:
     """Parse an IPv4 CIDR with no host bits set; raises CIDRError with a message a person can act on."""
     if "/" not in cidr:

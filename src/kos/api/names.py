@@ -9,6 +9,7 @@ RFC 1918 addresses, and the Linux interface name is derived from the MAC
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from typing import NamedTuple
@@ -67,6 +68,7 @@ def lock_name(vni: int, ip: str | int) -> str:
     return f"v1-{vni}-{a}-{b}-{c}-{d}"
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def parse_lock_name(name: str) -> LockTarget | None:
     """(VNI, address) from a lock name, or None when the name is not a canonical lock name."""
     parts = name.split("-")
@@ -91,6 +93,7 @@ def mac_bytes(vni: int, ip: str | int) -> bytes:
     return bytes([((vni >> 13) & 0xF8) | ((a & 0x02) << 1) | 0x02, b, c, d, (vni >> 8) & 0xFF, vni & 0xFF])
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def mac_address(vni: int, ip: str | int) -> str:
     """The guest MAC for (VNI, IPv4), e.g. VNI 0x1abcde, 10.1.2.3 → `d6:01:02:03:bc:de`."""
     return ":".join(f"{x:02x}" for x in mac_bytes(vni, ip))

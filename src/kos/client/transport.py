@@ -84,16 +84,26 @@ class _Conn(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    async def send(self, data: bytes, reused: bool) -> tuple[int, bytes, dict[bytes, bytes]]:
+    async def send(self, data: bytes, reused: bool, timeout: float) -> tuple[int, bytes, dict[bytes, bytes]]:
         assert self.transport is not None
-        self._done = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
         self._body = []
         self._headers = {}
         self._got_bytes = False
         self._reused = reused
         self._parser = httptools.HttpResponseParser(self)
         self.transport.write(data)
-        return await self._done
+        # a timer, not asyncio.wait_for: on Python 3.11 that wraps every request in a task of its own
+        timer = loop.call_later(timeout, self._timed_out, timeout)
+        try:
+            return await self._done
+        finally:
+            timer.cancel()
+
+    def _timed_out(self, timeout: float) -> None:
+        self._fail(TimeoutError(f"no response within {timeout:g}s"))
+        self.close()
 
 
 class HTTPPool:
@@ -163,7 +173,7 @@ class HTTPPool:
         for attempt in (0, 1):
             c, reused = await self._acquire()
             try:
-                status, payload, _ = await asyncio.wait_for(c.send(data, reused), timeout)
+                status, payload, _ = await c.send(data, reused, timeout)
             except ConnectionFailed as e:
                 c.close()
                 self._release(c)

@@ -13,12 +13,12 @@ import asyncio
 import collections
 import contextlib
 import itertools
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import msgspec
 
 from kos.api.errors import ServiceUnavailable
 
@@ -63,7 +63,7 @@ class WatchMux:
             return self._ws
 
     def _post(self, msg: dict[str, Any]) -> None:
-        self._outbox.append(json.dumps(msg))
+        self._outbox.append(msgspec.json.encode(msg).decode())
         self._send_wakeup.set()
 
     async def _send(self, ws: aiohttp.ClientWebSocketResponse) -> None:
