@@ -23,11 +23,14 @@ class EnvDefaultsParser(argparse.ArgumentParser):
     def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
         action = super().add_argument(*args, **kwargs)
         long = [o for o in action.option_strings if o.startswith("--")]
-        if long:
+        if long and not isinstance(action, argparse._HelpAction):
             env = "KOS_" + long[0][2:].upper().replace("-", "_")
             if env in os.environ:
                 raw = os.environ[env]
-                if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
+                if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction
+                              | argparse.BooleanOptionalAction):  # fmt: skip
+                    if raw.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+                        raise UsageError(f"environment variable {env}={raw!r}: use true or false")
                     action.default = raw.lower() in ("1", "true", "yes", "on")
                 elif action.type is not None and callable(action.type):
                     try:
