@@ -11,6 +11,7 @@ from kos.api.errors import Expired
 from kos.api.meta import ObjectMeta
 from kos.api.types import NetworkAttachment, NetworkAttachmentSpec
 from kos.apiserver.server import APIServer
+from kos.client.informer import Informer
 from kos.client.rest import Client, WatchEvent
 from kos.testing.apiserver import running_apiserver
 
@@ -86,3 +87,24 @@ async def test_cancelled_watches_stop_on_the_server(server: APIServer) -> None:
                 break
             await asyncio.sleep(0.02)
         assert gauge._value.get() == 0
+
+
+@pytest.mark.parametrize("mux", [True, False], ids=["mux", "http"])
+async def test_streaming_list_informer_against_the_server(server: APIServer, mux: bool) -> None:
+    async with Client(server.url, watch_mux=mux) as c:
+        for i in range(3):
+            await c.create(na(f"s{i}", "n1" if i < 2 else "n2"))
+        inf: Informer[NetworkAttachment] = Informer(c, NetworkAttachment, field_selector="spec.node=n1",
+                                                    streaming_list=True)  # fmt: skip
+        inf.start()
+        await asyncio.wait_for(inf.reflector.synced.wait(), 5)
+        assert sorted(o.metadata.name for o in inf.lister.list()) == ["s0", "s1"]
+        assert c.list_objects_received == 0  # no list request: the watch carried the state
+        await c.create(na("s3", "n1"))
+        await c.delete(NetworkAttachment, "ns", "s0")
+        for _ in range(200):
+            if sorted(o.metadata.name for o in inf.lister.list()) == ["s1", "s3"]:
+                break
+            await asyncio.sleep(0.01)
+        assert sorted(o.metadata.name for o in inf.lister.list()) == ["s1", "s3"]
+        await inf.stop()

@@ -11,7 +11,9 @@ How it learns it with the least traffic: one watch of its local NAs
 the VN's namespace), started when the first local NA of the VNI appears and
 stopped — with its remote interfaces removed — when the last one goes. The
 apiserver indexes exactly these selectors, so each change reaches only the
-nodes that need it.
+nodes that need it. Each watch starts as a streaming list (the current state,
+then the changes, in one request), so a VNI becoming relevant costs one
+subscription on the agent's multiplexed connection, not a list and a watch.
 
 Per NA (a level-triggered sync):
 1. keep the VN state: which VNIs are relevant, and their watches;
@@ -134,7 +136,7 @@ class ConnectionAgent:
         self.local: Informer[NetworkAttachment] = Informer(
             client, NetworkAttachment, field_selector=f"spec.node={self.node},status.ipv4!=",
             indexers={INDEX_OWNER: lambda na: [translate.local_owner_key(na.status.address_vni, na.status.ipv4)]},
-            name=f"{self.node}/local",
+            name=f"{self.node}/local", streaming_list=True,
         )  # fmt: skip
         self.local.add_handlers(self._local_added, self._local_updated, self._local_deleted)
         self.informers_of: dict[str, set[int]] = {}
@@ -335,7 +337,7 @@ class ConnectionAgent:
                 self.client, NetworkAttachment, namespace=na.metadata.namespace,
                 field_selector=f"spec.node!={self.node},status.addressVNI={vni},status.ipv4!=,status.hostIP!=",
                 indexers={INDEX_OWNER: lambda o: [translate.remote_owner_key(o.status.host_ip, o.status.ipv4)]},
-                name=f"{self.node}/vni-{vni}",
+                name=f"{self.node}/vni-{vni}", streaming_list=True,
             )  # fmt: skip
             vn = VirtualNetwork(vni, na.metadata.namespace, informer, self.clock.now())
             self.vns[vni] = vn

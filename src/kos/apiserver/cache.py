@@ -384,16 +384,20 @@ class Cacher:
         """Return once the cache has applied `rev`; Timeout (504) if it does not within `timeout`."""
         if rev <= self.revision:
             return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
         heapq.heappush(self._waiters, (rev, next(self._seq), fut))
+        timer = loop.call_later(timeout, _expire, fut)  # cheaper than asyncio.wait_for, which every write pays
         try:
-            await asyncio.wait_for(fut, timeout)
+            await fut
         except TimeoutError:
             raise Timeout(
                 f"Too large resource version: {rev}, current: {self.revision}"
                 if rev > self.revision
                 else "timed out waiting for the watch cache"
             ) from None
+        finally:
+            timer.cancel()
 
     async def sync(self) -> int:
         """Wait until the cache holds every write the store has acknowledged; the revision reached."""
@@ -407,3 +411,8 @@ class Cacher:
     def check_not_too_old(self, cache: ResourceCache, rev: int) -> None:
         if rev < cache.floor:
             raise Gone(f"too old resource version: {rev} ({cache.floor + 1})")
+
+
+def _expire(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())

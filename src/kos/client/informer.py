@@ -34,6 +34,7 @@ class Informer(Generic[T]):
         indexers: dict[str, IndexFunc] | None = None,
         clock: Clock = REAL_CLOCK,
         name: str = "",
+        streaming_list: bool = False,
     ) -> None:
         self.indexer: Indexer[T] = Indexer(indexers)
         self.lister: Lister[T] = Lister(self.indexer)
@@ -42,7 +43,7 @@ class Informer(Generic[T]):
         self._on_delete: list[Callable[[T], None]] = []
         self.reflector: Reflector[T] = Reflector(
             client, cls, self.indexer, self._dispatch, namespace=namespace, label_selector=label_selector,
-            field_selector=field_selector, clock=clock, name=name,
+            field_selector=field_selector, clock=clock, name=name, streaming_list=streaming_list,
         )  # fmt: skip
         self._task: asyncio.Task[None] | None = None
 

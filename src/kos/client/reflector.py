@@ -1,6 +1,8 @@
 """The reflector: keep a local store equal to the server's view of a selection of objects.
 
-List, then watch from the list's resourceVersion. Every event moves the store
+List, then watch from the list's resourceVersion (or, with `streaming_list`, one
+watch that starts with the current state and a bookmark marking its end — the
+list and the watch in one request, as Kubernetes' watch-list). Every event moves the store
 and the last seen revision forward; bookmarks move the revision forward too.
 When the watch ends or the connection breaks, watch again from the last seen
 revision (nothing is missed, nothing repeated). When the server answers 410
@@ -17,7 +19,7 @@ import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Generic, Protocol, TypeVar
 
-from kos.api.errors import Gone, StatusError
+from kos.api.errors import Gone, InternalError, ServiceUnavailable, StatusError
 from kos.client.indexer import Indexer, key_of
 from kos.client.rest import ADDED, BOOKMARK, DELETED, MODIFIED, WatchEvent
 from kos.util.clock import REAL_CLOCK, Clock
@@ -47,6 +49,7 @@ class ListWatcher(Protocol):
         field_selector: str = "",
         allow_bookmarks: bool = True,
         timeout_seconds: int | None = None,
+        send_initial_events: bool = False,
     ) -> AsyncIterator[WatchEvent]: ...
 
 
@@ -65,6 +68,7 @@ class Reflector(Generic[T]):
         name: str = "",
         watch_timeout: tuple[int, int] = (300, 600),
         max_backoff: float = 30.0,
+        streaming_list: bool = False,
     ) -> None:
         self.client = client
         self.cls = cls
@@ -77,6 +81,8 @@ class Reflector(Generic[T]):
         self.name = name or getattr(cls, "__name__", "objects")
         self.watch_timeout = watch_timeout
         self.max_backoff = max_backoff
+        self.streaming_list = streaming_list
+        """List by a watch that starts with the current state (one request instead of two)."""
         self.resource_version = ""
         self.synced = asyncio.Event()
         self.relists = 0
@@ -86,6 +92,10 @@ class Reflector(Generic[T]):
         backoff = 0.1
         while True:
             try:
+                if need_list and self.streaming_list:
+                    await self._stream()  # returns once the stream ends after its initial state
+                    need_list = False
+                    continue
                 if need_list:
                     await self._list_and_replace()
                     need_list = False
@@ -111,6 +121,30 @@ class Reflector(Generic[T]):
                 await self.clock.sleep(delay)
                 backoff = min(backoff * 2, self.max_backoff)
 
+    async def _stream(self) -> None:
+        """A streaming list: collect the initial state up to the end bookmark, replace the store, then follow."""
+        initial: list[Any] | None = []
+        async for ev in self.client.watch(
+            self.cls,
+            self.namespace,
+            label_selector=self.label_selector,
+            field_selector=self.field_selector,
+            timeout_seconds=random.randint(*self.watch_timeout),
+            send_initial_events=True,
+        ):
+            if initial is None:
+                self._apply(ev.type, ev.object, ev.resource_version)
+            elif ev.type == BOOKMARK:
+                if ev.initial_events_end:
+                    self._replace(initial, ev.resource_version)
+                    initial = None
+            elif ev.type == ADDED:
+                initial.append(ev.object)
+            else:
+                raise InternalError(f"{self.name}: a {ev.type} event inside a stream's initial state")
+        if initial is not None:
+            raise ServiceUnavailable(f"{self.name}: the stream ended before its initial state did")
+
     async def _list_and_replace(self) -> None:
         items, rv = await self.client.list(
             self.cls,
@@ -118,6 +152,9 @@ class Reflector(Generic[T]):
             label_selector=self.label_selector,
             field_selector=self.field_selector,
         )
+        self._replace(items, rv)
+
+    def _replace(self, items: list[Any], rv: str) -> None:
         fresh = {key_of(o): o for o in items}
         for key in self.store.list_keys():
             if key not in fresh:

@@ -41,6 +41,7 @@ class _RawEvent(msgspec.Struct, gc=False):
 
 class _Meta(msgspec.Struct, rename="camel", gc=False):
     resource_version: str = ""
+    annotations: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class _PartialObject(msgspec.Struct, gc=False):
@@ -64,6 +65,11 @@ class WatchEvent:
     object: Any
     """The object (None for a BOOKMARK)."""
     resource_version: str
+    initial_events_end: bool = False
+    """A BOOKMARK that ends the initial state of a streaming list (`send_initial_events`)."""
+
+
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
 class Client:
@@ -290,14 +296,20 @@ class Client:
         field_selector: str = "",
         allow_bookmarks: bool = True,
         timeout_seconds: int | None = None,
+        send_initial_events: bool = False,
     ) -> AsyncIterator[WatchEvent]:
         """Events after `resource_version` until the server ends the stream.
 
-        Raises Expired (410) if the server no longer has that history, and
-        ServiceUnavailable if the connection fails.
+        With `send_initial_events` (a streaming list, Kubernetes' watch-list), the stream starts with
+        every selected object as ADDED, then a BOOKMARK with `initial_events_end`, then the changes:
+        a list and a watch in one request. Raises Gone (410) if the server no longer has the history
+        asked for, and ServiceUnavailable if the connection fails.
         """
         res = BY_TYPE[cls]
-        params = {"watch": "1", "allowWatchBookmarks": "true" if allow_bookmarks else "false"}
+        params = {"watch": "1", "allowWatchBookmarks": "true" if allow_bookmarks or send_initial_events else "false"}
+        if send_initial_events:
+            params["sendInitialEvents"] = "true"
+            params["resourceVersionMatch"] = "NotOlderThan"
         if resource_version:
             params["resourceVersion"] = resource_version
         if label_selector:
@@ -340,7 +352,8 @@ class Client:
     def _watch_event(self, line: bytes, cls: type[T]) -> WatchEvent | None:
         ev = self._decoder(_RawEvent).decode(line)
         if ev.type == BOOKMARK:
-            return WatchEvent(BOOKMARK, None, self._decoder(_PartialObject).decode(ev.object).metadata.resource_version)
+            meta = self._decoder(_PartialObject).decode(ev.object).metadata
+            return WatchEvent(BOOKMARK, None, meta.resource_version, meta.annotations.get(INITIAL_EVENTS_END) == "true")
         if ev.type == ERROR:
             raise StatusError.from_status(self._decoder(Status).decode(ev.object))
         obj = self._decoder(cls).decode(ev.object)

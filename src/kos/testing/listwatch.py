@@ -1,7 +1,7 @@
 """A scripted list/watch source for reflector and informer unit tests.
 
-`ScriptedListWatch` answers `list` with the current `state` and each `watch`
-call with the next script step: a list of events to yield, optionally followed
+`ScriptedListWatch` answers `list` with the current `state` (a streaming watch
+starts with it too) and each `watch` call with the next script step: a list of events to yield, optionally followed
 by an exception (a disconnect, a 410). It records the resourceVersion each
 watch was started from, so tests can check that a reflector resumed correctly.
 """
@@ -31,6 +31,8 @@ class ScriptedListWatch:
         self.list_results: list[tuple[list[Any], int]] = []
         """Answers for the next `list` calls, in order; when empty, `list` returns the current state."""
         self.exhausted = asyncio.Event()
+        self.stream_initial = True
+        """Whether a streaming watch starts with the current state (False: the script alone, to test failures)."""
 
     def set(self, obj: Any) -> Any:
         """Store an object at the next revision (as the server would) and return it."""
@@ -66,8 +68,14 @@ class ScriptedListWatch:
         field_selector: str = "",
         allow_bookmarks: bool = True,
         timeout_seconds: int | None = None,
+        send_initial_events: bool = False,
     ) -> AsyncIterator[WatchEvent]:
-        self.watch_calls.append(resource_version)
+        self.watch_calls.append("stream" if send_initial_events else resource_version)
+        if send_initial_events and self.stream_initial:
+            # a streaming list: the current state, the end bookmark, then the script
+            for obj in self.state.values():
+                yield WatchEvent("ADDED", obj, obj.metadata.resource_version)
+            yield WatchEvent("BOOKMARK", None, str(self.revision), initial_events_end=True)
         if not self.script:
             self.exhausted.set()
             await asyncio.Event().wait()  # a quiet watch that never ends

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
+
 from kos.api.errors import Expired, ServiceUnavailable
 from kos.api.meta import ObjectMeta
 from kos.api.types import NetworkAttachment, NetworkAttachmentSpec
 from kos.client.informer import Informer
+from kos.client.rest import BOOKMARK, WatchEvent
 from kos.testing.listwatch import ScriptedListWatch, added, bookmark, deleted, modified, with_rv
 
 
@@ -118,3 +121,49 @@ async def test_indexes_follow_changes() -> None:
     await run_until_exhausted(lw, inf)
     assert [o.metadata.name for o in inf.lister.by_index("node", "n2")] == ["a"]
     assert inf.lister.by_index("node", "n1") == []
+
+
+def streaming(lw: ScriptedListWatch) -> tuple[Informer[NetworkAttachment], Recorder]:
+    inf: Informer[NetworkAttachment] = Informer(lw, NetworkAttachment, streaming_list=True)  # type: ignore[arg-type]
+    inf.reflector.max_backoff = 0.01
+    return inf, Recorder(inf)
+
+
+async def test_streaming_list_is_one_request_then_follows_the_stream() -> None:
+    lw = ScriptedListWatch()
+    lw.set(na("a"))
+    b = lw.set(na("b"))
+    lw.step(modified(with_rv(msgspec.structs.replace(b, spec=NetworkAttachmentSpec(node="n2")), 3)))
+    inf, rec = streaming(lw)
+    await run_until_exhausted(lw, inf)
+    assert inf.has_synced()
+    assert lw.list_calls == 0
+    assert lw.watch_calls == ["stream", "3"]  # after the stream ended, resumed from its last revision
+    assert rec.events == [("add", "a", "n1"), ("add", "b", "n1"), ("update", "b", "n2")]
+
+
+async def test_a_stream_cut_before_its_initial_state_ended_reports_nothing_and_starts_over() -> None:
+    lw = ScriptedListWatch()
+    lw.stream_initial = False  # the script plays the server
+    a, b = with_rv(na("a"), 1), with_rv(na("b"), 2)
+    lw.step(added(a), then=ServiceUnavailable("connection reset by peer"))
+    lw.step(added(a), added(b), WatchEvent(BOOKMARK, None, "2", initial_events_end=True), deleted(with_rv(b, 3)))
+    inf, rec = streaming(lw)
+    inf.start()
+    await asyncio.wait_for(lw.exhausted.wait(), 5)
+    assert lw.watch_calls == ["stream", "stream", "3"]
+    assert rec.events == [("add", "a", "n1"), ("add", "b", "n1"), ("delete", "b", "n1")]
+    await inf.stop()
+
+
+async def test_a_streaming_relist_after_gone_reports_what_vanished() -> None:
+    lw = ScriptedListWatch()
+    lw.stream_initial = False  # the script plays the server
+    a, b = with_rv(na("a"), 1), with_rv(na("b"), 2)
+    lw.step(added(a), added(b), WatchEvent(BOOKMARK, None, "2", initial_events_end=True), then=Expired("too old"))
+    lw.step(added(a), WatchEvent(BOOKMARK, None, "9", initial_events_end=True))  # b went meanwhile
+    inf, rec = streaming(lw)
+    await run_until_exhausted(lw, inf)
+    assert lw.watch_calls == ["stream", "stream", "9"]
+    assert rec.events == [("add", "a", "n1"), ("add", "b", "n1"), ("delete", "b", "n1")]
+    assert sorted(o.metadata.name for o in inf.lister.list()) == ["a"]
