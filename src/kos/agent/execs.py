@@ -14,6 +14,7 @@ import asyncio
 import datetime
 import logging
 import time
+from pathlib import Path
 
 from kos.api.types import ExecReport
 
@@ -21,6 +22,12 @@ log = logging.getLogger(__name__)
 
 EXIT_START_FAILED = -2
 MAX_OUTPUT = 64 * 1024
+TEST_SCRIPTS = ("TestByPing", "RemoveNetNS")
+
+
+def test_script_dir() -> Path:
+    """Where the packaged ping-test scripts are (reference §7.7): `kos agent --print-test-script-dir` prints it."""
+    return Path(__file__).resolve().parent / "scripts"
 
 
 def not_allowed(what: str, argv: tuple[str, ...] | list[str]) -> str:

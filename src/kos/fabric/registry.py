@@ -22,5 +22,11 @@ async def make(name: str, *, node: str, host_ip: str, **options: Any) -> Fabric:
     if name == "logger":
         return LoggerFabric(node)
     if name == "ovs":
-        raise UnknownFabric("the ovs fabric is not available in this build yet (it arrives with the OVS issue)")
+        from kos.fabric.ovs.fabric import OVSFabric, OVSSettings  # imported here: the other fabrics need no OVS
+
+        defaults = OVSSettings()
+        return await OVSFabric.open(node, host_ip, OVSSettings(
+            ovsdb=options.get("ovsdb") or defaults.ovsdb, rundir=options.get("ovs_rundir") or defaults.rundir,
+            datapath=options.get("ovs_datapath") or defaults.datapath,
+        ))  # fmt: skip
     raise UnknownFabric(f"unknown fabric {name!r}; choose one of {', '.join(NAMES)}")
