@@ -37,6 +37,9 @@ system-deps:
 	  need=""; \
 	  command -v etcd >/dev/null || need="$$need etcd-server"; \
 	  command -v kubectl >/dev/null || need="$$need kubernetes-client"; \
+	  command -v ovs-vswitchd >/dev/null || need="$$need openvswitch-switch"; \
+	  command -v ip >/dev/null || need="$$need iproute2"; \
+	  command -v ping >/dev/null || need="$$need iputils-ping"; \
 	  if [ -n "$$need" ]; then \
 	    echo "installing Debian packages:$$need"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \

@@ -20,14 +20,20 @@ def free_port() -> int:
 
 
 class KosProcess:
-    """`kos <args>` as a child process with its output in a log file."""
+    """`kos <args>` as a child process with its output in a log file.
 
-    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    `prefix` runs it through another program first, e.g. `nsenter --net=/run/netns/X --`
+    to put it in a network namespace (nsenter execs, so the pid and signals are kos's).
+    """
+
+    def __init__(
+        self, args: list[str], log_path: Path, env: dict[str, str] | None = None, prefix: list[str] | None = None
+    ) -> None:
         self.args = args
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kos", *args],
+            [*(prefix or []), sys.executable, "-m", "kos", *args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
@@ -74,11 +80,18 @@ class KosProcess:
 
 
 class APIServerProcess(KosProcess):
-    def __init__(self, storage: str, log_path: Path, port: int | None = None, extra: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        storage: str,
+        log_path: Path,
+        port: int | None = None,
+        extra: list[str] | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         super().__init__(
-            ["apiserver", "--storage", storage, "--listen", f"127.0.0.1:{self.port}", *(extra or [])], log_path
+            ["apiserver", "--storage", storage, "--listen", f"{host}:{self.port}", *(extra or [])], log_path
         )
 
     def wait_ready(self, timeout: float = 20.0) -> APIServerProcess:
