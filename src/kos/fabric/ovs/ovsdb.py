@@ -471,7 +471,12 @@ class OVSDB:
             return changed
 
         cfg = await self._transact(build, f"creating {len(ports)} port(s) on bridge {bridge}")
-        await self._applied(cfg, f"{len(ports)} new port(s)")
+        try:
+            await self._applied(cfg, f"{len(ports)} new port(s)")
+        except OVSDBError:  # vswitchd is not acting on the database: take the ports back rather than leave them
+            with contextlib.suppress(FabricError):
+                await self.del_ports(bridge, [p.name for p in ports if p.name not in outcome], wait=False)
+            raise
         waiting = [p.name for p in ports if p.name not in outcome]
         try:
             await self._until(lambda: all(self._settled(n) for n in waiting), "ovs-vswitchd to number the new ports")
@@ -499,7 +504,7 @@ class OVSDB:
                 log.warning("removing failed port(s) %s: %s", ", ".join(failed), e)
         return [outcome[p.name] for p in ports]
 
-    async def del_ports(self, bridge: str, names: Iterable[str]) -> None:
+    async def del_ports(self, bridge: str, names: Iterable[str], *, wait: bool = True) -> None:
         """Remove ports (missing ones are fine) in one transaction and wait until vswitchd has let go of them."""
         wanted = set(names)
 
@@ -518,4 +523,5 @@ class OVSDB:
             return changed
 
         cfg = await self._transact(build, f"deleting {len(wanted)} port(s) from bridge {bridge}")
-        await self._applied(cfg, f"the removal of {len(wanted)} port(s)")
+        if wait:
+            await self._applied(cfg, f"the removal of {len(wanted)} port(s)")
