@@ -112,3 +112,10 @@ def test_remote_interfaces_read_back_repaired_or_stale() -> None:
 def test_default_flows_repaired() -> None:
     lines = plan_defaults(installed(flows.default_flows()[:1]))
     assert lines == ["add " + flows.default_flows()[1].add_spec()]
+
+
+def test_a_numbered_port_reporting_an_error_is_kept() -> None:
+    a = local(5, "10.0.0.1")  # e.g. its tap was moved into a guest namespace and vswitchd grumbles about it
+    plan = plan_local([port(a, 2, "ioctl failed")], installed(flows.local_flows(a, 2)))
+    assert plan.local == [a] and plan.delete_ports == [] and plan.lines == []
+    assert any("kept" in n for n in plan.notes)

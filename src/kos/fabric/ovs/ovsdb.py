@@ -420,9 +420,14 @@ class OVSDB:
             raise OVSDBError(f"ovs-vswitchd could not set up port {vtep} of bridge {bridge}: {err or 'no ofport'}")
         return _ofport(iface)
 
-    def _settled(self, name: str) -> bool:
-        iface = self._interfaces().get(name)
-        return iface is not None and (_ofport(iface) != 0 or bool(_error(iface)))
+    def _settled(self, *names: str) -> bool:
+        """Whether vswitchd has acted on these interfaces: numbered them, or said why not."""
+        ifaces = self._interfaces()
+        for name in names:
+            iface = ifaces.get(name)
+            if iface is None or (_ofport(iface) == 0 and not _error(iface)):
+                return False
+        return True
 
     def _new_port(self, txn: Any, name: str, type_: str, *, mac: str = "", external_ids: Mapping[str, str] | None = None,
                   options: Mapping[str, str] | None = None) -> Any:  # fmt: skip
@@ -479,7 +484,7 @@ class OVSDB:
             raise
         waiting = [p.name for p in ports if p.name not in outcome]
         try:
-            await self._until(lambda: all(self._settled(n) for n in waiting), "ovs-vswitchd to number the new ports")
+            await self._until(functools.partial(self._settled, *waiting), "ovs-vswitchd to number the new ports")
         except OVSDBError as e:
             for n in waiting:
                 if not self._settled(n):

@@ -6,7 +6,8 @@ remembered:
 
 * a *local* interface is an internal port whose OVSDB `external_ids` say what
   it is for (VNI, guest IP, guest MAC). It is complete when ovs-vswitchd gave it
-  an OpenFlow port; then its flows are recomputed and whatever is missing or
+  an OpenFlow port (even if it also reports an error: a numbered port carries
+  traffic, and a restart must never cut that); then its flows are recomputed and whatever is missing or
   different is re-added (an add with an installed flow's table, priority and
   match replaces it in place: live traffic is not interrupted). A port that
   vswitchd could not set up is half-created: it is removed with its flows;
@@ -96,10 +97,12 @@ def plan_local(ports: Iterable[PortRow], dumped: Iterable[DumpedFlow], *, reserv
             plan.notes.append(f"port {port.name} is not the fabric's (no {EXT_VNI}/{EXT_IP}/{EXT_MAC}): left alone")
             continue
         c = flows.cookie(flows.COOKIE_LOCAL, ifc.guest_mac)
-        if port.ofport <= 0 or port.error:
+        if port.ofport <= 0:  # vswitchd never numbered it (an error, if any, says why)
             plan.delete_ports.append(port.name)
             plan.notes.append(f"port {port.name} is half-created ({port.error or f'ofport {port.ofport}'}): removed")
             continue
+        if port.error:  # numbered, so it carries traffic: keep it, but say what vswitchd complained about
+            plan.notes.append(f"port {port.name} (ofport {port.ofport}) reports an error, kept: {port.error}")
         if (ifc.vni, ifc.guest_ip) in pairs or c in kept:
             plan.delete_ports.append(port.name)
             plan.notes.append(f"port {port.name} duplicates VNI {ifc.vni:#x} IP {ifc.guest_ip}: removed")
