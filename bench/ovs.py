@@ -20,6 +20,9 @@ datapath) and the fabric is opened on it as an agent would (`OVSFabric.open`).
    `--locals` times one after the other. Beside it, the per-call way:
    `ovs-vsctl add-port … type=internal …` (waits for vswitchd), `ovs-vsctl get
    interface … ofport`, then 3 × `ovs-ofctl add-flow`.
+3. Restart: with the remote and `--locals` local interfaces installed, a second
+   fabric is opened on the switch as a restarted agent would, and lists and
+   reconciles what it holds.
 Figures are medians over `--runs` runs (p50 over the attachments within a run).
 """
 
@@ -141,6 +144,23 @@ async def bench_local_per_call(h: ovslab.Host, n: int, base: int) -> list[float]
     return times
 
 
+async def bench_restart(fabric: OVSFabric, h: ovslab.Host, remotes: int, locals_: int) -> dict[str, float]:
+    """A restarted agent's start on a switch holding `remotes` remote and `locals_` local interfaces."""
+    rs, ls = remote_ifcs(remotes), [local_ifc(50_000 + i) for i in range(locals_)]
+    await asyncio.gather(*(fabric.create_remote_ifc(r) for r in rs), *(fabric.create_local_ifc(i) for i in ls))
+    t0 = time.perf_counter()
+    again = await OVSFabric.open("bench", h.ip, OVSSettings(ovsdb=h.ovsdb, rundir=str(h.dir), datapath="netdev"))
+    t_open = time.perf_counter() - t0
+    got_l = await again.list_local_ifcs()
+    got_r = await again.list_remote_ifcs()
+    total = time.perf_counter() - t0
+    assert len(got_l) == locals_ and len(got_r) == remotes, (len(got_l), len(got_r))
+    processes = again.ofctl.processes  # two dumps and nothing else: nothing to repair
+    await asyncio.gather(*(again.delete_remote_ifc(r) for r in got_r), *(again.delete_local_ifc(i) for i in got_l))
+    await again.close()
+    return {"open_s": t_open, "open_and_list_s": total, "ofctl_processes": processes}
+
+
 def p50(v: list[float]) -> float:
     return statistics.median(v)
 
@@ -159,6 +179,7 @@ async def run(args: argparse.Namespace, h: ovslab.Host) -> dict[str, Any]:
             one["per_flow_no_names_s"] = await bench_per_flow(h, args.sample, "--no-names")
             one["local_s"] = await bench_local(fabric, args.locals, r * args.locals)
             one["local_per_call_s"] = await bench_local_per_call(h, args.locals, r * args.locals)
+            one["restart"] = await bench_restart(fabric, h, args.remotes, args.locals)
             runs.append(one)
             print(f"run {r + 1}/{args.runs}: {args.remotes} remote ifcs {one['remote']['all']['create_s'] * 1000:.0f} ms; "
                   f"per-flow process {one['per_flow_s'] * 1000:.1f} ms; local p50 {p50(one['local_s']) * 1000:.1f} ms "
@@ -180,6 +201,9 @@ async def run(args: argparse.Namespace, h: ovslab.Host) -> dict[str, Any]:
         "local_p50_s": p50([p50(x["local_s"]) for x in runs]),
         "local_p90_s": p50([statistics.quantiles(x["local_s"], n=10)[-1] for x in runs]),
         "local_per_call_p50_s": p50([p50(x["local_per_call_s"]) for x in runs]),
+        "restart_open_s": p50([x["restart"]["open_s"] for x in runs]),
+        "restart_open_and_list_s": p50([x["restart"]["open_and_list_s"] for x in runs]),
+        "restart_ofctl_processes": runs[-1]["restart"]["ofctl_processes"],
     }
     res["per_flow_extrapolated_s"] = res["per_flow_s"] * flows_n
     return res
@@ -201,6 +225,9 @@ def report(r: dict[str, Any]) -> None:
           f"{r['local_p50_s'] * ms:.1f} ms, p90 {r['local_p90_s'] * ms:.1f} ms")  # fmt: skip
     print(f"    per-call (ovs-vsctl add-port, ovs-vsctl get ofport, 3 x ovs-ofctl add-flow): p50 "
           f"{r['local_per_call_p50_s'] * ms:.1f} ms")  # fmt: skip
+    print(f"  restart on a switch with {r['remotes']:,} remote and {r['locals']} local interfaces: open "
+          f"{r['restart_open_s'] * ms:.0f} ms, open + list + reconcile {r['restart_open_and_list_s'] * ms:.0f} ms "
+          f"({r['restart_ofctl_processes']} ovs-ofctl process: one dump; nothing needed repair)")  # fmt: skip
 
 
 def main() -> int:

@@ -33,7 +33,7 @@ from kos.fabric import flows
 from kos.fabric.interface import FabricError, LocalNetIfc, Pairs, RemoteNetIfc
 from kos.fabric.ovs import DATAPATHS, DEFAULT_OVSDB, DEFAULT_RUNDIR, ofctl
 from kos.fabric.ovs.batch import Batcher
-from kos.fabric.ovs.dump import parse_dump
+from kos.fabric.ovs.dump import DumpedFlow, parse_dump
 from kos.fabric.ovs.ofctl import FlowBatcher, Ofctl
 from kos.fabric.ovs.ovsdb import OVSDB, NewPort, OVSDBRefused
 from kos.fabric.ovs.reconcile import Plan, plan_defaults, plan_local, plan_remote, port_external_ids
@@ -64,7 +64,16 @@ class OVSSettings:
 class OVSFabric:
     name = "ovs"
 
-    def __init__(self, node: str, host_ip: str, settings: OVSSettings, db: OVSDB, of: Ofctl, vtep_ofport: int) -> None:
+    def __init__(
+        self,
+        node: str,
+        host_ip: str,
+        settings: OVSSettings,
+        db: OVSDB,
+        of: Ofctl,
+        vtep_ofport: int,
+        dumped: list[DumpedFlow] | None = None,
+    ) -> None:
         self.node = node
         self.host_ip = host_ip
         self.settings = settings
@@ -75,6 +84,8 @@ class OVSFabric:
         self.flows = FlowBatcher(of)
         self.pairs = Pairs()
         self._listed_pairs: set[tuple[int, str]] = set()
+        self._dumped = dumped
+        """The switch's flows as last read, while nothing has changed them since (spares the restart two dumps)."""
         self._add_ports: Batcher[NewPort, int] = Batcher(self._add_port_batch, name="ports-add")
         self._del_ports: Batcher[str, None] = Batcher(self._del_port_batch, name="ports-del")
 
@@ -96,13 +107,14 @@ class OVSFabric:
             except ofctl.OfctlError as e:
                 raise FabricError(f"{e} (is --ovs-rundir the directory where ovs-vswitchd keeps {s.bridge}.mgmt, "
                                   f"its OVS_RUNDIR?)") from None  # fmt: skip
-            await of.bundle(plan_defaults(dumped))
+            defaults = plan_defaults(dumped)
+            await of.bundle(defaults)
         except BaseException:
             await db.close()
             raise
         log.info("node %s: bridge %s ready (datapath %s, vtep ofport %d, %d flows found)", node, s.bridge, s.datapath,
                  vtep, len(dumped))  # fmt: skip
-        return cls(node, host_ip, s, db, of, vtep)
+        return cls(node, host_ip, s, db, of, vtep, None if defaults else dumped)
 
     async def close(self) -> None:
         for b in (self._add_ports, self._del_ports):
@@ -123,6 +135,15 @@ class OVSFabric:
         except FabricError as e:
             return [e] * len(ports)
 
+    async def _apply(self, lines: list[str]) -> None:
+        self._dumped = None
+        await self.flows.apply(lines)
+
+    async def _dump(self) -> list[DumpedFlow]:
+        if self._dumped is None:
+            self._dumped = parse_dump(await self.ofctl.dump_flows())
+        return self._dumped
+
     async def _del_port_batch(self, names: list[str]) -> list[BaseException | None]:
         try:
             await self.db.del_ports(self.bridge, names)
@@ -139,7 +160,7 @@ class OVSFabric:
         try:
             ofport = await self._add_ports.submit(NewPort(ifc.name, ifc.guest_mac, port_external_ids(ifc)))
             try:
-                await self.flows.apply([ofctl.add_line(f) for f in flows.local_flows(ifc, ofport)])
+                await self._apply([ofctl.add_line(f) for f in flows.local_flows(ifc, ofport)])
             except FabricError as e:
                 try:
                     await self._remove_local(ifc)
@@ -152,7 +173,7 @@ class OVSFabric:
 
     async def _remove_local(self, ifc: LocalNetIfc) -> None:
         c = flows.cookie(flows.COOKIE_LOCAL, ifc.guest_mac)
-        outcomes = await asyncio.gather(self.flows.apply([ofctl.delete_cookie_line(c)]),
+        outcomes = await asyncio.gather(self._apply([ofctl.delete_cookie_line(c)]),
                                         self._del_ports.submit(ifc.name), return_exceptions=True)  # fmt: skip
         for o in outcomes:
             if isinstance(o, BaseException):
@@ -165,17 +186,17 @@ class OVSFabric:
     async def create_remote_ifc(self, ifc: RemoteNetIfc) -> None:
         self.pairs.take(ifc.vni, ifc.guest_ip)
         try:
-            await self.flows.apply([ofctl.add_line(f) for f in flows.remote_flows(ifc, self.vtep_ofport)])
+            await self._apply([ofctl.add_line(f) for f in flows.remote_flows(ifc, self.vtep_ofport)])
         except BaseException:
             self.pairs.release(ifc.vni, ifc.guest_ip)
             raise
 
     async def delete_remote_ifc(self, ifc: RemoteNetIfc) -> None:
-        await self.flows.apply([ofctl.delete_cookie_line(flows.cookie(flows.COOKIE_REMOTE, ifc.guest_mac))])
+        await self._apply([ofctl.delete_cookie_line(flows.cookie(flows.COOKIE_REMOTE, ifc.guest_mac))])
         self.pairs.release(ifc.vni, ifc.guest_ip)
 
     async def list_local_ifcs(self) -> list[LocalNetIfc]:
-        dumped = parse_dump(await self.ofctl.dump_flows())
+        dumped = await self._dump()
         plan = plan_local(self.db.ports(self.bridge), dumped, reserved=(self.bridge, VTEP))
         await self._carry_out(plan)
         for ifc in plan.local:
@@ -185,9 +206,10 @@ class OVSFabric:
         return plan.local
 
     async def list_remote_ifcs(self) -> list[RemoteNetIfc]:
-        dumped = parse_dump(await self.ofctl.dump_flows())
+        dumped = await self._dump()
         plan = plan_remote(dumped, self.vtep_ofport, taken=self._listed_pairs)
         await self._carry_out(plan)
+        self._dumped = None  # the restart is over: from here on every call changes flows
         for ifc in plan.remote:
             if (ifc.vni, ifc.guest_ip) not in self.pairs:
                 self.pairs.take(ifc.vni, ifc.guest_ip)
@@ -197,6 +219,6 @@ class OVSFabric:
         for note in plan.notes:
             log.info("node %s: restart: %s", self.node, note)
         if plan.lines:
-            await self.flows.apply(plan.lines)
+            await self._apply(plan.lines)
         if plan.delete_ports:
             await self.db.del_ports(self.bridge, plan.delete_ports)
