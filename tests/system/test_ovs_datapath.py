@@ -34,6 +34,7 @@ import aiohttp
 import pytest
 
 from kos.agent import execs
+from kos.api import names
 from kos.api.meta import ObjectMeta
 from kos.api.types import NetworkAttachment, NetworkAttachmentSpec, Subnet, SubnetSpec
 from kos.client.rest import Client
@@ -45,7 +46,8 @@ pytestmark = pytest.mark.system
 
 HOSTS = ["host-a", "host-b", "host-c"]
 NS = "ovs"
-SUBNETS = {"blue": (0x101, "10.81.0.0/24"), "red": (0x102, "10.82.0.0/24"), "green": (0x103, "10.83.0.0/24")}
+SUBNETS = {"blue": (0x101, "10.81.0.0/24"), "red": (0x102, "10.82.0.0/24"), "green": (0x103, "10.83.0.0/24"),
+           "solo": (0x104, "10.84.0.7/32")}  # fmt: skip
 SCRIPTS = execs.test_script_dir()
 TEST_BY_PING, REMOVE_NETNS = str(SCRIPTS / "TestByPing"), str(SCRIPTS / "RemoveNetNS")
 METRICS_PORT = 9294
@@ -357,6 +359,32 @@ async def test_agent_sigkill_restart_keeps_traffic_and_converges(cluster: Cluste
         assert await pings(guest(c, "ga3"), ip["gc3"])
         assert await pings(guest(c, "gc3"), ip["ga1"])
         assert await pings(guest(c, "ga2"), ip["gb1"])
+
+
+async def test_a_port_vswitchd_cannot_set_up_is_reported_in_the_status(cluster: Cluster) -> None:
+    c = cluster
+    a = c.lab.host("host-a")
+    vni, only_ip = SUBNETS["solo"][0], "10.84.0.7"  # a /32: the NA's address, hence its interface name, is known
+    ifname = names.interface_name(vni, only_ip)
+    ovslab.run("ip", "-n", a.netns, "link", "add", ifname, "type", "veth", "peer", "name", "blocker0")
+    try:
+        async with Client(c.url) as client:
+            await subnets(client, "solo")
+            await client.create(NetworkAttachment(metadata=ObjectMeta(name="blocked", namespace=NS),
+                                                  spec=NetworkAttachmentSpec(node="host-a", subnet="solo")))  # fmt: skip
+            deadline = time.monotonic() + 15
+            while True:
+                st = (await client.get(NetworkAttachment, NS, "blocked")).status
+                if st.errors.host:
+                    break
+                assert time.monotonic() < deadline, st
+                await asyncio.sleep(0.1)
+            assert st.ipv4 == only_ip and not st.ifc_name
+            assert len(st.errors.host) == 1 and f"could not set up port {ifname}" in st.errors.host[0], st.errors.host
+            assert ifname not in a.ports(), "the port vswitchd could not use was rolled back"
+            await client.delete(NetworkAttachment, NS, "blocked")
+    finally:
+        ovslab.run("ip", "-n", a.netns, "link", "del", ifname, check=False)
 
 
 async def test_driver_run_with_ping_tests_over_three_hosts(cluster: Cluster) -> None:
