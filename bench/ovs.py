@@ -156,8 +156,8 @@ async def bench_restart(fabric: OVSFabric, h: ovslab.Host, remotes: int, locals_
     total = time.perf_counter() - t0
     assert len(got_l) == locals_ and len(got_r) == remotes, (len(got_l), len(got_r))
     processes = again.ofctl.processes  # two dumps and nothing else: nothing to repair
-    await asyncio.gather(*(again.delete_remote_ifc(r) for r in got_r), *(again.delete_local_ifc(i) for i in got_l))
     await again.close()
+    await asyncio.gather(*(fabric.delete_remote_ifc(r) for r in rs), *(fabric.delete_local_ifc(i) for i in ls))
     return {"open_s": t_open, "open_and_list_s": total, "ofctl_processes": processes}
 
 
