@@ -128,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
     if workers < 1:
         print(f"kos agent: --workers must be at least 1, not {workers}", flush=True)
         return 2
+    if args.ovs_datapath not in DATAPATHS:  # a KOS_OVS_DATAPATH value is not checked by argparse
+        print(f"kos agent: --ovs-datapath {args.ovs_datapath!r}: choose one of {', '.join(DATAPATHS)}", flush=True)
+        return 2
     if args.fabric == "ovs" and not args.ovsdb.startswith(("unix:", "tcp:")):
         print(f"kos agent: --ovsdb {args.ovsdb!r}: use unix:PATH or tcp:HOST:PORT", flush=True)
         return 2

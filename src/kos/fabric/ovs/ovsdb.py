@@ -387,11 +387,10 @@ class OVSDB:
                 root.addvalue("bridges", br.uuid)
                 return True
             changed = False
-            if br.datapath_type != datapath_type:
-                log.warning("bridge %s: changing datapath_type %r to %r recreates its datapath (traffic stops "
-                            "briefly; flows are reinstalled)", bridge, br.datapath_type, datapath_type)  # fmt: skip
-                br.datapath_type = datapath_type
-                changed = True
+            if (br.datapath_type or "system") != datapath_type:  # OVS reads "" as system
+                raise OVSDBError(f"bridge {bridge} exists with datapath_type {br.datapath_type or 'system'!r}, not "
+                                 f"{datapath_type!r}: changing it would recreate the datapath and cut traffic; pass "
+                                 f"the bridge's datapath, or delete the bridge to change it")  # fmt: skip
             if list(br.fail_mode) != ["secure"]:
                 br.fail_mode = ["secure"]
                 changed = True
