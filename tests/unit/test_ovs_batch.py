@@ -101,3 +101,11 @@ def test_parse_error() -> None:
     assert e.line is None and e.unreachable
     e = parse_error("ovs-ofctl: -:1: actions are invalid with specified match (OFPBIC_BAD_TABLE_ID)\n")
     assert e.line == 1 and "OFPBIC_BAD_TABLE_ID" in str(e)
+    # a flow mod the switch refused inside the bundle (what OVS 3.1 prints)
+    e = parse_error(
+        "Error OFPBAC_BAD_OUT_GROUP for: OFPT_FLOW_MOD (OF1.3) (xid=0x3): ADD table:1 priority=5 actions=group:7\n"
+        "Error OFPBFC_MSG_FAILED for: ONFT_BUNDLE_CONTROL (OF1.3) (xid=0x6):\n"
+        " bundle_id=0 type=COMMIT_REQUEST flags=atomic ordered\n"
+        "ovs-ofctl: talking to unix:/tmp/x/kos.mgmt (Protocol error)\n"
+    )
+    assert e.line is None and not e.unreachable and "OFPBAC_BAD_OUT_GROUP" in str(e)

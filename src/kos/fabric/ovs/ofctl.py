@@ -64,6 +64,9 @@ def parse_error(stderr: str) -> OfctlError:
         m = _LINE.match(ln.strip())
         if m:
             return OfctlError(m.group(2), line=int(m.group(1)))
+    refused = [ln.strip().removeprefix("Error ") for ln in lines if ln.startswith("Error OFP")]
+    if refused:  # the switch refused a flow mod: that line names it (the bundle's own failure follows)
+        return OfctlError(f"the switch refused {refused[0]}")
     msg = lines[-1] if lines else "ovs-ofctl failed without a message"
     msg = msg.removeprefix("ovs-ofctl: ")
     return OfctlError(msg, unreachable=any(u in text for u in _UNREACHABLE))
