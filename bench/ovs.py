@@ -86,7 +86,7 @@ async def bench_remote(fabric: OVSFabric, n: int, callers: list[int]) -> dict[st
     ifcs = remote_ifcs(n)
     out: dict[str, Any] = {}
     for c in callers:
-        procs0, batches0 = fabric.ofctl.processes, fabric.flows.batches
+        procs0, batches0 = fabric.ofctl.processes, fabric.flow_mods.batches
         t0 = time.perf_counter()
         await with_callers(c or n, ifcs, fabric.create_remote_ifc)
         create = time.perf_counter() - t0
@@ -95,7 +95,7 @@ async def bench_remote(fabric: OVSFabric, n: int, callers: list[int]) -> dict[st
         await with_callers(c or n, ifcs, fabric.delete_remote_ifc)
         delete = time.perf_counter() - t0
         out[str(c or "all")] = {"create_s": create, "delete_s": delete, "ofctl_processes": procs,
-                                "bundles": fabric.flows.batches - batches0}  # fmt: skip
+                                "bundles": fabric.flow_mods.batches - batches0}  # fmt: skip
     return out
 
 

@@ -81,7 +81,7 @@ class OVSFabric:
         self.db = db
         self.ofctl = of
         self.vtep_ofport = vtep_ofport
-        self.flows = FlowBatcher(of)
+        self.flow_mods = FlowBatcher(of)
         self.pairs = Pairs()
         self._listed_pairs: set[tuple[int, str]] = set()
         self._dumped = dumped
@@ -119,7 +119,7 @@ class OVSFabric:
     async def close(self) -> None:
         for b in (self._add_ports, self._del_ports):
             await b.close()
-        await self.flows.close()
+        await self.flow_mods.close()
         await self.db.close()
 
     # --- batches -----------------------------------------------------------------------------
@@ -137,7 +137,7 @@ class OVSFabric:
 
     async def _apply(self, lines: list[str]) -> None:
         self._dumped = None
-        await self.flows.apply(lines)
+        await self.flow_mods.apply(lines)
 
     async def _dump(self) -> list[DumpedFlow]:
         if self._dumped is None:

@@ -256,6 +256,7 @@ class OVSDB:
             raise
         except Exception as e:  # a bug here must not leave callers waiting forever
             log.exception("OVSDB client for %s failed", self.remote)
+            self._closed = True
             for w in self._waiters:
                 if not w.future.done():
                     w.future.set_exception(OVSDBError(f"the OVSDB client failed: {e!r}"))
@@ -279,7 +280,7 @@ class OVSDB:
         if ready():
             return
         if self._closed:
-            raise OVSDBError("the OVSDB connection was closed")
+            raise OVSDBError("the OVSDB connection was closed (or its client failed: see the log)")
         loop = asyncio.get_running_loop()
         t = self.timeout if timeout is None else timeout
         fut: asyncio.Future[None] = loop.create_future()
