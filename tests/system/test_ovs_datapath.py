@@ -390,10 +390,12 @@ async def test_a_port_vswitchd_cannot_set_up_is_reported_in_the_status(cluster: 
 async def test_driver_run_with_ping_tests_over_three_hosts(cluster: Cluster) -> None:
     c = cluster
     out = c.logs / "driver"
+    # 4 ops/s: a full test pings the VN's latest tested NA, which the schedule may delete one op later; 250 ms
+    # leaves the ping (create → ready → TestByPing ≈ 100 ms) ample time (the original driver has the same race)
     p = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "kos", "driver", "--server", c.url, "--nodes", ",".join(HOSTS), "--round-robin",
         "--test-fraction", "1", "--ping-count", "3", "--test-script-dir", str(SCRIPTS), "--num-nets", "2",
-        "--top-net-size", "4", "--num-attachments", "8", "--rate", "8", "--threads", "2", "--wait-after-delete", "3s",
+        "--top-net-size", "4", "--num-attachments", "8", "--rate", "4", "--threads", "2", "--wait-after-delete", "3s",
         "--base-address", "172.28.0.0", "--runid", f"{c.lab.prefix}-drv", "--seed", "3", "--output", str(out),
         "--progress", "none", "--log-level", "warning",
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
