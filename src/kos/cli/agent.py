@@ -4,7 +4,7 @@ Workers: each worker has at most one fabric call in flight, and the ovs fabric
 coalesces concurrent calls into one OVSDB transaction and one `ovs-ofctl`
 process (~4 ms each, whatever they carry). With the original's 2 workers a
 bundle carries at most two interfaces: 2,500 remote interfaces (a large VN
-becoming relevant) took 5.0 s; with 32 workers 0.45 s, with 128 0.13 s
+becoming relevant) took 5.0 s; with 32 workers 0.37 s, with 128 0.14 s
 (docs/ovs.md). So with `--fabric ovs` the default is 32 — enough to meet the
 0.5 s target while keeping a node's concurrent status writes to the apiserver
 moderate. The in-memory fabrics cost nothing per call and keep 2.
