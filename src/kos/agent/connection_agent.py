@@ -147,6 +147,8 @@ class ConnectionAgent:
         self.interfaces: dict[str, Interface] = {}
         self.by_pair: dict[tuple[int, str], str] = {}
         """(VNI, IP) → the NA key whose interface holds it."""
+        self._create_failed: set[str] = set()
+        """Local NAs whose interface could not be created in this sync (retried with backoff)."""
         self._sweep_wanted = asyncio.Event()
         """Set when a local NA left the local watch: it may have lost its address and still show what we wrote."""
         self._tasks: list[asyncio.Task[None]] = []
@@ -235,6 +237,7 @@ class ConnectionAgent:
     async def _adopt_or_delete(self) -> None:
         locals_ = await self.fabric.list_local_ifcs()
         remotes = await self.fabric.list_remote_ifcs()
+        orphans: list[LocalNetIfc | RemoteNetIfc] = []
         for ifc in locals_:
             owners = self.local.indexer.by_index(INDEX_OWNER, translate.local_owner_key(ifc.vni, ifc.guest_ip))
             if len(owners) == 1 and key_of(owners[0]) not in self.interfaces:
@@ -245,7 +248,7 @@ class ConnectionAgent:
                     report=owner.status.post_create_exec_report,
                 ))  # fmt: skip
             else:
-                await self._delete_orphan(ifc)
+                orphans.append(ifc)
         for r in remotes:
             vn = self.vns.get(r.vni)
             owners = (
@@ -258,7 +261,9 @@ class ConnectionAgent:
                 self._record(k, Interface(remote=r))
                 self.queue.add(k)
             else:
-                await self._delete_orphan(r)
+                orphans.append(r)
+        # all at once, so a fabric that batches (OVS: one bundle, one OVSDB transaction) can
+        await asyncio.gather(*(self._delete_orphan(o) for o in orphans))
         self.m.local_attachments.labels(self.m.node).set(sum(1 for i in self.interfaces.values() if i.local))
         self.m.remote_attachments.labels(self.m.node).set(sum(1 for i in self.interfaces.values() if i.remote))
 
@@ -328,6 +333,10 @@ class ConnectionAgent:
         status_errs = await self._sync_interface(key, att, is_local)
         if att is not None and is_local:
             await self._write_status(key, att, status_errs)
+        if key in self._create_failed:
+            # the error is in the NA's status; the switch may recover (a restart, a timeout): try again, backing off
+            self._create_failed.discard(key)
+            raise Retry(f"creating the interface of {key} failed; will try again")
 
     def _relevant(self, key: str, na: NetworkAttachment) -> None:
         vni = na.status.address_vni
@@ -436,6 +445,7 @@ class ConnectionAgent:
         except FabricError as e:
             self.m.fabric_latency.labels(self.m.node, "CreateLocalIfc", "err").observe(time.perf_counter() - t0)
             log.warning("node %s: creating %s for %s failed: %s", self.node, ifc.name, key, e)
+            self._create_failed.add(key)
             return [str(e)]
         self.m.fabric_latency.labels(self.m.node, "CreateLocalIfc", "ok").observe(time.perf_counter() - t0)
         rec = Interface(local=ifc, post_delete_exec=att.spec.post_delete_exec)

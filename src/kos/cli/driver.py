@@ -19,7 +19,7 @@ from rich.table import Table
 from kos.api.errors import StatusError
 from kos.cli.common import UsageError, add_logging_flags, run_until_signalled
 from kos.driver import report
-from kos.driver.run import Driver, DriverError, DriverSettings, Record, parse_nodes
+from kos.driver.run import Driver, DriverError, DriverSettings, parse_nodes
 
 log = logging.getLogger(__name__)
 
@@ -127,19 +127,6 @@ def settings_from(args: argparse.Namespace) -> DriverSettings:
     )  # fmt: skip
 
 
-def test_summary(records: list[Record]) -> dict[str, Any]:
-    """The ping tests' outcomes (`--test-fraction`): full tests pinged a peer, half tests only configured the guest."""
-    out: dict[str, Any] = {}
-    for kind, full in (("full", True), ("half", False)):
-        done = [r for r in records if not r.failed and not math.isnan(r.tested) and r.full_test == full]
-        out[kind] = len(done)
-        out[f"{kind}_passed"] = sum(1 for r in done if r.test_exit == 0)
-    failed = [r for r in records if not math.isnan(r.tested) and r.test_exit != 0]
-    out["failed_names"] = [f"{r.name} (exit {r.test_exit})" for r in failed][:50]
-    out["untested_ready"] = sum(1 for r in records if not math.isnan(r.ready) and math.isnan(r.tested))
-    return out
-
-
 def print_summary(summary: dict[str, Any], report_path: Path | None, console: Console) -> None:
     s = summary
     t = Table(title=f"kos driver run {s['run_id']}", show_header=True)
@@ -203,7 +190,6 @@ async def drive(settings: DriverSettings, console: Console) -> tuple[dict[str, A
                               f"{d.deletes} deleted, {ready} ready")  # fmt: skip
 
         summary = await driver.run(lines)
-    summary.setdefault("tests", test_summary(driver.records))
     path = report.write_report(driver.output, summary, driver.records, driver.wall_t0)
     return summary, path
 

@@ -577,7 +577,24 @@ class Driver:
                 "addressed_to_implemented": stats([r.server_impl - r.server_address for r in done]),
                 "server_create_to_ready": stats([r.server_impl - r.server_spec for r in done]),
             },
+            "tests": self.test_summary(),
         }
+
+    def test_summary(self) -> dict[str, Any]:
+        """The ping tests' outcomes (`--test-fraction`): full tests pinged a peer, half tests only set the guest up."""
+        out: dict[str, Any] = {}
+        for kind, full in (("full", True), ("half", False)):
+            tested = [r for r in self.records if not r.failed and not math.isnan(r.tested) and r.full_test == full]
+            out[kind] = len(tested)
+            out[f"{kind}_passed"] = sum(1 for r in tested if r.test_exit == 0)
+        failed = [r for r in self.records if not math.isnan(r.tested) and r.test_exit != 0]
+        out["failed_names"] = [f"{r.name} (exit {r.test_exit})" for r in failed][:50]
+        out["untested_ready"] = (
+            sum(1 for r in self.records if not math.isnan(r.ready) and math.isnan(r.tested))
+            if self.s.test_fraction > 0
+            else 0
+        )
+        return out
 
 
 def _q(sorted_values: list[float], q: float) -> float:
