@@ -8,9 +8,12 @@ deletes; in the cruise phase each create pairs with a delete, so creations/s is 
 the rate) against a fresh `kos up`-style cluster (apiserver on the memory store,
 controller manager, `kos simnodes --count 100`, each its own process, plus the driver
 process). A rate *holds* when the achieved rate is at least 95% of the target and
-p99 create→ready is at most 1 s, where an NA that never became ready (deleted first, or
-still not ready at the end) counts as infinitely late: so at most 1% may miss. The search doubles the rate until it fails, then
-bisects. Reported per trial: achieved rates, latency percentiles, and the CPU seconds
+p99 create→ready is at most 1 s. Two readings of "p99", both reported for every trial:
+`strict` (the default for the search): an NA that never became ready (deleted first, or
+still not ready at the end) counts as infinitely late, so at most 1% may miss; `ready`:
+p99 over the NAs that became ready, as the driver's histogram (and the original's) has
+it, with the misses reported beside it. The search doubles the rate until it fails,
+then bisects. Reported per trial: achieved rates, latency percentiles, and the CPU seconds
 each process used (all share the machine's 2 cores).
 
 Shapes: `small` = many small networks (--num-nets 100 --top-net-size 10); `large` =
@@ -64,7 +67,7 @@ def p99_with_misses(run: Path) -> tuple[float, int]:
 
 
 def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, threads: int,
-          profile: str = "", profile_dir: Path | None = None) -> dict[str, Any]:  # fmt: skip
+          profile: str = "", profile_dir: Path | None = None, criterion: str = "strict") -> dict[str, Any]:  # fmt: skip
     d = tmp / f"{shape}-{rate:g}-{time.time_ns()}"
     d.mkdir()
     server = APIServerProcess(storage.replace("STATE", str(d)), d / "apiserver.log",
@@ -110,8 +113,11 @@ def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, thre
         s = json.loads((out / "summary.json").read_text())
         lat = s["latency_seconds"]["create_to_ready"]
         p99_all, missed = p99_with_misses(out)
-        holds = s["achieved_rate"] >= 0.95 * rate and p99_all <= 1.0
-        return {"shape": shape, "rate": rate, "holds": holds, "achieved_rate": s["achieved_rate"],
+        kept_up = s["achieved_rate"] >= 0.95 * rate
+        holds = {"strict": kept_up and p99_all <= 1.0, "ready": kept_up and (lat["p99"] or 99.0) <= 1.0}
+        return {"shape": shape, "rate": rate, "holds": holds[criterion], "holds_by": holds,
+                "achieved_rate": s["achieved_rate"],
+                "latency_seconds": s["latency_seconds"],
                 "p99_counting_misses": p99_all if p99_all != math.inf else None, "missed": missed,
                 "achieved_create_rate": s["achieved_create_rate"], "created": s["created"],
                 "never_ready": s["never_ready"], "create_to_ready": lat, "avg_peers": s["plan"]["avg_peers"],
@@ -124,19 +130,22 @@ def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, thre
 def show(t: dict[str, Any]) -> None:
     lat = t["create_to_ready"]
     cpu = ", ".join(f"{k} {v:.1f}" for k, v in t["cpu_seconds"].items())
-    print(f"  {t['shape']:5s} rate {t['rate']:7.0f}: {'HOLDS' if t['holds'] else 'fails'}  achieved "
+    by = t["holds_by"]
+    verdict = "/".join(f"{k} {'HOLDS' if v else 'fails'}" for k, v in by.items())
+    print(f"  {t['shape']:5s} rate {t['rate']:7.0f}: {verdict}  achieved "
           f"{t['achieved_rate']:7.1f} ops/s ({t['achieved_create_rate']:6.1f} creates/s), create→ready p50 "
           f"{(lat['p50'] or 0) * 1000:6.1f} ms p99 {(lat['p99'] or 0) * 1000:7.1f} ms (with misses "
           f"{'inf' if t['p99_counting_misses'] is None else format(t['p99_counting_misses'] * 1000, '.1f')} ms), "
           f"never ready {t['never_ready']}; CPU s: {cpu} (wall {t['wall_seconds']:.0f})", flush=True)  # fmt: skip
 
 
-def search(shape: str, start: float, seconds: float, tmp: Path, storage: str, threads: int) -> dict[str, Any]:
+def search(shape: str, start: float, seconds: float, tmp: Path, storage: str, threads: int,
+           criterion: str) -> dict[str, Any]:  # fmt: skip
     trials = []
     lo, hi = 0.0, None
     rate = start
     while hi is None:
-        t = trial(shape, rate, seconds, tmp, storage, threads)
+        t = trial(shape, rate, seconds, tmp, storage, threads, criterion=criterion)
         show(t)
         trials.append(t)
         if t["holds"]:
@@ -147,7 +156,7 @@ def search(shape: str, start: float, seconds: float, tmp: Path, storage: str, th
         if hi is None or hi - lo <= max(20, 0.08 * hi):
             break
         rate = (lo + hi) / 2 if lo else hi / 2
-        t = trial(shape, rate, seconds, tmp, storage, threads)
+        t = trial(shape, rate, seconds, tmp, storage, threads, criterion=criterion)
         show(t)
         trials.append(t)
         if t["holds"]:
@@ -155,7 +164,8 @@ def search(shape: str, start: float, seconds: float, tmp: Path, storage: str, th
         else:
             hi = rate
     best = max((t for t in trials if t["holds"]), key=lambda t: t["rate"], default=None)
-    return {"shape": shape, "best_rate": lo, "best_creations_per_s": lo / 2, "best": best, "trials": trials}
+    return {"shape": shape, "criterion": criterion, "best_rate": lo,
+            "best_creations_per_s": best["achieved_create_rate"] if best else 0.0, "best": best, "trials": trials}  # fmt: skip
 
 
 def main() -> int:
@@ -175,6 +185,12 @@ def main() -> int:
     )
     ap.add_argument("--rates", default="", help="comma-separated rates to run once each instead of a search")
     ap.add_argument("--profile-dir", type=Path, default=Path("."))
+    ap.add_argument(
+        "--criterion",
+        choices=["strict", "ready"],
+        default="strict",
+        help="which reading of p99 the search uses (both are reported)",
+    )
     args = ap.parse_args()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as d:
@@ -185,15 +201,18 @@ def main() -> int:
                 results[shape] = {"trials": []}
                 for rate in (float(r) for r in args.rates.split(",")):
                     t = trial(shape, rate, args.seconds, tmp, args.storage, args.threads, args.profile,
-                              args.profile_dir)  # fmt: skip
+                              args.profile_dir, args.criterion)  # fmt: skip
                     show(t)
                     results[shape]["trials"].append(t)
             shapes = []
         for shape in shapes:
             print(f"== {shape} networks: searching the highest rate that holds", flush=True)
-            r = search(shape, args.start, args.seconds, tmp, args.storage, args.threads)
+            r = search(shape, args.start, args.seconds, tmp, args.storage, args.threads, args.criterion)
             results[shape] = r
-            print(f"   {shape}: holds at {r['best_rate']:.0f} ops/s = {r['best_creations_per_s']:.0f} creations/s")
+            print(
+                f"   {shape}: holds ({args.criterion}) at --rate {r['best_rate']:.0f}: "
+                f"{r['best_creations_per_s']:.0f} creations/s achieved"
+            )
         if args.light:
             print("== light load: --rate 20", flush=True)
             light = [trial("small", 20, 30, tmp, args.storage, 1) for _ in range(3)]
