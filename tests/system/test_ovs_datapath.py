@@ -410,6 +410,16 @@ async def test_driver_run_with_ping_tests_over_three_hosts(cluster: Cluster) -> 
     assert tests["half_passed"] == tests["half"] and not tests["failed_names"], tests
     assert summary["never_ready"] == 0 and summary["ready"] == 8
     assert "ping tests:" in printed and "failed:" not in printed
+    # the tested-latency histograms (original names) counted every test
+    scraped = (out / "driver.metrics").read_text()
+
+    def count(metric: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in scraped.splitlines()
+                   if line.startswith(f"kos_driver_{metric}_count"))  # fmt: skip
+
+    assert count("attachment_create_to_tested_latency_seconds") == tests["full"]
+    assert count("attachment_ready_to_tested_latency_seconds") == tests["full"]
+    assert count("attachment_create_to_half_tested_latency_seconds") == tests["half"]
     # the cool-down deleted every NA, and RemoveNetNS every guest namespace of the run
     deadline = time.monotonic() + 10
     while f"{c.lab.prefix}-drv-" in ovslab.run("ip", "netns", "list"):
