@@ -19,11 +19,15 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from kos.apiserver.server import APIServer
+from kos.client.rest import Client
+from kos.testing.apiserver import running_apiserver
 
 PREFIX = "/apis/network.example.com/v1alpha1"
 START_TIMEOUT = 30.0
@@ -193,3 +197,16 @@ class Http:
 @pytest.fixture(scope="module")
 def http(apiserver: ApiserverProcess) -> Http:
     return Http(apiserver.url)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[APIServer]:
+    """An in-process apiserver (memory store) per test; modules that need other settings override it."""
+    async with running_apiserver() as s:
+        yield s
+
+
+@pytest.fixture
+async def client(server: APIServer) -> AsyncIterator[Client]:
+    async with Client(server.url) as c:
+        yield c

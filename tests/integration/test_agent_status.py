@@ -8,9 +8,7 @@ resourceVersion precondition), and also clears what a previous run left behind.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -23,23 +21,11 @@ from kos.apiserver.server import APIServer
 from kos.client.rest import Client
 from kos.controllers.manager import ControllerManager, Settings
 from kos.fabric.sim import SimFabric, SimNetwork
-from kos.testing.apiserver import running_apiserver
+from kos.testing.wait import eventually
 
 NS = "ns1"
 NODE = "n1"
 HOST_IP = "192.0.2.1"
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[APIServer]:
-    async with running_apiserver() as s:
-        yield s
-
-
-@pytest.fixture
-async def client(server: APIServer) -> AsyncIterator[Client]:
-    async with Client(server.url) as c:
-        yield c
 
 
 @pytest.fixture
@@ -56,18 +42,6 @@ async def start_agent(server: APIServer, fabric: SimFabric) -> tuple[ConnectionA
                             AgentMetricFamilies(CollectorRegistry()))  # fmt: skip
     await agent.start()
     return agent, client
-
-
-async def eventually(cond: Callable[[], Any], timeout: float = 8.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        r = cond()
-        if asyncio.iscoroutine(r):
-            r = await r
-        if r:
-            return
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 async def get(client: Client, name: str) -> NetworkAttachment:

@@ -10,21 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-
-import pytest
 
 from kos.apiserver.server import APIServer
-from kos.testing.apiserver import running_apiserver
 
 P = "/apis/network.example.com/v1alpha1"
 SUBNETS = f"{P}/namespaces/fp/subnets"
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[APIServer]:
-    async with running_apiserver() as s:
-        yield s
 
 
 def request(method: str, path: str, body: dict[str, object] | None = None, *, close: bool = False) -> bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,22 +15,10 @@ from kos.api.types import API_VERSION, IPLock, IPLockSpec, NetworkAttachment, Ne
 from kos.apiserver.server import APIServer
 from kos.client.rest import Client
 from kos.controllers.manager import ControllerManager, Settings
-from kos.testing.apiserver import running_apiserver
+from kos.testing.wait import eventually
 from kos.verify.invariants import address_violations
 
 NS = "ns1"
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[APIServer]:
-    async with running_apiserver() as s:
-        yield s
-
-
-@pytest.fixture
-async def client(server: APIServer) -> AsyncIterator[Client]:
-    async with Client(server.url) as c:
-        yield c
 
 
 async def start_cm(server: APIServer, **kw: Any) -> ControllerManager:
@@ -44,18 +32,6 @@ async def cm(server: APIServer) -> AsyncIterator[ControllerManager]:
     c = await start_cm(server)
     yield c
     await c.stop()
-
-
-async def eventually(cond: Callable[[], Any], timeout: float = 8.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        r = cond()
-        if asyncio.iscoroutine(r):
-            r = await r
-        if r:
-            return
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 def na(name: str, subnet: str = "s1", node: str = "n1") -> NetworkAttachment:

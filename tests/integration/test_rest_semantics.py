@@ -11,14 +11,9 @@ import pytest
 from kos.apiserver.server import APIServer
 from kos.testing.apiserver import running_apiserver
 from kos.testing.http import RawAPI, attachment, iplock, subnet
+from kos.testing.wait import eventually
 
 NS = "tenant-a"
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[APIServer]:
-    async with running_apiserver() as s:
-        yield s
 
 
 @pytest.fixture
@@ -266,13 +261,6 @@ async def test_delete_preconditions(api: RawAPI) -> None:
     assert ok.status == 200
 
 
-async def wait_until(cond: Any, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await cond():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
-
-
 async def test_gc_deletes_locks_of_deleted_attachment(api: RawAPI) -> None:
     na1 = (await api.post(NA, attachment("a1", "n", "s"))).body
     na2 = (await api.post(NA, attachment("a2", "n", "s"))).body
@@ -290,9 +278,9 @@ async def test_gc_deletes_locks_of_deleted_attachment(api: RawAPI) -> None:
     async def gone() -> bool:
         return await locks() == ["v1-5-10-0-0-3", "v1-5-10-0-0-4"]
 
-    await wait_until(gone)
+    await eventually(gone)
     shared = (await api.get(IPL + "/v1-5-10-0-0-4")).body
-    await wait_until(lambda: _refs(api, "v1-5-10-0-0-4", 1))
+    await eventually(lambda: _refs(api, "v1-5-10-0-0-4", 1))
     assert shared["metadata"]["name"] == "v1-5-10-0-0-4"
 
 
@@ -309,7 +297,7 @@ async def test_gc_removes_orphaned_dependents_created_after_owner_deletion(api: 
     async def gone() -> bool:
         return (await api.get(IPL + "/v1-5-10-0-0-2")).status == 404
 
-    await wait_until(gone)
+    await eventually(gone)
 
 
 async def test_orphan_and_foreground_propagation(api: RawAPI) -> None:
@@ -321,7 +309,7 @@ async def test_orphan_and_foreground_propagation(api: RawAPI) -> None:
     async def na_gone() -> bool:
         return (await api.get(NA + "/a1")).status == 404
 
-    await wait_until(na_gone)
+    await eventually(na_gone)
     lock = (await api.get(IPL + "/v1-5-10-0-0-2")).body
     assert "ownerReferences" not in lock["metadata"]
 
@@ -333,7 +321,7 @@ async def test_orphan_and_foreground_propagation(api: RawAPI) -> None:
     async def both_gone() -> bool:
         return (await api.get(NA + "/a2")).status == 404 and (await api.get(IPL + "/v1-5-10-0-0-3")).status == 404
 
-    await wait_until(both_gone)
+    await eventually(both_gone)
 
 
 async def test_subnet_conflict_admission(api: RawAPI) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -20,6 +18,7 @@ from kos.controllers.manager import ControllerManager, Settings
 from kos.controllers.metrics import SubnetValidatorMetrics
 from kos.controllers.subnet_validator import SubnetValidator
 from kos.testing.apiserver import running_apiserver
+from kos.testing.wait import eventually
 
 
 def sn(name: str, vni: int, block: str, ns: str = "ns1") -> Subnet:
@@ -33,29 +32,11 @@ async def server() -> AsyncIterator[APIServer]:
 
 
 @pytest.fixture
-async def client(server: APIServer) -> AsyncIterator[Client]:
-    async with Client(server.url) as c:
-        yield c
-
-
-@pytest.fixture
 async def validator(server: APIServer) -> AsyncIterator[ControllerManager]:
     cm = ControllerManager(Settings(server=server.url, controllers=("subnet-validator",), metrics_port=0))
     await cm.start()
     yield cm
     await cm.stop()
-
-
-async def eventually(cond: Callable[[], Any], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        r = cond()
-        if asyncio.iscoroutine(r):
-            r = await r
-        if r:
-            return
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 async def status(client: Client, name: str, ns: str = "ns1") -> tuple[bool, tuple[str, ...]]:

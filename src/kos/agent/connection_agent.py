@@ -51,10 +51,10 @@ from kos.api.types import (
     NetworkAttachmentErrors,
     exec_reports_equivalent,
 )
-from kos.client.controller import Retry, RetrySoon
+from kos.client.controller import Retry, RetrySoon, work
 from kos.client.informer import Informer
 from kos.client.rest import Client
-from kos.client.workqueue import ShutDown, WorkQueue
+from kos.client.workqueue import WorkQueue
 from kos.fabric.interface import DuplicateInterface, Fabric, FabricError, LocalNetIfc, RemoteNetIfc
 from kos.util.clock import REAL_CLOCK, Clock
 
@@ -292,27 +292,7 @@ class ConnectionAgent:
             await vn.informer.stop()
 
     async def _worker(self) -> None:
-        while True:
-            try:
-                key = await self.queue.get()
-            except ShutDown:
-                return
-            try:
-                await self.sync(key)
-            except asyncio.CancelledError:
-                self.queue.done(key)
-                raise
-            except RetrySoon as e:
-                self.queue.add_after(key, e.delay)
-            except (Retry, StatusError, FabricError) as e:
-                log.info("agent %s: %s: %s; retrying", self.node, key, e)
-                self.queue.add_rate_limited(key)
-            except Exception:
-                log.exception("agent %s: %s: sync failed", self.node, key)
-                self.queue.add_rate_limited(key)
-            else:
-                self.queue.forget(key)
-            self.queue.done(key)
+        await work(self.queue, self.sync, f"agent {self.node}", expected=(FabricError,))
 
     # --- sync --------------------------------------------------------------------------------
 

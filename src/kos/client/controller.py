@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kos.api.errors import StatusError
@@ -67,28 +68,44 @@ class Controller(abc.ABC):
             await inf.stop()
 
     async def _worker(self) -> None:
-        while True:
-            try:
-                key = await self.queue.get()
-            except ShutDown:
-                return
-            try:
-                await self.sync(key)
-            except asyncio.CancelledError:
-                self.queue.done(key)
-                raise
-            except RetrySoon as e:
-                log.debug("%s: %s: retrying soon: %s", self.name, key, e)
-                self.queue.add_after(key, e.delay)
-            except Retry as e:
-                log.debug("%s: %s: retrying: %s", self.name, key, e)
-                self.queue.add_rate_limited(key)
-            except StatusError as e:
-                log.info("%s: %s: %s; retrying", self.name, key, e)
-                self.queue.add_rate_limited(key)
-            except Exception:
-                log.exception("%s: %s: sync failed; retrying", self.name, key)
-                self.queue.add_rate_limited(key)
-            else:
-                self.queue.forget(key)
-            self.queue.done(key)
+        await work(self.queue, self.sync, self.name)
+
+
+async def work(
+    queue: WorkQueue[str],
+    sync: Callable[[str], Awaitable[None]],
+    name: str,
+    expected: tuple[type[BaseException], ...] = (),
+) -> None:
+    """One worker: take keys off `queue` and `sync` them until the queue shuts down.
+
+    A key is forgotten (its backoff reset) after a clean sync; `RetrySoon` comes back after its delay;
+    `Retry`, a server `StatusError` or one of the `expected` failures is retried with backoff; anything
+    else is logged with its traceback and retried with backoff too. Every controller and the agent use it.
+    """
+    retried: tuple[type[BaseException], ...] = (StatusError, *expected)
+    while True:
+        try:
+            key = await queue.get()
+        except ShutDown:
+            return
+        try:
+            await sync(key)
+        except asyncio.CancelledError:
+            queue.done(key)
+            raise
+        except RetrySoon as e:
+            log.debug("%s: %s: retrying soon: %s", name, key, e)
+            queue.add_after(key, e.delay)
+        except Retry as e:
+            log.debug("%s: %s: retrying: %s", name, key, e)
+            queue.add_rate_limited(key)
+        except retried as e:
+            log.info("%s: %s: %s; retrying", name, key, e)
+            queue.add_rate_limited(key)
+        except Exception:
+            log.exception("%s: %s: sync failed; retrying", name, key)
+            queue.add_rate_limited(key)
+        else:
+            queue.forget(key)
+        queue.done(key)
