@@ -93,7 +93,7 @@ def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, thre
         )  # fmt: skip
         if profile and profile_dir is not None:  # py-spy on one process while the driver runs (collapsed stacks)
             pid = drv.pid if profile == "driver" else procs[profile]
-            spy = subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--rate", "250", "--nonblocking",
+            spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--rate", "250", "--nonblocking",
                                     "--format", "raw", "-o", str(profile_dir / f"{shape}-{rate:g}-{profile}.txt")],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         t0 = time.monotonic()

@@ -30,9 +30,13 @@ def int_param(q: Any, name: str, default: int = 0) -> int:
     return int(v)
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1 << 16)
 def _parse_selectors(label: str, fields: str) -> tuple[LabelSelector, FieldSelector]:
-    """Parsed selectors are immutable and clients repeat theirs (each agent its own few): parse each once."""
+    """Parsed selectors are immutable and clients repeat theirs: parse each once.
+
+    An agent's per-VNI watches select on (VNI, its own node), so N nodes and V VNIs give up to N·V
+    distinct selectors; at 4,096 entries the driver's 100-node, 100-VNI runs missed and re-parsed.
+    """
     try:
         ls = parse_label_selector(label)
     except SelectorError as e:

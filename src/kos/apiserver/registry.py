@@ -303,7 +303,7 @@ class Registry:
                 if dry_run:
                     return self.cache.entry_for(prepared, 0)
                 rev = await self._store(self.store.create(self.key(namespace, name), codec.encode(prepared)))
-                return self.cache.entry_for(prepared, rev)
+                return self._written(self.cache.entry_for(prepared, rev))
             except KeyExists:
                 if generate:
                     continue
@@ -323,8 +323,14 @@ class Registry:
                 return self.cache.entry_for(obj, 0)
             key = self.key(obj.metadata.namespace, obj.metadata.name)
             rev = await self._store(self.store.create(key, codec.encode(obj)))
+            entry = self._written(self.cache.entry_for(obj, rev))
             await self.cacher.wait_for(rev, timeout=10.0)
-            return self.cache.entry_for(obj, rev)
+            return entry
+
+    def _written(self, entry: Entry) -> Entry:
+        """What this registry just stored, as the cache will hold it: handed on so the cache need not decode it."""
+        self.cacher.written(entry)
+        return entry
 
     @staticmethod
     async def _store(op: Awaitable[Any]) -> Any:
@@ -444,7 +450,7 @@ class Registry:
                     d = await self._store(self.store.delete(key, old.rev))
                     return self.cache.entry_for(new, d.revision)
                 rev = await self._store(self.store.update(key, codec.encode(new), old.rev))
-                return self.cache.entry_for(new, rev)
+                return self._written(self.cache.entry_for(new, rev))
             except RevisionMismatch as e:
                 if expected is not None:
                     raise self._conflict(name) from None
@@ -496,11 +502,11 @@ class Registry:
                     if req.dry_run:
                         return self.cache.entry_for(new, old.rev), False
                     rev = await self._store(self.store.update(key, codec.encode(new), old.rev))
-                    return self.cache.entry_for(new, rev), False
+                    return self._written(self.cache.entry_for(new, rev)), False
                 if req.dry_run:
                     return old, True
                 d = await self._store(self.store.delete(key, old.rev))
-                return old.at_revision(d.revision), True
+                return self._written(old.at_revision(d.revision)), True
             except RevisionMismatch as e:
                 await self.cacher.wait_for(e.current.mod_revision, timeout=10.0)
             except KeyNotFound:

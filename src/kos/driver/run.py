@@ -575,6 +575,7 @@ class Driver:
                 "create_to_addressed": stats([r.addressed - r.t_create for r in done]),
                 "create_to_ready": stats([r.ready - r.t_create for r in done]),
                 "addressed_to_implemented": stats([r.server_impl - r.server_address for r in done]),
+                "server_create_to_addressed": stats([r.server_address - r.server_spec for r in done]),
                 "server_create_to_ready": stats([r.server_impl - r.server_spec for r in done]),
             },
             "tests": self.test_summary(),
