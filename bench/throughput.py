@@ -121,7 +121,7 @@ def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, thre
                 "p99_counting_misses": p99_all if p99_all != math.inf else None, "missed": missed,
                 "achieved_create_rate": s["achieved_create_rate"], "created": s["created"],
                 "never_ready": s["never_ready"], "create_to_ready": lat, "avg_peers": s["plan"]["avg_peers"],
-                "cpu_seconds": cpu, "wall_seconds": wall}  # fmt: skip
+                "late_ops_percent": s["late_ops_percent"], "cpu_seconds": cpu, "wall_seconds": wall}  # fmt: skip
     finally:
         for p in (sim, cm, server):
             p.stop()
@@ -136,7 +136,8 @@ def show(t: dict[str, Any]) -> None:
           f"{t['achieved_rate']:7.1f} ops/s ({t['achieved_create_rate']:6.1f} creates/s), create→ready p50 "
           f"{(lat['p50'] or 0) * 1000:6.1f} ms p99 {(lat['p99'] or 0) * 1000:7.1f} ms (with misses "
           f"{'inf' if t['p99_counting_misses'] is None else format(t['p99_counting_misses'] * 1000, '.1f')} ms), "
-          f"never ready {t['never_ready']}; CPU s: {cpu} (wall {t['wall_seconds']:.0f})", flush=True)  # fmt: skip
+          f"never ready {t['never_ready']}, late ops {t['late_ops_percent']:.0f}%; CPU s: {cpu} "
+          f"(wall {t['wall_seconds']:.0f})", flush=True)  # fmt: skip
 
 
 def search(shape: str, start: float, seconds: float, tmp: Path, storage: str, threads: int,

@@ -461,12 +461,20 @@ class Registry:
 
     # --- delete ------------------------------------------------------------------------------
 
-    async def delete(self, namespace: str, name: str, req: DeleteRequest) -> tuple[Entry, bool]:
-        """Delete, or start deleting when finalizers remain; (object, whether it is gone)."""
+    async def delete(
+        self, namespace: str, name: str, req: DeleteRequest, *, from_cache: bool = False
+    ) -> tuple[Entry, bool]:
+        """Delete, or start deleting when finalizers remain; (object, whether it is gone).
+
+        A client's delete first brings the cache up to every acknowledged write, so it never misses
+        an object created a moment ago. `from_cache` skips that wait, for callers whose view *is* the
+        cache (the garbage collector): the store's revision precondition still makes a stale view
+        retry rather than delete the wrong version.
+        """
         key = self.key(namespace, name)
         ckey = f"{namespace}/{name}"
         for attempt in range(MAX_RETRIES):
-            if attempt == 0:
+            if attempt == 0 and not from_cache:
                 await self.cacher.sync()
             old = self.cache.get(ckey)
             if old is None:

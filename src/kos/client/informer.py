@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def _ignore(typ: str, old: Any, new: Any) -> None:
+    """A stopped informer's event handler."""
+
+
 class Informer(Generic[T]):
     def __init__(
         self,
@@ -79,6 +83,14 @@ class Informer(Generic[T]):
             self._task = asyncio.create_task(self.reflector.run(), name=f"informer-{self.reflector.name}")
 
     async def stop(self) -> None:
+        """Stop for good (a stopped informer is not started again).
+
+        Its references are cut here: the reflector calls back into this informer, and handlers close
+        over their owners, which hold the informer. Left as cycles, a stopped informer waits for the
+        cyclic garbage collector; an agent drops one per VNI that stops being relevant (in the driver's
+        small-network runs, about one per deleted NA), and collecting thousands of them stalled the
+        100 simulated agents for 40-100 ms every two seconds.
+        """
         if self._task is not None:
             self._task.cancel()
             try:
@@ -86,6 +98,10 @@ class Informer(Generic[T]):
             except (asyncio.CancelledError, Exception):
                 pass
             self._task = None
+        self._on_add.clear()
+        self._on_update.clear()
+        self._on_delete.clear()
+        self.reflector.on_event = _ignore
 
     def has_synced(self) -> bool:
         return self.reflector.synced.is_set()
