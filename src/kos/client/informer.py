@@ -22,6 +22,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def _drop_tracebacks(e: BaseException | None) -> None:
+    """The frames in a cancelled task's tracebacks (this informer's and its reflector's) hold them in cycles."""
+    while e is not None:
+        e.__traceback__ = None
+        e = e.__context__
+
+
 def _ignore(typ: str, old: Any, new: Any) -> None:
     """A stopped informer's event handler."""
 
@@ -95,8 +102,8 @@ class Informer(Generic[T]):
             self._task.cancel()
             try:
                 await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+            except (asyncio.CancelledError, Exception) as e:
+                _drop_tracebacks(e)
             self._task = None
         self._on_add.clear()
         self._on_update.clear()
