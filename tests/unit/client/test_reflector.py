@@ -179,7 +179,7 @@ async def test_a_stopped_informer_releases_its_handlers_owner_without_the_cycle_
     class Owner:  # like an agent's per-VNI state: its handlers close over it, and it holds the informer
         def __init__(self, inf: Informer[Any]) -> None:
             self.informer = inf
-            inf.add_handlers(on_add=lambda o: self.seen(o))
+            inf.add_handlers(on_add=self.seen)
 
         def seen(self, o: Any) -> None:
             pass
