@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from kos.api.errors import Conflict
 from kos.apiserver.server import APIServer
 from kos.testing.apiserver import running_apiserver
 from kos.testing.http import RawAPI, attachment, iplock, subnet
@@ -282,6 +283,35 @@ async def test_gc_deletes_locks_of_deleted_attachment(api: RawAPI) -> None:
     shared = (await api.get(IPL + "/v1-5-10-0-0-4")).body
     await eventually(lambda: _refs(api, "v1-5-10-0-0-4", 1))
     assert shared["metadata"]["name"] == "v1-5-10-0-0-4"
+
+
+async def test_gc_leaves_a_dependent_that_changed_after_it_was_judged(server: APIServer, api: RawAPI) -> None:
+    """The collector deletes from its own (cache) view, so the version it judged is the deletion's
+    precondition: a lock that gained a live owner in the store before the cache caught up is kept."""
+    from kos.api import codec
+    from kos.api.meta import OwnerReference
+
+    gc, cacher = server.gc, server.cacher
+    assert gc is not None and cacher is not None
+    await gc.stop()  # the test drives the collector by hand
+    na1 = (await api.post(NA, attachment("a1", "n", "s"))).body
+    na2 = (await api.post(NA, attachment("a2", "n", "s"))).body
+    assert (await api.post(IPL, iplock("v1-5-10-0-0-2", "s", na1))).status == 201
+    await api.delete(NA + "/a1")
+    await cacher.sync()
+    registry = server.registries["iplocks"]
+    judged = registry.cache.get(f"{NS}/v1-5-10-0-0-2")
+    assert judged is not None
+    live = OwnerReference(api_version="network.example.com/v1alpha1", kind="NetworkAttachment", name="a2",
+                          uid=na2["metadata"]["uid"])  # fmt: skip
+    changed = codec.replace_meta(judged.obj, resource_version="",
+                                 owner_references=(*judged.obj.metadata.owner_references, live))  # fmt: skip
+    await cacher.store.update(registry.key(NS, "v1-5-10-0-0-2"), codec.encode(changed), judged.rev)
+    assert registry.cache.get(f"{NS}/v1-5-10-0-0-2") is judged  # the cache has not seen the change yet
+    with pytest.raises(Conflict):
+        await gc._process(("iplocks", f"{NS}/v1-5-10-0-0-2"))
+    kept = (await api.get(IPL + "/v1-5-10-0-0-2")).body
+    assert [r["name"] for r in kept["metadata"]["ownerReferences"]] == ["a1", "a2"]
 
 
 async def _refs(api: RawAPI, name: str, n: int) -> bool:
