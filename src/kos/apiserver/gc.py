@@ -156,11 +156,11 @@ class GarbageCollector:
         if not dead:
             return
         if dead == {r.uid for r in meta.owner_references}:
-            # Without waiting for the cache to catch up: at 1,000 deletions/s that wait, one per
-            # dependent in this single task, let locks of deleted NAs outlive them by tens of ms,
-            # and the next NA in a full subnet waited for exactly that address.
-            # The resourceVersion precondition ties the deletion to the version judged here; a newer one
-            # (its owners changed) fails with Conflict, and its own event brings it back to this queue.
+            # From this view, without waiting for the cache to catch up (at 1,000 deletions/s that wait,
+            # once per dependent in this one task, let locks outlive their NAs by tens of ms, and the
+            # next NA in a full subnet waited for that address). The resourceVersion precondition ties
+            # the deletion to the version judged here: a newer one (its owners changed) fails with
+            # Conflict, and its own event brings it back to this queue.
             await registry.delete(ns, name, DeleteRequest(uid=meta.uid, resource_version=str(entry.rev)),
                                   from_cache=True)  # fmt: skip
             self.deleted += 1
