@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -65,15 +66,61 @@ async def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
         server2.stop()
 
 
-def test_one_server_per_file(tmp_path: Path) -> None:
-    storage = f"sqlite://{tmp_path / 'state.db'}"
-    server = APIServerProcess(storage, tmp_path / "a.log").wait_ready()
+def _second_server(storage: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kos", "apiserver", "--storage", storage, "--listen", "127.0.0.1:0"],
+        capture_output=True, text=True, timeout=30, check=False, cwd=cwd,
+    )  # fmt: skip
+
+
+async def test_one_server_per_file_by_identity_not_spelling(tmp_path: Path) -> None:
+    """A second server on the same file by any name is refused with one line and exit 2; no write is lost.
+
+    Before issue 10 a second server on a hard link or a symbolic link started; with the hard link
+    both kept their own -wal file of the same database and, after a restart, the first server's
+    acknowledged writes were gone.
+    """
+    data = tmp_path / "data"
+    db = data / "state.db"
+    server = APIServerProcess(f"sqlite://{db}", tmp_path / "a.log").wait_ready()
+    hard = data / "hard.db"
+    spellings = {
+        "same path": f"sqlite://{db}",
+        "relative path": "sqlite://data/state.db",
+        "dotted path": f"sqlite://{data}/../data/./state.db",
+        "symbolic link": f"sqlite://{data / 'link.db'}",
+        "hard link": f"sqlite://{hard}",
+        "symbolic link to the directory": f"sqlite://{tmp_path / 'dirlink' / 'state.db'}",
+    }
+    (data / "link.db").symlink_to(db)
+    (tmp_path / "dirlink").symlink_to(data, target_is_directory=True)
+    acked: dict[str, str] = {}
     try:
-        second = subprocess.run(
-            [sys.executable, "-m", "kos", "apiserver", "--storage", storage, "--listen", "127.0.0.1:0"],
-            capture_output=True, text=True, timeout=30, check=False,
-        )  # fmt: skip
-        assert second.returncode == 2
-        assert "in use by another kos apiserver" in second.stderr and str(server.proc.pid) in second.stderr
+        async with RawAPI(server.url) as api:
+            for i in range(50):
+                r = await api.post(NA, attachment(f"before-{i}", "node-1", "s"))
+                assert r.status == 201
+                acked[f"before-{i}"] = r.body["metadata"]["uid"]
+            os.link(db, hard)
+            for what, storage in spellings.items():
+                second = _second_server(storage, tmp_path)
+                lines = second.stderr.strip().splitlines()
+                assert second.returncode == 2, (what, second.stderr)
+                assert len(lines) == 1 and "in use by another kos apiserver" in lines[0], (what, second.stderr)
+                assert f"pid {server.proc.pid}" in lines[0], (what, lines[0])
+                r = await api.post(NA, attachment(f"after-{what.replace(' ', '-')}", "node-1", "s"))
+                assert r.status == 201
+                acked[r.body["metadata"]["name"]] = r.body["metadata"]["uid"]
+        server.kill()  # a crash: the committed writes may still be in the -wal file only
+        # two names for one database: refused even when nobody holds it, by either name
+        for storage in (f"sqlite://{db}", f"sqlite://{hard}"):
+            refused = _second_server(storage, tmp_path)
+            assert refused.returncode == 2 and "hard links" in refused.stderr, refused.stderr
+        hard.unlink()
+        server = APIServerProcess(f"sqlite://{data / 'link.db'}", tmp_path / "b.log").wait_ready()
+        async with RawAPI(server.url) as api:
+            items = (await api.get(NA)).body["items"]
+            stored = {i["metadata"]["name"]: i["metadata"]["uid"] for i in items}
+        assert stored == acked
     finally:
         server.stop()

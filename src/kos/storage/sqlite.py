@@ -7,8 +7,11 @@ while one batch commits, the next accumulates — so many writers share each fsy
 as etcd batches raft entries. All SQLite work runs on one dedicated thread; the
 event loop never blocks on disk.
 
-One server per file: an exclusive `flock` on `<path>.lock` is taken at open and
-held until close; a second server gets a clear error instead of corrupting state.
+One server per file, by the file's identity: an exclusive `flock` on the database
+file itself (its inode, whatever name reaches it) is taken at open and held until
+close, and SQLite opens the resolved name, so its `-wal`/`-shm` companions are the
+same whatever spelling was given; a second server gets a clear error instead of
+losing writes (`kos.storage.filelock` has why).
 
 Schema: `kv` holds the live keys; `log` holds every change (with the previous
 value) for watch replay after a restart, trimmed by compaction; `meta` holds the
@@ -22,14 +25,13 @@ import builtins
 import concurrent.futures
 import contextlib
 import dataclasses
-import fcntl
 import logging
-import os
 import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
 from kos.storage.eventlog import EventLog
+from kos.storage.filelock import HeldFile, StoreInUse, hold
 from kos.storage.interface import (
     Compacted,
     Deleted,
@@ -66,8 +68,7 @@ class _Op:
     future: asyncio.Future[Any]
 
 
-class StoreInUse(StoreError):
-    pass
+__all__ = ["SQLiteStore", "StoreInUse"]
 
 
 class SQLiteStore:
@@ -78,7 +79,7 @@ class SQLiteStore:
         self._sync = sync.upper()
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kos-sqlite")
         self._conn: sqlite3.Connection | None = None
-        self._lock_fd: int | None = None
+        self._held: HeldFile | None = None
         self._pending: builtins.list[_Op] = []
         self._committer: asyncio.Task[None] | None = None
         self._rev = 0  # owned by the sqlite thread
@@ -93,31 +94,25 @@ class SQLiteStore:
         return store
 
     async def _open(self) -> None:
-        directory = os.path.dirname(os.path.abspath(self._path))
-        os.makedirs(directory, exist_ok=True)
-        fd = os.open(self._path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        self._held = hold(self._path)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise StoreInUse(
-                f"{self._path} is in use by another kos apiserver (pid {holder}); only one server may use a file"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._lock_fd = fd
-        await self._run(self._open_db)
+            await self._run(self._open_db)
+        except BaseException as e:
+            await self._close_db()
+            if isinstance(e, sqlite3.Error):
+                raise StoreError(f"{self._path}: cannot open it as a kos SQLite database: {e}") from e
+            raise
         self._log = EventLog(revision=self._rev, capacity=self._history)
         self._log.floor = self._rev  # the in-memory log starts empty; older history comes from the table
 
     def _open_db(self) -> None:
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        assert self._held is not None
+        conn = sqlite3.connect(self._held.path, isolation_level=None, check_same_thread=False)
+        self._conn = conn
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={'FULL' if self._sync == 'FULL' else 'NORMAL'}")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.executescript(_SCHEMA)
-        self._conn = conn
         self._rev = self._meta("revision")
         self._compacted = self._meta("compacted")
 
@@ -317,16 +312,21 @@ class SQLiteStore:
         self._closed = True
         if self._log is not None:
             self._log.close()
+        await self._close_db()
+
+    async def _close_db(self) -> None:
+        """Close SQLite's connection, then release the file (in that order: see kos.storage.filelock)."""
 
         def _close() -> None:
             if self._conn is not None:
                 self._conn.close()
+                self._conn = None
 
         await asyncio.get_running_loop().run_in_executor(self._thread, _close)
         self._thread.shutdown(wait=True)
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        if self._held is not None:
+            self._held.release()
+            self._held = None
 
 
 def _prefix_end(prefix: str) -> str:
