@@ -254,6 +254,56 @@ async def test_finalizers_hold_deletion(api: RawAPI) -> None:
     assert (await api.get(NA + "/a1")).status == 404
 
 
+async def test_no_new_finalizers_once_deleting(api: RawAPI) -> None:
+    """kubernetes #32339: once deletion has started, finalizers can be removed but not added (422).
+
+    PUT, merge patch and JSON patch of the object are refused with Kubernetes' message and change
+    nothing; the status subresource ignores metadata (CRD status semantics), so a finalizer sent
+    there is not added either; removing the finalizers still completes the deletion.
+    """
+    await api.post(NA, attachment("d1", "n", "s", finalizers=["example.com/hold"]))
+    # before deletion, adding one is fine
+    added = await api.patch(NA + "/d1", {"metadata": {"finalizers": ["example.com/hold", "example.com/more"]}})
+    assert added.status == 200 and added.body["metadata"]["finalizers"] == ["example.com/hold", "example.com/more"]
+    d = await api.delete(NA + "/d1")
+    assert d.status == 202 and d.body["metadata"]["deletionTimestamp"]
+    before = (await api.get(NA + "/d1")).body
+    message = (
+        'NetworkAttachment.network.example.com "d1" is invalid: metadata.finalizers: Forbidden: no new finalizers'
+        ' can be added if the object is being deleted, found new finalizers []string{"example.com/new"}'
+    )
+    put_body = {**before, "metadata": {**before["metadata"], "finalizers": ["example.com/hold", "example.com/new"]}}
+    attempts = [
+        await api.put(NA + "/d1", put_body),
+        await api.patch(NA + "/d1", {"metadata": {"finalizers": ["example.com/hold", "example.com/new"]}}),
+        await api.patch(
+            NA + "/d1", [{"op": "add", "path": "/metadata/finalizers/-", "value": "example.com/new"}], kind="json"
+        ),
+        # a swap is an addition too
+        await api.patch(NA + "/d1", {"metadata": {"finalizers": ["example.com/new"]}}),
+    ]
+    for r in attempts:
+        assert r.status == 422 and r.body["reason"] == "Invalid", r.body
+        assert r.body["message"] == message
+        assert r.body["details"]["causes"] == [{
+            "reason": "FieldValueForbidden",
+            "message": "Forbidden: no new finalizers can be added if the object is being deleted, found new"
+                       ' finalizers []string{"example.com/new"}',
+            "field": "metadata.finalizers",
+        }]  # fmt: skip
+    assert (await api.get(NA + "/d1")).body == before  # nothing changed
+    # the status subresource keeps metadata as it is: the finalizer is not added
+    st = await api.patch(NA + "/d1/status", {"metadata": {"finalizers": ["example.com/hold", "example.com/new"]},
+                                              "status": {"hostIP": "192.0.2.1"}})  # fmt: skip
+    assert st.status == 200 and st.body["metadata"]["finalizers"] == ["example.com/hold", "example.com/more"]
+    # removing finalizers still works, one at a time and then the last
+    r = await api.patch(NA + "/d1", {"metadata": {"finalizers": ["example.com/hold"]}})
+    assert r.status == 200 and r.body["metadata"]["finalizers"] == ["example.com/hold"]
+    r = await api.patch(NA + "/d1", [{"op": "remove", "path": "/metadata/finalizers/0"}], kind="json")
+    assert r.status == 200
+    assert (await api.get(NA + "/d1")).status == 404
+
+
 async def test_delete_preconditions(api: RawAPI) -> None:
     o = (await api.post(NA, attachment("a1", "n", "s"))).body
     bad = await api.delete(NA + "/a1", {"preconditions": {"uid": "someone-else"}})

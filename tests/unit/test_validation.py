@@ -144,3 +144,33 @@ def test_invalid_error_message_shape() -> None:
     assert e.message.startswith('Subnet.network.example.com "s" is invalid: [spec.vni: Invalid value: 0:')
     assert [c.field for c in e.causes] == ["spec.vni", "spec.ipv4"]
     assert e.causes[0].reason == "FieldValueInvalid"
+
+
+def test_no_new_finalizers_once_deletion_started() -> None:
+    """apimachinery's ValidateNoNewFinalizers (kubernetes #32339): only removal once deletionTimestamp is set."""
+    import datetime
+
+    when = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+    meta = ObjectMeta(name="s", namespace="ns", finalizers=("example.com/a",))
+    deleting = ObjectMeta(name="s", namespace="ns", finalizers=("example.com/a",), deletion_timestamp=when)
+    grown = ObjectMeta(name="s", namespace="ns", finalizers=("example.com/z", "example.com/a", "example.com/b"),
+                       deletion_timestamp=when)  # fmt: skip
+    # before deletion: adding is fine
+    assert validation.validate_object_meta_update(grown, meta) == []
+    # once deletion started: adding is Forbidden, with Kubernetes' message (new ones sorted, Go's %#v)
+    errs = validation.validate_object_meta_update(grown, deleting)
+    assert [(e.type.reason, e.field) for e in errs] == [("FieldValueForbidden", "metadata.finalizers")]
+    assert str(errs[0]) == (
+        "metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new"
+        ' finalizers []string{"example.com/b", "example.com/z"}'
+    )
+    # replacing one by another is adding one
+    swapped = ObjectMeta(name="s", namespace="ns", finalizers=("example.com/b",), deletion_timestamp=when)
+    assert fields(validation.validate_object_meta_update(swapped, deleting)) == ["metadata.finalizers"]
+    # removing, keeping or reordering is fine
+    for kept in ((), ("example.com/a",)):
+        same = ObjectMeta(name="s", namespace="ns", finalizers=kept, deletion_timestamp=when)
+        assert validation.validate_object_meta_update(same, deleting) == []
+    # every kind's update validation applies it
+    old_sn, new_sn = subnet(**{"deletion_timestamp": when}), subnet(finalizers=("example.com/x",))
+    assert fields(validation.validate_subnet_update(new_sn, old_sn)) == ["metadata.finalizers"]

@@ -8,6 +8,7 @@ every object's metadata gets Kubernetes' ObjectMeta checks.
 
 from __future__ import annotations
 
+import json
 import re
 
 from kos.api import cidr, field, names
@@ -115,7 +116,33 @@ def validate_object_meta_update(new: ObjectMeta, old: ObjectMeta) -> list[FieldE
         errs.append(field.invalid("metadata.namespace", new.namespace, IMMUTABLE))
     if new.uid and new.uid != old.uid:
         errs.append(field.invalid("metadata.uid", new.uid, IMMUTABLE))
+    if old.deletion_timestamp is not None:
+        errs += no_new_finalizers(new.finalizers, old.finalizers)
     return errs
+
+
+def no_new_finalizers(new: tuple[str, ...], old: tuple[str, ...]) -> list[FieldError]:
+    """Once deletion has started, finalizers can only be removed (kubernetes #32339).
+
+    apimachinery's `ValidateNoNewFinalizers`, called from `ValidateObjectMetaUpdate` when the old
+    object has a deletionTimestamp; the message is Kubernetes' word for word, with the new
+    finalizers sorted and rendered as Go's `%#v` of a `[]string`.
+    """
+    extra = sorted(set(new) - set(old))
+    if not extra:
+        return []
+    rendered = "[]string{" + ", ".join(_go_quote(f) for f in extra) + "}"
+    return [
+        field.forbidden(
+            "metadata.finalizers",
+            f"no new finalizers can be added if the object is being deleted, found new finalizers {rendered}",
+        )
+    ]
+
+
+def _go_quote(s: str) -> str:
+    """A double-quoted string with escapes, as Go's %q writes one (JSON's escapes, which agree for names)."""
+    return json.dumps(s, ensure_ascii=False)
 
 
 # --- Subnet -------------------------------------------------------------------------------------
