@@ -28,8 +28,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import msgspec
+
 from kos.api.field import FieldError
-from kos.api.meta import Status, StatusCause, StatusDetails, status
+from kos.api.meta import ListMeta, Status, StatusCause, StatusDetails, status
 from kos.api.types import GROUP
 
 
@@ -37,18 +39,31 @@ class StatusError(Exception):
     code: ClassVar[int] = 500
     reason: ClassVar[str] = "InternalError"
 
-    def __init__(self, message: str, *, details: StatusDetails | None = None) -> None:
+    def __init__(self, message: str, *, details: StatusDetails | None = None, continue_token: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+        self.continue_token = continue_token
+        """`metadata.continue` of the Status: where a 410 for an expired continue token says to go on."""
 
     def to_status(self) -> Status:
-        return status(code=self.code, reason=self.reason, message=self.message, details=self.details)
+        st = status(code=self.code, reason=self.reason, message=self.message, details=self.details)
+        if self.continue_token:
+            st = msgspec.structs.replace(st, metadata=ListMeta(continue_=self.continue_token))
+        return st
+
+    def has_cause(self, reason: str) -> bool:
+        """Whether `details.causes` holds a cause with this reason (apimachinery's HasStatusCause)."""
+        return self.details is not None and any(c.reason == reason for c in self.details.causes)
 
     @staticmethod
     def from_status(status: Status) -> StatusError:
         cls = _BY_REASON.get(status.reason) or _BY_CODE.get(status.code) or StatusError
-        err = cls(status.message or f"status {status.code} {status.reason}", details=status.details)
+        err = cls(
+            status.message or f"status {status.code} {status.reason}",
+            details=status.details,
+            continue_token=status.metadata.continue_,
+        )
         if cls is StatusError:
             err.code = status.code  # type: ignore[misc]
             err.reason = status.reason or "Unknown"  # type: ignore[misc]
@@ -201,3 +216,29 @@ def invalid(kind: str, name: str, errors: list[FieldError]) -> Invalid:
             causes=tuple(StatusCause(reason=e.type.reason, message=e.body(), field=e.field) for e in errors),
         ),
     )
+
+
+RESOURCE_VERSION_TOO_LARGE = "ResourceVersionTooLarge"
+"""metav1.CauseTypeResourceVersionTooLarge: the cause that tells a client its resourceVersion is from the future."""
+
+
+def too_large_resource_version(wanted: int, current: int) -> Timeout:
+    """k8s.io/apiserver's storage.NewTooLargeResourceVersionError, retrying after 1 s as the cacher does.
+
+    504 Timeout whose `details.causes[0].reason` is `ResourceVersionTooLarge`: the server has not
+    reached `wanted` (a client's revision from before the store was replaced or restored, or from a
+    server further ahead). A reflector seeing it relists from the current state instead of retrying
+    the same revision (client-go's isTooLargeResourceVersionError; kubernetes #91073).
+    """
+    return Timeout(
+        f"Timeout: Too large resource version: {wanted}, current: {current}",
+        details=StatusDetails(
+            causes=(StatusCause(reason=RESOURCE_VERSION_TOO_LARGE, message="Too large resource version"),),
+            retry_after_seconds=1,
+        ),
+    )
+
+
+def is_too_large_resource_version(err: BaseException) -> bool:
+    """apimachinery's storage.IsTooLargeResourceVersion: a 504 Timeout with the ResourceVersionTooLarge cause."""
+    return isinstance(err, Timeout) and err.has_cause(RESOURCE_VERSION_TOO_LARGE)

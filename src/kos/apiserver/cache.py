@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 from sortedcontainers import SortedDict
 
-from kos.api import codec
+from kos.api import codec, errors
 from kos.api.errors import Expired, Gone, ServiceUnavailable, Timeout
 from kos.api.resources import ALL as ALL_RESOURCES
 from kos.api.resources import Resource
@@ -412,11 +412,9 @@ class Cacher:
         try:
             await fut
         except TimeoutError:
-            raise Timeout(
-                f"Too large resource version: {rev}, current: {self.revision}"
-                if rev > self.revision
-                else "timed out waiting for the watch cache"
-            ) from None
+            if rev > self.revision:
+                raise errors.too_large_resource_version(rev, self.revision) from None
+            raise Timeout("timed out waiting for the watch cache") from None
         finally:
             timer.cancel()
 

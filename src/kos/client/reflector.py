@@ -7,8 +7,14 @@ and the last seen revision forward; bookmarks move the revision forward too.
 When the watch ends or the connection breaks, watch again from the last seen
 revision (nothing is missed, nothing repeated). When the server answers 410
 (that history is gone), list again and *replace* the store: objects that vanished
-meanwhile are reported deleted with their last known state. Failures back off
-exponentially with jitter.
+meanwhile are reported deleted with their last known state. The same when the
+server answers 504 with the cause `ResourceVersionTooLarge`: our revision is
+ahead of the server's, as after the server restarted on a fresh store (memory://)
+or on an etcd restored from a backup; retrying that revision would wait forever,
+so list again from the current state (client-go's isTooLargeResourceVersionError,
+kubernetes #91073). Lists are always consistent reads (resourceVersion unset), so
+the relist cannot be too large itself. Other failures back off exponentially with
+jitter.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Generic, Protocol, TypeVar
 
-from kos.api.errors import Gone, InternalError, ServiceUnavailable, StatusError
+from kos.api.errors import Gone, InternalError, ServiceUnavailable, StatusError, is_too_large_resource_version
 from kos.client.indexer import Indexer, key_of
 from kos.client.rest import ADDED, BOOKMARK, DELETED, MODIFIED, WatchEvent
 from kos.util.clock import REAL_CLOCK, Clock
@@ -86,6 +92,8 @@ class Reflector(Generic[T]):
         self.resource_version = ""
         self.synced = asyncio.Event()
         self.relists = 0
+        self.too_large_relists = 0
+        """Relists because the server had not reached our revision (a replaced or restored store)."""
 
     async def run(self) -> None:
         need_list = True
@@ -116,6 +124,14 @@ class Reflector(Generic[T]):
                 log.info("%s: resourceVersion %s is too old; listing again", self.name, self.resource_version)
                 need_list = True
             except StatusError as e:
+                if is_too_large_resource_version(e):
+                    log.info(
+                        "%s: resourceVersion %s is ahead of the server (%s); listing again",
+                        self.name, self.resource_version, e,
+                    )  # fmt: skip
+                    need_list = True
+                    self.too_large_relists += 1
+                    continue
                 delay = backoff * (0.5 + random.random())
                 log.info("%s: watch failed (%s); retrying in %.2fs", self.name, e, delay)
                 await self.clock.sleep(delay)

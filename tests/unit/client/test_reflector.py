@@ -7,8 +7,9 @@ from typing import Any
 
 import msgspec
 
-from kos.api.errors import Expired, ServiceUnavailable
-from kos.api.meta import ObjectMeta
+from kos.api import errors
+from kos.api.errors import Expired, ServiceUnavailable, StatusError, Timeout
+from kos.api.meta import ObjectMeta, Status
 from kos.api.types import NetworkAttachment, NetworkAttachmentSpec
 from kos.client.informer import Informer
 from kos.client.rest import BOOKMARK, WatchEvent
@@ -98,6 +99,41 @@ async def test_gone_mid_watch_relists_and_reports_what_changed_meanwhile() -> No
     ]  # fmt: skip
     assert lw.watch_calls == ["3", "7"]
     assert sorted((o.metadata.name, o.spec.node) for o in inf.lister.list()) == [("a", "n2"), ("c", "n3"), ("d", "n1")]
+
+
+async def test_too_large_resource_version_relists_from_the_current_state() -> None:
+    """kubernetes #91073: the server restarted on a fresh store, at a revision below ours.
+
+    Watching from our revision gets 504 with the cause ResourceVersionTooLarge; retrying it would
+    wait forever, so the reflector lists again (consistent) and reports what the new store holds.
+    """
+    lw = ScriptedListWatch()
+    lw.list_results = [
+        ([na("a", rv=30), na("b", rv=40)], 40),
+        ([na("x", rv=1), na("a", "n9", rv=2)], 2),  # the fresh store: b is gone, a was re-created
+    ]
+    too_large = errors.too_large_resource_version(40, 2)
+    # the cause survives the wire: what a client decodes from the Status is recognised too
+    over_the_wire = StatusError.from_status(
+        msgspec.json.decode(msgspec.json.encode(too_large.to_status()), type=Status)
+    )
+    lw.step(then=over_the_wire)
+    inf, rec = informer(lw)
+    await run_until_exhausted(lw, inf)
+    assert lw.list_calls == 2
+    assert lw.watch_calls == ["40", "2"]
+    assert inf.reflector.too_large_relists == 1
+    assert rec.events[2:] == [("delete", "b", "n1"), ("add", "x", "n1"), ("update", "a", "n9")]
+    assert sorted(o.metadata.name for o in inf.lister.list()) == ["a", "x"]
+
+
+async def test_a_timeout_without_the_cause_retries_the_same_revision() -> None:
+    lw = ScriptedListWatch()
+    lw.list_results = [([na("a", rv=5)], 5)]
+    lw.step(then=Timeout("timed out waiting for the watch cache"))
+    inf, _ = informer(lw)
+    await run_until_exhausted(lw, inf)
+    assert lw.list_calls == 1 and lw.watch_calls == ["5", "5"]
 
 
 async def test_unchanged_objects_are_not_reported_again_after_a_relist() -> None:
