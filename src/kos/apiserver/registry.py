@@ -184,6 +184,9 @@ class Registry:
             if rv and rv != "0":
                 raise BadRequest("specifying resourceVersion is not allowed when using continue")
             snap_rev, after_key = _decode_continue(opts.continue_token)
+            if snap_rev == CONTINUE_AT_LATEST:  # the token of a 410: go on from the current state
+                await self.cacher.sync()
+                return await self._list_at(namespace, opts, self.cacher.revision, after_key)
             if snap_rev > self.cacher.revision:
                 raise BadRequest(
                     f"invalid continue token: it names revision {snap_rev}, which this server has not reached; use the"
@@ -208,9 +211,7 @@ class Registry:
         except errors.Expired:
             if opts.continue_token:
                 raise errors.Expired(
-                    "The provided continue parameter is too old to display a consistent list result. You can start"
-                    " a new list without the continue parameter, or use the continue token in this response to"
-                    " retrieve the remainder of the results."
+                    INCONSISTENT_CONTINUE, continue_token=_encode_continue(CONTINUE_AT_LATEST, after_key)
                 ) from None
             raise
         out = []
@@ -537,6 +538,23 @@ class _Precondition(Exception):
     pass
 
 
+CONTINUE_AT_LATEST = -1
+"""The revision of a continue token that goes on from the current state (etcd3 store's continueRV < 0)."""
+
+INCONSISTENT_CONTINUE = (
+    "The provided continue parameter is too old to display a consistent list result. You can start a new list"
+    " without the continue parameter, or use the continue token in this response to retrieve the remainder of"
+    " the results. Continuing with the provided token results in an inconsistent list - objects that were"
+    " created, modified, or deleted between the time the first chunk was returned and now may show up in the"
+    " list."
+)
+"""k8s.io/apiserver etcd3 store's `inconsistentContinue`: the 410 for an expired continue token (kubernetes #66981).
+
+Its Status carries, in `metadata.continue`, a token that lists the rest of the keys from the current
+revision (`handleCompactedErrorForPaging`); the pages after it are consistent with that revision.
+"""
+
+
 def _encode_continue(rev: int, last_key: str) -> str:
     raw = msgspec.json.encode({"v": "meta.k8s.io/v1", "rv": rev, "start": last_key})
     return base64.urlsafe_b64encode(raw).decode()
@@ -546,7 +564,7 @@ def _decode_continue(token: str) -> tuple[int, str]:
     try:
         raw = msgspec.json.decode(base64.urlsafe_b64decode(token.encode()))
         rev, start = int(raw["rv"]), str(raw["start"])
-        if raw.get("v") != "meta.k8s.io/v1" or rev < 0:
+        if raw.get("v") != "meta.k8s.io/v1" or rev < CONTINUE_AT_LATEST:
             raise ValueError
     except (binascii.Error, ValueError, KeyError, TypeError, msgspec.DecodeError):
         raise BadRequest(f"invalid continue token {token!r}: use the token from a previous list response") from None

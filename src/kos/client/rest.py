@@ -19,7 +19,7 @@ import aiohttp
 import msgspec
 
 from kos.api import codec
-from kos.api.errors import ServiceUnavailable, StatusError
+from kos.api.errors import Expired, ServiceUnavailable, StatusError
 from kos.api.meta import Status, status
 from kos.api.resources import BY_TYPE, Resource
 from kos.api.types import API_VERSION, Object
@@ -202,8 +202,17 @@ class Client:
         resource_version: str = "",
         resource_version_match: str = "",
         limit: int = 0,
+        inconsistent_ok: bool = False,
     ) -> tuple[list[T], str]:
-        """All matching objects (following `continue` when paging) and the list's resourceVersion."""
+        """All matching objects (following `continue` when paging) and the list's resourceVersion.
+
+        When the server no longer has the snapshot the pages come from (410 Expired on a continue
+        token), the result must still be one snapshot, so everything is listed again in one request,
+        as client-go's pager does (`FullListIfExpired`). With `inconsistent_ok`, the listing goes on
+        instead with the token the 410 carries (kube-apiserver's "inconsistent continue", kubernetes
+        #66981): the rest of the keys as they are now — objects changed since the first page may show
+        up — and the resourceVersion returned is the one the remaining pages were served at.
+        """
         res = BY_TYPE[cls]
         params: dict[str, str] = {}
         if label_selector:
@@ -214,13 +223,26 @@ class Client:
             params["resourceVersion"] = resource_version
         if resource_version_match:
             params["resourceVersionMatch"] = resource_version_match
+        first = dict(params)
         if limit:
             params["limit"] = str(limit)
         items: list[T] = []
         rv = ""
         dec = self._decoder(_List[cls])  # type: ignore[valid-type]
         while True:
-            data = await self._request("GET", self.path(res, namespace), params=params)
+            try:
+                data = await self._request("GET", self.path(res, namespace), params=params)
+            except Expired as e:
+                if "continue" not in params:
+                    raise
+                if inconsistent_ok and e.continue_token:
+                    log.info("list of %s: %s; going on from the current state", res.plural, e.message)
+                    params["continue"] = e.continue_token
+                    rv = ""  # the remaining pages come from a newer snapshot
+                    continue
+                log.info("list of %s: the snapshot of its first page expired; listing everything again", res.plural)
+                items, rv, params = [], "", dict(first)
+                continue
             page = dec.decode(data)
             items.extend(page.items)
             self.list_objects_received += len(page.items)
