@@ -1,9 +1,10 @@
 """Discovery, `/version` and `/openapi/v2`: what kubectl and the Kubernetes clients read first.
 
 Served from the resource table. The OpenAPI document describes each kind's
-schema (derived from the msgspec types, so it cannot drift from them) and its
-operations, including the `fieldValidation` parameter that tells kubectl to let
-the server validate fields rather than validating on the client.
+schema (derived from the msgspec types, so it cannot drift from them, with every
+field's description from `kos.api.descriptions`, so `kubectl explain` explains)
+and its operations, including the `fieldValidation` parameter that tells kubectl
+to let the server validate fields rather than validating on the client.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import msgspec
 
 from kos import __version__
+from kos.api import descriptions
 from kos.api import meta as api_meta
 from kos.api.resources import ALL, Resource
 from kos.api.types import API_VERSION, GROUP, VERSION
@@ -94,49 +96,120 @@ def version_info() -> dict[str, Any]:
 # --- OpenAPI ------------------------------------------------------------------------------------
 
 
-def _schema_of(t: Any, defs: dict[str, Any], ref_prefix: str) -> dict[str, Any]:
-    origin = typing.get_origin(t)
-    if origin in (types.UnionType, typing.Union):
-        args = [a for a in typing.get_args(t) if a is not type(None)]
-        return _schema_of(args[0], defs, ref_prefix) if len(args) == 1 else {}
-    if t is str:
-        return {"type": "string"}
-    if t is bool:
-        return {"type": "boolean"}
-    if t is int:
-        return {"type": "integer", "format": "int64"}
-    if t is datetime.datetime:
-        return {"type": "string", "format": "date-time"}
-    if origin is list:
-        (item,) = typing.get_args(t)
-        return {"type": "array", "items": _schema_of(item, defs, ref_prefix)}
-    if origin is dict:
-        _, value = typing.get_args(t)
-        return {"type": "object", "additionalProperties": _schema_of(value, defs, ref_prefix)}
-    if isinstance(t, type) and issubclass(t, msgspec.Struct):
+_META = "io.k8s.apimachinery.pkg.apis.meta.v1."
+
+
+class _Schemas:
+    """JSON schemas of the API types, derived from the msgspec types and described from `kos.api.descriptions`.
+
+    Every field gets its real type: lists are arrays of typed items (with their Kubernetes list type),
+    nested structs are references to their own definitions, and every field and type carries its
+    description — what `kubectl explain` shows. A field whose type has no schema is an error here rather
+    than a free-form object in the document. In OpenAPI v2 a described reference carries its description
+    beside `$ref`; in v3, where `$ref` admits no siblings, it is wrapped in `allOf` (as kube-apiserver does).
+    """
+
+    def __init__(self, defs: dict[str, Any], ref_prefix: str, *, v3: bool) -> None:
+        self.defs = defs
+        self.prefix = ref_prefix
+        self.v3 = v3
+
+    def ref(self, t: type) -> dict[str, Any]:
         name = _def_name(t)
-        if name not in defs:
-            defs[name] = {}  # placeholder against recursion
-            props: dict[str, Any] = {}
-            required: list[str] = []
-            hints = typing.get_type_hints(t)
-            for f in msgspec.structs.fields(t):
-                props[f.encode_name] = _schema_of(hints[f.name], defs, ref_prefix)
-                if f.required:
-                    required.append(f.encode_name)
-            d: dict[str, Any] = {"type": "object", "properties": props}
-            if t.__doc__ and not t.__doc__.startswith(t.__name__ + "("):
-                d["description"] = t.__doc__.strip().splitlines()[0]
-            if required:
-                d["required"] = required
-            defs[name] = d
-        return {"$ref": f"{ref_prefix}{name}"}
-    return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        if name not in self.defs:
+            self.defs[name] = {}  # placeholder against recursion
+            self.defs[name] = self._struct(t)
+        return {"$ref": f"{self.prefix}{name}"}
+
+    def _struct(self, t: type) -> dict[str, Any]:
+        owner = t.__name__
+        props: dict[str, Any] = {}
+        required: list[str] = []
+        hints = typing.get_type_hints(t)
+        for f in msgspec.structs.fields(t):
+            props[f.encode_name] = self.field(owner, f.encode_name, hints[f.name])
+            if f.required:
+                required.append(f.encode_name)
+        d: dict[str, Any] = {"type": "object", "properties": props}
+        if owner in descriptions.TYPES:
+            d["description"] = descriptions.TYPES[owner]
+        if required:
+            d["required"] = required
+        return d
+
+    def field(self, owner: str, name: str, t: Any) -> dict[str, Any]:
+        schema = self._schema(t, owner, name)
+        if schema.get("type") == "array":
+            schema.update(descriptions.LIST_TYPES.get((owner, name), {"x-kubernetes-list-type": "atomic"}))
+        if (owner, name) in descriptions.FORMATS:
+            schema["format"] = descriptions.FORMATS[owner, name]
+        desc = descriptions.FIELDS.get(owner, {}).get(name)
+        if desc is None:
+            return schema
+        if "$ref" in schema:
+            return {"allOf": [schema], "description": desc} if self.v3 else {**schema, "description": desc}
+        return {**schema, "description": desc}
+
+    def _schema(self, t: Any, owner: str, name: str) -> dict[str, Any]:
+        origin = typing.get_origin(t)
+        if origin in (types.UnionType, typing.Union):
+            args = [a for a in typing.get_args(t) if a is not type(None)]
+            if len(args) != 1:
+                raise TypeError(f"{owner}.{name}: no OpenAPI schema for the union {t}")
+            return self._schema(args[0], owner, name)
+        if t is str:
+            return {"type": "string"}
+        if t is bool:
+            return {"type": "boolean"}
+        if t is int:
+            return {"type": "integer", "format": "int64"}
+        if t is datetime.datetime:
+            return {"type": "string", "format": "date-time"}
+        if origin in (list, tuple):
+            item = typing.get_args(t)
+            if origin is tuple and (len(item) != 2 or item[1] is not Ellipsis):
+                raise TypeError(f"{owner}.{name}: no OpenAPI schema for the fixed-length tuple {t}")
+            return {"type": "array", "items": self._schema(item[0], owner, name)}
+        if origin is dict:
+            _, value = typing.get_args(t)
+            return {"type": "object", "additionalProperties": self._schema(value, owner, name)}
+        if isinstance(t, type) and issubclass(t, msgspec.Struct):
+            return self.ref(t)
+        if (owner, name) == ("ObjectMeta", "managedFields"):  # kept as raw JSON, described as Kubernetes does
+            return self._managed_fields_entry()
+        raise TypeError(f"{owner}.{name}: no OpenAPI schema for {t!r}")
+
+    def _managed_fields_entry(self) -> dict[str, Any]:
+        fields_v1 = _META + "FieldsV1"
+        self.defs[fields_v1] = {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": True,  # a trie of field paths: free-form by design
+            "description": descriptions.TYPES["FieldsV1"],
+        }
+        entry = _META + "ManagedFieldsEntry"
+        docs = descriptions.FIELDS["ManagedFieldsEntry"]
+        time_ = {"type": "string", "format": "date-time"}
+        props: dict[str, Any] = {
+            n: {"type": "string", "description": docs[n]}
+            for n in ("manager", "operation", "apiVersion", "fieldsType", "subresource")
+        }
+        props["time"] = {**time_, "description": docs["time"]}
+        ref = {"$ref": f"{self.prefix}{fields_v1}"}
+        props["fieldsV1"] = (
+            {"allOf": [ref], "description": docs["fieldsV1"]} if self.v3 else {**ref, "description": docs["fieldsV1"]}
+        )
+        self.defs[entry] = {"type": "object", "description": descriptions.TYPES["ManagedFieldsEntry"],
+                            "properties": props}  # fmt: skip
+        return {"$ref": f"{self.prefix}{entry}"}
+
+
+_KUBERNETES_TYPES = {api_meta.ObjectMeta, api_meta.ListMeta, api_meta.OwnerReference}
+"""Kubernetes' own types, named as kube-apiserver names them; the rest (extendedMetadata too) are kos's."""
 
 
 def _def_name(t: type) -> str:
-    if t.__module__ == api_meta.__name__:
-        return f"io.k8s.apimachinery.pkg.apis.meta.v1.{t.__name__}"
+    if t in _KUBERNETES_TYPES:
+        return f"{_META}{t.__name__}"
     return f"com.example.network.{VERSION}.{t.__name__}"
 
 
@@ -192,12 +265,12 @@ def _path_params(path: str) -> list[str]:
 
 def openapi_v2() -> dict[str, Any]:
     defs: dict[str, Any] = {}
-    prefix = "#/definitions/"
+    schemas = _Schemas(defs, "#/definitions/", v3=False)
     paths: dict[str, Any] = {}
     for r in ALL:
-        obj_ref = _schema_of(r.object_type, defs, prefix)
+        obj_ref = schemas.ref(r.object_type)
         defs[_def_name(r.object_type)]["x-kubernetes-group-version-kind"] = [_gvk(r)]
-        _schema_of(r.list_type, defs, prefix)
+        schemas.ref(r.list_type)
         defs[_def_name(r.list_type)]["x-kubernetes-group-version-kind"] = [_gvk(r, r.list_kind)]
         for path, method, action, op_id, params, body in _operations(r):
             item = paths.setdefault(path, {})
@@ -224,12 +297,12 @@ def openapi_v2() -> dict[str, Any]:
 def openapi_v3() -> dict[str, Any]:
     """The OpenAPI 3.0 document of network.example.com/v1alpha1 (what kubectl reads for field validation)."""
     schemas: dict[str, Any] = {}
-    prefix = "#/components/schemas/"
+    gen = _Schemas(schemas, "#/components/schemas/", v3=True)
     paths: dict[str, Any] = {}
     for r in ALL:
-        obj_ref = _schema_of(r.object_type, schemas, prefix)
+        obj_ref = gen.ref(r.object_type)
         schemas[_def_name(r.object_type)]["x-kubernetes-group-version-kind"] = [_gvk(r)]
-        _schema_of(r.list_type, schemas, prefix)
+        gen.ref(r.list_type)
         schemas[_def_name(r.list_type)]["x-kubernetes-group-version-kind"] = [_gvk(r, r.list_kind)]
         for path, method, action, op_id, params, body in _operations(r):
             item = paths.setdefault(path, {})
