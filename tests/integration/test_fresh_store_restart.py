@@ -33,12 +33,26 @@ def sn(name: str, vni: int) -> Subnet:
 
 
 async def test_a_future_resource_version_is_504_with_the_cause_kube_apiserver_gives() -> None:
+    """A revision the store has never reached is refused at once, with kube-apiserver's Status.
+
+    kube-apiserver waits up to 3 s first; a revision above the store's own cannot come (the client
+    has it from a replaced store), and while a watch waited the new store could pass it and the
+    watch would be accepted, skipping what the new store held before. Nothing is left waiting.
+    """
     async with running_apiserver() as server, RawAPI(server.url) as api:
         path = RawAPI.path("subnets", NS)
-        replies = await asyncio.gather(
-            api.get(path, params={"resourceVersion": "999"}),
-            api.get(path, params={"watch": "1", "resourceVersion": "999"}),
+        assert server.cacher is not None
+        replies = await asyncio.wait_for(
+            asyncio.gather(
+                api.get(path, params={"resourceVersion": "999"}),
+                api.get(path, params={"resourceVersion": "999", "resourceVersionMatch": "NotOlderThan"}),
+                api.get(path, params={"resourceVersion": "999", "resourceVersionMatch": "Exact"}),
+                api.get(path + "/x", params={"resourceVersion": "999"}),
+                api.get(path, params={"watch": "1", "resourceVersion": "999"}),
+            ),
+            timeout=2.5,  # a liveness bound: well below the 3 s a cache that lags would be waited for
         )
+        assert not server.cacher._waiters
         for r in replies:
             assert r.status == 504, r.body
             assert r.headers.get("Retry-After") == "1"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from kos.api.meta import ObjectMeta
-from kos.api.types import NetworkAttachment, NetworkAttachmentSpec, Subnet, SubnetSpec
+from kos.api.types import IPLock, NetworkAttachment, NetworkAttachmentSpec, Subnet, SubnetSpec
 from kos.client.rest import Client
 from kos.testing.process import APIServerProcess, KosProcess, free_port
 from kos.testing.wait import eventually
@@ -45,22 +45,32 @@ async def addressed(client: Client, names: list[str]) -> bool:
 async def test_controller_manager_recovers_after_the_apiserver_restarts_on_a_fresh_store(tmp_path: Path) -> None:
     port, cm_port = free_port(), free_port()
     server = APIServerProcess("memory://", tmp_path / "apiserver-1.log", port=port,
-                              extra=["--log-level", "warning"]).wait_ready()  # fmt: skip
+                              extra=["--log-level", "warning", "--bookmark-interval", "0.1"]).wait_ready()  # fmt: skip
     cm = KosProcess(["controller-manager", "--server", server.url, "--metrics-listen", f"127.0.0.1:{cm_port}",
                      "--log-level", "info"], tmp_path / "cm.log")  # fmt: skip
     try:
         cm.wait_http(f"http://127.0.0.1:{cm_port}/healthz")
         async with Client(server.url) as client:
-            await client.create(sn("before", 300))
+            await client.create(sn("net", 300))
             names = [f"a{i}" for i in range(15)]
             for n in names:
-                await client.create(na(n, "before"))
+                await client.create(na(n, "net"))
             await eventually(lambda: addressed(client, names), timeout=30, interval=0.1)
-            # the last event of every kind the manager watches is now far above what the new store will
-            # reach (a client whose revision the new store has already passed cannot tell that the store
-            # was replaced — nor can a Kubernetes client; etcd restores bump the revision for that reason)
-            await client.patch(Subnet, NS, "before", {"metadata": {"labels": {"touched": "yes"}}})
+            # The attachments go (their locks with them) before the restart: a manager still believing in
+            # attachments of the old store would keep taking addresses for them in the new one, a write storm
+            # that soon carries the new store past every stale revision (see below).
+            for n in names:
+                await client.delete(NetworkAttachment, NS, n)
+
+            async def no_locks() -> bool:
+                return not (await client.list(IPLock, NS))[0]
+
+            await eventually(no_locks, timeout=30, interval=0.1)
+            # bookmarks bring every informer of the manager to the latest revision, far above what the new
+            # store will reach: a client whose revision a new store has already passed cannot tell that the
+            # store was replaced (nor can a Kubernetes client: etcd restores bump the revision for that)
             _, stale = await client.list(Subnet, NS)
+            await asyncio.sleep(1.0)
 
         server.kill()  # the store goes with it
         await asyncio.sleep(0.5)  # the controller manager notices its watches broke
@@ -68,16 +78,20 @@ async def test_controller_manager_recovers_after_the_apiserver_restarts_on_a_fre
                                   extra=["--log-level", "warning"]).wait_ready()  # fmt: skip
         t0 = time.monotonic()
         async with Client(server.url) as client:
-            created = await client.create(sn("after", 301))
-            await client.create(na("b0", "after"))
+            # the same objects again in the new store, and new ones
+            created = await client.create(sn("net", 300))
+            await client.create(sn("other", 301))
+            again = ["a0", "a1", "b0"]
+            for n, subnet in zip(again, ["net", "net", "other"], strict=True):
+                await client.create(na(n, subnet))
             assert int(created.metadata.resource_version) < int(stale)
 
             async def validated() -> bool:
-                s = await client.get(Subnet, NS, "after")
-                return s.status.validated
+                subnets, _ = await client.list(Subnet, NS)
+                return len(subnets) == 2 and all(s.status.validated for s in subnets)
 
             await eventually(validated, timeout=30, interval=0.1)
-            await eventually(lambda: addressed(client, ["b0"]), timeout=30, interval=0.1)
+            await eventually(lambda: addressed(client, again), timeout=30, interval=0.1)
             print(f"recovered {time.monotonic() - t0:.1f} s after the restart")
         assert "is ahead of the server" in cm.log_path.read_text(errors="replace")
     finally:

@@ -418,6 +418,26 @@ class Cacher:
         finally:
             timer.cancel()
 
+    async def wait_for_client_revision(self, rev: int) -> None:
+        """Wait for a revision a client named (resourceVersion); 504 ResourceVersionTooLarge if it cannot come.
+
+        A revision above the *store's* current one was never handed out by this store: the client
+        holds it from a store that has since been replaced (a restart on memory://, an etcd restored
+        from a backup). It is refused at once rather than after kube-apiserver's 3 s wait: while such
+        a watch waited, the new store could pass that revision and the watch would then be accepted,
+        silently skipping everything the new store held before it (kubernetes #91073). A revision the
+        store has but this cache has not applied yet is waited for, as kube-apiserver's cacher does.
+        """
+        if rev <= self.revision:
+            return
+        try:
+            current = await self.store.current_revision()
+        except StoreError as e:
+            raise ServiceUnavailable(f"storage is unavailable: {e}") from e
+        if rev > current:
+            raise errors.too_large_resource_version(rev, current)
+        await self.wait_for(rev)
+
     async def sync(self) -> int:
         """Wait until the cache holds every write the store has acknowledged; the revision reached."""
         try:

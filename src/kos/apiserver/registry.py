@@ -165,7 +165,7 @@ class Registry:
         if rv == "":
             await self.cacher.sync()
         elif rv != "0":
-            await self.cacher.wait_for(parse_rv(rv))
+            await self.cacher.wait_for_client_revision(parse_rv(rv))
 
     async def get(self, namespace: str, name: str, *, resource_version: str = "") -> Entry:
         await self._at_least(resource_version)
@@ -195,8 +195,7 @@ class Registry:
             return await self._list_at(namespace, opts, snap_rev, after_key)
         if match == "Exact":
             exact = parse_rv(rv)
-            if exact > self.cacher.revision:
-                await self.cacher.wait_for(exact)
+            await self.cacher.wait_for_client_revision(exact)
             return await self._list_at(namespace, opts, exact, "")
         await self._at_least(rv)
         entries = self.cache.select(namespace, opts.label_selector, opts.field_selector)
@@ -241,9 +240,7 @@ class Registry:
         elif rv == "0":
             initial = True if initial is None else initial
         else:
-            n = parse_rv(rv)
-            if n > self.cacher.revision:
-                await self.cacher.wait_for(n)
+            await self.cacher.wait_for_client_revision(parse_rv(rv))
             initial = bool(initial)
         w = Watcher(
             self.resource,
