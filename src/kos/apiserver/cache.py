@@ -439,6 +439,11 @@ class Cacher:
         """Callers waiting for a revision (abandoned waiters not counted)."""
         return sum(1 for w in self._waiters if not w[2].done())
 
+    @property
+    def held_waiters(self) -> int:
+        """Entries the waiter heap holds, abandoned ones included (bounded by twice the live ones, plus 16)."""
+        return len(self._waiters)
+
     async def sync(self) -> int:
         """Wait until the cache holds every write the store has acknowledged; the revision reached."""
         try:

@@ -64,6 +64,7 @@ _MUX_PATH_B = _MUX_PATH.encode()
 _REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
 _EMPTY = MultiDict[str]()
 _FRAMING = frozenset((b"content-length", b"transfer-encoding", b"expect"))
+_LINGER = 0.5
 
 
 class _HandOff(Exception):
@@ -97,6 +98,8 @@ class FastHTTP(asyncio.Protocol):
         self._queue: collections.deque[tuple[Call | Reply | None, bool]] = collections.deque()
         """Calls to answer in order (or a final error reply, or None: just close), each with whether to close after it."""
         self._dead = False
+        """Refused: input is discarded (for a moment, so the client reads the answer before a reset)."""
+        self._discarded = 0
         self._worker: asyncio.Task[None] | None = None
         self._closing = False
         # Where the parser is, for the size and time bounds.
@@ -150,6 +153,9 @@ class FastHTTP(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._dead:
+            self._discarded += len(data)
+            if self._discarded > self._max_head + self._max_body and self.transport is not None:
+                self.transport.abort()  # lingering after an error is for the answer to arrive, not for a flood
             return
         if self._handing_off:
             self._raw += data  # waiting for earlier calls to be answered; aiohttp gets it all then
@@ -324,15 +330,17 @@ class FastHTTP(asyncio.Protocol):
                 if self._read_paused and len(queue) <= self._max_pipelined // 2 and not self._handing_off:
                     self._resume_reading()
                 if call is None:  # an error that could not be answered: just close
-                    assert self.transport is not None
-                    self.transport.close()
+                    self._close_after_error()
                     return
                 reply = call if isinstance(call, Reply) else await self._api.serve(call)
                 if self.transport is None:
                     return
                 self._write(reply)
                 if close:
-                    self.transport.close()
+                    if self._dead:
+                        self._close_after_error()
+                    else:
+                        self.transport.close()
                     return
             if self._handing_off and self._write_paused:
                 await self._wait_drained()
@@ -372,7 +380,21 @@ class FastHTTP(asyncio.Protocol):
         elif self.transport is not None:
             if answer is not None:
                 self._write(answer)
-            self.transport.close()
+            self._close_after_error()
+
+    def _close_after_error(self) -> None:
+        """Close after refusing a request the client may still be sending: end our side, discard the rest for
+        a moment, then close — closing at once would reset the connection and lose the answer (Go's net/http
+        does the same, `closeWriteAndWait`)."""
+        t = self.transport
+        if t is None:
+            return
+        self._dead = True
+        if t.can_write_eof():
+            t.write_eof()
+            self._loop.call_later(_LINGER, t.close)
+        else:
+            t.close()
 
     def close(self) -> None:
         """Close the connection once the calls it carries are answered (server shutdown).
