@@ -209,7 +209,7 @@ class APIServer:
         self.watchmux = watchmux.WatchMuxServer(
             self.registries, self.metrics, quota=self.watch_quota,
             limits=watchmux.MuxLimits(max_watches=s.max_watches_per_connection, max_bytes=s.watchmux_max_bytes,
-                                      max_selector=s.max_header_line_bytes),
+                                      max_selector=s.max_header_line_bytes, stall_timeout=s.idle_timeout),
         )  # fmt: skip
         app = web.Application(client_max_size=self.settings.max_request_bytes, middlewares=[_statuses])
         enc = msgspec.json.encode

@@ -87,6 +87,8 @@ class MuxLimits:
     """Output queued for one connection (sent, pending, and held by its watchers) before it is cut back."""
     max_selector: int = 8190
     """Longest label or field selector of one watch: the HTTP front ends' request-line bound."""
+    stall_timeout: float = 90.0
+    """Seconds one message may take to write before the client is taken for gone (the HTTP idle timeout)."""
 
 
 _Flag = bool | Annotated[str, msgspec.Meta(max_length=5)]
@@ -193,6 +195,8 @@ class MuxConnection:
         self.pending_limit = min(32 << 20, limits.max_bytes // 4)
         self.sending = 0
         """Bytes of the message being written (0 when none is)."""
+        self.send_started = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
         self.held: dict[int, int] = {}
         """Bytes the watchers refused by a full connection still buffer, by id."""
         self.held_bytes = 0
@@ -277,6 +281,7 @@ class MuxConnection:
                 self.pending.clear()
                 self.pending_bytes = 0
                 self.sending = len(data)
+                self.send_started = asyncio.get_running_loop().time()
                 try:
                     await self.ws.send_bytes(data)
                 finally:
@@ -294,6 +299,21 @@ class MuxConnection:
             self.closed = True
             self.room.set()
             self.flushing.set()
+
+    def watch_the_client(self) -> None:
+        """Abort the connection when a write has stalled past `stall_timeout`, or the socket was closed under a
+        stalled write (a missed heartbeat): closing a transport with unsent data would hold it forever."""
+        self._watchdog = None
+        if self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        if self.sending and (self.ws.closed or loop.time() - self.send_started > self.limits.stall_timeout):
+            log.info("watchmux: dropping a client that does not read (%d bytes unsent)", self.queued())
+            if self.transport is not None:
+                self.transport.abort()
+            self.close()
+            return
+        self._watchdog = loop.call_later(min(HEARTBEAT, self.limits.stall_timeout) / 2, self.watch_the_client)
 
     # --- watches -----------------------------------------------------------------------------
 
@@ -421,6 +441,9 @@ class MuxConnection:
             self._record(wid, b"")
 
     def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         for task in list(self.starting.values()):
             task.cancel()
         for wid in list(self.watches):
@@ -482,6 +505,7 @@ class WatchMuxServer:
                              client=request.remote or "", transport=request.transport)  # fmt: skip
         self.connections.add(conn)
         writer = asyncio.create_task(conn.writer(), name="watchmux-writer")
+        conn.watch_the_client()
         try:
             while True:
                 await conn.wait_for_room()
