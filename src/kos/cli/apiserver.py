@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--bookmark-interval", type=float, default=10.0, help="seconds between watch bookmarks")
     d = Settings()
-    g = p.add_argument_group("bounds on what one client can make the server hold (docs/operations.md)")
+    g = p  # bounds on what one client can make the server hold (docs/operations.md); not an argument group,
+    # whose flags would not read KOS_<FLAG>
     g.add_argument(
         "--max-header-line-bytes",
         type=int,
