@@ -195,9 +195,9 @@ class FastHTTP(asyncio.Protocol):
 
     def _check_partial_head(self, data: bytes) -> None:
         """A read ended inside a request head: bound what httptools holds of it (it keeps an unfinished line)."""
-        if self._completed_in_feed:  # the head began after a message that ended in this read: at most all of it
-            self._head_bytes = len(data)
-            self._line_bytes = 0
+        if self._completed_in_feed:  # the head began after a message that ended in this read, where is unknown:
+            self._head_bytes = self._line_bytes = 0  # count from the next read (one read is at most 256 KiB)
+            return
         else:
             self._head_bytes += len(data)
             nl = data.rfind(b"\n")

@@ -167,13 +167,13 @@ class APIServer:
                 p.close()
         if self._bookmarks is not None:
             self._bookmarks.cancel()
-        if self.watchmux is not None:
-            await self.watchmux.shutdown(t)
-        if self.cacher is not None:
+        if self.cacher is not None:  # HTTP watches end their streams; multiplexed ones queue their end records
             for w in list(self.cacher.all_watchers()):
                 w.close()
+        steps = [self.watchmux.shutdown(t)] if self.watchmux is not None else []
         if self.runner is not None:
-            await self.runner.cleanup()
+            steps.append(self.runner.cleanup())
+        await asyncio.gather(*steps)
         for p in list(self._fast_conns):
             p.abort()
         self._fast_conns.clear()
