@@ -274,9 +274,9 @@ async def test_pipelined_requests_are_read_ahead_only_so_far(server: APIServer) 
     await _fill(server, 200, 4000)
     _reader, writer = await connect(server, rcvbuf=4096)
     try:
-        before = rss()
-        flood = request("GET", NAS) * 150_000  # ~10 MB: more than the kernel's socket buffers hold
+        flood = request("GET", NAS) * 500_000  # ~48 MB: more than the kernel's socket buffers hold
         writer.write(flood)
+        before = rss()  # the server has read nothing yet: it runs on this loop, which has not turned
         await asyncio.sleep(1.0)
         assert writer.transport.get_write_buffer_size() > 0  # the server stopped reading: our side holds the rest
         await healthy(server)
