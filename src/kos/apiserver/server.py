@@ -17,13 +17,14 @@ from kos.api import resources
 from kos.api.errors import MethodNotAllowed, NotAcceptable, NotFound, RequestEntityTooLarge
 from kos.api.types import GROUP, VERSION
 from kos.apiserver import discovery, watchmux
+from kos.apiserver.address_protection import AddressBook, AttachmentStatusRule, LockDeletionRule, ProtectionController
 from kos.apiserver.cache import Cacher
 from kos.apiserver.fastpath import FastHTTP
 from kos.apiserver.gc import GarbageCollector
 from kos.apiserver.handlers import PREFIX, ResourceAPI, json_response, status_response
 from kos.apiserver.metrics import APIServerMetrics
 from kos.apiserver.namespaces import Namespaces, core_v1_resources
-from kos.apiserver.registry import Registry, SubnetAdmission
+from kos.apiserver.registry import Registry, SubnetAdmission, WriteRules
 from kos.apiserver.strategy import for_plural
 from kos.storage.interface import Store
 from kos.storage.url import open_store
@@ -54,6 +55,7 @@ class APIServer:
         self._own_store = store is None
         self.cacher: Cacher | None = None
         self.gc: GarbageCollector | None = None
+        self.protection: ProtectionController | None = None
         self.registries: dict[str, Registry] = {}
         self.runner: web.AppRunner | None = None
         self.port = settings.port
@@ -79,10 +81,17 @@ class APIServer:
         self.cacher = Cacher(self.store, history=s.watch_cache_size, on_events=self._on_events)
         await self.cacher.start()
         admission = SubnetAdmission(self.cacher) if s.check_subnet_conflicts else None
+        book = AddressBook(self.cacher, self.store)
+        lock_rule = LockDeletionRule(book)
+        rules: dict[str, WriteRules] = {
+            resources.NETWORK_ATTACHMENTS.plural: AttachmentStatusRule(book),
+            resources.IPLOCKS.plural: lock_rule,
+        }
         for r in resources.ALL:
             self.registries[r.plural] = Registry(
                 r, for_plural(r.plural), self.store, self.cacher, self.clock,
                 admission=admission if r is resources.SUBNETS else None,
+                rules=rules.get(r.plural),
                 watcher_max_bytes=s.watcher_max_bytes,
             )  # fmt: skip
             cache = self.cacher.caches[r.plural]
@@ -91,6 +100,8 @@ class APIServer:
         gctune.freeze_startup_state()
         self.gc = GarbageCollector(self.cacher, self.registries)
         self.gc.start()
+        self.protection = ProtectionController(self.cacher, self.registries[resources.IPLOCKS.plural], lock_rule)
+        self.protection.start()
         self._bookmarks = asyncio.create_task(self._bookmark_loop(), name="kos-bookmarks")
         app = self.build_app()
         self.runner = web.AppRunner(app, handle_signals=False, access_log=None, handler_cancellation=True)
@@ -114,6 +125,8 @@ class APIServer:
         log.info("kos apiserver serving on %s with storage %s", self.url, s.storage)
 
     def _on_events(self, events: Any) -> None:
+        if self.protection is not None:
+            self.protection.on_events(events)
         if self.gc is not None:
             before = self.gc.deleted
             self.gc.on_events(events)
@@ -125,6 +138,8 @@ class APIServer:
             self._bookmarks.cancel()
         if self.gc is not None:
             await self.gc.stop()
+        if self.protection is not None:
+            await self.protection.stop()
         if self.cacher is not None:
             await self.cacher.stop()
         if self._listener is not None:
