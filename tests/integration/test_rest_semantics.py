@@ -418,3 +418,43 @@ async def test_table_output(api: RawAPI) -> None:
     assert cols == ["Name", "Subnet", "Node", "IPv4", "MAC", "HostIP", "Ready", "Age"]
     assert t["rows"][0]["cells"][:7] == ["a1", "s1", "node-1", "10.0.0.2", "m", "192.0.2.1", "True"]
     assert t["rows"][0]["object"]["metadata"]["namespace"] == NS
+
+
+async def test_foreground_deletion_follows_block_owner_deletion(api: RawAPI) -> None:
+    """Kubernetes' rules: a foreground deletion deletes every dependent but waits only for those whose reference
+    has blockOwnerDeletion; a dependent that also has a live owner is kept and loses only the deleted owner's
+    reference."""
+    owner = (await api.post(NA, attachment("fg", "n", "s"))).body
+    other = (await api.post(NA, attachment("live", "n", "s"))).body
+    blocking = iplock("v1-5-10-0-0-7", "s", owner)
+    blocking["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] = True
+    blocking["metadata"]["finalizers"] = ["example.com/slow"]
+    assert (await api.post(IPL, blocking)).status == 201
+    assert (await api.post(IPL, iplock("v1-5-10-0-0-8", "s", owner))).status == 201  # does not block
+    shared = iplock("v1-5-10-0-0-9", "s", owner)
+    shared["metadata"]["ownerReferences"].append({**shared["metadata"]["ownerReferences"][0], "name": "live",
+                                                  "uid": other["metadata"]["uid"], "controller": False})  # fmt: skip
+    assert (await api.post(IPL, shared)).status == 201
+    d = await api.delete(NA + "/fg", {"propagationPolicy": "Foreground"})
+    assert d.status == 202
+
+    async def settled() -> bool:
+        slow = (await api.get(IPL + "/v1-5-10-0-0-7")).body
+        return (
+            slow["metadata"].get("deletionTimestamp") is not None
+            and (await api.get(IPL + "/v1-5-10-0-0-8")).status == 404
+            and await _refs(api, "v1-5-10-0-0-9", 1)
+        )
+
+    await eventually(settled)
+    await asyncio.sleep(0.2)
+    held = await api.get(NA + "/fg")
+    assert held.status == 200 and "foregroundDeletion" in held.body["metadata"]["finalizers"]  # waits for the slow one
+    kept = (await api.get(IPL + "/v1-5-10-0-0-9")).body
+    assert [r["name"] for r in kept["metadata"]["ownerReferences"]] == ["live"]
+    assert (await api.patch(IPL + "/v1-5-10-0-0-7", {"metadata": {"finalizers": None}})).status == 200
+
+    async def owner_gone() -> bool:
+        return (await api.get(NA + "/fg")).status == 404
+
+    await eventually(owner_gone)
