@@ -20,6 +20,13 @@ Per NA (a level-triggered sync of its current state):
    does not redo work while its caches catch up;
 5. when the subnet is full, say so in status and retry with backoff — and when
    an address of that subnet is freed, retry at once (ARCHITECTURE §12.2).
+
+The apiserver backs this up (`apiserver/address_protection.py`): it refuses a
+status that shows an address its lock does not back, and keeps a deleted lock
+(terminating, with the `address-in-use` finalizer) while a status shows its
+address. So a lock being deleted is not usable here: the NA moves off it, and
+only then is the address free. A terminating NA keeps a locked address it shows
+(it may still be plugged in) but gets no new one.
 """
 
 from __future__ import annotations
