@@ -17,6 +17,7 @@ from kos.api import resources
 from kos.api.errors import MethodNotAllowed, NotAcceptable, NotFound, RequestEntityTooLarge
 from kos.api.types import GROUP, VERSION
 from kos.apiserver import discovery, watchmux
+from kos.apiserver.address_protection import AddressBook, AttachmentStatusRule, LockDeletionRule, ProtectionController
 from kos.apiserver.cache import Cacher
 from kos.apiserver.fastpath import FastHTTP
 from kos.apiserver.gc import GarbageCollector
@@ -24,7 +25,7 @@ from kos.apiserver.handlers import PREFIX, ResourceAPI, json_response, status_re
 from kos.apiserver.limits import HTTPLimits, WatchQuota
 from kos.apiserver.metrics import APIServerMetrics
 from kos.apiserver.namespaces import Namespaces, core_v1_resources
-from kos.apiserver.registry import Registry, SubnetAdmission
+from kos.apiserver.registry import Registry, SubnetAdmission, WriteRules
 from kos.apiserver.strategy import for_plural
 from kos.storage.interface import Store
 from kos.storage.url import open_store
@@ -75,6 +76,7 @@ class APIServer:
         self._own_store = store is None
         self.cacher: Cacher | None = None
         self.gc: GarbageCollector | None = None
+        self.protection: ProtectionController | None = None
         self.registries: dict[str, Registry] = {}
         self.runner: web.AppRunner | None = None
         self.port = settings.port
@@ -102,10 +104,17 @@ class APIServer:
         self.cacher = Cacher(self.store, history=s.watch_cache_size, on_events=self._on_events)
         await self.cacher.start()
         admission = SubnetAdmission(self.cacher) if s.check_subnet_conflicts else None
+        book = AddressBook(self.cacher, self.store)
+        lock_rule = LockDeletionRule(book)
+        rules: dict[str, WriteRules] = {
+            resources.NETWORK_ATTACHMENTS.plural: AttachmentStatusRule(book),
+            resources.IPLOCKS.plural: lock_rule,
+        }
         for r in resources.ALL:
             self.registries[r.plural] = Registry(
                 r, for_plural(r.plural), self.store, self.cacher, self.clock,
                 admission=admission if r is resources.SUBNETS else None,
+                rules=rules.get(r.plural),
                 watcher_max_bytes=s.watcher_max_bytes,
             )  # fmt: skip
             cache = self.cacher.caches[r.plural]
@@ -114,6 +123,8 @@ class APIServer:
         gctune.freeze_startup_state()
         self.gc = GarbageCollector(self.cacher, self.registries)
         self.gc.start()
+        self.protection = ProtectionController(self.cacher, self.registries[resources.IPLOCKS.plural], lock_rule)
+        self.protection.start()
         self._bookmarks = asyncio.create_task(self._bookmark_loop(), name="kos-bookmarks")
         app = self.build_app()
         limits = s.http_limits()
@@ -145,6 +156,8 @@ class APIServer:
         log.info("kos apiserver serving on %s with storage %s", self.url, s.storage)
 
     def _on_events(self, events: Any) -> None:
+        if self.protection is not None:
+            self.protection.on_events(events)
         if self.gc is not None:
             before = self.gc.deleted
             self.gc.on_events(events)
@@ -179,6 +192,8 @@ class APIServer:
         self._fast_conns.clear()
         if self.gc is not None:
             await self.gc.stop()
+        if self.protection is not None:
+            await self.protection.stop()
         if self.cacher is not None:
             await self.cacher.stop()
         if self._own_store and self._store is not None:
