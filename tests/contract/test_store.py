@@ -10,6 +10,8 @@ from kos.storage.interface import (
     Compacted,
     Event,
     EventType,
+    Guard,
+    GuardFailed,
     KeyExists,
     KeyNotFound,
     RevisionMismatch,
@@ -208,3 +210,51 @@ async def test_close_ends_a_watch_with_unavailable(store: Store) -> None:
     await store.close()
     with pytest.raises(Unavailable):
         await asyncio.wait_for(task, 5)
+
+
+async def test_guards_are_checked_with_the_write(store: Store) -> None:
+    """A write with guards applies only if every guarded key is at its revision (0: absent), atomically."""
+    ra = await store.create("/g/ns/a", b"a")
+    rg = await store.create("/g/ns/guard", b"g")
+    # every guard holds: the update applies
+    ra2 = await store.update("/g/ns/a", b"a2", ra, [Guard("/g/ns/guard", rg), Guard("/g/ns/absent", 0)])
+    # a guarded key moved on: nothing changes, and the failure names the key and its current state
+    rg2 = await store.update("/g/ns/guard", b"g2", rg)
+    with pytest.raises(GuardFailed) as e:
+        await store.update("/g/ns/a", b"a3", ra2, [Guard("/g/ns/guard", rg)])
+    assert e.value.guard.key == "/g/ns/guard" and e.value.current is not None
+    assert e.value.current.mod_revision == rg2
+    # a key that must be absent is present
+    with pytest.raises(GuardFailed) as e:
+        await store.update("/g/ns/a", b"a3", ra2, [Guard("/g/ns/absent", 0), Guard("/g/ns/guard", 0)])
+    assert e.value.guard.key == "/g/ns/guard"
+    # a key that must be present is absent
+    with pytest.raises(GuardFailed) as e:
+        await store.delete("/g/ns/a", ra2, [Guard("/g/ns/absent", rg)])
+    assert e.value.guard.key == "/g/ns/absent" and e.value.current is None
+    kv = await store.get("/g/ns/a")
+    assert kv is not None and kv.value == b"a2" and kv.mod_revision == ra2
+    # the key's own precondition is reported before a guard
+    with pytest.raises(RevisionMismatch):
+        await store.update("/g/ns/a", b"a3", ra, [Guard("/g/ns/guard", rg)])
+    with pytest.raises(KeyNotFound):
+        await store.delete("/g/ns/missing", None, [Guard("/g/ns/guard", rg)])
+    d = await store.delete("/g/ns/a", ra2, [Guard("/g/ns/guard", rg2), Guard("/g/ns/absent", 0)])
+    assert d.prev.value == b"a2" and await store.get("/g/ns/a") is None
+
+
+async def test_guards_serialise_two_writes_that_each_guard_the_other(store: Store) -> None:
+    """Two concurrent writes, each guarding the other's key at its current revision: exactly one applies."""
+    for _ in range(10):
+        rx = await store.create("/gg/ns/x", b"x")
+        ry = await store.create("/gg/ns/y", b"y")
+        results = await asyncio.gather(
+            store.update("/gg/ns/x", b"x2", rx, [Guard("/gg/ns/y", ry)]),
+            store.delete("/gg/ns/y", ry, [Guard("/gg/ns/x", rx)]),
+            return_exceptions=True,
+        )
+        assert sum(1 for r in results if not isinstance(r, BaseException)) == 1, results
+        assert all(isinstance(r, GuardFailed) for r in results if isinstance(r, BaseException))
+        for k in ("/gg/ns/x", "/gg/ns/y"):
+            if await store.get(k) is not None:
+                await store.delete(k)

@@ -246,10 +246,21 @@ def test_network_attachment_and_status_subresource(nas: Any, subnets: Any, custo
     main = nas.replace(body=body, namespace=ns)
     assert main.metadata.labels.seen == "1" and not main.status.ipv4
 
-    # the status subresource changes status only, and stamps the sections it touched
+    # the status subresource changes status only, and stamps the sections it touched; an address needs the IPLock
+    # that holds it, controlled by this attachment
     st = main.to_dict()
     st["status"] = {"ipv4": "10.204.0.2", "addressVNI": 204, "lockUID": "u-1", "macAddress": "0a:cc:00:02:00:cc",
                     "ifcName": "kos0acc000200cc", "hostIP": "192.168.1.1"}  # fmt: skip
+    with pytest.raises(ConflictError) as unlocked:
+        nas.status.replace(body=st, namespace=ns)
+    assert "IPLock py-status/v1-204-10-204-0-2 does not exist" in unlocked.value.summary()
+    owner = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "NetworkAttachment", "name": "a1",
+             "uid": main.metadata.uid, "controller": True}  # fmt: skip
+    lock = custom.create_namespaced_custom_object(GROUP, VERSION, ns, "iplocks", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "IPLock", "spec": {"subnetName": "net"},
+        "metadata": {"name": "v1-204-10-204-0-2", "ownerReferences": [owner]},
+    })  # fmt: skip
+    st["status"]["lockUID"] = lock["metadata"]["uid"]
     st["spec"]["node"] = "elsewhere"  # ignored by the status subresource
     st["metadata"]["labels"] = {"ignored": "yes"}
     written = nas.status.replace(body=st, namespace=ns)
@@ -288,6 +299,18 @@ def test_network_attachment_and_status_subresource(nas: Any, subnets: Any, custo
 # --- selectors and pagination ---------------------------------------------------------------------
 
 
+def locked(custom: client.CustomObjectsApi, obj: dict[str, Any], ip: str, vni: int) -> dict[str, str | int]:
+    """Take `ip` for the attachment `obj` as IPAM would (its IPLock), and the status fields that show it."""
+    meta = obj["metadata"]
+    owner = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "NetworkAttachment", "name": meta["name"],
+             "uid": meta["uid"], "controller": True}  # fmt: skip
+    lock = custom.create_namespaced_custom_object(GROUP, VERSION, meta["namespace"], "iplocks", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "IPLock", "spec": {"subnetName": obj["spec"]["subnet"]},
+        "metadata": {"name": f"v1-{vni}-{ip.replace('.', '-')}", "ownerReferences": [owner]},
+    })  # fmt: skip
+    return {"ipv4": ip, "addressVNI": vni, "lockUID": lock["metadata"]["uid"]}
+
+
 def test_label_and_field_selectors(nas: Any, custom: client.CustomObjectsApi) -> None:
     ns = "py-sel"
     specs = [("s1", "sel-n1", "web"), ("s2", "sel-n1", "db"), ("s3", "sel-n2", "web"), ("s4", "sel-n3", "")]
@@ -295,7 +318,7 @@ def test_label_and_field_selectors(nas: Any, custom: client.CustomObjectsApi) ->
         nas.create(body=na(name, "net", node, **({"app": app} if app else {})), namespace=ns)
     for name, ip in (("s1", "10.205.0.2"), ("s3", "10.205.0.3")):
         obj = nas.get(name=name, namespace=ns).to_dict()
-        obj["status"] = {"ipv4": ip, "addressVNI": 205}
+        obj["status"] = locked(custom, obj, ip, 205)
         nas.status.replace(body=obj, namespace=ns)
 
     def sel(**kw: Any) -> list[str]:
@@ -436,7 +459,7 @@ def test_watch_resumes_from_a_resource_version(custom: client.CustomObjectsApi, 
     assert (events[2]["type"], events[2]["object"]["metadata"]["labels"]) == ("MODIFIED", {"live": "yes"})
 
 
-def test_dynamic_watch_with_a_field_selector_sees_transitions(nas: Any) -> None:
+def test_dynamic_watch_with_a_field_selector_sees_transitions(nas: Any, custom: client.CustomObjectsApi) -> None:
     """`status.ipv4!=`: entering the selection is ADDED, leaving it is DELETED (what the agents rely on)."""
     ns = "py-trans"
     start = nas.get(namespace=ns).metadata.resourceVersion
@@ -448,7 +471,7 @@ def test_dynamic_watch_with_a_field_selector_sees_transitions(nas: Any) -> None:
     )
     nas.create(body=na("t", "net", "trans-n1"), namespace=ns)  # not selected: no event
     obj = nas.get(name="t", namespace=ns).to_dict()
-    obj["status"] = {"ipv4": "10.209.0.2", "addressVNI": 209}
+    obj["status"] = locked(custom, obj, "10.209.0.2", 209)
     nas.status.replace(body=obj, namespace=ns)  # enters: ADDED
     nas.patch(name="t", namespace=ns, body={"metadata": {"labels": {"l": "1"}}}, content_type=MERGE)  # MODIFIED
     obj = nas.get(name="t", namespace=ns).to_dict()

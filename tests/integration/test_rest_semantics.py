@@ -110,8 +110,7 @@ async def test_subnet_status_subresource_and_stamps(api: RawAPI) -> None:
 async def test_network_attachment_status_sections(api: RawAPI) -> None:
     o = (await api.post(NA, attachment("a1", "node-1", "s1"))).body
     assert list(writes(o)) == ["spec"]
-    o["status"] = {"ipv4": "10.1.0.2", "addressVNI": 10, "lockUID": "u1"}
-    r = await api.put(NA + "/a1/status", o)
+    r = await api.give_address(NA + "/a1", "10.1.0.2", 10)
     assert list(writes(r.body)) == ["status.address", "spec"]
     r.body["status"].update(macAddress="02:00:00:00:00:01", ifcName="kos020000000001", hostIP="192.0.2.1")
     r2 = await api.put(NA + "/a1/status", r.body)
@@ -172,7 +171,7 @@ async def test_patch_with_resource_version_precondition(api: RawAPI) -> None:
     assert stale.status == 409
     jp = await api.patch(NA + "/a1", [{"op": "add", "path": "/metadata/labels/x", "value": "y"}], kind="json")
     assert jp.status == 200 and jp.body["metadata"]["labels"] == {"a": "b", "x": "y"}
-    st = await api.patch(NA + "/a1/status", {"status": {"ipv4": "10.0.0.9"}})
+    st = await api.give_address(NA + "/a1", "10.0.0.9", 0)
     assert st.status == 200 and st.body["status"]["ipv4"] == "10.0.0.9"
     assert next(iter(writes(st.body))) == "status.address"
 
@@ -182,7 +181,7 @@ async def test_selectors(api: RawAPI) -> None:
         await api.post(NA, attachment(f"a{i}", f"node-{i % 2}", "s1", labels={"parity": str(i % 2)}))
     await api.post(RawAPI.path("networkattachments", "other"), attachment("b0", "node-0", "s1"))
     for i in (0, 1):
-        await api.patch(NA + f"/a{i}/status", {"status": {"ipv4": f"10.0.0.{i + 2}", "addressVNI": 7}})
+        await api.give_address(NA + f"/a{i}", f"10.0.0.{i + 2}", 7)
 
     async def names(path: str, **params: str) -> list[str]:
         r = await api.get(path, params=params)
@@ -461,8 +460,7 @@ async def test_discovery_health_and_metrics(api: RawAPI) -> None:
 
 async def test_table_output(api: RawAPI) -> None:
     await api.post(NA, attachment("a1", "node-1", "s1"))
-    await api.patch(NA + "/a1/status", {"status": {"ipv4": "10.0.0.2", "macAddress": "m", "ifcName": "i",
-                                                   "hostIP": "192.0.2.1", "addressVNI": 3}})  # fmt: skip
+    await api.give_address(NA + "/a1", "10.0.0.2", 3, macAddress="m", ifcName="i", hostIP="192.0.2.1")
     h = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
     t = (await api.get(RawAPI.path("networkattachments"), headers=h)).body
     assert t["kind"] == "Table"
@@ -470,3 +468,43 @@ async def test_table_output(api: RawAPI) -> None:
     assert cols == ["Name", "Subnet", "Node", "IPv4", "MAC", "HostIP", "Ready", "Age"]
     assert t["rows"][0]["cells"][:7] == ["a1", "s1", "node-1", "10.0.0.2", "m", "192.0.2.1", "True"]
     assert t["rows"][0]["object"]["metadata"]["namespace"] == NS
+
+
+async def test_foreground_deletion_follows_block_owner_deletion(api: RawAPI) -> None:
+    """Kubernetes' rules: a foreground deletion deletes every dependent but waits only for those whose reference
+    has blockOwnerDeletion; a dependent that also has a live owner is kept and loses only the deleted owner's
+    reference."""
+    owner = (await api.post(NA, attachment("fg", "n", "s"))).body
+    other = (await api.post(NA, attachment("live", "n", "s"))).body
+    blocking = iplock("v1-5-10-0-0-7", "s", owner)
+    blocking["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] = True
+    blocking["metadata"]["finalizers"] = ["example.com/slow"]
+    assert (await api.post(IPL, blocking)).status == 201
+    assert (await api.post(IPL, iplock("v1-5-10-0-0-8", "s", owner))).status == 201  # does not block
+    shared = iplock("v1-5-10-0-0-9", "s", owner)
+    shared["metadata"]["ownerReferences"].append({**shared["metadata"]["ownerReferences"][0], "name": "live",
+                                                  "uid": other["metadata"]["uid"], "controller": False})  # fmt: skip
+    assert (await api.post(IPL, shared)).status == 201
+    d = await api.delete(NA + "/fg", {"propagationPolicy": "Foreground"})
+    assert d.status == 202
+
+    async def settled() -> bool:
+        slow = (await api.get(IPL + "/v1-5-10-0-0-7")).body
+        return (
+            slow["metadata"].get("deletionTimestamp") is not None
+            and (await api.get(IPL + "/v1-5-10-0-0-8")).status == 404
+            and await _refs(api, "v1-5-10-0-0-9", 1)
+        )
+
+    await eventually(settled)
+    await asyncio.sleep(0.2)
+    held = await api.get(NA + "/fg")
+    assert held.status == 200 and "foregroundDeletion" in held.body["metadata"]["finalizers"]  # waits for the slow one
+    kept = (await api.get(IPL + "/v1-5-10-0-0-9")).body
+    assert [r["name"] for r in kept["metadata"]["ownerReferences"]] == ["live"]
+    assert (await api.patch(IPL + "/v1-5-10-0-0-7", {"metadata": {"finalizers": None}})).status == 200
+
+    async def owner_gone() -> bool:
+        return (await api.get(NA + "/fg")).status == 404
+
+    await eventually(owner_gone)

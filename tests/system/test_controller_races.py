@@ -129,7 +129,7 @@ async def quiescent_violations(client: Client, timeout: float = 40.0) -> list[st
         problems = (
             address_violations(nas, locks)
             + subnet_violations(subnets)
-            + readiness_violations(nas, subnets, require_implemented=False)
+            + readiness_violations(nas, subnets, locks, require_implemented=False)
             + [f"subnet {s.metadata.namespace}/{s.metadata.name} not examined" for s in unexamined]
         )
         if not problems:

@@ -46,10 +46,10 @@ class Cluster:
             p.stop()
 
 
-def verify(c: Cluster) -> subprocess.CompletedProcess[str]:
+def verify(c: Cluster, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kos", "verify", "--server", c.server.url, "--nodes-endpoint", c.nodes_url,
-         "--wait", "30"],
+         "--wait", "30", *extra],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
 
@@ -116,11 +116,16 @@ async def test_twenty_nodes_five_hundred_attachments(tmp_path: Path) -> None:
             same_ip_other_vni = [(a, b) for a, b in cross if {a.status.address_vni, b.status.address_vni} == {301, 302}]
             assert same_ip_other_vni, "the workload should include the overlapping VNIs"
 
-            # delete half: the invariants hold and the deleted NAs are gone from every node
+            # delete half, with `kos verify --watch` checking every revision meanwhile: the invariants hold and the
+            # deleted NAs are gone from every node
+            watching = asyncio.create_task(asyncio.to_thread(verify, cluster, "--watch", "4"))
+            await asyncio.sleep(1.5)
             gone = rng.sample(nas, 250)
             await asyncio.gather(*(client.delete(NetworkAttachment, na.metadata.namespace, na.metadata.name)
                                    for na in gone))  # fmt: skip
             await all_ready(client, 250)
+            v = await watching
+            assert v.returncode == 0, v.stdout + v.stderr
             v = verify(cluster)
             assert v.returncode == 0, v.stdout + v.stderr
             gone_pairs = {(na.status.address_vni, na.status.ipv4) for na in gone}

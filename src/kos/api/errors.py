@@ -15,6 +15,7 @@
     ├── UnsupportedMediaType         415 UnsupportedMediaType
     ├── Invalid                      422 Invalid   (carries field errors as causes)
     ├── TooManyRequests              429 TooManyRequests
+    ├── RequestHeaderFieldsTooLarge  431 RequestHeaderFieldsTooLarge
     ├── InternalError                500 InternalError
     ├── ServiceUnavailable           503 ServiceUnavailable
     └── Timeout                      504 Timeout
@@ -146,6 +147,13 @@ class TooManyRequests(StatusError):
     reason = "TooManyRequests"
 
 
+class RequestHeaderFieldsTooLarge(StatusError):
+    """A request line or header section past the server's bounds (Go's net/http, so kube-apiserver, answers 431)."""
+
+    code = 431
+    reason = "RequestHeaderFieldsTooLarge"
+
+
 class InternalError(StatusError):
     code = 500
     reason = "InternalError"
@@ -163,8 +171,8 @@ class Timeout(StatusError):
 
 _ALL: list[type[StatusError]] = [
     BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed, NotAcceptable, AlreadyExists, Conflict,
-    Gone, Expired, RequestEntityTooLarge, UnsupportedMediaType, Invalid, TooManyRequests, InternalError,
-    ServiceUnavailable, Timeout,
+    Gone, Expired, RequestEntityTooLarge, UnsupportedMediaType, Invalid, TooManyRequests,
+    RequestHeaderFieldsTooLarge, InternalError, ServiceUnavailable, Timeout,
 ]  # fmt: skip
 _BY_REASON: dict[str, type[StatusError]] = {c.reason: c for c in _ALL}
 _BY_CODE: dict[int, type[StatusError]] = {}
@@ -173,6 +181,11 @@ for _c in _ALL:
 
 
 # --- constructors with Kubernetes' messages ------------------------------------------------------
+
+
+def too_many_requests(message: str, retry_after: int = 1) -> TooManyRequests:
+    """429 with `Retry-After` (and `details.retryAfterSeconds`), as Kubernetes' max-in-flight filter answers."""
+    return TooManyRequests(message, details=StatusDetails(retry_after_seconds=retry_after))
 
 
 def qualified(plural: str) -> str:

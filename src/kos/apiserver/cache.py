@@ -292,6 +292,8 @@ class Cacher:
         self.revision = 0
         self.ready = asyncio.Event()
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._abandoned = 0
+        """Waiters in the heap whose caller gave up (timed out, cancelled): dropped when they are half of it."""
         self._seq = itertools.count()
         self._task: asyncio.Task[None] | None = None
         self._on_events = on_events
@@ -412,11 +414,33 @@ class Cacher:
         try:
             await fut
         except TimeoutError:
+            self._abandon()
             if rev > self.revision:
                 raise errors.too_large_resource_version(rev, self.revision) from None
             raise Timeout("timed out waiting for the watch cache") from None
+        except asyncio.CancelledError:
+            self._abandon()
+            raise
         finally:
             timer.cancel()
+
+    def _abandon(self) -> None:
+        """A waiter gave up before its revision came: forget it (a far-future revision may never come)."""
+        self._abandoned += 1
+        if self._abandoned > 16 and self._abandoned * 2 > len(self._waiters):
+            self._waiters = [w for w in self._waiters if not w[2].done()]
+            heapq.heapify(self._waiters)
+            self._abandoned = 0
+
+    @property
+    def waiting(self) -> int:
+        """Callers waiting for a revision (abandoned waiters not counted)."""
+        return sum(1 for w in self._waiters if not w[2].done())
+
+    @property
+    def held_waiters(self) -> int:
+        """Entries the waiter heap holds, abandoned ones included (bounded by twice the live ones, plus 16)."""
+        return len(self._waiters)
 
     async def wait_for_client_revision(self, rev: int) -> None:
         """Wait for a revision a client named (resourceVersion); 504 ResourceVersionTooLarge if it cannot come.

@@ -30,6 +30,7 @@ from kos.api.selectors import FieldSelector, parse_field_selector
 from kos.api.types import API_VERSION, GROUP, VERSION
 from kos.apiserver import negotiation, params, patch, table
 from kos.apiserver.cache import Entry
+from kos.apiserver.limits import WatchQuota
 from kos.apiserver.metrics import APIServerMetrics
 from kos.apiserver.registry import DeleteRequest, ListOptions, ListResult, Registry, WatchOptions
 from kos.util.clock import Clock
@@ -244,8 +245,10 @@ class ResourceAPI:
         *,
         max_body: int,
         bookmark_interval: float,
+        watch_quota: WatchQuota | None = None,
     ) -> None:
         self.registries = registries
+        self.watch_quota = watch_quota or WatchQuota(1 << 62)
         self.metrics = metrics
         self.clock = clock
         self.max_body = max_body
@@ -552,8 +555,27 @@ class ResourceAPI:
         resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
                                                         "Cache-Control": "no-cache, private"})  # fmt: skip
         resp.enable_chunked_encoding()
+        client = request.remote or ""
+        self.watch_quota.acquire(client)
         try:
-            w = await reg.watch(route.namespace, opts, render=render)
+            return await self._stream(request, resp, reg, route.namespace, opts, render, timeout, t0)
+        finally:
+            self.watch_quota.release(client)
+
+    async def _stream(
+        self,
+        request: web.Request,
+        resp: web.StreamResponse,
+        reg: Registry,
+        namespace: str | None,
+        opts: WatchOptions,
+        render: Any,
+        timeout: int,
+        t0: float,
+    ) -> web.StreamResponse:
+        res = reg.resource
+        try:
+            w = await reg.watch(namespace, opts, render=render)
         except errors.Gone as gone:  # Kubernetes reports a too-old watch as an ERROR event in a 200 stream
             await resp.prepare(request)
             await resp.write(b'{"type":"ERROR","object":' + codec.encode(gone.to_status()) + b"}\n")
@@ -569,10 +591,10 @@ class ResourceAPI:
             self._observe("watch", res.plural, "", 200, time.perf_counter() - t0)
             transport = request.transport
 
-            def sink(data: bytes) -> bool:
+            def sink(lines: list[bytes], size: int) -> bool:
                 if transport is None or transport.is_closing() or transport.get_write_buffer_size() > SINK_LIMIT:
                     return False
-                transport.write(b"%x\r\n%b\r\n" % (len(data), data))  # one HTTP chunk
+                transport.writelines([b"%x\r\n" % size, *lines, b"\r\n"])  # one HTTP chunk, the lines not joined
                 return True
 
             while True:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import collections
 from typing import Any
 
 from kos.api.errors import BadRequest
@@ -30,13 +30,54 @@ def int_param(q: Any, name: str, default: int = 0) -> int:
     return int(v)
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _parse_selectors(label: str, fields: str) -> tuple[LabelSelector, FieldSelector]:
-    """Parsed selectors are immutable and clients repeat theirs: parse each once.
+class SelectorCache:
+    """Parsed selectors by their text, bounded by an estimate of their bytes, least recently used first out.
 
-    An agent's per-VNI watches select on (VNI, its own node), so N nodes and V VNIs give up to N·V
-    distinct selectors; at 4,096 entries the driver's 100-node, 100-VNI runs missed and re-parsed.
+    Parsed selectors are immutable and clients repeat theirs: parse each once. An agent's per-VNI
+    watches select on (VNI, its own node), so N nodes and V VNIs give up to N·V distinct selectors
+    (the driver's 100-node, 100-VNI runs missed and re-parsed at 4,096 entries). A parsed selector
+    takes 20–35 times its text, so a bound by count let 1,500 distinct 7 KB selectors hold ~150 MB:
+    the bound is an estimate of bytes (`COST_PER_CHAR` per character, over the measured worst), and
+    selectors longer than `MAX_TEXT` — which nobody repeats — are parsed every time, not kept.
     """
+
+    MAX_TEXT = 512
+    COST_PER_CHAR = 40
+    COST_PER_ENTRY = 256
+
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._entries: collections.OrderedDict[tuple[str, str], tuple[LabelSelector, FieldSelector]] = (
+            collections.OrderedDict()
+        )
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def parse(self, label: str, fields: str) -> tuple[LabelSelector, FieldSelector]:
+        key = (label, fields)
+        entries = self._entries
+        hit = entries.get(key)
+        if hit is not None:
+            entries.move_to_end(key)
+            return hit
+        parsed = _parse_selectors(label, fields)
+        n = len(label) + len(fields)
+        if n <= self.MAX_TEXT:
+            self.bytes += self.COST_PER_ENTRY + self.COST_PER_CHAR * n
+            entries[key] = parsed
+            while self.bytes > self.max_bytes:
+                (ol, of), _ = entries.popitem(last=False)
+                self.bytes -= self.COST_PER_ENTRY + self.COST_PER_CHAR * (len(ol) + len(of))
+        return parsed
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.bytes = 0
+
+
+def _parse_selectors(label: str, fields: str) -> tuple[LabelSelector, FieldSelector]:
     try:
         ls = parse_label_selector(label)
     except SelectorError as e:
@@ -48,8 +89,11 @@ def _parse_selectors(label: str, fields: str) -> tuple[LabelSelector, FieldSelec
     return ls, fs
 
 
+SELECTORS = SelectorCache()
+
+
 def selectors(q: Any, res: Resource) -> tuple[LabelSelector, FieldSelector]:
-    ls, fs = _parse_selectors(q.get("labelSelector", ""), q.get("fieldSelector", ""))
+    ls, fs = SELECTORS.parse(q.get("labelSelector", ""), q.get("fieldSelector", ""))
     for r in fs.requirements:
         if r.field not in res.selectable:
             raise BadRequest(

@@ -16,8 +16,8 @@ import binascii
 import dataclasses
 import logging
 import random
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 import msgspec
 
@@ -30,7 +30,7 @@ from kos.api.types import API_VERSION
 from kos.apiserver.cache import Cacher, Entry, ResourceCache, deliver
 from kos.apiserver.strategy import Strategy
 from kos.apiserver.watchers import Watcher
-from kos.storage.interface import KeyExists, KeyNotFound, RevisionMismatch, Store, StoreError
+from kos.storage.interface import Guard, GuardFailed, KeyExists, KeyNotFound, RevisionMismatch, Store, StoreError
 from kos.util.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,19 @@ class SubnetAdmission:
         return out
 
 
+class WriteRules(Protocol):
+    """A kind's rules that span other objects, enforced atomically with store guards (see address_protection)."""
+
+    async def update_guards(self, new: Any, old: Entry, subresource: str | None) -> Sequence[Guard]:
+        """Guards for writing `new` over `old` (also when the write completes a deletion); raises a StatusError
+        when the write must not happen."""
+        ...
+
+    def delete_guards(self, old: Entry) -> tuple[Sequence[Guard], str]:
+        """Guards for deleting `old` now, or ((), finalizer) when it must stay, held by that finalizer."""
+        ...
+
+
 class Registry:
     def __init__(
         self,
@@ -135,6 +148,7 @@ class Registry:
         clock: Clock,
         *,
         admission: SubnetAdmission | None = None,
+        rules: WriteRules | None = None,
         watcher_max_bytes: int = 64 << 20,
     ) -> None:
         self.resource = resource
@@ -144,6 +158,7 @@ class Registry:
         self.cache: ResourceCache = cacher.caches[resource.plural]
         self.clock = clock
         self.admission = admission
+        self.rules = rules
         self.watcher_max_bytes = watcher_max_bytes
         self._prefix = f"/{resource.plural}/"
 
@@ -441,18 +456,21 @@ class Registry:
             new = codec.replace_meta(new, resource_version="")
             if new == codec.replace_meta(old.obj, resource_version=""):
                 return old  # nothing changed: no write, no event, same resourceVersion
+            guards = await self.rules.update_guards(new, old, subresource) if self.rules is not None else ()
             if dry_run:
                 return self.cache.entry_for(new, old.rev)
             try:
                 if new.metadata.deletion_timestamp is not None and not new.metadata.finalizers:
-                    d = await self._store(self.store.delete(key, old.rev))
+                    d = await self._store(self.store.delete(key, old.rev, guards))
                     return self.cache.entry_for(new, d.revision)
-                rev = await self._store(self.store.update(key, codec.encode(new), old.rev))
+                rev = await self._store(self.store.update(key, codec.encode(new), old.rev, guards))
                 return self._written(self.cache.entry_for(new, rev))
             except RevisionMismatch as e:
                 if expected is not None:
                     raise self._conflict(name) from None
                 await self.cacher.wait_for(e.current.mod_revision, timeout=10.0)
+            except GuardFailed:  # another object moved on: judge again from a cache that has seen it
+                await self.cacher.sync()
             except KeyNotFound:
                 raise self._not_found(name) from None
         raise self._conflict(name, "too many concurrent writers; please try again")
@@ -494,6 +512,11 @@ class Registry:
                 finalizers.append(ORPHAN_FINALIZER)
             elif req.propagation_policy == "Foreground" and FOREGROUND_FINALIZER not in finalizers:
                 finalizers.append(FOREGROUND_FINALIZER)
+            guards: Sequence[Guard] = ()
+            if self.rules is not None:
+                guards, hold = self.rules.delete_guards(old)
+                if hold and hold not in finalizers:
+                    finalizers.append(hold)
             try:
                 if finalizers:
                     if meta.deletion_timestamp is not None and tuple(finalizers) == meta.finalizers:
@@ -507,14 +530,16 @@ class Registry:
                     )
                     if req.dry_run:
                         return self.cache.entry_for(new, old.rev), False
-                    rev = await self._store(self.store.update(key, codec.encode(new), old.rev))
+                    rev = await self._store(self.store.update(key, codec.encode(new), old.rev, guards))
                     return self._written(self.cache.entry_for(new, rev)), False
                 if req.dry_run:
                     return old, True
-                d = await self._store(self.store.delete(key, old.rev))
+                d = await self._store(self.store.delete(key, old.rev, guards))
                 return self._written(old.at_revision(d.revision)), True
             except RevisionMismatch as e:
                 await self.cacher.wait_for(e.current.mod_revision, timeout=10.0)
+            except GuardFailed:  # another object moved on: judge again from a cache that has seen it
+                await self.cacher.sync()
             except KeyNotFound:
                 raise self._not_found(name) from None
         raise self._conflict(name, "too many concurrent writers; please try again")

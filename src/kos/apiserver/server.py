@@ -17,13 +17,15 @@ from kos.api import resources
 from kos.api.errors import MethodNotAllowed, NotAcceptable, NotFound, RequestEntityTooLarge
 from kos.api.types import GROUP, VERSION
 from kos.apiserver import discovery, watchmux
+from kos.apiserver.address_protection import AddressBook, AttachmentStatusRule, LockDeletionRule, ProtectionController
 from kos.apiserver.cache import Cacher
 from kos.apiserver.fastpath import FastHTTP
 from kos.apiserver.gc import GarbageCollector
 from kos.apiserver.handlers import PREFIX, ResourceAPI, json_response, status_response
+from kos.apiserver.limits import HTTPLimits, WatchQuota
 from kos.apiserver.metrics import APIServerMetrics
 from kos.apiserver.namespaces import Namespaces, core_v1_resources
-from kos.apiserver.registry import Registry, SubnetAdmission
+from kos.apiserver.registry import Registry, SubnetAdmission, WriteRules
 from kos.apiserver.strategy import for_plural
 from kos.storage.interface import Store
 from kos.storage.url import open_store
@@ -43,6 +45,26 @@ class Settings:
     check_subnet_conflicts: bool = True
     bookmark_interval: float = 10.0
     watcher_max_bytes: int = 64 << 20
+    # Bounds on what one client can make the server hold (see kos.apiserver.limits; docs/operations.md).
+    max_header_line_bytes: int = 8190
+    max_headers: int = 128
+    header_timeout: float = 32.0
+    idle_timeout: float = 90.0
+    max_pipelined_requests: int = 64
+    max_watches_per_connection: int = 50_000
+    max_watches_per_client: int = 100_000
+    watchmux_max_bytes: int = 128 << 20
+    shutdown_timeout: float = 3.0
+    """Seconds shutdown waits for requests in flight and for watch clients to take their end, per step."""
+
+    def http_limits(self) -> HTTPLimits:
+        return HTTPLimits(
+            max_line_bytes=self.max_header_line_bytes,
+            max_headers=self.max_headers,
+            header_timeout=self.header_timeout,
+            idle_timeout=self.idle_timeout,
+            max_pipelined=self.max_pipelined_requests,
+        )
 
 
 class APIServer:
@@ -54,6 +76,7 @@ class APIServer:
         self._own_store = store is None
         self.cacher: Cacher | None = None
         self.gc: GarbageCollector | None = None
+        self.protection: ProtectionController | None = None
         self.registries: dict[str, Registry] = {}
         self.runner: web.AppRunner | None = None
         self.port = settings.port
@@ -61,6 +84,8 @@ class APIServer:
         self.api: ResourceAPI | None = None
         self._listener: asyncio.Server | None = None
         self._fast_conns: weakref.WeakSet[FastHTTP] = weakref.WeakSet()
+        self.watch_quota = WatchQuota(settings.max_watches_per_client)
+        self.watchmux: watchmux.WatchMuxServer | None = None
 
     @property
     def store(self) -> Store:
@@ -79,10 +104,17 @@ class APIServer:
         self.cacher = Cacher(self.store, history=s.watch_cache_size, on_events=self._on_events)
         await self.cacher.start()
         admission = SubnetAdmission(self.cacher) if s.check_subnet_conflicts else None
+        book = AddressBook(self.cacher, self.store)
+        lock_rule = LockDeletionRule(book)
+        rules: dict[str, WriteRules] = {
+            resources.NETWORK_ATTACHMENTS.plural: AttachmentStatusRule(book),
+            resources.IPLOCKS.plural: lock_rule,
+        }
         for r in resources.ALL:
             self.registries[r.plural] = Registry(
                 r, for_plural(r.plural), self.store, self.cacher, self.clock,
                 admission=admission if r is resources.SUBNETS else None,
+                rules=rules.get(r.plural),
                 watcher_max_bytes=s.watcher_max_bytes,
             )  # fmt: skip
             cache = self.cacher.caches[r.plural]
@@ -91,16 +123,26 @@ class APIServer:
         gctune.freeze_startup_state()
         self.gc = GarbageCollector(self.cacher, self.registries)
         self.gc.start()
+        self.protection = ProtectionController(self.cacher, self.registries[resources.IPLOCKS.plural], lock_rule)
+        self.protection.start()
         self._bookmarks = asyncio.create_task(self._bookmark_loop(), name="kos-bookmarks")
         app = self.build_app()
-        self.runner = web.AppRunner(app, handle_signals=False, access_log=None, handler_cancellation=True)
+        limits = s.http_limits()
+        # aiohttp parses what the lean front end hands over: the same bounds; its keep-alive timer (armed
+        # while it waits for a request, complete or not) is the idle timeout.
+        self.runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, handler_cancellation=True,
+            max_line_size=limits.max_line_bytes, max_field_size=limits.max_line_bytes,
+            max_headers=limits.max_headers, keepalive_timeout=limits.idle_timeout,
+            shutdown_timeout=s.shutdown_timeout,
+        )  # fmt: skip
         await self.runner.setup()
         fallback = self.runner.server
         assert fallback is not None and self.api is not None
         api, max_body, conns = self.api, s.max_request_bytes, self._fast_conns
 
         def protocol() -> FastHTTP:
-            p = FastHTTP(api, fallback, max_body)
+            p = FastHTTP(api, fallback, max_body, limits)
             conns.add(p)
             return p
 
@@ -114,6 +156,8 @@ class APIServer:
         log.info("kos apiserver serving on %s with storage %s", self.url, s.storage)
 
     def _on_events(self, events: Any) -> None:
+        if self.protection is not None:
+            self.protection.on_events(events)
         if self.gc is not None:
             before = self.gc.deleted
             self.gc.on_events(events)
@@ -121,19 +165,37 @@ class APIServer:
                 self.metrics.gc_deleted.inc(self.gc.deleted - before)
 
     async def stop(self) -> None:
-        if self._bookmarks is not None:
-            self._bookmarks.cancel()
-        if self.gc is not None:
-            await self.gc.stop()
-        if self.cacher is not None:
-            await self.cacher.stop()
+        """Stop within seconds, whoever is connected (aiohttp #2200: the runner's clean-up waits for every
+        handler, and a WebSocket's handler runs until the socket closes).
+
+        New connections are refused first; calls in flight are answered; every watch is ended — an HTTP
+        watch with the end of its chunked stream, a multiplexed one with its end record and the
+        connection with 1001 — so clients resume from their last revision elsewhere; what still runs
+        after `shutdown_timeout` is cancelled.
+        """
+        t = self.settings.shutdown_timeout
         if self._listener is not None:
             self._listener.close()
             for p in list(self._fast_conns):
                 p.close()
-            self._fast_conns.clear()
+        if self._bookmarks is not None:
+            self._bookmarks.cancel()
+        if self.cacher is not None:  # HTTP watches end their streams; multiplexed ones queue their end records
+            for w in list(self.cacher.all_watchers()):
+                w.close()
+        steps = [self.watchmux.shutdown(t)] if self.watchmux is not None else []
         if self.runner is not None:
-            await self.runner.cleanup()
+            steps.append(self.runner.cleanup())
+        await asyncio.gather(*steps)
+        for p in list(self._fast_conns):
+            p.abort()
+        self._fast_conns.clear()
+        if self.gc is not None:
+            await self.gc.stop()
+        if self.protection is not None:
+            await self.protection.stop()
+        if self.cacher is not None:
+            await self.cacher.stop()
         if self._own_store and self._store is not None:
             await self._store.close()
 
@@ -154,9 +216,15 @@ class APIServer:
     # --- HTTP ------------------------------------------------------------------------------
 
     def build_app(self) -> web.Application:
+        s = self.settings
         api = self.api = ResourceAPI(
             self.registries, self.metrics, self.clock,
-            max_body=self.settings.max_request_bytes, bookmark_interval=self.settings.bookmark_interval,
+            max_body=s.max_request_bytes, bookmark_interval=s.bookmark_interval, watch_quota=self.watch_quota,
+        )  # fmt: skip
+        self.watchmux = watchmux.WatchMuxServer(
+            self.registries, self.metrics, quota=self.watch_quota,
+            limits=watchmux.MuxLimits(max_watches=s.max_watches_per_connection, max_bytes=s.watchmux_max_bytes,
+                                      max_selector=s.max_header_line_bytes, stall_timeout=s.idle_timeout),
         )  # fmt: skip
         app = web.Application(client_max_size=self.settings.max_request_bytes, middlewares=[_statuses])
         enc = msgspec.json.encode
@@ -203,7 +271,8 @@ class APIServer:
         return app
 
     async def _watchmux(self, request: web.Request) -> web.StreamResponse:
-        return await watchmux.serve(request, self.registries, self.metrics)
+        assert self.watchmux is not None
+        return await self.watchmux.serve(request)
 
     @staticmethod
     def _openapi_v2(data: bytes) -> Any:

@@ -11,11 +11,12 @@ agents use is indexed.
 
 Each watcher owns an output buffer of already-encoded lines. Everything pushed
 to it in one turn of the event loop is flushed at the end of that turn as one
-chunk, written straight to the connection's transport (`sink`) while the socket
-keeps up — no task switch per event. When the socket's buffer is full the lines
-wait in the watcher and the watch handler drains them with flow control; a
-watcher whose backlog grows past its limit is closed (the client resumes from the
-last revision it saw, losing nothing).
+chunk, offered straight to the connection (`sink`) while the socket keeps up — no
+task switch per event. The sink is offered the list of lines and their size, so
+refusing costs nothing and accepting copies the lines once, where they are written.
+When the socket's buffer is full the lines wait in the watcher and the watch
+handler drains them with flow control; a watcher whose backlog grows past its
+limit is closed (the client resumes from the last revision it saw, losing nothing).
 """
 
 from __future__ import annotations
@@ -82,8 +83,9 @@ class Watcher:
         self.last_sent = time.monotonic()
         self.sent_events = 0
         self.sent_bytes = 0
-        self.sink: Callable[[bytes], bool] | None = None
-        """Writes a chunk straight to the client when its socket has room; False when it has not."""
+        self.sink: Callable[[list[bytes], int], bool] | None = None
+        """Takes the buffered lines (and their total size) straight to the client when it has room, copying
+        them out of the list; False when it has not (then they stay here)."""
         self.on_close: Callable[[], None] | None = None
         self._loop = asyncio.get_running_loop()
         self._flush_scheduled = False
@@ -122,12 +124,13 @@ class Watcher:
         self._flush_scheduled = False
         if not self.buffer:
             return
-        if self.sink is not None and not self.closed:
-            data = b"".join(self.buffer)
-            if self.sink(data):
-                self.sent_events += len(self.buffer)
-                self.sent_bytes += len(data)
-                self.buffer.clear()
+        sink = self.sink
+        if sink is not None and not self.closed:
+            buf = self.buffer
+            if sink(buf, self.buffered_bytes):
+                self.sent_events += len(buf)
+                self.sent_bytes += self.buffered_bytes
+                buf.clear()
                 self.buffered_bytes = 0
                 self.last_sent = time.monotonic()
                 return

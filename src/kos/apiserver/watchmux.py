@@ -9,6 +9,7 @@ on one WebSocket, `/apis/network.example.com/v1alpha1/watchmux`:
     client → server (JSON text):  {"op": "watch", "id": 7, "resource": "networkattachments",
                                    "namespace": "ns" (optional), "labelSelector": "...",
                                    "fieldSelector": "...", "resourceVersion": "...",
+                                   "resourceVersionMatch": "...", "sendInitialEvents": true,
                                    "allowWatchBookmarks": true, "timeoutSeconds": 600}
                                   {"op": "cancel", "id": 7}
     server → client (binary):     records `<id> <n>\\n<n bytes>`, the bytes being watch event
@@ -19,198 +20,518 @@ Each watch keeps its own selector, resourceVersion and semantics, and is served 
 the same indexed watchers as HTTP watches. Everything for one connection that is
 pushed in one turn of the event loop leaves in one WebSocket message. Plain HTTP
 watches remain the standard interface (kubectl, the Kubernetes clients).
+
+Frames are decoded strictly (known fields, their types, bounded sizes; flags and
+`timeoutSeconds` may also be strings, as query parameters are). A frame that is
+refused gets an `ERROR` event carrying a `Status` on its watch id, then that id's
+end record; one that names no usable id gets it on id `-1`. Either way only that
+request fails: the connection and its other watches go on. Each watch starts in a
+task of its own, so one that waits (a future resourceVersion, a consistent read)
+holds up neither other watches nor cancels.
+
+Bounds, per connection (`MuxLimits`, settings of the server): at most
+`max_watches` watches (and the server's per-client quota, `limits.WatchQuota`),
+at most `MAX_SELECTOR_BYTES` of selectors among them, and `max_bytes` of output
+queued for a client that reads slower than its watches produce: past half of it
+no new frame is read until the client catches up; past all of it, a watch whose
+events cannot be queued is ended as a slow HTTP watcher is (the client resumes it
+from its last revision). A client that stops reading altogether misses the
+WebSocket heartbeat's pong and loses the connection; one still being written to
+then is aborted, so what was queued for it is freed. On shutdown every watch is
+ended (so clients resume elsewhere) and the connection closed with 1001.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import dataclasses
 import logging
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Literal
 
-from aiohttp import WSMsgType, web
+import msgspec
+from aiohttp import WSCloseCode, WSMsgType, web
 
-from kos.api import codec, errors
-from kos.api.errors import BadRequest, StatusError
+from kos.api import codec
+from kos.api.errors import BadRequest, StatusError, too_many_requests
 from kos.api.resources import BY_PLURAL
 from kos.apiserver import params
+from kos.apiserver.limits import WatchQuota
 from kos.apiserver.metrics import APIServerMetrics
 from kos.apiserver.registry import Registry, WatchOptions
 from kos.apiserver.watchers import Watcher
 
 log = logging.getLogger(__name__)
 
-PENDING_LIMIT = 32 << 20
-"""Bytes queued for one connection before its watchers' lines wait in the watchers instead."""
 DEFAULT_TIMEOUT = (1800, 3600)
+MAX_FRAME = 1 << 20
+"""Largest frame read at all (aiohttp closes the connection with 1009 past it); fields are bounded tighter."""
+MAX_ID = (1 << 53) - 1
+"""Ids are JSON numbers every client can represent exactly."""
+MAX_STARTING = 64
+"""Watches being opened at once on one connection (each may wait for a revision); further frames wait."""
+MAX_SELECTOR_BYTES = 8 << 20
+"""Selector text among one connection's watches: a parsed selector takes ~20 times its text."""
+HEARTBEAT = 30.0
+"""Seconds between pings; a client that has not answered one within half of it loses the connection."""
+NO_ID = -1
+"""The id of records about frames that name no usable watch id."""
 
 
-class _Params:
-    """A watch request's parameters, read like query parameters."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class MuxLimits:
+    max_watches: int = 50_000
+    """Watches open (or opening) on one connection: simnodes' 1,000 agents hold ~21,000."""
+    max_bytes: int = 128 << 20
+    """Output queued for one connection (sent, pending, and held by its watchers) before it is cut back."""
+    max_selector: int = 8190
+    """Longest label or field selector of one watch: the HTTP front ends' request-line bound."""
+    stall_timeout: float = 90.0
+    """Seconds one message may take to write before the client is taken for gone (the HTTP idle timeout)."""
 
-    def __init__(self, d: dict[str, Any]) -> None:
-        self._d = d
 
-    def get(self, name: str, default: Any = None) -> Any:
-        v = self._d.get(name, default)
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        return v if v is None or isinstance(v, str) else str(v)
+_Flag = bool | Annotated[str, msgspec.Meta(max_length=5)]
+
+
+class _Frame(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    op: Literal["watch", "cancel"]
+    id: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
+    resource: Annotated[str, msgspec.Meta(max_length=253)] = ""
+    namespace: Annotated[str, msgspec.Meta(max_length=253)] = ""
+    label_selector: str = ""
+    field_selector: str = ""
+    resource_version: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    resource_version_match: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    allow_watch_bookmarks: _Flag = False
+    send_initial_events: _Flag | None = None
+    timeout_seconds: (
+        Annotated[int, msgspec.Meta(ge=0, le=(1 << 31) - 1)] | Annotated[str, msgspec.Meta(max_length=10)] | None
+    ) = None
+
+
+class _Id(msgspec.Struct):
+    id: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
+
+
+_FRAME = msgspec.json.Decoder(_Frame)
+_ID = msgspec.json.Decoder(_Id)
+_UNDECODABLE = (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeDecodeError)
+
+
+def decode_frame(data: str | bytes) -> tuple[_Frame | None, int, StatusError | None]:
+    """(frame, its id, None), or (None, the id to answer on, the error) for a frame that is refused."""
+    try:
+        f = _FRAME.decode(data)
+        return f, f.id, None
+    except _UNDECODABLE as e:
+        err = BadRequest(f"invalid watchmux frame: {_reason(e)}")
+    try:
+        return None, _ID.decode(data).id, err
+    except _UNDECODABLE:
+        return None, NO_ID, err
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, RecursionError):
+        return "it is nested too deeply"
+    return str(e)
+
+
+def _flag(v: bool | str | None) -> str | None:
+    if v is None or isinstance(v, str):
+        return v
+    return "true" if v else "false"
+
+
+def _query(f: _Frame) -> dict[str, str]:
+    """The frame's parameters read like query parameters, through the same checks as HTTP watches."""
+    q = {"labelSelector": f.label_selector, "fieldSelector": f.field_selector,
+         "resourceVersion": f.resource_version, "resourceVersionMatch": f.resource_version_match,
+         "allowWatchBookmarks": _flag(f.allow_watch_bookmarks)}  # fmt: skip
+    sie = _flag(f.send_initial_events)
+    if sie is not None:
+        q["sendInitialEvents"] = sie
+    return {k: v for k, v in q.items() if v is not None}
+
+
+def _timeout(v: int | str | None) -> int:
+    if isinstance(v, str):
+        if not (v.isascii() and v.isdigit()):
+            raise BadRequest(f"invalid value for timeoutSeconds: {v!r} (use a non-negative integer)")
+        v = int(v)
+    return v if v is not None else random.randint(*DEFAULT_TIMEOUT)
+
+
+def _error_line(err: StatusError) -> bytes:
+    return b'{"type":"ERROR","object":' + codec.encode(err.to_status()) + b"}\n"
 
 
 class MuxConnection:
-    def __init__(self, ws: web.WebSocketResponse, registries: dict[str, Registry], metrics: APIServerMetrics) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        registries: dict[str, Registry],
+        metrics: APIServerMetrics,
+        *,
+        limits: MuxLimits,
+        quota: WatchQuota,
+        client: str,
+        transport: asyncio.Transport | None = None,
+    ) -> None:
         self.ws = ws
+        self.transport = transport
         self.registries = registries
         self.metrics = metrics
-        self.watches: dict[int, tuple[Registry, Watcher, asyncio.TimerHandle]] = {}
+        self.limits = limits
+        self.quota = quota
+        self.client = client
+        self.watches: dict[int, tuple[Registry, Watcher, asyncio.TimerHandle, int]] = {}
+        """id → (registry, watcher, its timeout, its selectors' length)."""
+        self.starting: dict[int, asyncio.Task[None]] = {}
+        self.selector_bytes = 0
         self.pending: list[bytes] = []
         self.pending_bytes = 0
+        self.pending_limit = min(32 << 20, limits.max_bytes // 4)
+        self.sending = 0
+        """Bytes of the message being written (0 when none is)."""
+        self.send_started = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
+        self.held: dict[int, int] = {}
+        """Bytes the watchers refused by a full connection still buffer, by id."""
+        self.held_bytes = 0
         self.blocked: set[int] = set()
         self.wakeup = asyncio.Event()
+        self.room = asyncio.Event()
+        self.flushing = asyncio.Event()
+        """Set after each message is written (for shutdown to wait for the end records)."""
         self.closed = False
 
     # --- the outbound side -------------------------------------------------------------------
 
-    def _enqueue(self, record: bytes, size: int) -> None:
-        self.pending.append(record)
-        self.pending_bytes += size
+    def queued(self) -> int:
+        return self.pending_bytes + self.sending + self.held_bytes
+
+    def _record(self, wid: int, data: bytes) -> None:
+        """A record outside any watcher (an error, an end): queued whatever the limits, counted against them."""
+        self.pending.append(b"%d %d\n" % (wid, len(data)))
+        if data:
+            self.pending.append(data)
+        self.pending_bytes += len(data) + 16
         self.wakeup.set()
 
-    def _sink(self, wid: int) -> Callable[[bytes], bool]:
-        def sink(data: bytes) -> bool:
+    def _sink(self, wid: int) -> Callable[[list[bytes], int], bool]:
+        pending = self.pending
+
+        def sink(lines: list[bytes], size: int) -> bool:
             if self.closed:
                 return False
-            if self.pending_bytes > PENDING_LIMIT:
-                self.blocked.add(wid)
+            if self.pending_bytes > self.pending_limit:
+                self._hold(wid, size)
                 return False
-            self._enqueue(b"%d %d\n%b" % (wid, len(data), data), len(data))
+            if self.held:
+                self._release(wid)
+            pending.append(b"%d %d\n" % (wid, size))
+            pending.extend(lines)
+            self.pending_bytes += size
+            self.wakeup.set()
             return True
 
         return sink
 
+    def _hold(self, wid: int, size: int) -> None:
+        """A watcher keeps `size` bytes the connection had no room for; past the bound, it is dropped."""
+        self.blocked.add(wid)
+        self.held_bytes += size - self.held.get(wid, 0)
+        self.held[wid] = size
+        if self.queued() > self.limits.max_bytes:
+            entry = self.watches.get(wid)
+            if entry is not None:  # a slow watcher: the client resumes it from its last revision
+                entry[1].close(f"the connection fell behind: more than {self.limits.max_bytes} bytes unsent")
+
+    def _release(self, wid: int) -> None:
+        size = self.held.pop(wid, None)
+        if size is not None:
+            self.held_bytes -= size
+            self._notify_room()
+
+    def _notify_room(self) -> None:
+        if self.queued() <= self.limits.max_bytes // 2 and len(self.starting) < MAX_STARTING:
+            self.room.set()
+
+    async def wait_for_room(self) -> None:
+        """Before reading another frame: the client must have read enough, and few watches be opening."""
+        while not self.closed and (self.queued() > self.limits.max_bytes // 2 or len(self.starting) >= MAX_STARTING):
+            self.room.clear()
+            await self.room.wait()
+
+    async def _flushed(self) -> None:
+        while (self.pending or self.sending) and not self.closed:
+            self.flushing.clear()
+            await self.flushing.wait()
+
     async def writer(self) -> None:
-        while not self.closed:
-            await self.wakeup.wait()
-            self.wakeup.clear()
-            if not self.pending:
-                continue
-            data = b"".join(self.pending)
-            self.pending.clear()
-            self.pending_bytes = 0
-            await self.ws.send_bytes(data)
-            if self.blocked:
-                retry, self.blocked = self.blocked, set()
-                for wid in retry:
-                    entry = self.watches.get(wid)
-                    if entry is not None:
-                        entry[1].flush()
+        try:
+            while not self.closed:
+                await self.wakeup.wait()
+                self.wakeup.clear()
+                if not self.pending:
+                    continue
+                data = b"".join(self.pending)
+                self.pending.clear()
+                self.pending_bytes = 0
+                self.sending = len(data)
+                self.send_started = asyncio.get_running_loop().time()
+                try:
+                    await self.ws.send_bytes(data)
+                finally:
+                    self.sending = 0
+                self.flushing.set()
+                if self.blocked:
+                    retry, self.blocked = self.blocked, set()
+                    for wid in retry:
+                        entry = self.watches.get(wid)
+                        if entry is not None:
+                            entry[1].flush()
+                self._notify_room()
+        except (ConnectionError, RuntimeError) as e:  # the connection is gone: stop queueing for it
+            log.debug("watchmux: writing failed: %r", e)
+            self.closed = True
+            self.room.set()
+            self.flushing.set()
+
+    def watch_the_client(self) -> None:
+        """Abort the connection when a write has stalled past `stall_timeout`, or the socket was closed under a
+        stalled write (a missed heartbeat): closing a transport with unsent data would hold it forever."""
+        self._watchdog = None
+        if self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        if self.sending and (self.ws.closed or loop.time() - self.send_started > self.limits.stall_timeout):
+            log.info("watchmux: dropping a client that does not read (%d bytes unsent)", self.queued())
+            if self.transport is not None:
+                self.transport.abort()
+            self.close()
+            return
+        self._watchdog = loop.call_later(min(HEARTBEAT, self.limits.stall_timeout) / 2, self.watch_the_client)
 
     # --- watches -----------------------------------------------------------------------------
 
-    async def start(self, msg: dict[str, Any]) -> None:
-        wid = msg.get("id")
-        if not isinstance(wid, int) or wid < 0:
-            raise BadRequest("a watch needs a non-negative integer id")
-        if wid in self.watches:
+    def handle(self, data: str | bytes) -> None:
+        """One frame from the client: open a watch (in a task of its own) or cancel one."""
+        f, wid, err = decode_frame(data)
+        try:
+            if err is not None:
+                raise err
+            assert f is not None
+            if f.op == "cancel":
+                self.cancel(wid)
+                return
+            self._open(f)
+        except StatusError as e:
+            self.refuse(wid, e)
+
+    def refuse(self, wid: int, err: StatusError) -> None:
+        """An ERROR event on the id the request named (then that id's end), or on NO_ID if it is taken or absent."""
+        if wid in self.watches or wid in self.starting:
+            log.info("watchmux: refused a request for open watch %d: %s", wid, err)
+            wid = NO_ID
+        self._record(wid, _error_line(err))
+        if wid != NO_ID:
+            self._record(wid, b"")
+
+    def _open(self, f: _Frame) -> None:
+        wid = f.id
+        if wid in self.watches or wid in self.starting:
             raise BadRequest(f"watch {wid} is already open on this connection")
-        res = BY_PLURAL.get(str(msg.get("resource", "")))
+        res = BY_PLURAL.get(f.resource)
         if res is None:
-            raise BadRequest(f"unknown resource {msg.get('resource')!r}")
-        q = _Params(msg)
+            raise BadRequest(f"unknown resource {f.resource!r}: use one of {', '.join(sorted(BY_PLURAL))}")
+        lim = self.limits
+        size = len(f.label_selector) + len(f.field_selector)
+        for name, sel in (("labelSelector", f.label_selector), ("fieldSelector", f.field_selector)):
+            if len(sel) > lim.max_selector:
+                raise BadRequest(f"{name} is too long: the limit is {lim.max_selector} bytes")
+        if len(self.watches) + len(self.starting) >= lim.max_watches:
+            raise too_many_requests(
+                f"too many watches on this connection: the limit is {lim.max_watches}; open another connection "
+                "or end some watches"
+            )
+        if self.selector_bytes + size > MAX_SELECTOR_BYTES:
+            raise too_many_requests(
+                f"the watches on this connection select with more than {MAX_SELECTOR_BYTES} bytes of selectors"
+            )
+        q = _query(f)
         ls, fs = params.selectors(q, res)
-        sie = q.get("sendInitialEvents")
         opts = WatchOptions(
             label_selector=ls,
             field_selector=fs,
             resource_version=params.rv_param(q),
             allow_bookmarks=params.flag(q, "allowWatchBookmarks"),
-            send_initial_events=None if sie is None else params.flag(q, "sendInitialEvents"),
+            send_initial_events=None if "sendInitialEvents" not in q else params.flag(q, "sendInitialEvents"),
         )
-        timeout = msg.get("timeoutSeconds")
-        if not isinstance(timeout, int) or timeout < 0:
-            timeout = random.randint(*DEFAULT_TIMEOUT)
-        namespace = msg.get("namespace") or None
+        timeout = _timeout(f.timeout_seconds)
+        self.quota.acquire(self.client)
+        self.selector_bytes += size
         reg = self.registries[res.plural]
+        self.starting[wid] = asyncio.get_running_loop().create_task(
+            self._start(wid, reg, f.namespace or None, opts, timeout, size), name=f"watchmux-start-{wid}"
+        )
+
+    async def _start(
+        self, wid: int, reg: Registry, namespace: str | None, opts: WatchOptions, timeout: int, size: int
+    ) -> None:
         try:
             w = await reg.watch(namespace, opts)
-        except errors.Gone as gone:
-            line = b'{"type":"ERROR","object":' + codec.encode(gone.to_status()) + b"}\n"
-            self._enqueue(b"%d %d\n%b" % (wid, len(line), line), len(line))
-            self._end(wid)
-            return
+        except BaseException as e:
+            self.starting.pop(wid, None)
+            self.quota.release(self.client)
+            self.selector_bytes -= size
+            self._notify_room()
+            if isinstance(e, StatusError):  # Gone (too old a resourceVersion), Timeout, a bad option …
+                if not self.closed:
+                    self.refuse(wid, e)
+                return
+            if isinstance(e, Exception):
+                log.exception("watchmux: opening watch %d failed", wid)
+                return
+            raise  # cancelled: the client cancelled it or the connection ended
+        self.starting.pop(wid, None)
         if self.closed:
             reg.stop_watch(w)
+            self.quota.release(self.client)
+            self.selector_bytes -= size
             return
         timer = asyncio.get_running_loop().call_later(timeout, self.end, wid)
-        self.watches[wid] = (reg, w, timer)
-        self.metrics.watchers.labels(res.plural).inc()
+        self.watches[wid] = (reg, w, timer, size)
+        self.metrics.watchers.labels(reg.resource.plural).inc()
         w.on_close = lambda: self.end(wid)
         w.sink = self._sink(wid)
         w.flush()
+        self._notify_room()
 
-    def _end(self, wid: int) -> None:
-        self._enqueue(b"%d 0\n" % wid, 0)
+    def cancel(self, wid: int) -> None:
+        task = self.starting.get(wid)
+        if task is not None:
+            task.cancel()  # its clean-up runs in the task
+            return
+        self.end(wid)
 
     def end(self, wid: int) -> None:
         entry = self.watches.pop(wid, None)
         if entry is None:
             return
-        reg, w, timer = entry
+        reg, w, timer, size = entry
         timer.cancel()
         w.on_close = None
         if w.buffer and not self.closed:
             w.flush()  # what the watcher still holds goes out before the end record
         reg.stop_watch(w)
-        self.metrics.watchers.labels(reg.resource.plural).dec()
-        self.metrics.watch_events.labels(reg.resource.plural).inc(w.sent_events)
-        self.metrics.watch_bytes.labels(reg.resource.plural).inc(w.sent_bytes)
+        self._release(wid)
+        self.blocked.discard(wid)
+        self.quota.release(self.client)
+        self.selector_bytes -= size
+        plural = reg.resource.plural
+        self.metrics.watchers.labels(plural).dec()
+        self.metrics.watch_events.labels(plural).inc(w.sent_events)
+        self.metrics.watch_bytes.labels(plural).inc(w.sent_bytes)
         if w.close_reason:
-            self.metrics.slow_watchers.labels(reg.resource.plural).inc()
+            self.metrics.slow_watchers.labels(plural).inc()
         if not self.closed:
-            self._end(wid)
+            self._record(wid, b"")
 
     def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        for task in list(self.starting.values()):
+            task.cancel()
         for wid in list(self.watches):
             self.end(wid)
         self.closed = True
         self.wakeup.set()
+        self.room.set()
+        self.flushing.set()
 
-
-async def serve(request: web.Request, registries: dict[str, Registry], metrics: APIServerMetrics) -> web.StreamResponse:
-    ws = web.WebSocketResponse(max_msg_size=1 << 20, heartbeat=30.0, compress=False)
-    await ws.prepare(request)
-    conn = MuxConnection(ws, registries, metrics)
-    writer = asyncio.create_task(conn.writer())
-    try:
-        async for msg in ws:
-            if msg.type != WSMsgType.TEXT:
-                continue
-            try:
-                body = json.loads(msg.data)
-                op = body.get("op") if isinstance(body, dict) else None
-                if op == "watch":
-                    await conn.start(body)
-                elif op == "cancel":
-                    conn.end(int(body.get("id", -1)))
-                else:
-                    raise BadRequest(f"unknown op {op!r}: use watch or cancel")
-            except (StatusError, ValueError, TypeError) as e:
-                err = e if isinstance(e, StatusError) else BadRequest(str(e))
-                wid = body.get("id") if isinstance(body, dict) else None
-                line = b'{"type":"ERROR","object":' + codec.encode(err.to_status()) + b"}\n"
-                if isinstance(wid, int) and wid not in conn.watches:
-                    conn._enqueue(b"%d %d\n%b" % (wid, len(line), line), len(line))
-                    conn._end(wid)
-                else:
-                    log.info("watchmux: refused a request: %s", err)
-    finally:
-        conn.close()
-        writer.cancel()
+    async def shutdown(self, timeout: float) -> None:
+        """End every watch (so clients resume elsewhere), let the end records go, close with 1001."""
+        for task in list(self.starting.values()):
+            task.cancel()
+        for wid in list(self.watches):
+            self.end(wid)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         try:
-            await writer
-        except (asyncio.CancelledError, Exception):
+            await asyncio.wait_for(self._flushed(), timeout)
+        except TimeoutError:
             pass
-    return ws
+        if not self.closed and not self.ws.closed:
+            if self.sending or self.pending:  # a client that does not read gets no farewell
+                if self.transport is not None:
+                    self.transport.abort()
+            else:
+                try:
+                    await asyncio.wait_for(self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down"),
+                                           max(0.1, deadline - loop.time()))  # fmt: skip
+                except (TimeoutError, ConnectionError, RuntimeError):
+                    pass
+        self.close()
+
+
+class WatchMuxServer:
+    """The endpoint: serves each connection and knows them all, for shutdown."""
+
+    def __init__(
+        self,
+        registries: dict[str, Registry],
+        metrics: APIServerMetrics,
+        *,
+        limits: MuxLimits,
+        quota: WatchQuota,
+    ) -> None:
+        self.registries = registries
+        self.metrics = metrics
+        self.limits = limits
+        self.quota = quota
+        self.connections: set[MuxConnection] = set()
+        self.stopping = False
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        if self.stopping:
+            raise web.HTTPServiceUnavailable(text="the apiserver is shutting down")
+        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=HEARTBEAT, compress=False, timeout=2.0)
+        await ws.prepare(request)
+        conn = MuxConnection(ws, self.registries, self.metrics, limits=self.limits, quota=self.quota,
+                             client=request.remote or "", transport=request.transport)  # fmt: skip
+        self.connections.add(conn)
+        writer = asyncio.create_task(conn.writer(), name="watchmux-writer")
+        conn.watch_the_client()
+        try:
+            while True:
+                await conn.wait_for_room()
+                msg = await ws.receive()
+                if msg.type == WSMsgType.TEXT:
+                    conn.handle(msg.data)
+                    await asyncio.sleep(0)  # let a watch that needs no wait start (and count) before the next frame
+                elif msg.type == WSMsgType.BINARY:
+                    conn.refuse(NO_ID, BadRequest("watchmux frames are JSON text, not binary"))
+                elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                    break
+        finally:
+            self.connections.discard(conn)
+            stuck = conn.sending > 0
+            conn.close()
+            writer.cancel()
+            try:
+                await writer
+            except (asyncio.CancelledError, Exception):
+                pass
+            if stuck and request.transport is not None:  # closed mid-write: the client stopped reading
+                request.transport.abort()
+        return ws
+
+    async def shutdown(self, timeout: float) -> None:
+        self.stopping = True
+        conns = list(self.connections)
+        if conns:
+            await asyncio.gather(*(c.shutdown(timeout) for c in conns), return_exceptions=True)

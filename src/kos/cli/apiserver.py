@@ -35,6 +35,58 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="reject creating a Subnet that conflicts with an existing one",
     )
     p.add_argument("--bookmark-interval", type=float, default=10.0, help="seconds between watch bookmarks")
+    d = Settings()
+    g = p  # bounds on what one client can make the server hold (docs/operations.md); not an argument group,
+    # whose flags would not read KOS_<FLAG>
+    g.add_argument(
+        "--max-header-line-bytes",
+        type=int,
+        default=d.max_header_line_bytes,
+        help="longest request line or header line (431 past it)",
+    )
+    g.add_argument("--max-headers", type=int, default=d.max_headers, help="most header fields in a request (431)")
+    g.add_argument(
+        "--header-timeout",
+        type=float,
+        default=d.header_timeout,
+        help="seconds a request head may take from its first byte",
+    )
+    g.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=d.idle_timeout,
+        help="seconds a connection may idle, a body stall, or a client not read its answers",
+    )
+    g.add_argument(
+        "--max-pipelined-requests",
+        type=int,
+        default=d.max_pipelined_requests,
+        help="requests read ahead of their answers on one connection",
+    )
+    g.add_argument(
+        "--max-watches-per-connection",
+        type=int,
+        default=d.max_watches_per_connection,
+        help="watches on one multiplexed connection (429 past it)",
+    )
+    g.add_argument(
+        "--max-watches-per-client",
+        type=int,
+        default=d.max_watches_per_client,
+        help="watches from one client address, HTTP and multiplexed (429 past it)",
+    )
+    g.add_argument(
+        "--watchmux-max-bytes",
+        type=int,
+        default=d.watchmux_max_bytes,
+        help="output queued for one multiplexed connection before its slowest watches are ended",
+    )
+    g.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=d.shutdown_timeout,
+        help="seconds shutdown waits for calls in flight and for watch clients to take their end",
+    )
     add_logging_flags(p)  # fmt: skip
 
 
@@ -44,6 +96,20 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise UsageError("--watch-cache-size must be at least 100")
     if args.max_request_bytes < 4096:
         raise UsageError("--max-request-bytes must be at least 4096")
+    for flag, value, least in (
+        ("--max-header-line-bytes", args.max_header_line_bytes, 256),
+        ("--max-headers", args.max_headers, 8),
+        ("--max-pipelined-requests", args.max_pipelined_requests, 1),
+        ("--max-watches-per-connection", args.max_watches_per_connection, 1),
+        ("--max-watches-per-client", args.max_watches_per_client, 1),
+        ("--watchmux-max-bytes", args.watchmux_max_bytes, 1 << 20),
+    ):
+        if value < least:
+            raise UsageError(f"{flag} must be at least {least}")
+    for flag, seconds in (("--header-timeout", args.header_timeout), ("--idle-timeout", args.idle_timeout),
+                          ("--shutdown-timeout", args.shutdown_timeout)):  # fmt: skip
+        if not seconds > 0:
+            raise UsageError(f"{flag} must be a positive number of seconds")
     return Settings(
         storage=args.storage,
         host=host,
@@ -52,6 +118,15 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_request_bytes=args.max_request_bytes,
         check_subnet_conflicts=args.check_subnets_conflicts,
         bookmark_interval=args.bookmark_interval,
+        max_header_line_bytes=args.max_header_line_bytes,
+        max_headers=args.max_headers,
+        header_timeout=args.header_timeout,
+        idle_timeout=args.idle_timeout,
+        max_pipelined_requests=args.max_pipelined_requests,
+        max_watches_per_connection=args.max_watches_per_connection,
+        max_watches_per_client=args.max_watches_per_client,
+        watchmux_max_bytes=args.watchmux_max_bytes,
+        shutdown_timeout=args.shutdown_timeout,
     )
 
 

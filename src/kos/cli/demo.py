@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 async def _verify(cluster: Cluster, settle: float, expect_empty: str = "") -> list[str]:
     deadline = time.monotonic() + settle
     while True:
-        problems = await check.violations(cluster.server, cluster.nodes_url)
+        problems = (await check.violations(cluster.server, cluster.nodes_url)).violations
         if expect_empty:
             async with Client(cluster.server) as c:
                 locks, _ = await c.list(IPLock, expect_empty)

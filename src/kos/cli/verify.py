@@ -24,6 +24,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="keep checking for up to this many seconds until everything holds (a system settling)",
     )
     p.add_argument(
+        "--watch",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="then follow every NetworkAttachment change for this many seconds, checking at every revision that no"
+        " address is shown by two NAs",
+    )
+    p.add_argument(
         "--no-require-ready",
         action="store_true",
         help="accept addressed NAs that no agent has implemented (no agents running)",
@@ -34,17 +42,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     async def main(stop: asyncio.Event) -> int:
         deadline = time.monotonic() + args.wait
+        report = check.Report([], [], "")
         while True:
             try:
-                problems = await check.violations(args.server, args.nodes_endpoint or None,
-                                                  require_ready=not args.no_require_ready)  # fmt: skip
+                report = await check.violations(args.server, args.nodes_endpoint or None,
+                                                require_ready=not args.no_require_ready)  # fmt: skip
+                problems = report.violations
             except (StatusError, aiohttp.ClientError, OSError) as e:
                 problems = [f"cannot read the system: {e}"]
             if not problems or time.monotonic() >= deadline or stop.is_set():
                 break
             await asyncio.sleep(0.5)
+        if args.watch > 0 and report.revision:
+            try:
+                problems += await check.watch_addresses(args.server, report.revision, args.watch)
+            except (StatusError, aiohttp.ClientError, OSError) as e:
+                problems.append(f"cannot follow the attachments: {e}")
         for p in problems:
             print(p)
+        if report.ownerless:
+            shown = ", ".join(report.ownerless[:10]) + (" ..." if len(report.ownerless) > 10 else "")
+            print(f"{len(report.ownerless)} IPLock(s) without an owner hold their addresses: {shown}", file=sys.stderr)
         if not problems:
             print("all invariants hold", file=sys.stderr)
         return 1 if problems else 0

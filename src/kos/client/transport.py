@@ -133,14 +133,23 @@ class HTTPPool:
                 self._count += 1
                 try:
                     _, c = await asyncio.get_running_loop().create_connection(_Conn, self.host, self.port)
-                except OSError as e:
+                except BaseException as e:  # a cancelled connect frees its slot too, or the pool shrinks for good
                     self._count -= 1
                     self._wake()
-                    raise ConnectionFailed(f"cannot connect to {self.host}:{self.port}: {e}") from e
+                    if isinstance(e, OSError):
+                        raise ConnectionFailed(f"cannot connect to {self.host}:{self.port}: {e}") from e
+                    raise
                 return c, False
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.append(fut)
-            await fut
+            try:
+                await fut
+            except asyncio.CancelledError:
+                if fut.cancelled():
+                    self._waiters.remove(fut)  # a caller that gave up leaves no waiter behind
+                else:
+                    self._wake()  # woken, then cancelled: pass the wake-up on
+                raise
 
     def _wake(self) -> None:
         while self._waiters:

@@ -100,6 +100,8 @@ class WatchMux:
             pos = nl + 1 + size
             s = self._streams.get(int(wid_s))
             if s is None:
+                if wid_s == b"-1" and size:  # the server refused a frame that named no watch it could answer on
+                    log.warning("the watch multiplexer refused a request: %s", body[:1000].decode(errors="replace"))
                 continue
             s.chunks.append(body if size else _END)
             s.wakeup.set()

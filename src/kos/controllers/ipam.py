@@ -20,6 +20,13 @@ Per NA (a level-triggered sync of its current state):
    does not redo work while its caches catch up;
 5. when the subnet is full, say so in status and retry with backoff — and when
    an address of that subnet is freed, retry at once (ARCHITECTURE §12.2).
+
+The apiserver backs this up (`apiserver/address_protection.py`): it refuses a
+status that shows an address its lock does not back, and keeps a deleted lock
+(terminating, with the `address-in-use` finalizer) while a status shows its
+address. So a lock being deleted is not usable here: the NA moves off it, and
+only then is the address free. A terminating NA keeps a locked address it shows
+(it may still be plugged in) but gets no new one.
 """
 
 from __future__ import annotations
@@ -248,6 +255,8 @@ class IPAM(Controller):
             elif data.anticipated_ip:
                 self.metrics.anticipation_used.observe(2)
                 return
+            elif na.metadata.deletion_timestamp is not None:
+                pass  # being deleted: it keeps a locked address it shows, but gets no new one
             else:
                 self.metrics.anticipation_used.observe(0)
                 try:
@@ -312,6 +321,10 @@ class IPAM(Controller):
             owner = controlling_owner(lock)
             if na is not None and (owner is None or owner.uid != na.metadata.uid):
                 return  # another incarnation's lock: the garbage collector's business
+            if lock.metadata.deletion_timestamp is not None:
+                # Being deleted (by hand, or by a foreground deletion): the apiserver keeps it until no status shows
+                # its address, so the NA must move off it; deleting it again would change nothing.
+                return
             if na is None or a.status_errs or a.block is None or t.vni != a.vni or not a.block.contains(t.address):
                 undesired.append(lock)
                 return
@@ -328,6 +341,8 @@ class IPAM(Controller):
             na is None
             or na.metadata.resource_version not in (data.anticipating_rv, data.anticipated_rv)
             or a.subnet_uid != data.anticipation_subnet_uid
+            # our write is visible, yet the lock it named does not back it any more (deleted, or being deleted)
+            or (na.metadata.resource_version == data.anticipated_rv and a.lock_in_status is None)
         ):
             data.clear_anticipation()
         # Never delete a lock that the NA's *current* status may name: our view of the NA can be stale (another
@@ -339,7 +354,7 @@ class IPAM(Controller):
             for lock in undesired + [lk for lk in usable if lk is not a.lock_in_status]:
                 await self._release(key, lock)
         else:
-            if usable:
+            if usable and na.metadata.deletion_timestamp is None:  # a terminating NA gets no new address
                 a.lock_for_status = best_lock(usable)
             a.release_after_status = undesired + [lk for lk in usable if lk is not a.lock_for_status]
         return a
@@ -439,8 +454,10 @@ class IPAM(Controller):
             metadata=ObjectMeta(
                 name=lname,
                 namespace=ns,
+                # blockOwnerDeletion: a foreground deletion of the NA waits until its address is released
                 owner_references=(OwnerReference(api_version=API_VERSION, kind="NetworkAttachment",
-                                                 name=na.metadata.name, uid=na.metadata.uid, controller=True),),
+                                                 name=na.metadata.name, uid=na.metadata.uid, controller=True,
+                                                 block_owner_deletion=True),),
             ),
             spec=IPLockSpec(subnet_name=na.spec.subnet),
         )  # fmt: skip

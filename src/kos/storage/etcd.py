@@ -14,8 +14,10 @@ Why it looks the way it does:
   compare-and-swap. Create is `create_revision == 0 ? put`. Update is
   `mod_revision == expected ? put` (plus "exists" when expected is 0, because etcd
   gives a missing key mod_revision 0). Delete is `exists [and mod_revision ==
-  expected] ? delete(prev_kv)`. The failure branch reads the key, so a lost race
-  reports the current value without a second round trip. The revision in the
+  expected] ? delete(prev_kv)`. Guards on other keys are more `mod_revision ==`
+  compares in the same transaction. The failure branch reads the key (and the
+  guarded keys), so a lost race reports the current value without a second round
+  trip. The revision in the
   response header is the write's revision, which is the object's resourceVersion.
 * **No client-side lock.** All operations share one grpc.aio channel per endpoint,
   and HTTP/2 multiplexes them. Concurrency therefore reaches etcd directly, and etcd
@@ -64,7 +66,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from aetcd import rpc
@@ -74,17 +76,21 @@ from kos.storage.interface import (
     Deleted,
     Event,
     EventType,
+    Guard,
+    GuardFailed,
     KeyExists,
     KeyNotFound,
     KeyValue,
     RevisionMismatch,
     StoreError,
     Unavailable,
+    guard_holds,
 )
 
 log = logging.getLogger(__name__)
 
 _Events = list[Event]
+_Ops = list[Any]
 
 _PAGE = 1000
 _HASLEADER = (("hasleader", "true"),)
@@ -311,15 +317,33 @@ class EtcdStore:
             return int(kvs[0].mod_revision)
         raise KeyExists(key)
 
-    async def update(self, key: str, value: bytes, expected_revision: int) -> int:
+    def _guarded(self, guards: Sequence[Guard]) -> tuple[_Ops, _Ops]:
+        """Compares for `guards`, and the reads that tell which one failed."""
+        compare, reads = [], []
+        for g in guards:
+            gk = self._key(g.key)
+            compare.append(rpc.Compare(key=gk, target=_MOD, result=_EQUAL, mod_revision=g.mod_revision))
+            reads.append(rpc.RequestOp(request_range=rpc.RangeRequest(key=gk)))
+        return compare, reads
+
+    def _failed_guard(self, guards: Sequence[Guard], resp: Any) -> GuardFailed:
+        for i, g in enumerate(guards):
+            kvs = resp.responses[i + 1].response_range.kvs
+            cur = self._kv(kvs[0]) if kvs else None
+            if not guard_holds(g, cur):
+                return GuardFailed(g, cur)
+        raise StoreError("etcd transaction failed although its key and every guard held")
+
+    async def update(self, key: str, value: bytes, expected_revision: int, guards: Sequence[Guard] = ()) -> int:
         k = self._key(key)
         compare = [rpc.Compare(key=k, target=_MOD, result=_EQUAL, mod_revision=expected_revision)]
         if expected_revision <= 0:  # a missing key has mod_revision 0: require that it exists
             compare.append(rpc.Compare(key=k, target=_CREATE, result=_GREATER, create_revision=0))
+        guard_compare, guard_reads = self._guarded(guards)
         req = rpc.TxnRequest(
-            compare=compare,
+            compare=compare + guard_compare,
             success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=value))],
-            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k)), *guard_reads],
         )
         resp, ambiguous = await self._rpc("update", "Txn", req)
         if resp.succeeded:
@@ -330,17 +354,20 @@ class EtcdStore:
         if ambiguous and kvs[0].value == value and kvs[0].mod_revision > expected_revision:
             log.info("etcd update of %s: an interrupted attempt was applied at %d", key, kvs[0].mod_revision)
             return int(kvs[0].mod_revision)
-        raise RevisionMismatch(key, expected_revision, self._kv(kvs[0]))
+        if kvs[0].mod_revision != expected_revision:
+            raise RevisionMismatch(key, expected_revision, self._kv(kvs[0]))
+        raise self._failed_guard(guards, resp)
 
-    async def delete(self, key: str, expected_revision: int | None = None) -> Deleted:
+    async def delete(self, key: str, expected_revision: int | None = None, guards: Sequence[Guard] = ()) -> Deleted:
         k = self._key(key)
         compare = [rpc.Compare(key=k, target=_CREATE, result=_GREATER, create_revision=0)]
         if expected_revision is not None:
             compare.append(rpc.Compare(key=k, target=_MOD, result=_EQUAL, mod_revision=expected_revision))
+        guard_compare, guard_reads = self._guarded(guards)
         req = rpc.TxnRequest(
-            compare=compare,
+            compare=compare + guard_compare,
             success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k, prev_kv=True))],
-            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k)), *guard_reads],
         )
         resp, ambiguous = await self._rpc("delete", "Txn", req)
         if resp.succeeded:
@@ -348,8 +375,9 @@ class EtcdStore:
             return Deleted(int(resp.header.revision), self._kv(prev[0]))
         kvs = resp.responses[0].response_range.kvs
         if kvs:
-            assert expected_revision is not None
-            raise RevisionMismatch(key, expected_revision, self._kv(kvs[0]))
+            if expected_revision is not None and kvs[0].mod_revision != expected_revision:
+                raise RevisionMismatch(key, expected_revision, self._kv(kvs[0]))
+            raise self._failed_guard(guards, resp)
         if ambiguous:
             raise Unavailable(
                 f"etcd delete of {key}: the connection failed mid-request and the key is now gone; "

@@ -6,6 +6,13 @@ resourceVersion is its key's mod revision; a list's is the store revision. Every
 write is a compare-and-swap so that two writers can never both win. A watch
 replays every change after a revision, in order, or fails with `Compacted` when
 that history is gone (the apiserver turns that into HTTP 410).
+
+Updates and deletes may carry `Guard`s: preconditions on *other* keys, checked in
+the same atomic step as the write (etcd's multi-key transaction compare). They are
+how the apiserver keeps a rule that spans two objects — an attachment may show an
+address only while its IPLock exists, and that lock may go only while no
+attachment shows the address — true at every revision, even with several
+apiservers whose caches lag the store (ARCHITECTURE §8, invariant 1).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 
@@ -42,6 +49,18 @@ class Event:
     """The revision of this change (for DELETED, the deletion's revision)."""
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Guard:
+    """A precondition on another key, checked atomically with a write.
+
+    The write applies only if `key`'s mod revision is `mod_revision`; 0 means the key must be absent
+    (etcd gives a missing key mod revision 0, and no present key has it).
+    """
+
+    key: str
+    mod_revision: int
+
+
 class StoreError(Exception):
     """Base of storage errors."""
 
@@ -66,6 +85,22 @@ class RevisionMismatch(StoreError):
         self.key = key
         self.expected = expected
         self.current = current
+
+
+class GuardFailed(StoreError):
+    """A write's guard did not hold: `guard.key` is at another revision (or absent, or present)."""
+
+    def __init__(self, guard: Guard, current: KeyValue | None) -> None:
+        now = f"at revision {current.mod_revision}" if current is not None else "absent"
+        want = f"at revision {guard.mod_revision}" if guard.mod_revision else "absent"
+        super().__init__(f"guard failed: key {guard.key} is {now}, not {want}")
+        self.guard = guard
+        self.current = current
+
+
+def guard_holds(guard: Guard, current: KeyValue | None) -> bool:
+    """Whether `guard` holds when its key is `current` (None: absent)."""
+    return (current.mod_revision if current is not None else 0) == guard.mod_revision
 
 
 class Compacted(StoreError):
@@ -102,15 +137,18 @@ class Store(Protocol):
         """Create `key`; its revision. Raises KeyExists."""
         ...
 
-    async def update(self, key: str, value: bytes, expected_revision: int) -> int:
-        """Replace `key` if its mod revision is `expected_revision`; the new revision.
+    async def update(self, key: str, value: bytes, expected_revision: int, guards: Sequence[Guard] = ()) -> int:
+        """Replace `key` if its mod revision is `expected_revision` and every guard holds; the new revision.
 
-        Raises KeyNotFound or RevisionMismatch.
+        Raises KeyNotFound or RevisionMismatch (checked first), then GuardFailed.
         """
         ...
 
-    async def delete(self, key: str, expected_revision: int | None = None) -> Deleted:
-        """Delete `key` (if at `expected_revision`, when given). Raises KeyNotFound or RevisionMismatch."""
+    async def delete(self, key: str, expected_revision: int | None = None, guards: Sequence[Guard] = ()) -> Deleted:
+        """Delete `key` (if at `expected_revision`, when given, and if every guard holds).
+
+        Raises KeyNotFound or RevisionMismatch (checked first), then GuardFailed.
+        """
         ...
 
     def watch(self, prefix: str, after_revision: int) -> AsyncIterator[builtins.list[Event]]:

@@ -7,18 +7,21 @@ event loop, so compare-and-swap is trivially atomic.
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from kos.storage.eventlog import EventLog
 from kos.storage.interface import (
     Deleted,
     Event,
     EventType,
+    Guard,
+    GuardFailed,
     KeyExists,
     KeyNotFound,
     KeyValue,
     RevisionMismatch,
     Unavailable,
+    guard_holds,
 )
 
 
@@ -52,25 +55,33 @@ class MemoryStore:
         self._log.publish([Event(EventType.ADDED, key, value, None, self._rev)])
         return self._rev
 
-    async def update(self, key: str, value: bytes, expected_revision: int) -> int:
+    def _check_guards(self, guards: Sequence[Guard]) -> None:
+        for g in guards:
+            cur = self._data.get(g.key)
+            if not guard_holds(g, cur):
+                raise GuardFailed(g, cur)
+
+    async def update(self, key: str, value: bytes, expected_revision: int, guards: Sequence[Guard] = ()) -> int:
         self._check_open()
         cur = self._data.get(key)
         if cur is None:
             raise KeyNotFound(key)
         if cur.mod_revision != expected_revision:
             raise RevisionMismatch(key, expected_revision, cur)
+        self._check_guards(guards)
         self._rev += 1
         self._data[key] = KeyValue(key, value, cur.create_revision, self._rev)
         self._log.publish([Event(EventType.MODIFIED, key, value, cur.value, self._rev)])
         return self._rev
 
-    async def delete(self, key: str, expected_revision: int | None = None) -> Deleted:
+    async def delete(self, key: str, expected_revision: int | None = None, guards: Sequence[Guard] = ()) -> Deleted:
         self._check_open()
         cur = self._data.get(key)
         if cur is None:
             raise KeyNotFound(key)
         if expected_revision is not None and cur.mod_revision != expected_revision:
             raise RevisionMismatch(key, expected_revision, cur)
+        self._check_guards(guards)
         self._rev += 1
         del self._data[key]
         self._log.publish([Event(EventType.DELETED, key, cur.value, cur.value, self._rev)])

@@ -27,7 +27,7 @@ import contextlib
 import dataclasses
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from kos.storage.eventlog import EventLog
@@ -37,12 +37,15 @@ from kos.storage.interface import (
     Deleted,
     Event,
     EventType,
+    Guard,
+    GuardFailed,
     KeyExists,
     KeyNotFound,
     KeyValue,
     RevisionMismatch,
     StoreError,
     Unavailable,
+    guard_holds,
 )
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,7 @@ class _Op:
     value: bytes
     expected: int | None
     future: asyncio.Future[Any]
+    guards: Sequence[Guard] = ()
 
 
 __all__ = ["SQLiteStore", "StoreInUse"]
@@ -157,17 +161,19 @@ class SQLiteStore:
     async def create(self, key: str, value: bytes) -> int:
         return await self._submit("create", key, value, None)  # type: ignore[no-any-return]
 
-    async def update(self, key: str, value: bytes, expected_revision: int) -> int:
-        return await self._submit("update", key, value, expected_revision)  # type: ignore[no-any-return]
+    async def update(self, key: str, value: bytes, expected_revision: int, guards: Sequence[Guard] = ()) -> int:
+        return await self._submit("update", key, value, expected_revision, guards)  # type: ignore[no-any-return]
 
-    async def delete(self, key: str, expected_revision: int | None = None) -> Deleted:
-        return await self._submit("delete", key, b"", expected_revision)  # type: ignore[no-any-return]
+    async def delete(self, key: str, expected_revision: int | None = None, guards: Sequence[Guard] = ()) -> Deleted:
+        return await self._submit("delete", key, b"", expected_revision, guards)  # type: ignore[no-any-return]
 
-    async def _submit(self, kind: str, key: str, value: bytes, expected: int | None) -> Any:
+    async def _submit(
+        self, kind: str, key: str, value: bytes, expected: int | None, guards: Sequence[Guard] = ()
+    ) -> Any:
         if self._closed:
             raise Unavailable("store is closed")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Op(kind, key, value, expected, fut))
+        self._pending.append(_Op(kind, key, value, expected, fut, guards))
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_loop())
         return await fut
@@ -206,8 +212,19 @@ class SQLiteStore:
         try:
             # Read-your-writes within the batch: `shadow` overrides the table for keys written earlier.
             shadow: dict[str, KeyValue | None] = {}
+
+            def current(key: str) -> KeyValue | None:
+                return shadow[key] if key in shadow else self._get(key)
+
+            def failed_guard(op: _Op) -> GuardFailed | None:
+                for g in op.guards:
+                    kv = current(g.key)
+                    if not guard_holds(g, kv):
+                        return GuardFailed(g, kv)
+                return None
+
             for op in batch:
-                cur = shadow[op.key] if op.key in shadow else self._get(op.key)
+                cur = current(op.key)
                 if op.kind == "create":
                     if cur is not None:
                         results.append(KeyExists(op.key))
@@ -223,6 +240,9 @@ class SQLiteStore:
                     if cur.mod_revision != op.expected:
                         results.append(RevisionMismatch(op.key, op.expected or 0, cur))
                         continue
+                    if op.guards and (gf := failed_guard(op)) is not None:
+                        results.append(gf)
+                        continue
                     rev += 1
                     shadow[op.key] = KeyValue(op.key, op.value, cur.create_revision, rev)
                     events.append(Event(EventType.MODIFIED, op.key, op.value, cur.value, rev))
@@ -233,6 +253,9 @@ class SQLiteStore:
                         continue
                     if op.expected is not None and cur.mod_revision != op.expected:
                         results.append(RevisionMismatch(op.key, op.expected, cur))
+                        continue
+                    if op.guards and (gf := failed_guard(op)) is not None:
+                        results.append(gf)
                         continue
                     rev += 1
                     shadow[op.key] = None

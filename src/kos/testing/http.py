@@ -85,6 +85,19 @@ class RawAPI:
     async def delete(self, path: str, body: Any = None, **kw: Any) -> Reply:
         return await self.request("DELETE", path, body, **kw)
 
+    async def give_address(self, na_path: str, ip: str, vni: int, **status: Any) -> Reply:
+        """Do by hand what IPAM does: take `ip` in `vni` for the attachment at `na_path` (its IPLock, controlled
+        by it), then show it in its status together with `status`; the status write's reply."""
+        na = await self.get(na_path)
+        assert na.status == 200, na.body
+        base, _, _name = na_path.rpartition("/")
+        a, b, c, d = ip.split(".")
+        lock = await self.post(base.rsplit("/", 1)[0] + "/iplocks",
+                               iplock(f"v1-{vni}-{a}-{b}-{c}-{d}", na.body["spec"]["subnet"], na.body))  # fmt: skip
+        assert lock.status == 201, lock.body
+        body = {"status": {"ipv4": ip, "addressVNI": vni, "lockUID": lock.body["metadata"]["uid"], **status}}
+        return await self.patch(na_path + "/status", body)
+
     async def watch(self, path: str, params: dict[str, str] | None = None) -> AsyncIterator[dict[str, Any]]:
         """Yield decoded watch events until the server ends the stream."""
         q = {"watch": "true", **(params or {})}

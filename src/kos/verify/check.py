@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import aiohttp
@@ -11,10 +12,21 @@ from kos.api.errors import StatusError
 from kos.api.types import IPLock, NetworkAttachment, Subnet
 from kos.client.rest import Client
 from kos.verify.fabric import fabric_violations
-from kos.verify.invariants import address_violations, readiness_violations, subnet_violations
+from kos.verify.history import AddressHistory, follow
+from kos.verify.invariants import address_violations, ownerless_locks, readiness_violations, subnet_violations
 
 
-async def snapshot(client: Client) -> tuple[list[Subnet], list[NetworkAttachment], list[IPLock]]:
+@dataclasses.dataclass(slots=True)
+class Snapshot:
+    """Every object of the three kinds at one revision."""
+
+    subnets: list[Subnet]
+    nas: list[NetworkAttachment]
+    locks: list[IPLock]
+    revision: str
+
+
+async def snapshot(client: Client) -> Snapshot:
     """Every object of the three kinds at one revision (a consistent snapshot)."""
     for _ in range(5):
         _, rv = await client.list(Subnet, limit=1)
@@ -22,13 +34,13 @@ async def snapshot(client: Client) -> tuple[list[Subnet], list[NetworkAttachment
             subnets, _ = await client.list(Subnet, resource_version=rv, resource_version_match="Exact")
             nas, _ = await client.list(NetworkAttachment, resource_version=rv, resource_version_match="Exact")
             locks, _ = await client.list(IPLock, resource_version=rv, resource_version_match="Exact")
-            return subnets, nas, locks
+            return Snapshot(subnets, nas, locks, rv)
         except StatusError:
             continue  # the revision left the server's history meanwhile: take another
     subnets, _ = await client.list(Subnet)
-    nas, _ = await client.list(NetworkAttachment)
+    nas, rv = await client.list(NetworkAttachment)
     locks, _ = await client.list(IPLock)
-    return subnets, nas, locks
+    return Snapshot(subnets, nas, locks, rv)
 
 
 async def fabric_states(endpoint: str, session: aiohttp.ClientSession) -> dict[str, dict[str, Any]]:
@@ -46,16 +58,33 @@ async def fabric_states(endpoint: str, session: aiohttp.ClientSession) -> dict[s
     return dict(await asyncio.gather(*(one(n["node"]) for n in nodes)))
 
 
-async def violations(server: str, nodes_endpoint: str | None = None, *, require_ready: bool = True) -> list[str]:
+@dataclasses.dataclass(slots=True)
+class Report:
+    violations: list[str]
+    ownerless: list[str]
+    """IPLocks without an owner: their addresses are taken (not free), which is not a violation."""
+    revision: str
+
+
+async def violations(server: str, nodes_endpoint: str | None = None, *, require_ready: bool = True) -> Report:
     async with Client(server, user_agent="kos-verify") as client:
-        subnets, nas, locks = await snapshot(client)
-    out = address_violations(nas, locks) + subnet_violations(subnets)
-    out += readiness_violations(nas, subnets, require_implemented=require_ready)
+        snap = await snapshot(client)
+    out = address_violations(snap.nas, snap.locks) + subnet_violations(snap.subnets)
+    out += readiness_violations(snap.nas, snap.subnets, snap.locks, require_implemented=require_ready)
     if nodes_endpoint:
         async with aiohttp.ClientSession() as session:
             states = await fabric_states(nodes_endpoint, session)
-        out += fabric_violations(nas, states)
-    return out
+        out += fabric_violations(snap.nas, states)
+    return Report(out, ownerless_locks(snap.locks), snap.revision)
+
+
+async def watch_addresses(server: str, revision: str, seconds: float) -> list[str]:
+    """Invariant 1 at every revision for `seconds` after `revision`: each moment two NAs showed one address."""
+    async with Client(server, user_agent="kos-verify") as client:
+        nas, _ = await client.list(NetworkAttachment, resource_version=revision, resource_version_match="Exact")
+        history = AddressHistory(nas, revision)
+        await follow(client, history, seconds)
+    return history.violations
 
 
 async def trace(server: str, nodes_endpoint: str, src: str, dst: str) -> dict[str, Any]:

@@ -5,7 +5,8 @@
    VNI and address, with the UID the status names); no IPLock outlives its owner.
 2. Subnets: validated subnets with the same VNI have disjoint CIDRs and one namespace.
 4. Readiness: every NA whose subnet is validated and has free addresses is ready
-   (or, before agents exist, at least addressed).
+   (or, before agents exist, at least addressed). An address held by an IPLock is not
+   free, whether or not the lock has an owner (an orphaning deletion leaves such locks).
 """
 
 from __future__ import annotations
@@ -86,16 +87,43 @@ def subnet_violations(subnets: Iterable[Subnet]) -> list[str]:
     return out
 
 
-def readiness_violations(
-    nas: Iterable[NetworkAttachment], subnets: Iterable[Subnet], *, require_implemented: bool = True
-) -> list[str]:
-    """NAs that should be ready (their subnet is validated and not full) but are not."""
-    nas = list(nas)
-    subnet_map = {(s.metadata.namespace, s.metadata.name): s for s in subnets}
-    used: collections.Counter[tuple[str, str]] = collections.Counter()
+def held_addresses(nas: Iterable[NetworkAttachment], locks: Iterable[IPLock]) -> dict[int, set[int]]:
+    """VNI → the addresses taken in it: locked (whether or not the lock has an owner) or shown in a status."""
+    held: dict[int, set[int]] = collections.defaultdict(set)
+    for lock in locks:
+        t = names.parse_lock_name(lock.metadata.name)
+        if t is not None:
+            held[t.vni].add(t.address)
     for na in nas:
         if na.status.ipv4:
-            used[(na.metadata.namespace, na.spec.subnet)] += 1
+            try:
+                held[na.status.address_vni].add(cidr.ip_to_int(na.status.ipv4))
+            except ValueError:
+                continue
+    return held
+
+
+def ownerless_locks(locks: Iterable[IPLock]) -> list[str]:
+    """Addresses held by IPLocks that no attachment controls (left by an orphaning deletion or made by hand):
+    not a violation, but taken until someone deletes the lock."""
+    return [f"{_ref(lk)}" for lk in locks if lk.metadata.controller_ref() is None]
+
+
+def readiness_violations(
+    nas: Iterable[NetworkAttachment],
+    subnets: Iterable[Subnet],
+    locks: Iterable[IPLock] = (),
+    *,
+    require_implemented: bool = True,
+) -> list[str]:
+    """NAs that should be ready (their subnet is validated and has free addresses) but are not.
+
+    An address is free when no IPLock holds it — one without an owner holds it too — and no status shows it.
+    """
+    nas = list(nas)
+    subnet_map = {(s.metadata.namespace, s.metadata.name): s for s in subnets}
+    held = held_addresses(nas, locks)
+    free: dict[tuple[str, str], bool] = {}
     out: list[str] = []
     for na in nas:
         sn = subnet_map.get((na.metadata.namespace, na.spec.subnet))
@@ -105,9 +133,13 @@ def readiness_violations(
             block = cidr.parse_block(sn.spec.ipv4)
         except cidr.CIDRError:
             continue
-        lo, hi = block.assignable()
         if not na.status.ipv4:
-            if used[(na.metadata.namespace, na.spec.subnet)] < hi - lo + 1:
+            key = (na.metadata.namespace, na.spec.subnet)
+            if key not in free:
+                lo, hi = block.assignable()
+                taken = sum(1 for a in held.get(sn.spec.vni, ()) if lo <= a <= hi)
+                free[key] = taken < hi - lo + 1
+            if free[key] and na.metadata.deletion_timestamp is None:
                 out.append(f"ready: NA {_ref(na)} has no address although subnet {_ref(sn)} has free addresses")
             continue
         if require_implemented and not na.is_ready():
