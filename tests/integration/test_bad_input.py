@@ -439,7 +439,7 @@ CASES = [
          base64.urlsafe_b64encode(b'{"v":"meta.k8s.io/v1","rv":1,"start":""}').decode(),
          fragments=("resourceVersion",)),
     Case("continue-from-the-future", "GET", f"{SN}?limit=1&continue=" +
-         base64.urlsafe_b64encode(b'{"v":"meta.k8s.io/v1","rv":99999999999,"start":""}').decode(),
+         base64.urlsafe_b64encode(b'{"v":"meta.k8s.io/v1","rv":9000000000000000000,"start":""}').decode(),
          fragments=("continue",)),
     Case("limit-negative", "GET", f"{SN}?limit=-1", fragments=("limit",)),
     Case("limit-garbage", "GET", f"{SN}?limit=ten", fragments=("limit",)),

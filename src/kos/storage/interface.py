@@ -20,8 +20,23 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import enum
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
+
+
+def initial_revision() -> int:
+    """The revision a fresh store starts at: the wall clock, in microseconds since the epoch.
+
+    Clients that knew an earlier store at the same address (an apiserver restarted on a fresh
+    `memory://` store or a new SQLite file) hold its revisions. Were the new store to start at 0, it
+    would reach those numbers again with other meanings, and a watch resumed from one would be
+    accepted and silently miss everything before it (kubernetes #91073; etcd's answer for a restored
+    backup is `etcdutl snapshot restore --bump-revision --mark-compacted`). A store starting above any
+    revision an earlier one could have reached — that would take more than one write per microsecond
+    of its life — makes every old revision "compacted": the client gets 410 Gone and lists again.
+    """
+    return time.time_ns() // 1000
 
 
 class EventType(enum.IntEnum):

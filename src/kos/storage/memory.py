@@ -22,14 +22,17 @@ from kos.storage.interface import (
     RevisionMismatch,
     Unavailable,
     guard_holds,
+    initial_revision,
 )
 
 
 class MemoryStore:
-    def __init__(self, *, history: int = 100_000) -> None:
+    def __init__(self, *, history: int = 100_000, revision: int | None = None) -> None:
+        """`revision`: where the store starts (default `initial_revision()`, the clock); a low one makes the
+        store look like one restored from an old backup, behind its clients (for tests)."""
         self._data: dict[str, KeyValue] = {}
-        self._rev = 0
-        self._log = EventLog(revision=0, capacity=history)
+        self._rev = initial_revision() if revision is None else revision
+        self._log = EventLog(revision=self._rev, capacity=history)
         self._closed = False
 
     def _check_open(self) -> None:

@@ -46,6 +46,7 @@ from kos.storage.interface import (
     StoreError,
     Unavailable,
     guard_holds,
+    initial_revision,
 )
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,6 @@ CREATE TABLE IF NOT EXISTS log (
     rev INTEGER PRIMARY KEY, key TEXT NOT NULL, type INTEGER NOT NULL, value BLOB NOT NULL, prev BLOB
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-INSERT OR IGNORE INTO meta VALUES ('revision', 0), ('compacted', 0);
 """
 
 
@@ -117,6 +117,8 @@ class SQLiteStore:
         conn.execute(f"PRAGMA synchronous={'FULL' if self._sync == 'FULL' else 'NORMAL'}")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.executescript(_SCHEMA)
+        start = initial_revision()  # a new file: no revision of an earlier store at this path is ever reached again
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('revision', ?), ('compacted', ?)", (start, start))
         self._rev = self._meta("revision")
         self._compacted = self._meta("compacted")
 

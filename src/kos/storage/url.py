@@ -1,4 +1,9 @@
-"""Open a store from its URL: `memory://`, `sqlite:///path/state.db`, `etcd://h1:p1,h2:p2[/prefix]`."""
+"""Open a store from its URL: `memory://`, `sqlite:///path/state.db`, `etcd://h1:p1,h2:p2[/prefix]`.
+
+`memory://?revision=N` starts the store at revision N instead of the clock (see
+`interface.initial_revision`): a store behind its clients, as an etcd restored from
+an old backup without `--bump-revision` would be — for testing how clients recover.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,12 @@ async def open_store(url: str) -> Store:
     if scheme == "memory":
         from kos.storage.memory import MemoryStore
 
-        return MemoryStore()
+        _, _, query = rest.partition("?")
+        params = dict(urllib.parse.parse_qsl(query))
+        start = params.get("revision")
+        if start is not None and not (start.isascii() and start.isdigit() and len(start) <= 18):
+            raise StoreURLError(f"storage URL {url!r}: revision must be a non-negative integer")
+        return MemoryStore(revision=int(start) if start is not None else None)
     if scheme == "sqlite":
         path, _, query = rest.partition("?")
         if not path:
