@@ -27,7 +27,9 @@ import pytest
 
 from kos.apiserver.server import APIServer
 from kos.client.rest import Client
+from kos.controllers.manager import ControllerManager
 from kos.testing.apiserver import running_apiserver
+from kos.testing.controllers import start_cm
 
 PREFIX = "/apis/network.example.com/v1alpha1"
 START_TIMEOUT = 30.0
@@ -241,3 +243,10 @@ async def assert_cache_matches_store(server: APIServer) -> None:
 async def client(server: APIServer) -> AsyncIterator[Client]:
     async with Client(server.url) as c:
         yield c
+
+
+@pytest.fixture
+async def cm(server: APIServer) -> AsyncIterator[ControllerManager]:
+    c = await start_cm(server)
+    yield c
+    await c.stop()

@@ -26,7 +26,8 @@ from kos.apiserver.address_protection import IN_USE_FINALIZER
 from kos.apiserver.server import APIServer
 from kos.client.rest import Client
 from kos.controllers.ipam import RUN_OUT
-from kos.controllers.manager import ControllerManager, Settings
+from kos.controllers.manager import ControllerManager
+from kos.testing.controllers import start_cm
 from kos.testing.wait import eventually
 from kos.verify.history import AddressHistory, follow
 from kos.verify.invariants import address_violations, readiness_violations
@@ -35,19 +36,6 @@ NS = "addr"
 HOLD = "example.com/hold"
 VNI = 4242
 LOCK = names.lock_name(VNI, "10.42.0.9")
-
-
-async def start_cm(server: APIServer, seed: int = 1) -> ControllerManager:
-    cm = ControllerManager(Settings(server=server.url, metrics_port=0, seed=seed))
-    await cm.start()
-    return cm
-
-
-@pytest.fixture
-async def cm(server: APIServer) -> AsyncIterator[ControllerManager]:
-    c = await start_cm(server)
-    yield c
-    await c.stop()
 
 
 @contextlib.asynccontextmanager

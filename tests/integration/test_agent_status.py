@@ -8,9 +8,6 @@ resourceVersion precondition), and also clears what a previous run left behind.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 from prometheus_client import CollectorRegistry
 
 from kos.agent.connection_agent import AgentSettings, ConnectionAgent
@@ -19,21 +16,13 @@ from kos.api.meta import ObjectMeta
 from kos.api.types import NetworkAttachment, NetworkAttachmentSpec, Subnet, SubnetSpec
 from kos.apiserver.server import APIServer
 from kos.client.rest import Client
-from kos.controllers.manager import ControllerManager, Settings
+from kos.controllers.manager import ControllerManager
 from kos.fabric.sim import SimFabric, SimNetwork
 from kos.testing.wait import eventually
 
 NS = "ns1"
 NODE = "n1"
 HOST_IP = "192.0.2.1"
-
-
-@pytest.fixture
-async def cm(server: APIServer) -> AsyncIterator[ControllerManager]:
-    c = ControllerManager(Settings(server=server.url, metrics_port=0, seed=1))
-    await c.start()
-    yield c
-    await c.stop()
 
 
 async def start_agent(server: APIServer, fabric: SimFabric) -> tuple[ConnectionAgent, Client]:

@@ -4,34 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import AsyncIterator
-from typing import Any
-
-import pytest
 
 from kos.api import names
 from kos.api.meta import ObjectMeta, OwnerReference
 from kos.api.types import API_VERSION, IPLock, IPLockSpec, NetworkAttachment, NetworkAttachmentSpec, Subnet, SubnetSpec
 from kos.apiserver.server import APIServer
 from kos.client.rest import Client
-from kos.controllers.manager import ControllerManager, Settings
+from kos.controllers.manager import ControllerManager
+from kos.testing.controllers import start_cm
 from kos.testing.wait import eventually
 from kos.verify.invariants import address_violations
 
 NS = "ns1"
-
-
-async def start_cm(server: APIServer, **kw: Any) -> ControllerManager:
-    cm = ControllerManager(Settings(server=server.url, metrics_port=0, seed=1, **kw))
-    await cm.start()
-    return cm
-
-
-@pytest.fixture
-async def cm(server: APIServer) -> AsyncIterator[ControllerManager]:
-    c = await start_cm(server)
-    yield c
-    await c.stop()
 
 
 def na(name: str, subnet: str = "s1", node: str = "n1") -> NetworkAttachment:

@@ -43,6 +43,7 @@ from kos.api.types import IPLock, NetworkAttachment
 from kos.apiserver.cache import DELETED, CacheEvent, Cacher, Entry
 from kos.apiserver.registry import Registry
 from kos.storage.interface import Guard, Store
+from kos.util.tasks import UniqueQueue, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -200,8 +201,7 @@ class ProtectionController:
         self.registry = registry
         self.rule = rule
         self.locks = cacher.caches[_LOCKS]
-        self.queue: asyncio.Queue[str] = asyncio.Queue()
-        self._queued: set[str] = set()
+        self.queue: UniqueQueue[str] = UniqueQueue()
         self._task: asyncio.Task[None] | None = None
         self.completed = 0
 
@@ -212,17 +212,10 @@ class ProtectionController:
         self._task = asyncio.create_task(self._run(), name="kos-address-protection")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._task)
 
     def _enqueue(self, key: str) -> None:
-        if key not in self._queued:
-            self._queued.add(key)
-            self.queue.put_nowait(key)
+        self.queue.put(key)
 
     def on_events(self, events: list[CacheEvent]) -> None:
         for ev in events:
@@ -245,7 +238,6 @@ class ProtectionController:
     async def _run(self) -> None:
         while True:
             key = await self.queue.get()
-            self._queued.discard(key)
             try:
                 await self._complete(key)
             except asyncio.CancelledError:

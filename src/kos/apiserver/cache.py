@@ -34,6 +34,7 @@ from kos.api.resources import Resource
 from kos.api.selectors import FieldSelector, LabelSelector
 from kos.apiserver.watchers import Watcher, WatcherIndex
 from kos.storage.interface import Compacted, Event, EventType, Store, StoreError
+from kos.util.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -305,12 +306,7 @@ class Cacher:
         self._task = asyncio.create_task(self._run(), name="kos-cacher")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._task)
         for w in list(self.all_watchers()):
             w.close()
         for _, _, fut in self._waiters:

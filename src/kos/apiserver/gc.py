@@ -25,6 +25,7 @@ from kos.api.resources import BY_KIND
 from kos.api.types import API_VERSION
 from kos.apiserver.cache import DELETED, CacheEvent, Cacher, Entry
 from kos.apiserver.registry import FOREGROUND_FINALIZER, ORPHAN_FINALIZER, DeleteRequest, Registry
+from kos.util.tasks import UniqueQueue, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,7 @@ class GarbageCollector:
         self.registries = registries
         self.uids: dict[str, Ref] = {}
         self.dependents: dict[str, set[Ref]] = {}
-        self.queue: asyncio.Queue[Ref] = asyncio.Queue()
-        self._queued: set[Ref] = set()
+        self.queue: UniqueQueue[Ref] = UniqueQueue()
         self._task: asyncio.Task[None] | None = None
         self.deleted = 0
 
@@ -68,17 +68,10 @@ class GarbageCollector:
         self._task = asyncio.create_task(self._run(), name="kos-gc")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._task)
 
     def _enqueue(self, ref: Ref) -> None:
-        if ref not in self._queued:
-            self._queued.add(ref)
-            self.queue.put_nowait(ref)
+        self.queue.put(ref)
 
     def on_events(self, events: list[CacheEvent]) -> None:
         """Follow the cache (called synchronously after each applied batch)."""
@@ -122,7 +115,6 @@ class GarbageCollector:
     async def _run(self) -> None:
         while True:
             ref = await self.queue.get()
-            self._queued.discard(ref)
             try:
                 await self._process(ref)
             except asyncio.CancelledError:

@@ -61,6 +61,7 @@ from kos.apiserver.limits import WatchQuota
 from kos.apiserver.metrics import APIServerMetrics
 from kos.apiserver.registry import Registry, WatchOptions
 from kos.apiserver.watchers import Watcher
+from kos.util.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -521,11 +522,7 @@ class WatchMuxServer:
             self.connections.discard(conn)
             stuck = conn.sending > 0
             conn.close()
-            writer.cancel()
-            try:
-                await writer
-            except (asyncio.CancelledError, Exception):
-                pass
+            await cancel_and_wait(writer)
             if stuck and request.transport is not None:  # closed mid-write: the client stopped reading
                 request.transport.abort()
         return ws
