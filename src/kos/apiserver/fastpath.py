@@ -25,11 +25,9 @@ import collections
 import http
 import logging
 import typing
-import urllib.parse
 from collections.abc import Callable
 
 import httptools
-from multidict import MultiDict
 
 from kos.api.errors import BadRequest, InternalError, StatusError
 from kos.apiserver.handlers import PREFIX, Call, Reply, ResourceAPI, error_reply, wants_watch
@@ -39,10 +37,17 @@ log = logging.getLogger(__name__)
 _FAST_PREFIX = PREFIX + "/"
 _MUX_PATH = PREFIX + "/watchmux"
 _REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
-_EMPTY = MultiDict[str]()
 MAX_LINE = 8190
 """Longest request line or header field (aiohttp's limit, so both front ends agree)."""
 MAX_HEADERS = 128
+
+
+def _too_long(content_length: bytes, limit: int) -> bool:
+    """Whether a Content-Length exceeds `limit` (or is not one: aiohttp then answers), without int() of thousands."""
+    digits = content_length.strip().lstrip(b"0")
+    if not digits:
+        return False
+    return len(digits) > 18 or not digits.isdigit() or int(digits) > limit
 
 
 class _HandOff(Exception):
@@ -143,15 +148,15 @@ class FastHTTP(asyncio.Protocol):
             or p.get_http_version() != "1.1"
             or b"transfer-encoding" in h
             or b"expect" in h
-            or int(h.get(b"content-length", b"0") or b"0") > self._max_body
+            or _too_long(h.get(b"content-length", b""), self._max_body)
         ):
             raise _HandOff()
         method = p.get_method().decode()
         if method == "HEAD":
             raise _HandOff()
         path = self._url.split(b"?", 1)[0]
-        if not path.startswith(_FAST_PREFIX.encode()) or path == _MUX_PATH.encode():
-            raise _HandOff()
+        if len(path) <= len(_FAST_PREFIX) or not path.startswith(_FAST_PREFIX.encode()) or path == _MUX_PATH.encode():
+            raise _HandOff()  # `PREFIX/` (discovery) included
         # watches are streams: aiohttp's
         if method == "GET" and (b"watch" in self._url[len(_FAST_PREFIX) :]):
             tail, query = self._split()
@@ -178,12 +183,10 @@ class FastHTTP(asyncio.Protocol):
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._serve_queue())
 
-    def _split(self) -> tuple[str, MultiDict[str]]:
+    def _split(self) -> tuple[str, str]:
+        """(the raw path after the prefix, the raw query): `ResourceAPI.serve` decodes them (see urlparts)."""
         path, _, qs = self._url.partition(b"?")
-        tail = urllib.parse.unquote(path[len(_FAST_PREFIX) :].decode("latin-1"))
-        if not qs:
-            return tail, _EMPTY
-        return tail, MultiDict(urllib.parse.parse_qsl(qs.decode("latin-1"), keep_blank_values=True))
+        return path[len(_FAST_PREFIX) :].decode("latin-1"), qs.decode("latin-1")
 
     # --- serving -------------------------------------------------------------------------------
 

@@ -35,9 +35,9 @@ from aiohttp import WSMsgType, web
 from kos.api import codec, errors
 from kos.api.errors import BadRequest, StatusError
 from kos.api.resources import BY_PLURAL
-from kos.apiserver import params
+from kos.apiserver import listoptions, params, urlparts
 from kos.apiserver.metrics import APIServerMetrics
-from kos.apiserver.registry import Registry, WatchOptions
+from kos.apiserver.registry import Registry
 from kos.apiserver.watchers import Watcher
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ DEFAULT_TIMEOUT = (1800, 3600)
 
 
 class _Params:
-    """A watch request's parameters, read like query parameters."""
+    """A watch request's parameters, read like query parameters (JSON true/false and integers as their text)."""
 
     def __init__(self, d: dict[str, Any]) -> None:
         self._d = d
@@ -57,6 +57,8 @@ class _Params:
         v = self._d.get(name, default)
         if isinstance(v, bool):
             return "true" if v else "false"
+        if isinstance(v, int) and not -params.INT64_MAX - 1 <= v <= params.INT64_MAX:
+            raise BadRequest(f"invalid value for {name}: an integer out of range for a 64-bit integer")
         return v if v is None or isinstance(v, str) else str(v)
 
 
@@ -112,27 +114,21 @@ class MuxConnection:
 
     async def start(self, msg: dict[str, Any]) -> None:
         wid = msg.get("id")
-        if not isinstance(wid, int) or wid < 0:
-            raise BadRequest("a watch needs a non-negative integer id")
+        if not isinstance(wid, int) or isinstance(wid, bool) or not 0 <= wid <= params.INT64_MAX:
+            raise BadRequest("a watch needs an integer id from 0 to 2^63-1")
         if wid in self.watches:
             raise BadRequest(f"watch {wid} is already open on this connection")
         res = BY_PLURAL.get(str(msg.get("resource", "")))
         if res is None:
             raise BadRequest(f"unknown resource {msg.get('resource')!r}")
-        q = _Params(msg)
-        ls, fs = params.selectors(q, res)
-        sie = q.get("sendInitialEvents")
-        opts = WatchOptions(
-            label_selector=ls,
-            field_selector=fs,
-            resource_version=params.rv_param(q),
-            allow_bookmarks=params.flag(q, "allowWatchBookmarks"),
-            send_initial_events=None if sie is None else params.flag(q, "sendInitialEvents"),
-        )
-        timeout = msg.get("timeoutSeconds")
-        if not isinstance(timeout, int) or timeout < 0:
+        opts, timeout = listoptions.watch_options(_Params(msg), res)
+        if timeout is None:
             timeout = random.randint(*DEFAULT_TIMEOUT)
-        namespace = msg.get("namespace") or None
+        namespace = msg.get("namespace")
+        if namespace is not None:  # absent (or null) is every namespace; "" is none, not every one
+            if not isinstance(namespace, str) or not namespace:
+                raise BadRequest("namespace must be a non-empty string; leave it out to watch every namespace")
+            urlparts.segment_name(namespace, "Namespace")
         reg = self.registries[res.plural]
         try:
             w = await reg.watch(namespace, opts)
@@ -194,7 +190,10 @@ async def serve(request: web.Request, registries: dict[str, Registry], metrics: 
                 if op == "watch":
                     await conn.start(body)
                 elif op == "cancel":
-                    conn.end(int(body.get("id", -1)))
+                    wid = body.get("id")
+                    if not isinstance(wid, int) or isinstance(wid, bool):  # not int(): 1e400 would overflow
+                        raise BadRequest("a cancel needs the integer id of a watch")
+                    conn.end(wid)
                 else:
                     raise BadRequest(f"unknown op {op!r}: use watch or cancel")
             except (StatusError, ValueError, TypeError) as e:
