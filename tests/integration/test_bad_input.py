@@ -785,10 +785,13 @@ async def test_a_body_under_the_limit_is_read_whole(kos: Client) -> None:
 
 async def test_deletecollection_with_bad_selectors_deletes_nothing(kos: Client) -> None:
     async with kos.unchanged():
-        for q in ("labelSelector=app+in+(", "fieldSelector=spec.colour%3Dx", "fieldSelector=spec.vni",
-                  "propagationPolicy=Nope", "labelSelector=app%3Da&dryRun=Yes"):  # fmt: skip
+        for q, code in (("labelSelector=app+in+(", 400), ("fieldSelector=spec.colour%3Dx", 400),
+                        ("fieldSelector=spec.vni", 400), ("propagationPolicy=Nope", 422),
+                        ("labelSelector=app%3Da&dryRun=Yes", 422), ("labelSelector=app%3Da%zz", 400),
+                        ("labelSelector=%ff", 400), ("limit=abc", 400), ("resourceVersionMatch=Exact", 422),
+                        ("limit=" + "9" * 5000, 400)):  # fmt: skip
             r = await kos.call("DELETE", f"{SN}?{q}")
-            assert_status(r, 400, "BadRequest")
+            assert_status(r, code, "BadRequest" if code == 400 else "Invalid")
 
 
 # --- random barrage ---------------------------------------------------------------------------------
