@@ -40,6 +40,7 @@ PLURALS = ("subnets", "networkattachments", "iplocks")
 JSON = "application/json"
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 NO_CTYPE = ""  # send no Content-Type header at all
 
 
@@ -403,6 +404,10 @@ CASES = [
     # --- query parameters -----------------------------------------------------------------------------------
     Case("label-selector-unclosed", "GET", f"{SN}?labelSelector=app+in+(a", fragments=("app in (a",)),
     Case("label-selector-no-key", "GET", f"{SN}?labelSelector=%3Dv"),
+    Case("label-selector-backtracking-key", "GET", f"{SN}?labelSelector=a" + ".a" * 22 + "-",
+         fragments=("invalid label key", "name part must consist of")),
+    Case("label-selector-uppercase-prefix", "GET", f"{SN}?labelSelector=Example.com/app%3Dx",
+         fragments=("prefix part",)),
     Case("label-selector-bad-value", "GET", f"{SN}?labelSelector=app%3D%25%25"),
     Case("label-selector-on-watch", "GET", f"{SN}?watch=1&labelSelector=a+notin"),
     Case("field-selector-no-operator", "GET", f"{SN}?fieldSelector=spec.vni"),
@@ -447,6 +452,10 @@ CASES = [
          base64.urlsafe_b64encode(b'{"v":"meta.k8s.io/v1","rv":99999999999,"start":""}').decode(),
          fragments=("continue",)),
     Case("limit-negative", "GET", f"{SN}?limit=-1", fragments=("limit",)),
+    Case("table-include-object-bogus", "GET", f"{SN}?includeObject=Everything", headers={"Accept": TABLE},
+         code=422, reason=INVALID, fragments=("TableOptions.meta.k8s.io",), fields=("includeObject",)),
+    Case("table-include-object-bogus-get", "GET", f"{SN}/sn-a?includeObject=none", headers={"Accept": TABLE},
+         code=422, reason=INVALID, fields=("includeObject",)),
     Case("limit-garbage", "GET", f"{SN}?limit=ten", fragments=("limit",)),
     Case("timeout-garbage", "GET", f"{SN}?watch=true&timeoutSeconds=soon", fragments=("timeoutSeconds",)),
     # (a flag such as watch=maybe is true, as kube-apiserver reads it: see test_list_options.py)

@@ -3,8 +3,8 @@
 The server is a real `kos apiserver` process (module-scoped), so a stall shows up as
 a bystander client waiting, not as this test's own event loop blocking. For each
 hostile request the test requires the right 4xx within a liveness bound of 2 s
-(the fixed code answers in milliseconds; the old code took 1.2 s for the selector
-below and doubled with each extra `.a`, and hours for the patch), every bystander
+(the fixed code answers in milliseconds; the old code took 1.2 s for the issue's
+selector key, 16 times that for the one below, and hours for the patch), every bystander
 request within 2 s as well, and the server's resident memory to grow by less than
 64 MiB (the patch below once asked for 2^40 list elements).
 """
@@ -28,7 +28,7 @@ SN = f"{PREFIX}/namespaces/hostile/subnets"
 NA = f"{PREFIX}/namespaces/hostile/networkattachments"
 LIVENESS = 2.0
 MEMORY = 64 << 20
-BACKTRACKING_KEY = "a" + ".a" * 22 + "-"  # the issue's input: 1.2 s, doubling with each extra ".a"
+BACKTRACKING_KEY = "a" + ".a" * 26 + "-"  # the issue's input had 22 ".a" (1.2 s); each one more doubled it
 
 
 def _rss(pid: int) -> int:

@@ -26,11 +26,12 @@ DNS1123_SUBDOMAIN_MAX = 253
 QUALIFIED_NAME_MAX = 63
 LABEL_VALUE_MAX = 63
 
-# Each pattern is used with `fullmatch` only (`$` would accept a final newline) and only on a string whose
-# length has been checked first. None can backtrack more than linearly: a DNS label has no '.', so the
-# labels of a subdomain are matched one by one after `split('.')`, never by one pattern with a nested `*`
-# (`([-a-z0-9_.]*[a-z0-9])?(\.…)*` is exponential in the number of dots on a string that then fails).
+# Each pattern is used with `fullmatch` only (`$` would accept a final newline). None can backtrack more
+# than linearly, because no two quantifiers can match the same character: a DNS label has no '.', so each
+# '.' of a subdomain ends one label and the engine never re-partitions labels (`([-a-z0-9_.]*[a-z0-9])?
+# (\.…)*`, whose class includes '.', is exponential in the number of dots on a string that then fails).
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*")
 _QUALIFIED = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?")
 
 DNS1123_LABEL_MSG = (
@@ -58,9 +59,7 @@ def is_dns1123_label(value: str) -> bool:
 
 def is_dns1123_subdomain(value: str) -> bool:
     """IsDNS1123Subdomain: at most 253 characters, DNS labels (of any length) joined by '.'."""
-    if not value or len(value) > DNS1123_SUBDOMAIN_MAX:
-        return False
-    return all(_DNS_LABEL.fullmatch(part) is not None for part in value.split("."))
+    return len(value) <= DNS1123_SUBDOMAIN_MAX and _DNS_SUBDOMAIN.fullmatch(value) is not None
 
 
 def dns1123_label_problems(value: str) -> list[str]:
@@ -78,7 +77,7 @@ def dns1123_subdomain_problems(value: str) -> list[str]:
     problems = []
     if len(value) > DNS1123_SUBDOMAIN_MAX:
         problems.append(f"must be no more than {DNS1123_SUBDOMAIN_MAX} characters")
-    if not value or not all(_DNS_LABEL.fullmatch(part) is not None for part in value.split(".")):
+    if _DNS_SUBDOMAIN.fullmatch(value) is None:
         problems.append(DNS1123_SUBDOMAIN_MSG)
     return problems
 
@@ -90,6 +89,12 @@ def qualified_name_problems(value: str) -> list[str]:
     of [A-Za-z0-9-_.] that starts and ends with an alphanumeric character.
     """
     prefix, sep, name = value.rpartition("/")
+    if (
+        len(name) <= QUALIFIED_NAME_MAX
+        and _QUALIFIED.fullmatch(name) is not None
+        and (not sep or (len(prefix) <= DNS1123_SUBDOMAIN_MAX and _DNS_SUBDOMAIN.fullmatch(prefix) is not None))
+    ):
+        return []  # the usual key, found valid without building messages
     problems = []
     if sep:
         if not prefix:

@@ -420,10 +420,10 @@ class ResourceAPI:
         ns = route.namespace
         if verb == "list":
             result = await reg.list_objects(ns, listoptions.list_options(q, res))
-            return self._list_response(res, result, out, q.get("includeObject", "Metadata"))
+            return self._list_response(res, result, out, params.include_object(q, out.table))
         if verb == "get":
             e = await reg.get(ns or "", route.name, resource_version=params.rv_param(q))
-            return self._object_response(res, e, out, q.get("includeObject", "Metadata"))
+            return self._object_response(res, e, out, params.include_object(q, out.table))
         if verb == "create":
             dry, mode = params.write_options(q, "CreateOptions")
             negotiation.require_json_body(negotiation.body_type(call.content_type))
@@ -582,7 +582,7 @@ class ResourceAPI:
             timeout = random.randint(*DEFAULT_WATCH_TIMEOUT)
         render = None
         if out.table:
-            include = q.get("includeObject", "Metadata")
+            include = params.include_object(q, True)
             version = out.table_version
 
             def render(typ: str, entry: Entry) -> bytes:

@@ -28,8 +28,7 @@ them as "no limit" and "end at once".
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 from kos.api import errors, field
 from kos.api.field import FieldError
@@ -41,25 +40,27 @@ EXACT = "Exact"
 NOT_OLDER_THAN = "NotOlderThan"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Raw:
-    """Every ListOptions parameter, decoded but not yet judged."""
+class _Raw(NamedTuple):
+    """Every ListOptions parameter, decoded (each once) but not yet judged."""
 
     resource_version: str
     match: str
     continue_token: str
     send_initial_events: bool | None
+    limit: int
+    timeout: int
+    allow_bookmarks: bool
 
 
 def _decode(q: Any) -> _Raw:
-    params.int_param(q, "limit")  # decoded by every verb that reads ListOptions, used by lists
-    params.int_param(q, "timeoutSeconds")
-    params.flag(q, "allowWatchBookmarks")
     return _Raw(
-        resource_version=params.rv_param(q),
-        match=q.get("resourceVersionMatch", "") or "",
-        continue_token=q.get("continue", "") or "",
-        send_initial_events=params.optional_flag(q, "sendInitialEvents"),
+        params.rv_param(q),
+        q.get("resourceVersionMatch") or "",
+        q.get("continue") or "",
+        params.optional_flag(q, "sendInitialEvents"),
+        params.int_param(q, "limit"),  # decoded by every verb that reads ListOptions, used by lists
+        params.int_param(q, "timeoutSeconds"),  # decoded by every verb, used by watches
+        params.flag(q, "allowWatchBookmarks"),
     )
 
 
@@ -114,7 +115,7 @@ def list_options(q: Any, res: Resource) -> ListOptions:
         field_selector=fs,
         resource_version=raw.resource_version,
         resource_version_match=raw.match,
-        limit=params.int_param(q, "limit"),
+        limit=raw.limit,
         continue_token=raw.continue_token,
     )
 
@@ -124,12 +125,11 @@ def watch_options(q: Any, res: Resource) -> tuple[WatchOptions, int | None]:
     ls, fs = params.selectors(q, res)
     raw = _decode(q)
     _reject(watch_errors(raw.match, raw.continue_token, raw.send_initial_events))
-    timeout = params.int_param(q, "timeoutSeconds")
     opts = WatchOptions(
         label_selector=ls,
         field_selector=fs,
         resource_version=raw.resource_version,
-        allow_bookmarks=params.flag(q, "allowWatchBookmarks"),
+        allow_bookmarks=raw.allow_bookmarks,
         send_initial_events=raw.send_initial_events,
     )
-    return opts, timeout or None  # 0, as absent, means the server's default (get.go ListResource)
+    return opts, raw.timeout or None  # 0, as absent, means the server's default (get.go ListResource)

@@ -65,6 +65,8 @@ def int_param(q: Any, name: str, default: int = 0) -> int:
     v = q.get(name)
     if v is None or v == "":
         return default
+    if len(v) <= 18 and v.isdigit() and v.isascii():  # the usual case, and surely an int64
+        return int(v)
     return parse_int64(v, name)
 
 
@@ -102,6 +104,16 @@ def rv_param(q: Any) -> str:
     if rv and (not rv.isascii() or not rv.isdigit() or len(rv) > 19):
         raise BadRequest(f"invalid resourceVersion {shown(rv)}: must be a non-negative integer returned by the server")
     return str(rv)
+
+
+def include_object(q: Any, table: bool) -> str:
+    """A Table's `includeObject` (None, Metadata — the default — or Object); others are 422 for a Table, as
+    ValidateTableOptions has it, and ignored otherwise (kube-apiserver reads TableOptions only for Tables)."""
+    v = q.get("includeObject", "") or "Metadata"
+    if table and v not in ("None", "Metadata", "Object"):
+        err = field.not_supported("includeObject", cut(v), ["None", "Metadata", "Object"])
+        raise errors.invalid("TableOptions", "", [err], group=META_GROUP)
+    return str(v)
 
 
 def dry_run_errors(values: list[str] | tuple[str, ...]) -> list[FieldError]:

@@ -27,39 +27,38 @@ from multidict import MultiDict, MultiDictProxy
 
 from kos.api.errors import BadRequest
 
-_HEX = frozenset(b"0123456789abcdefABCDEF")
+_HEX = frozenset("0123456789abcdefABCDEF")
 _EMPTY: MultiDictProxy[str] = MultiDictProxy(MultiDict())
 
 
-def _ascii(raw: str | bytes, what: str) -> bytes:
-    if isinstance(raw, str):
-        if not raw.isascii():
-            raise BadRequest(f"the request {what} must be ASCII: percent-encode other characters")
-        return raw.encode("ascii")
-    if not raw.isascii():
+def _ascii(raw: str | bytes, what: str) -> str:
+    text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+    if not text.isascii():
         raise BadRequest(f"the request {what} must be ASCII: percent-encode other characters")
-    return raw
+    return text
 
 
-def unquote(raw: bytes, what: str) -> str:
+def unquote(raw: str, what: str) -> str:
     """Percent-decode one ASCII component strictly: invalid escapes and non-UTF-8 results are 400."""
-    if b"%" not in raw:
-        return raw.decode("ascii")
-    i = raw.find(b"%")
+    i = raw.find("%")
+    if i < 0:
+        return raw
     while i >= 0:
         if i + 3 > len(raw) or raw[i + 1] not in _HEX or raw[i + 2] not in _HEX:
-            bad = raw[i : i + 3].decode("ascii")
-            raise BadRequest(f"invalid URL escape {bad!r} in the request {what}")
-        i = raw.find(b"%", i + 3)
+            raise BadRequest(f"invalid URL escape {raw[i : i + 3]!r} in the request {what}")
+        i = raw.find("%", i + 3)
     try:
-        return urllib.parse.unquote_to_bytes(raw).decode("utf-8")
+        return urllib.parse.unquote(raw, errors="strict")
     except UnicodeDecodeError:
         raise BadRequest(f"the request {what} does not decode to UTF-8 text") from None
 
 
 def path_segments(raw: str | bytes) -> list[str]:
     """The decoded segments of a raw (still percent-encoded) path, split on `/` before decoding."""
-    return [unquote(p, "path") for p in _ascii(raw, "path").split(b"/")]
+    text = _ascii(raw, "path")
+    if "%" not in text:  # the usual path
+        return text.split("/")
+    return [unquote(p, "path") for p in text.split("/")]
 
 
 def parse_query(raw: str | bytes) -> MultiDictProxy[str]:
@@ -67,11 +66,11 @@ def parse_query(raw: str | bytes) -> MultiDictProxy[str]:
     if not raw:
         return _EMPTY
     out: MultiDict[str] = MultiDict()
-    for pair in _ascii(raw, "query").split(b"&"):
+    for pair in _ascii(raw, "query").split("&"):
         if not pair:
             continue  # `a=1&&b=2`: Go skips empty pairs too
-        key, _, value = pair.partition(b"=")
-        out.add(unquote(key.replace(b"+", b" "), "query"), unquote(value.replace(b"+", b" "), "query"))
+        key, _, value = pair.partition("=")
+        out.add(unquote(key.replace("+", " "), "query"), unquote(value.replace("+", " "), "query"))
     return MultiDictProxy(out)
 
 
