@@ -302,3 +302,67 @@ async def test_deletecollection_honours_limit_and_validates_its_options(server: 
         assert [i["metadata"]["name"] for i in (await r.json())["items"]] == ["a"]
     _, body = await server.get(SN)
     assert [i["metadata"]["name"] for i in json.loads(body)["items"]] == ["b"]
+
+
+# --- the same options over the watch multiplexer -----------------------------------------------------
+
+
+async def _mux(s: Server, *requests: dict[str, Any] | str, until: set[int]) -> dict[int, list[dict[str, Any]]]:
+    """Send `requests` on one multiplexer connection; the decoded lines per watch id until `until` all ended."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    ended: set[int] = set()
+    async with s.session.ws_connect(s.url.replace("http", "ws", 1) + f"{PREFIX}/watchmux") as ws:
+        for r in requests:
+            await ws.send_str(r if isinstance(r, str) else json.dumps(r))
+        while not until <= ended:
+            msg = await asyncio.wait_for(ws.receive(), 10)
+            assert msg.type == aiohttp.WSMsgType.BINARY, msg
+            data: bytes = msg.data
+            while data:
+                head, _, rest = data.partition(b"\n")
+                wid_s, size_s = head.split(b" ")
+                wid, size = int(wid_s), int(size_s)
+                if size == 0:
+                    ended.add(wid)
+                out.setdefault(wid, []).extend(json.loads(x) for x in rest[:size].splitlines() if x.strip())
+                data = rest[size:]
+    return out
+
+
+def _watch(wid: int, **kw: Any) -> dict[str, Any]:
+    return {"op": "watch", "id": wid, "resource": "subnets", "timeoutSeconds": 1, **kw}
+
+
+async def test_watchmux_subscriptions_are_judged_like_http_watches(server: Server) -> None:
+    got = await _mux(
+        server,
+        _watch(1, namespace=""),  # empty is no namespace, not every one
+        _watch(2, namespace="lo/x"),
+        _watch(3, namespace="lo", resourceVersionMatch="NotOlderThan"),
+        _watch(4, namespace="lo", timeoutSeconds=10**30),
+        _watch(5, namespace="lo", labelSelector=BACKTRACKING),
+        '{"op": "cancel", "id": 1e400}',  # not int()ed: the connection carries on
+        _watch(6, namespace="lo"),
+        _watch(7),
+        _watch(
+            8, namespace="lo", sendInitialEvents=True, resourceVersionMatch="NotOlderThan", allowWatchBookmarks=True
+        ),
+        until={1, 2, 3, 4, 5, 6, 7, 8},
+    )
+
+    def error(wid: int) -> tuple[int, str]:
+        (ev,) = got[wid]
+        assert ev["type"] == "ERROR", ev
+        return ev["object"]["code"], ev["object"]["message"]
+
+    assert error(1)[0] == 400 and "non-empty" in error(1)[1]
+    assert error(2) == (400, "Namespace parameter invalid: \"lo/x\": may not contain '/'")
+    assert error(3)[0] == 422 and "unless sendInitialEvents is provided" in error(3)[1]
+    assert error(4)[0] == 400 and "timeoutSeconds" in error(4)[1]
+    assert error(5)[0] == 400 and "invalid label key" in error(5)[1]
+    assert _summary(got[6]) == [("ADDED", "a"), ("ADDED", "b")]
+    assert _summary(got[7]) == [("ADDED", "a"), ("ADDED", "b"), ("ADDED", "c")]
+    assert _summary(got[8]) == [("ADDED", "a"), ("ADDED", "b"), ("BOOKMARK", "initial-events-end")]
+
+
+BACKTRACKING = "a" + ".a" * 26 + "-"
