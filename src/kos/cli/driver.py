@@ -33,7 +33,7 @@ def duration(value: str) -> float:
     if not rest:
         raise argparse.ArgumentTypeError("empty duration")
     parts = list(_DURATION_PART.finditer(rest))
-    if "".join(m.group(0) for m in parts) != rest:
+    if "".join(m.group(0) for m in parts) != rest or (len(parts) > 1 and any(m.group(2) is None for m in parts)):
         raise argparse.ArgumentTypeError(f"{value!r} is not a duration such as 15s, 1m or 500ms")
     for m in parts:
         n, unit = float(m.group(1)), m.group(2) or "s"
