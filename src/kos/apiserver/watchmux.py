@@ -16,7 +16,10 @@ on one WebSocket, `/apis/network.example.com/v1alpha1/watchmux`:
                                   watch <id> (timeout, cancel, or a watcher that fell behind).
 
 Each watch keeps its own selector, resourceVersion and semantics, and is served by
-the same indexed watchers as HTTP watches. Everything for one connection that is
+the same indexed watchers as HTTP watches; its options are checked as an HTTP
+watch's are (`listoptions`), a bad one getting an ERROR record for its id. A
+watch without `namespace` (or with null) covers every namespace; an empty or
+invalid namespace is refused, never read as "every". Everything for one connection that is
 pushed in one turn of the event loop leaves in one WebSocket message. Plain HTTP
 watches remain the standard interface (kubectl, the Kubernetes clients).
 """
