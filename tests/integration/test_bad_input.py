@@ -40,6 +40,7 @@ PLURALS = ("subnets", "networkattachments", "iplocks")
 JSON = "application/json"
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 NO_CTYPE = ""  # send no Content-Type header at all
 
 
@@ -211,6 +212,9 @@ def stale(c: Client) -> Any:
 
 
 INVALID = "Invalid"
+DOUBLING_PATCH = [{"op": "add", "path": "/spec/x", "value": [0]}] + [
+    {"op": "copy", "from": "/spec/x", "path": "/spec/x/-"}
+] * 40  # 1.1 KB that doubled the object 40 times: 2^40 elements
 
 CASES = [
     # --- bodies that are not the resource -----------------------------------------------------------
@@ -400,6 +404,10 @@ CASES = [
     # --- query parameters -----------------------------------------------------------------------------------
     Case("label-selector-unclosed", "GET", f"{SN}?labelSelector=app+in+(a", fragments=("app in (a",)),
     Case("label-selector-no-key", "GET", f"{SN}?labelSelector=%3Dv"),
+    Case("label-selector-backtracking-key", "GET", f"{SN}?labelSelector=a" + ".a" * 22 + "-",
+         fragments=("invalid label key", "name part must consist of")),
+    Case("label-selector-uppercase-prefix", "GET", f"{SN}?labelSelector=Example.com/app%3Dx",
+         fragments=("prefix part",)),
     Case("label-selector-bad-value", "GET", f"{SN}?labelSelector=app%3D%25%25"),
     Case("label-selector-on-watch", "GET", f"{SN}?watch=1&labelSelector=a+notin"),
     Case("field-selector-no-operator", "GET", f"{SN}?fieldSelector=spec.vni"),
@@ -417,9 +425,11 @@ CASES = [
     Case("rv-too-long-list", "GET", f"{SN}?resourceVersion=" + "9" * 20, fragments=("resourceVersion",)),
     Case("rv-garbage-watch", "GET", f"{SN}?watch=true&resourceVersion=x1", fragments=("resourceVersion",)),
     Case("rv-garbage-watch-path", "GET", f"{PREFIX}/watch/namespaces/{NS}/subnets?resourceVersion=1.5"),
-    Case("rv-match-bogus", "GET", f"{SN}?resourceVersion=1&resourceVersionMatch=Newest",
-         fragments=("resourceVersionMatch",)),
-    Case("rv-match-without-rv", "GET", f"{SN}?resourceVersionMatch=Exact", fragments=("resourceVersion",)),
+    Case("rv-match-bogus", "GET", f"{SN}?resourceVersion=1&resourceVersionMatch=Newest", code=422, reason=INVALID,
+         fragments=("ListOptions.meta.k8s.io", 'Unsupported value: "Newest"'), fields=("resourceVersionMatch",)),
+    Case("rv-match-without-rv", "GET", f"{SN}?resourceVersionMatch=Exact", code=422, reason=INVALID,
+         fragments=("resourceVersionMatch is forbidden unless resourceVersion is provided",),
+         fields=("resourceVersionMatch",)),
     Case("rv-garbage-in-put-body", "PUT", f"{SN}/sn-a", current("sn", "metadata.resourceVersion", "abc"),
          fragments=("metadata.resourceVersion",)),
     Case("rv-garbage-in-patch-body", "PATCH", f"{SN}/sn-a", {"metadata": {"resourceVersion": "x"}}, ctype=MERGE,
@@ -442,32 +452,48 @@ CASES = [
          base64.urlsafe_b64encode(b'{"v":"meta.k8s.io/v1","rv":9000000000000000000,"start":""}').decode(),
          fragments=("continue",)),
     Case("limit-negative", "GET", f"{SN}?limit=-1", fragments=("limit",)),
+    Case("table-include-object-bogus", "GET", f"{SN}?includeObject=Everything", headers={"Accept": TABLE},
+         code=422, reason=INVALID, fragments=("TableOptions.meta.k8s.io",), fields=("includeObject",)),
+    Case("table-include-object-bogus-get", "GET", f"{SN}/sn-a?includeObject=none", headers={"Accept": TABLE},
+         code=422, reason=INVALID, fields=("includeObject",)),
     Case("limit-garbage", "GET", f"{SN}?limit=ten", fragments=("limit",)),
     Case("timeout-garbage", "GET", f"{SN}?watch=true&timeoutSeconds=soon", fragments=("timeoutSeconds",)),
-    Case("watch-flag-garbage", "GET", f"{SN}?watch=maybe", fragments=("watch",)),
-    Case("bookmarks-flag-garbage", "GET", f"{SN}?watch=1&allowWatchBookmarks=perhaps",
-         fragments=("allowWatchBookmarks",)),
-    Case("propagation-policy-query", "DELETE", f"{SN}/sn-a?propagationPolicy=Eventually",
-         fragments=("propagationPolicy",)),
+    # (a flag such as watch=maybe is true, as kube-apiserver reads it: see test_list_options.py)
+    Case("propagation-policy-query", "DELETE", f"{SN}/sn-a?propagationPolicy=Eventually", code=422, reason=INVALID,
+         fragments=("DeleteOptions.meta.k8s.io", '"Eventually"'), fields=("propagationPolicy",)),
     Case("propagation-policy-body", "DELETE", f"{NA}/na-a",
-         {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Later"},
-         fragments=("propagationPolicy",)),
-    Case("orphan-dependents-garbage", "DELETE", f"{NA}/na-a?orphanDependents=sometimes",
-         fragments=("orphanDependents",)),
+         {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Later"}, code=422, reason=INVALID,
+         fields=("propagationPolicy",)),
+    Case("orphan-dependents-and-policy", "DELETE", f"{NA}/na-a?orphanDependents=sometimes&propagationPolicy=Orphan",
+         code=422, reason=INVALID, fragments=("cannot be both set",), fields=("propagationPolicy",)),
+    Case("orphan-dependents-and-policy-body", "DELETE", f"{NA}/na-a",
+         {"orphanDependents": False, "propagationPolicy": "Background"}, code=422, reason=INVALID,
+         fragments=("cannot be both set",)),
+    Case("grace-period-digits", "DELETE", f"{NA}/na-a?gracePeriodSeconds=" + "9" * 5000,
+         fragments=("gracePeriodSeconds",)),
+    Case("grace-period-garbage", "DELETE", f"{NA}/na-a?gracePeriodSeconds=soon", fragments=("gracePeriodSeconds",)),
+    Case("grace-period-body-huge", "DELETE", f"{NA}/na-a", b'{"gracePeriodSeconds": 99999999999999999999999}',
+         fragments=("gracePeriodSeconds",)),
     Case("delete-options-not-json", "DELETE", f"{SN}/sn-a", b"{oops", fragments=("DeleteOptions",)),
     Case("delete-options-array", "DELETE", f"{SN}/sn-a", b"[]", fragments=("DeleteOptions",)),
     Case("delete-precondition-uid", "DELETE", f"{SN}/sn-a", {"preconditions": {"uid": "not-the-uid"}}, code=409,
          reason="Conflict", fragments=("Precondition failed", "not-the-uid")),
     Case("delete-precondition-rv", "DELETE", f"{SN}/sn-a", lambda c: {"preconditions": {"resourceVersion":
          c.stale_rv}}, code=409, reason="Conflict", fragments=("Precondition failed",)),
-    Case("dry-run-query-create", "POST", f"{SN}?dryRun=Some", subnet(), fragments=("dryRun",)),
-    Case("dry-run-query-delete", "DELETE", f"{SN}/sn-a?dryRun=true", fragments=("dryRun",)),
-    Case("dry-run-body-delete", "DELETE", f"{SN}/sn-a", {"dryRun": ["Everything"]}, fragments=("dryRun",)),
-    Case("dry-run-patch", "PATCH", f"{SN}/sn-a?dryRun=1", {"metadata": {}}, ctype=MERGE, fragments=("dryRun",)),
-    Case("field-validation-garbage", "POST", f"{SN}?fieldValidation=Loose", subnet(),
-         fragments=("fieldValidation", "Strict")),
+    Case("dry-run-query-create", "POST", f"{SN}?dryRun=Some", subnet(), code=422, reason=INVALID,
+         fragments=("CreateOptions.meta.k8s.io", '"All"'), fields=("dryRun",)),
+    Case("dry-run-query-delete", "DELETE", f"{SN}/sn-a?dryRun=true", code=422, reason=INVALID,
+         fragments=("DeleteOptions.meta.k8s.io",), fields=("dryRun",)),
+    Case("dry-run-body-delete", "DELETE", f"{SN}/sn-a", {"dryRun": ["Everything"]}, code=422, reason=INVALID,
+         fields=("dryRun",)),
+    Case("dry-run-put", "PUT", f"{SN}/sn-a?dryRun=yes", current("sn"), code=422, reason=INVALID,
+         fragments=("UpdateOptions.meta.k8s.io",), fields=("dryRun",)),
+    Case("dry-run-patch", "PATCH", f"{SN}/sn-a?dryRun=1", {"metadata": {}}, ctype=MERGE, code=422, reason=INVALID,
+         fragments=("PatchOptions.meta.k8s.io",), fields=("dryRun",)),
+    Case("field-validation-garbage", "POST", f"{SN}?fieldValidation=Loose", subnet(), code=422, reason=INVALID,
+         fragments=("fieldValidation", '"Strict"'), fields=("fieldValidation",)),
     Case("field-validation-garbage-patch", "PATCH", f"{SN}/sn-a?fieldValidation=strict", {"metadata": {}},
-         ctype=MERGE, fragments=("fieldValidation",)),
+         ctype=MERGE, code=422, reason=INVALID, fields=("fieldValidation",)),
     # --- paths and verbs -----------------------------------------------------------------------------------
     Case("unknown-plural", "GET", f"{PREFIX}/namespaces/{NS}/pods", code=404, reason="NotFound",
          fragments=("pods",)),
@@ -499,6 +525,72 @@ CASES = [
     Case("unknown-path-outside-the-group", "GET", "/apis/nope.example.com/v1/things", code=404, reason="NotFound"),
     Case("unknown-version", "GET", "/apis/network.example.com/v1/namespaces/bad/subnets", code=404,
          reason="NotFound"),
+    # --- an empty or invalid path segment is never "all" (issue 10 item 2) ----------------------------------
+    Case("empty-namespace-list", "GET", f"{PREFIX}/namespaces//subnets", code=404, reason="NotFound",
+         fragments=("empty segment",)),
+    Case("empty-namespace-deletecollection", "DELETE", f"{PREFIX}/namespaces//subnets", code=404, reason="NotFound"),
+    Case("empty-namespace-deletecollection-na", "DELETE", f"{PREFIX}/namespaces//networkattachments", code=404,
+         reason="NotFound"),
+    Case("empty-namespace-create", "POST", f"{PREFIX}/namespaces//subnets", subnet(), code=404, reason="NotFound"),
+    Case("empty-namespace-item", "DELETE", f"{PREFIX}/namespaces//subnets/sn-a", code=404, reason="NotFound"),
+    Case("empty-namespace-watch-path", "GET", f"{PREFIX}/watch/namespaces//subnets", code=404, reason="NotFound"),
+    Case("empty-namespace-watch-query", "GET", f"{PREFIX}/namespaces//subnets?watch=true", code=404,
+         reason="NotFound"),
+    Case("empty-segment-after-namespace", "DELETE", f"{PREFIX}/namespaces/{NS}//subnets", code=404,
+         reason="NotFound"),
+    Case("empty-name-before-status", "PUT", f"{SN}//status", current("sn"), code=404, reason="NotFound"),
+    Case("leading-empty-segment", "DELETE", f"{PREFIX}//subnets", code=404, reason="NotFound"),
+    Case("dot-dot-namespace", "DELETE", f"{PREFIX}/namespaces/%2E%2E/subnets", fragments=("Namespace parameter",
+         "may not be '..'")),
+    Case("dot-namespace", "GET", f"{PREFIX}/namespaces/%2E/subnets", fragments=("Namespace parameter",)),
+    Case("encoded-slash-namespace", "DELETE", f"{PREFIX}/namespaces/{NS}%2Fsubnets/subnets",
+         fragments=("Namespace parameter", "may not contain '/'")),
+    Case("encoded-slash-name", "DELETE", f"{SN}/sn-a%2Fstatus", fragments=("Name parameter", "'/'")),
+    Case("encoded-percent-name", "DELETE", f"{SN}/sn%25a", fragments=("Name parameter", "'%'")),
+    Case("bad-escape-in-path", "DELETE", f"{SN}/sn-a%zz", fragments=("invalid URL escape",)),
+    Case("not-utf8-in-path", "DELETE", f"{SN}/%ff", fragments=("UTF-8",)),
+    Case("bad-escape-in-selector", "DELETE", f"{SN}?labelSelector=app%3Da%zz", fragments=("invalid URL escape",)),
+    Case("not-utf8-in-selector", "DELETE", f"{NA}?labelSelector=%ff", fragments=("UTF-8",)),
+    # --- values ending in a newline (issue 10 item 5): Python's `$` matched before it --------------------
+    Case("name-newline", "POST", NA, attachment("web1\n"), code=422, reason=INVALID, fields=("metadata.name",),
+         fragments=('"web1\\n"',)),
+    Case("namespace-newline", "POST", f"{PREFIX}/namespaces/bug06%0A/networkattachments", attachment(), code=422,
+         reason=INVALID, fields=("metadata.namespace",)),
+    Case("label-key-newline", "POST", NA, with_(attachment(), "metadata.labels", {"k\n": "v"}), code=422,
+         reason=INVALID, fields=("metadata.labels",)),
+    Case("label-value-newline", "POST", NA, with_(attachment(), "metadata.labels", {"k": "v\n"}), code=422,
+         reason=INVALID, fragments=("metadata.labels",)),
+    Case("node-newline", "POST", NA, attachment(node="node-1\n"), code=422, reason=INVALID, fields=("spec.node",)),
+    Case("subnet-newline", "POST", NA, attachment(sub="s\n"), code=422, reason=INVALID, fields=("spec.subnet",)),
+    Case("annotation-key-newline", "POST", NA, with_(attachment(), "metadata.annotations", {"a\n": "v"}),
+         code=422, reason=INVALID, fields=("metadata.annotations",)),
+    Case("finalizer-newline", "POST", NA, with_(attachment(), "metadata.finalizers", ["example.com/x\n"]),
+         code=422, reason=INVALID, fields=("metadata.finalizers[0]",)),
+    Case("generate-name-newline", "POST", NA, with_(attachment(""), "metadata.generateName", "web\n"), code=422,
+         reason=INVALID, fields=("metadata.generateName",)),
+    Case("iplock-subnet-newline", "POST", IPL, iplock(subnet_name="sn-a\n"), code=422, reason=INVALID,
+         fields=("spec.subnetName",)),
+    Case("subnet-name-newline-by-patch", "PATCH", f"{SN}/sn-a", {"metadata": {"labels": {"x": "y\n"}}},
+         ctype=MERGE, code=422, reason=INVALID, fragments=("metadata.labels",)),
+    Case("cidr-newline", "POST", SN, subnet(cidr="10.20.0.0/24\n"), code=422, reason=INVALID, fields=("spec.ipv4",)),
+    # --- integers of thousands of digits are 400, never a 500 (issue 10 item 6) -------------------------
+    Case("limit-digits", "GET", f"{SN}?limit=" + "9" * 5000, fragments=("limit", "must be an integer")),
+    Case("limit-int64-overflow", "GET", f"{SN}?limit=9223372036854775808", fragments=("limit", "out of range")),
+    Case("timeout-digits", "GET", f"{SN}?watch=true&timeoutSeconds=" + "9" * 5000, fragments=("timeoutSeconds",)),
+    Case("timeout-digits-on-list", "GET", f"{SN}?timeoutSeconds=" + "9" * 5000, fragments=("timeoutSeconds",)),
+    Case("rv-digits", "GET", f"{SN}?resourceVersion=" + "9" * 5000, fragments=("resourceVersion",)),
+    Case("rv-digits-watch", "GET", f"{SN}?watch=1&resourceVersion=" + "9" * 5000, fragments=("resourceVersion",)),
+    Case("cidr-prefix-digits", "POST", SN, subnet(cidr="10.20.0.0/" + "9" * 5000), code=422, reason=INVALID,
+         fields=("spec.ipv4",)),
+    Case("continue-rv-float", "GET", f"{SN}?limit=1&continue=" +
+         base64.urlsafe_b64encode(b'{"v":"meta.k8s.io/v1","rv":1e400,"start":""}').decode(), fragments=("continue",)),
+    Case("continue-rv-huge", "GET", f"{SN}?limit=1&continue=" +
+         base64.urlsafe_b64encode(b'{"v":"meta.k8s.io/v1","rv":' + b"9" * 4000 + b',"start":""}').decode(),
+         fragments=("continue",)),
+    Case("continue-rv-bool", "GET", f"{SN}?limit=1&continue=" +
+         base64.urlsafe_b64encode(b'{"v":"meta.k8s.io/v1","rv":true,"start":""}').decode(), fragments=("continue",)),
+    Case("continue-start-not-a-string", "GET", f"{SN}?limit=1&continue=" +
+         base64.urlsafe_b64encode(b'{"v":"meta.k8s.io/v1","rv":1,"start":[1]}').decode(), fragments=("continue",)),
     # --- patches that cannot be applied --------------------------------------------------------------------
     Case("json-patch-test-fails", "PATCH", f"{SN}/sn-a", [{"op": "test", "path": "/spec/vni", "value": 11}],
          ctype=JSON_PATCH, code=422, reason=INVALID, fragments=("could not be applied",)),
@@ -531,6 +623,33 @@ CASES = [
     Case("json-patch-not-json", "PATCH", f"{SN}/sn-a", b"[{", ctype=JSON_PATCH, fragments=("not valid JSON",)),
     Case("json-patch-replace-whole-object", "PATCH", f"{SN}/sn-a", [{"op": "replace", "path": "", "value": 3}],
          ctype=JSON_PATCH, fragments=("JSON object",)),
+    # --- patches bounded in operations, copies, depth and result (issue 10 item 4) ----------------------
+    Case("json-patch-too-many-operations", "PATCH", f"{SN}/sn-a",
+         [{"op": "test", "path": "/spec/vni", "value": 10}] * 10_001, ctype=JSON_PATCH, code=413,
+         reason="RequestEntityTooLarge", fragments=("maximum operations in a JSON patch is 10000, got 10001",)),
+    Case("json-patch-doubling-copies", "PATCH", f"{SN}/sn-a", DOUBLING_PATCH, ctype=JSON_PATCH, code=422,
+         reason=INVALID, fragments=('"copy" at "/spec/x/-"', "copies would add more than 1048576 bytes"),
+         fields=("patch",)),
+    Case("json-patch-copies-of-a-big-value", "PATCH", f"{SN}/sn-a",
+         [{"op": "add", "path": "/metadata/annotations", "value": {"a": "x" * 1000}}]
+         + [{"op": "copy", "from": "/metadata/annotations/a", "path": f"/metadata/annotations/b{i}"}
+            for i in range(2000)], ctype=JSON_PATCH, code=422, reason=INVALID, fragments=("copies would add",)),
+    Case("json-patch-result-too-large", "PATCH", f"{SN}/sn-a",
+         [{"op": "add", "path": "/metadata/annotations", "value": {"a": "x" * 600_000}},
+          {"op": "copy", "from": "/metadata/annotations/a", "path": "/metadata/annotations/b"}], ctype=JSON_PATCH,
+         code=413, reason="RequestEntityTooLarge", fragments=("patched object would be",)),
+    Case("merge-patch-result-too-large", "PATCH", f"{SN}/sn-a",
+         {"metadata": {"annotations": {"a": "x" * ((1 << 20) - 200)}}}, ctype=MERGE, code=413,
+         reason="RequestEntityTooLarge", fragments=("patched object would be",)),
+    Case("merge-patch-deep-list", "PATCH", f"{SN}/sn-a",
+         b'{"metadata":{"labels":' + b"[" * 600 + b"]" * 600 + b"}}", ctype=MERGE, code=422, reason=INVALID,
+         fragments=("metadata.labels",)),
+    Case("json-patch-deep-value", "PATCH", f"{SN}/sn-a",
+         b'[{"op":"add","path":"/metadata/annotations","value":{"a":' + b"[" * 600 + b"]" * 600 + b"}}]",
+         ctype=JSON_PATCH, fragments=("nested too deeply",)),
+    Case("json-patch-index-digits", "PATCH", f"{NA}/na-a",
+         [{"op": "add", "path": "/spec/postCreateExec/" + "9" * 5000, "value": "x"}], ctype=JSON_PATCH, code=422,
+         reason=INVALID),
     Case("merge-patch-not-an-object", "PATCH", f"{SN}/sn-a", [{"metadata": {}}], ctype=MERGE,
          fragments=("JSON object",)),
     Case("merge-patch-immutable-vni", "PATCH", f"{SN}/sn-a", {"spec": {"vni": 11}}, ctype=MERGE, code=422,
@@ -675,10 +794,13 @@ async def test_a_body_under_the_limit_is_read_whole(kos: Client) -> None:
 
 async def test_deletecollection_with_bad_selectors_deletes_nothing(kos: Client) -> None:
     async with kos.unchanged():
-        for q in ("labelSelector=app+in+(", "fieldSelector=spec.colour%3Dx", "fieldSelector=spec.vni",
-                  "propagationPolicy=Nope", "labelSelector=app%3Da&dryRun=Yes"):  # fmt: skip
+        for q, code in (("labelSelector=app+in+(", 400), ("fieldSelector=spec.colour%3Dx", 400),
+                        ("fieldSelector=spec.vni", 400), ("propagationPolicy=Nope", 422),
+                        ("labelSelector=app%3Da&dryRun=Yes", 422), ("labelSelector=app%3Da%zz", 400),
+                        ("labelSelector=%ff", 400), ("limit=abc", 400), ("resourceVersionMatch=Exact", 422),
+                        ("limit=" + "9" * 5000, 400)):  # fmt: skip
             r = await kos.call("DELETE", f"{SN}?{q}")
-            assert_status(r, 400, "BadRequest")
+            assert_status(r, code, "BadRequest" if code == 400 else "Invalid")
 
 
 # --- random barrage ---------------------------------------------------------------------------------

@@ -70,3 +70,58 @@ def test_dns_names() -> None:
     assert names.dns1123_label_problems("ns-1") == []
     assert names.dns1123_label_problems("a.b")
     assert names.dns1123_label_problems("x" * 64)
+
+
+# --- Kubernetes' name rules on untrusted input: fullmatch, linear time --------------------------------
+# Tables from k8s.io/apimachinery/pkg/util/validation (IsDNS1123Label, IsDNS1123Subdomain, IsQualifiedName,
+# IsValidLabelValue). Every "...\n" row passed once: Python's `$` matches before a final newline.
+
+BACKTRACKING = "a" + ".a" * 22 + "-"  # took 1.2 s as a selector key, doubling with each ".a"
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [("a", True), ("a-b", True), ("0", True), ("x" * 63, True), ("x" * 64, False), ("", False), ("-a", False),
+     ("a-", False), ("A", False), ("a.b", False), ("a_b", False), ("bug06\n", False), ("a\n", False),
+     ("\na", False), ("a\x00", False), ("é", False)],
+)  # fmt: skip
+def test_dns1123_label(value: str, ok: bool) -> None:
+    assert names.is_dns1123_label(value) is ok
+    assert (names.dns1123_label_problems(value) == []) is ok
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [("a", True), ("web1", True), ("a.b-c.d", True), ("a" * 253, True), ("a." * 126 + "a", True),
+     ("a" * 254, False), ("web1\n", False), ("node-1\n", False), ("s\n", False), ("a..b", False), (".a", False),
+     ("a.", False), ("a.-b", False), ("a-.b", False), ("UPPER", False), ("", False), (BACKTRACKING, False),
+     ("a." * 300_000 + "-", False)],
+)  # fmt: skip
+def test_dns1123_subdomain(value: str, ok: bool) -> None:
+    assert names.is_dns1123_subdomain(value) is ok
+    assert (names.dns1123_subdomain_problems(value) == []) is ok
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [("app", True), ("App_1.x-y", True), ("example.com/app", True), ("a/b", True), ("x" * 63, True),
+     ("x" * 64, False), ("k\n", False), ("example.com/k\n", False), ("example.com\n/k", False), ("/k", False),
+     ("example.com/", False), ("Example.com/k", False), ("a/b/c", False), ("-k", False), ("k.", False),
+     (BACKTRACKING, False), (BACKTRACKING + "/k", False), ("a" + ".a" * 2000 + "-/k", False)],
+)  # fmt: skip
+def test_qualified_name(value: str, ok: bool) -> None:
+    assert (names.qualified_name_problems(value) == []) is ok
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [("", True), ("v", True), ("V_1.x-y", True), ("x" * 63, True), ("x" * 64, False), ("v\n", False),
+     ("\nv", False), ("-v", False), ("v.", False), ("v v", False), ("v/w", False), (BACKTRACKING, False)],
+)  # fmt: skip
+def test_label_value(value: str, ok: bool) -> None:
+    assert names.is_label_value(value) is ok
+
+
+def test_lock_names_of_many_digits_are_refused_not_raised() -> None:
+    assert names.parse_lock_name("v1-1-10-1-2-" + "9" * 5000) is None
+    assert names.parse_lock_name("v1-" + "1" * 4400 + "-10-1-2-3") is None

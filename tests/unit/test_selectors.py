@@ -45,3 +45,28 @@ def test_field_selector_operators_and_escapes() -> None:
 def test_field_selector_errors(bad: str) -> None:
     with pytest.raises(SelectorError):
         parse_field_selector(bad)
+
+
+BACKTRACKING = "a" + ".a" * 22 + "-"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [BACKTRACKING, BACKTRACKING + "=v", f"k in ({BACKTRACKING})", "a" + ".a" * 5000 + "-", "Example.com/app=x",
+     "app=web\u00a0", "k\u2003=v", "k=v\x00"],
+)  # fmt: skip
+def test_label_selectors_judged_as_kubernetes_does(bad: str) -> None:
+    """Keys are qualified names (a lowercase DNS prefix), values label values; whitespace is ASCII only."""
+    with pytest.raises(SelectorError):
+        parse_label_selector(bad)
+
+
+def test_kubernetes_whitespace_separates_tokens() -> None:
+    """k8s.io/apimachinery/pkg/labels isWhitespace: space, tab, CR and LF."""
+    assert str(parse_label_selector("app = web ,\ttier\nin (a, b)\r")) == "app=web,tier in (a,b)"
+
+
+def test_a_long_selector_error_is_cut_short() -> None:
+    with pytest.raises(SelectorError) as e:
+        parse_label_selector("a" + ".a" * 5000 + "-")
+    assert len(str(e.value)) < 1000

@@ -61,7 +61,14 @@ def parse_block(cidr: str) -> Block:
         except ValueError:
             raise CIDRError("must be an IPv4 CIDR block such as 10.0.0.0/24") from None
         raise CIDRError("must be an IPv4 CIDR block; IPv6 is not supported") from None
-    if not plen.isascii() or not plen.isdigit() or not 0 <= int(plen) <= 32 or (len(plen) > 1 and plen[0] == "0"):
+    # length first: int() of thousands of digits raises ValueError (Python's int-string conversion limit)
+    if (
+        not 1 <= len(plen) <= 2
+        or not plen.isascii()
+        or not plen.isdigit()
+        or int(plen) > 32
+        or (plen[0] == "0" and plen != "0")
+    ):
         raise CIDRError("must be an IPv4 CIDR block such as 10.0.0.0/24 (the prefix length must be 0 to 32)")
     prefix = int(plen)
     net = ipaddress.IPv4Network(f"{ip}/{prefix}", strict=False)

@@ -215,16 +215,17 @@ def conflict(plural: str, name: str, why: str) -> Conflict:
 STALE_OBJECT = "the object has been modified; please apply your changes to the latest version and try again"
 
 
-def invalid(kind: str, name: str, errors: list[FieldError]) -> Invalid:
+def invalid(kind: str, name: str, errors: list[FieldError], *, group: str = GROUP) -> Invalid:
+    """422 Invalid as kube-apiserver words it; `group` is `meta.k8s.io` for options such as ListOptions."""
     if len(errors) == 1:
         summary = str(errors[0])
     else:
         summary = "[" + ", ".join(str(e) for e in errors) + "]"
     return Invalid(
-        f'{kind}.{GROUP} "{name}" is invalid: {summary}',
+        f'{kind}.{group} "{name}" is invalid: {summary}',
         details=StatusDetails(
             name=name,
-            group=GROUP,
+            group=group,
             kind=kind,
             causes=tuple(StatusCause(reason=e.type.reason, message=e.body(), field=e.field) for e in errors),
         ),

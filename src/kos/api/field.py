@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 from typing import Any
+
+import msgspec
+
+_SHOWN_MAX = 200
 
 
 class ErrorType(enum.Enum):
@@ -54,14 +59,18 @@ class FieldError:
 
 
 def _render(value: Any) -> str:
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, str):  # quoted as Go's %q quotes it: a trailing newline shows as \n, not as a line break
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
         return "null"
-    if isinstance(value, list):
-        return "[" + ", ".join(_render(v) for v in value) + "]"
+    if isinstance(value, list | dict):  # from a request body: any size and depth, so shown short and flat
+        try:
+            text = msgspec.json.encode(value).decode()
+        except (RecursionError, TypeError, ValueError):
+            return f"<a {type(value).__name__} nested too deeply to show>"
+        return text if len(text) <= _SHOWN_MAX else text[:_SHOWN_MAX] + f"... ({len(text)} characters)"
     return str(value)
 
 

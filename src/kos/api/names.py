@@ -5,6 +5,11 @@ address, because the store refuses a second object of the same name. The MAC of
 an attachment's interface is a function of (VNI, IPv4) that is collision-free for
 RFC 1918 addresses, and the Linux interface name is derived from the MAC
 (reference §1.4 and §4.9).
+
+The object-name, qualified-name and label-value rules are Kubernetes'
+(k8s.io/apimachinery/pkg/util/validation). They judge untrusted input, so each
+is a `fullmatch` (Python's `$` matches before a final newline: `"web1\n"` would
+pass) of a pattern that cannot backtrack more than linearly.
 """
 
 from __future__ import annotations
@@ -18,9 +23,43 @@ MAX_VNI = (1 << 21) - 1
 
 DNS1123_LABEL_MAX = 63
 DNS1123_SUBDOMAIN_MAX = 253
-_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_LABEL = re.compile(rf"^{_LABEL}$")
-_DNS1123_SUBDOMAIN = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
+QUALIFIED_NAME_MAX = 63
+LABEL_VALUE_MAX = 63
+
+# Each pattern is used with `fullmatch` only (`$` would accept a final newline). None can backtrack more
+# than linearly, because no two quantifiers can match the same character: a DNS label has no '.', so each
+# '.' of a subdomain ends one label and the engine never re-partitions labels (`([-a-z0-9_.]*[a-z0-9])?
+# (\.…)*`, whose class includes '.', is exponential in the number of dots on a string that then fails).
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*")
+_QUALIFIED = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?")
+
+DNS1123_LABEL_MSG = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start"
+    " and end with an alphanumeric character (e.g. 'my-name',  or '123-abc')"
+)
+DNS1123_SUBDOMAIN_MSG = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and"
+    " must start and end with an alphanumeric character (e.g. 'example.com')"
+)
+QUALIFIED_NAME_MSG = (
+    "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an"
+    " alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc')"
+)
+LABEL_VALUE_MSG = (
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', must start"
+    " and end with an alphanumeric character, and be at most 63 characters"
+)
+
+
+def is_dns1123_label(value: str) -> bool:
+    """k8s.io/apimachinery/pkg/util/validation IsDNS1123Label: at most 63 of [a-z0-9-], alphanumeric at both ends."""
+    return len(value) <= DNS1123_LABEL_MAX and _DNS_LABEL.fullmatch(value) is not None
+
+
+def is_dns1123_subdomain(value: str) -> bool:
+    """IsDNS1123Subdomain: at most 253 characters, DNS labels (of any length) joined by '.'."""
+    return len(value) <= DNS1123_SUBDOMAIN_MAX and _DNS_SUBDOMAIN.fullmatch(value) is not None
 
 
 def dns1123_label_problems(value: str) -> list[str]:
@@ -28,11 +67,8 @@ def dns1123_label_problems(value: str) -> list[str]:
     problems = []
     if len(value) > DNS1123_LABEL_MAX:
         problems.append(f"must be no more than {DNS1123_LABEL_MAX} characters")
-    if not _DNS1123_LABEL.match(value):
-        problems.append(
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start"
-            " and end with an alphanumeric character (e.g. 'my-name',  or '123-abc')"
-        )
+    if _DNS_LABEL.fullmatch(value) is None:
+        problems.append(DNS1123_LABEL_MSG)
     return problems
 
 
@@ -41,12 +77,42 @@ def dns1123_subdomain_problems(value: str) -> list[str]:
     problems = []
     if len(value) > DNS1123_SUBDOMAIN_MAX:
         problems.append(f"must be no more than {DNS1123_SUBDOMAIN_MAX} characters")
-    if not _DNS1123_SUBDOMAIN.match(value):
-        problems.append(
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and"
-            " must start and end with an alphanumeric character (e.g. 'example.com')"
-        )
+    if _DNS_SUBDOMAIN.fullmatch(value) is None:
+        problems.append(DNS1123_SUBDOMAIN_MSG)
     return problems
+
+
+def qualified_name_problems(value: str) -> list[str]:
+    """Why `value` is not a qualified name (label and annotation keys, finalizers), or [] when it is.
+
+    IsQualifiedName: an optional DNS-1123 subdomain prefix and '/', then a name of at most 63 characters
+    of [A-Za-z0-9-_.] that starts and ends with an alphanumeric character.
+    """
+    prefix, sep, name = value.rpartition("/")
+    if (
+        len(name) <= QUALIFIED_NAME_MAX
+        and _QUALIFIED.fullmatch(name) is not None
+        and (not sep or (len(prefix) <= DNS1123_SUBDOMAIN_MAX and _DNS_SUBDOMAIN.fullmatch(prefix) is not None))
+    ):
+        return []  # the usual key, found valid without building messages
+    problems = []
+    if sep:
+        if not prefix:
+            problems.append("prefix part must be non-empty")
+        else:
+            problems += [f"prefix part {p}" for p in dns1123_subdomain_problems(prefix)]
+    if not name:
+        problems.append("name part must be non-empty")
+    elif len(name) > QUALIFIED_NAME_MAX:
+        problems.append(f"name part must be no more than {QUALIFIED_NAME_MAX} characters")
+    elif _QUALIFIED.fullmatch(name) is None:
+        problems.append(QUALIFIED_NAME_MSG)
+    return problems
+
+
+def is_label_value(value: str) -> bool:
+    """IsValidLabelValue: empty, or at most 63 of [A-Za-z0-9-_.] with an alphanumeric character at both ends."""
+    return not value or (len(value) <= LABEL_VALUE_MAX and _QUALIFIED.fullmatch(value) is not None)
 
 
 # --- IPLock names -------------------------------------------------------------------------------
@@ -68,9 +134,14 @@ def lock_name(vni: int, ip: str | int) -> str:
     return f"v1-{vni}-{a}-{b}-{c}-{d}"
 
 
+_LOCK_NAME_MAX = len("v1-2097151-255-255-255-255")
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def parse_lock_name(name: str) -> LockTarget | None:
     """(VNI, address) from a lock name, or None when the name is not a canonical lock name."""
+    if len(name) > _LOCK_NAME_MAX:
+        return None
     parts = name.split("-")
     if len(parts) != 6 or parts[0] != "v1":
         return None

@@ -12,16 +12,14 @@ import dataclasses
 import re
 from collections.abc import Mapping
 
+from kos.api import names
+
 
 class SelectorError(ValueError):
     pass
 
 
 # --- labels -------------------------------------------------------------------------------------
-
-_KEY = re.compile(r"^([a-z0-9A-Z]([-a-z0-9A-Z_.]*[a-z0-9A-Z])?(\.[a-z0-9A-Z]([-a-z0-9A-Z_.]*[a-z0-9A-Z])?)*/)?"
-                  r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")  # fmt: skip
-_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -67,12 +65,15 @@ class LabelSelector:
         return ",".join(out)
 
 
-_LABEL_TOKEN = re.compile(r"\s*(!=|==|=|\(|\)|,|!|[^\s!=(),]+)")
+# Whitespace is Kubernetes' (space, tab, CR, LF: k8s.io/apimachinery/pkg/labels/selector.go isWhitespace), not
+# Unicode's, so `app=web\u00a0` is the invalid value `web\u00a0` as it is for kube-apiserver.
+_LABEL_TOKEN = re.compile(r"[ \t\r\n]*(!=|==|=|\(|\)|,|!|[^ \t\r\n!=(),]+)")
+_WHITESPACE = re.compile(r"[ \t\r\n]+")
 
 
 def parse_label_selector(text: str) -> LabelSelector:
     tokens = [m.group(1) for m in _LABEL_TOKEN.finditer(text)]
-    if "".join(tokens).replace(" ", "") != re.sub(r"\s+", "", text):
+    if "".join(tokens) != _WHITESPACE.sub("", text):
         raise SelectorError(f"unable to parse requirement: invalid label selector {text!r}")
     reqs: list[LabelRequirement] = []
     i = 0
@@ -143,14 +144,24 @@ def parse_label_selector(text: str) -> LabelSelector:
 
 
 def _check_key(key: str) -> None:
-    if not _KEY.match(key) or len(key.rpartition("/")[2]) > 63:
-        raise SelectorError(f"invalid label key {key!r}: must be a qualified name such as 'app' or 'example.com/app'")
+    """A label key is a qualified name (k8s.io/apimachinery/pkg/labels/selector.go validateLabelKey)."""
+    problems = names.qualified_name_problems(key)
+    if problems:
+        raise SelectorError(
+            f"invalid label key {_short(key)}: must be a qualified name such as 'app' or 'example.com/app': "
+            + "; ".join(problems)
+        )
+
+
+def _short(text: str, limit: int = 100) -> str:
+    """`text` quoted for a message, cut short: the selector may be as long as a request line."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
 
 
 def _check_value(value: str) -> None:
-    if len(value) > 63 or not _VALUE.match(value):
+    if not names.is_label_value(value):
         raise SelectorError(
-            f"invalid label value {value!r}: must be 63 characters or less, begin and end with an alphanumeric"
+            f"invalid label value {_short(value)}: must be 63 characters or less, begin and end with an alphanumeric"
             " character and contain only alphanumerics, '-', '_' or '.'"
         )
 

@@ -9,7 +9,6 @@ every object's metadata gets Kubernetes' ObjectMeta checks.
 from __future__ import annotations
 
 import json
-import re
 
 from kos.api import cidr, field, names
 from kos.api.field import FieldError
@@ -21,31 +20,8 @@ MAX_EXEC_ARG_BYTES = 4096
 MAX_ANNOTATIONS_BYTES = 256 * 1024
 IMMUTABLE = "field is immutable"
 
-_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_LABEL_VALUE_MAX = 63
-
 
 # --- metadata -----------------------------------------------------------------------------------
-
-
-def qualified_name_problems(value: str) -> list[str]:
-    prefix, sep, name = value.rpartition("/")
-    problems = []
-    if sep:
-        if not prefix:
-            problems.append("prefix part must be non-empty")
-        else:
-            problems += [f"prefix part {p}" for p in names.dns1123_subdomain_problems(prefix)]
-    if not name:
-        problems.append("name part must be non-empty")
-    elif len(name) > 63:
-        problems.append("name part must be no more than 63 characters")
-    elif not _QUALIFIED_NAME.match(name):
-        problems.append(
-            "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an"
-            " alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc')"
-        )
-    return problems
 
 
 def validate_object_meta(meta: ObjectMeta, *, is_create: bool = True) -> list[FieldError]:
@@ -67,26 +43,20 @@ def validate_object_meta(meta: ObjectMeta, *, is_create: bool = True) -> list[Fi
         for p in names.dns1123_label_problems(meta.namespace):
             errs.append(field.invalid("metadata.namespace", meta.namespace, p))
     for k, v in meta.labels.items():
-        for p in qualified_name_problems(k):
+        for p in names.qualified_name_problems(k):
             errs.append(field.invalid("metadata.labels", k, p))
-        if v and (len(v) > _LABEL_VALUE_MAX or not _QUALIFIED_NAME.match(v)):
-            errs.append(
-                field.invalid(
-                    f"metadata.labels[{k}]" if len(k) < 64 else "metadata.labels",
-                    v,
-                    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.',"
-                    " must start and end with an alphanumeric character, and be at most 63 characters",
-                )
-            )
+        if not names.is_label_value(v):
+            errs.append(field.invalid(f"metadata.labels[{k}]" if len(k) < 64 else "metadata.labels", v,
+                                      names.LABEL_VALUE_MSG))  # fmt: skip
     size = 0
     for k, v in meta.annotations.items():
-        for p in qualified_name_problems(k.lower()):
+        for p in names.qualified_name_problems(k.lower()):
             errs.append(field.invalid("metadata.annotations", k, p))
         size += len(k) + len(v)
     if size > MAX_ANNOTATIONS_BYTES:
         errs.append(field.too_long("metadata.annotations", f"may not be more than {MAX_ANNOTATIONS_BYTES} bytes"))
     for i, f in enumerate(meta.finalizers):
-        for p in qualified_name_problems(f):
+        for p in names.qualified_name_problems(f):
             errs.append(field.invalid(f"metadata.finalizers[{i}]", f, p))
     controllers = 0
     for i, ref in enumerate(meta.owner_references):

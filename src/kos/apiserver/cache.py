@@ -225,7 +225,7 @@ class ResourceCache:
         eq = field_selector.equalities()
         keys: Iterable[str] | None = None
         name = eq.get("metadata.name")
-        if name is not None and namespace:
+        if name is not None and namespace is not None:
             k = f"{namespace}/{name}"
             keys = [k] if k in self.items else []
         else:
@@ -234,7 +234,7 @@ class ResourceCache:
                     keys = sorted(self.index[f].get(eq[f], ()))
                     break
         if keys is None:
-            if namespace:
+            if namespace is not None:
                 keys = self.items.irange(f"{namespace}/", f"{namespace}0", inclusive=(True, False))
             else:
                 keys = self.items.irange(after_key, None, inclusive=(False, True)) if after_key else self.items
@@ -244,7 +244,7 @@ class ResourceCache:
             if after_key and k <= after_key:
                 continue
             e: Entry = items[k]
-            if namespace and e.namespace != namespace:
+            if namespace is not None and e.namespace != namespace:
                 continue
             if label_selector.requirements and not label_selector.matches(e.labels):
                 continue

@@ -39,11 +39,9 @@ import collections
 import http
 import logging
 import typing
-import urllib.parse
 from collections.abc import Callable
 
 import httptools
-from multidict import MultiDict
 
 from kos.api.errors import (
     BadRequest,
@@ -62,9 +60,16 @@ _MUX_PATH = PREFIX + "/watchmux"
 _FAST_PREFIX_B = _FAST_PREFIX.encode()
 _MUX_PATH_B = _MUX_PATH.encode()
 _REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
-_EMPTY = MultiDict[str]()
 _FRAMING = frozenset((b"content-length", b"transfer-encoding", b"expect"))
 _LINGER = 0.5
+
+
+def _too_long(content_length: bytes, limit: int) -> bool:
+    """Whether a Content-Length exceeds `limit` (or is not one: aiohttp then answers), without int() of thousands."""
+    digits = content_length.strip().lstrip(b"0")
+    if not digits:
+        return False
+    return len(digits) > 18 or not digits.isdigit() or int(digits) > limit
 
 
 class _HandOff(Exception):
@@ -250,14 +255,15 @@ class FastHTTP(asyncio.Protocol):
                 or p.get_http_version() != "1.1"
                 or b"transfer-encoding" in h
                 or b"expect" in h
-                or int(h.get(b"content-length", b"0") or b"0") > self._max_body
+                or _too_long(h.get(b"content-length", b""), self._max_body)
                 or method == b"HEAD"
             )
             if not hand_off:
                 path = self._url.split(b"?", 1)[0]
                 # watches are streams: aiohttp's
                 hand_off = (
-                    not path.startswith(_FAST_PREFIX_B)
+                    len(path) <= len(_FAST_PREFIX_B)  # `PREFIX/` (discovery) included
+                    or not path.startswith(_FAST_PREFIX_B)
                     or path == _MUX_PATH_B
                     or (method == b"GET" and b"watch" in self._url[len(_FAST_PREFIX_B) :] and self._is_watch())
                 )
@@ -267,7 +273,7 @@ class FastHTTP(asyncio.Protocol):
                 raise _HandOff()
             self._forward = []
         # From here on, until a read ends at a message's end, every message goes to aiohttp re-serialised.
-        if int(h.get(b"content-length", b"0") or b"0") > self._max_body:
+        if _too_long(h.get(b"content-length", b""), self._max_body):
             raise RequestEntityTooLarge(f"Request entity too large: limit is {self._max_body} bytes")
         self._forwarding = True
         self._body_bytes = 0
@@ -309,12 +315,10 @@ class FastHTTP(asyncio.Protocol):
         elif len(queue) >= self._max_pipelined:
             self._pause_reading()
 
-    def _split(self) -> tuple[str, MultiDict[str]]:
+    def _split(self) -> tuple[str, str]:
+        """(the raw path after the prefix, the raw query): `ResourceAPI.serve` decodes them (see urlparts)."""
         path, _, qs = self._url.partition(b"?")
-        tail = urllib.parse.unquote(path[len(_FAST_PREFIX) :].decode("latin-1"))
-        if not qs:
-            return tail, _EMPTY
-        return tail, MultiDict(urllib.parse.parse_qsl(qs.decode("latin-1"), keep_blank_values=True))
+        return path[len(_FAST_PREFIX) :].decode("latin-1"), qs.decode("latin-1")
 
     # --- serving -------------------------------------------------------------------------------
 

@@ -13,7 +13,9 @@ events from the watcher's buffer of pre-encoded lines.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import random
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -26,13 +28,13 @@ from kos.api import codec, errors, field
 from kos.api.errors import BadRequest, MethodNotAllowed, NotFound, RequestEntityTooLarge, StatusError
 from kos.api.meta import DeleteOptions
 from kos.api.resources import BY_PLURAL, Resource
-from kos.api.selectors import FieldSelector, parse_field_selector
+from kos.api.selectors import FieldRequirement, FieldSelector
 from kos.api.types import API_VERSION, GROUP, VERSION
-from kos.apiserver import negotiation, params, patch, table
+from kos.apiserver import listoptions, negotiation, params, patch, table, urlparts
 from kos.apiserver.cache import Entry
 from kos.apiserver.limits import WatchQuota
 from kos.apiserver.metrics import APIServerMetrics
-from kos.apiserver.registry import DeleteRequest, ListOptions, ListResult, Registry, WatchOptions
+from kos.apiserver.registry import DeleteRequest, ListResult, Registry, WatchOptions
 from kos.util.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,8 @@ PREFIX = f"/apis/{GROUP}/{VERSION}"
 DEFAULT_WATCH_TIMEOUT = (1800, 3600)
 SINK_LIMIT = 1 << 20
 """Bytes a watch connection's socket buffer may hold before events wait in the watcher instead."""
-_PATH_ERR = re.compile(r" - at `\$(.*)`$")
+_AT = " - at `$"
+"""How msgspec ends an error message with the JSON path of the offending value."""
 
 
 def status_response(err: StatusError) -> web.Response:
@@ -66,22 +69,22 @@ def json_response(body: bytes, status: int = 200, headers: dict[str, str] | None
 class Call:
     """One request/response call (everything but a watch), whichever HTTP front end parsed it."""
 
-    __slots__ = ("accept", "content_type", "method", "query", "read_body", "tail")
+    __slots__ = ("accept", "content_type", "method", "raw_query", "read_body", "tail")
 
     def __init__(
         self,
         method: str,
         tail: str,
-        query: Any,
+        raw_query: str,
         accept: str | None,
         content_type: str | None,
         read_body: Callable[[], Awaitable[bytes]],
     ) -> None:
         self.method = method
         self.tail = tail
-        """The path after `PREFIX/`."""
-        self.query = query
-        """A multidict of the query parameters (`get`, `getall`)."""
+        """The raw (percent-encoded) path after `PREFIX/`: `urlparts` decodes it."""
+        self.raw_query = raw_query
+        """The raw query string (after `?`): `urlparts` decodes it."""
         self.accept = accept
         self.content_type = content_type
         self.read_body = read_body
@@ -98,14 +101,16 @@ def error_reply(err: StatusError) -> Reply:
     return Reply(err.code, codec.encode(err.to_status()), _retry(err) or None)
 
 
-def wants_watch(method: str, tail: str, query: Any) -> bool:
+def wants_watch(method: str, tail: str, raw_query: str) -> bool:
     """Whether a request is a watch (a stream) rather than a call; malformed ones are calls (and get an error)."""
     if method != "GET":
         return False
-    if tail.lstrip("/").startswith("watch/"):
+    if tail.startswith("watch/"):
         return True
+    if "watch" not in raw_query:
+        return False
     try:
-        return params.flag(query, "watch")
+        return params.flag(urlparts.parse_query(raw_query), "watch")
     except StatusError:
         return False
 
@@ -123,13 +128,29 @@ class _Route:
 
 
 def _parse_path(tail: str) -> _Route:
-    parts = [p for p in tail.strip("/").split("/")] if tail.strip("/") else []
+    """Route a raw (still percent-encoded) path after `PREFIX/`; a malformed one raises NotFound or BadRequest.
+
+    An empty segment is never a wildcard: `namespaces//subnets` is 404, not every namespace's subnets (the
+    cluster-wide form is the path without `namespaces/{ns}/`). One trailing `/` is allowed, as kube-apiserver
+    allows it. A namespace or name that could not survive as one path segment ('.', '..', or one holding '/'
+    or '%' once decoded) is 400, with kube-apiserver's words (k8s.io/apiserver/pkg/registry/generic/registry
+    store.go NamespaceKeyFunc, k8s.io/apimachinery/pkg/api/validation/path IsValidPathSegmentName). Any other
+    namespace is looked up as it is: one that cannot exist (`bug06\n`) holds nothing, and creating in it is 422.
+    """
+    parts = urlparts.path_segments(tail)
+    if len(parts) > 1 and parts[-1] == "":
+        parts.pop()  # `subnets/`
+    if "" in parts:
+        raise NotFound(
+            "the server could not find the requested resource: the path has an empty segment ('//'); to address"
+            f" every namespace use {PREFIX}/{{plural}}"
+        )
     r = _Route()
     if parts and parts[0] == "watch":
         r.watch_path = True
         parts = parts[1:]
     if len(parts) >= 2 and parts[0] == "namespaces":
-        r.namespace = parts[1]
+        r.namespace = urlparts.segment_name(parts[1], "Namespace")
         parts = parts[2:]
         if not parts:
             raise NotFound("the server could not find the requested resource (namespaces are implicit in kos)")
@@ -143,7 +164,7 @@ def _parse_path(tail: str) -> _Route:
         if r.namespace is None:
             raise NotFound(f"{res.plural} are namespaced: use {PREFIX}/namespaces/{{namespace}}/{res.plural}/{{name}}")
         r.collection = False
-        r.name = parts[1]
+        r.name = urlparts.segment_name(parts[1], "Name")
     if len(parts) >= 3:
         if parts[2] != "status" or not res.has_status or len(parts) > 3 or r.watch_path:
             raise NotFound(f"the server could not find the requested resource ({'/'.join(parts)})")
@@ -151,14 +172,33 @@ def _parse_path(tail: str) -> _Route:
     return r
 
 
-def _error_path(msg: str) -> str:
-    m = _PATH_ERR.search(msg)
-    return m.group(1).lstrip(".") if m else ""
+def _named(fs: FieldSelector, name: str) -> FieldSelector:
+    """A watch of one object (`.../{plural}/{name}`): its field selector may only repeat the name.
+
+    As get.go ListResource: no selector selects the name; one that requires `metadata.name` to be this
+    name is kept; any other is 400. Built as a requirement, not parsed, so a name cannot inject terms.
+    """
+    if fs.empty:
+        return FieldSelector((FieldRequirement("metadata.name", "=", name),))
+    for r in fs.requirements:
+        if r.field == "metadata.name" and r.op == "=":
+            if r.value == name:
+                return fs
+            break
+    raise BadRequest("fieldSelector metadata.name doesn't match requested name")
+
+
+def _split_error(msg: str) -> tuple[str, str]:
+    """(what is wrong, the field path) of a msgspec error such as "Expected `int`, got `str` - at `$.spec.vni`"."""
+    detail, sep, at = msg.rpartition(_AT)
+    if not sep or not at.endswith("`"):
+        return msg, ""
+    return detail, at[:-1].lstrip(".")
 
 
 def _value_at(doc: Any, path: str) -> Any:
     cur = doc
-    for tok in re.findall(r"[^.\[\]]+|\[\d+\]|\['[^']*'\]", path):
+    for tok in re.findall(r"[^.\[\]]+|\[[0-9]+\]|\['[^']*'\]", path):
         try:
             if tok.startswith("[") and tok[1:-1].isdigit():
                 cur = cur[int(tok[1:-1])]
@@ -213,8 +253,7 @@ def decode_object(res: Resource, body: bytes, mode: str, name_hint: str = "") ->
             warnings = [f'unknown field "{d}"' for d in dropped]
         if obj is not None:
             return obj, warnings
-    path = _error_path(first_error)
-    detail = _PATH_ERR.sub("", first_error)
+    detail, path = _split_error(first_error)
     meta = raw.get("metadata")
     name = (meta.get("name") if isinstance(meta, dict) else None) or name_hint
     raise errors.invalid(res.kind, str(name or ""), [field.invalid(path or "<body>", _value_at(raw, path), detail)])
@@ -262,11 +301,15 @@ class ResourceAPI:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """The aiohttp front end: watches stream from here; calls go through `serve`."""
-        tail = request.match_info.get("tail", "")
-        if wants_watch(request.method, tail, request.query):
-            return await self._watch_request(request, tail)
+        url = request.rel_url
+        raw_path, raw_query = url.raw_path, url.raw_query_string
+        if not raw_path.startswith(PREFIX + "/"):  # the router matched a decoded spelling of the prefix
+            return status_response(NotFound(f"the server could not find the requested resource ({raw_path})"))
+        tail = raw_path[len(PREFIX) + 1 :]
+        if wants_watch(request.method, tail, raw_query):
+            return await self._watch_request(request, tail, raw_query)
         h = request.headers
-        call = Call(request.method, tail, request.query, h.get("Accept"), h.get("Content-Type"),
+        call = Call(request.method, tail, raw_query, h.get("Accept"), h.get("Content-Type"),
                     lambda: self._body(request))  # fmt: skip
         reply = await self.serve(call)
         return web.Response(body=reply.body, status=reply.status, content_type="application/json",
@@ -283,10 +326,11 @@ class ResourceAPI:
             route = _parse_path(call.tail)
             assert route.resource is not None
             resource, sub = route.resource.plural, route.subresource
-            verb = self._verb(call.method, call.query, route)
+            query = urlparts.parse_query(call.raw_query)
+            verb = self._verb(call.method, query, route)
             if verb == "watch":  # the front ends send watches elsewhere; this is a malformed one
                 raise BadRequest("a watch must be a GET with watch=true or a /watch/ path")
-            reply = await self._dispatch(call, route, verb)
+            reply = await self._dispatch(call, query, route, verb)
             code = reply.status
             return reply
         except StatusError as e:
@@ -303,15 +347,16 @@ class ResourceAPI:
             inflight.dec()
             self._observe(verb, resource, sub, code, time.perf_counter() - t0)
 
-    async def _watch_request(self, request: web.Request, tail: str) -> web.StreamResponse:
+    async def _watch_request(self, request: web.Request, tail: str, raw_query: str) -> web.StreamResponse:
         t0 = time.perf_counter()
         resource = ""
         try:
             route = _parse_path(tail)
             assert route.resource is not None
             resource = route.resource.plural
-            self._verb(request.method, request.query, route)
-            return await self._watch(request, route, t0)
+            query = urlparts.parse_query(raw_query)
+            self._verb(request.method, query, route)
+            return await self._watch(request, query, route, t0)
         except StatusError as e:
             self._observe("watch", resource, "", e.code, time.perf_counter() - t0)
             return status_response(e)
@@ -370,108 +415,116 @@ class ResourceAPI:
 
     # --- verbs -------------------------------------------------------------------------------
 
-    async def _dispatch(self, call: Call, route: _Route, verb: str) -> Reply:
+    async def _dispatch(self, call: Call, q: Any, route: _Route, verb: str) -> Reply:
         res = route.resource
         assert res is not None
         reg = self.registries[res.plural]
-        q = call.query
         out = negotiation.parse_accept(call.accept)
         ns = route.namespace
         if verb == "list":
-            ls, fs = params.selectors(q, res)
-            opts = ListOptions(
-                label_selector=ls,
-                field_selector=fs,
-                resource_version=params.rv_param(q),
-                resource_version_match=q.get("resourceVersionMatch", ""),
-                limit=params.int_param(q, "limit"),
-                continue_token=q.get("continue", ""),
-            )
-            result = await reg.list_objects(ns, opts)
-            return self._list_response(res, result, out, q.get("includeObject", "Metadata"))
+            result = await reg.list_objects(ns, listoptions.list_options(q, res))
+            return self._list_response(res, result, out, params.include_object(q, out.table))
         if verb == "get":
             e = await reg.get(ns or "", route.name, resource_version=params.rv_param(q))
-            return self._object_response(res, e, out, q.get("includeObject", "Metadata"))
+            return self._object_response(res, e, out, params.include_object(q, out.table))
         if verb == "create":
+            dry, mode = params.write_options(q, "CreateOptions")
             negotiation.require_json_body(negotiation.body_type(call.content_type))
-            obj, warnings = decode_object(res, await call.read_body(), params.field_validation(q))
-            e = await reg.create(ns or "", obj, dry_run=params.dry_run(q))
+            obj, warnings = decode_object(res, await call.read_body(), mode)
+            e = await reg.create(ns or "", obj, dry_run=dry)
             return self._object_response(res, e, out, "Metadata", status=201, warnings=warnings)
         if verb == "update":
+            dry, mode = params.write_options(q, "UpdateOptions")
             negotiation.require_json_body(negotiation.body_type(call.content_type))
-            obj, warnings = decode_object(res, await call.read_body(), params.field_validation(q), route.name)
-            e = await reg.update(ns or "", route.name, obj, subresource=route.subresource or None,
-                                 dry_run=params.dry_run(q))  # fmt: skip
+            obj, warnings = decode_object(res, await call.read_body(), mode, route.name)
+            e = await reg.update(ns or "", route.name, obj, subresource=route.subresource or None, dry_run=dry)
             return self._object_response(res, e, out, "Metadata", warnings=warnings)
         if verb == "patch":
-            return await self._patch(call, route, reg, out)
+            return await self._patch(call, q, route, reg, out)
         if verb == "delete":
-            req = await self._delete_request(call)
+            req = await self._delete_request(call, q)
             e, done = await reg.delete(ns or "", route.name, req)
             return self._object_response(res, e, out, "Metadata", status=200 if done else 202)
         if verb == "deletecollection":
-            ls, fs = params.selectors(q, res)
-            req = await self._delete_request(call)
-            deleted = await reg.delete_collection(ns, ListOptions(label_selector=ls, field_selector=fs), req)
+            opts = listoptions.list_options(q, res)
+            req = await self._delete_request(call, q)
+            deleted = await reg.delete_collection(ns, opts, req)
             return self._list_response(res, ListResult(deleted, reg.cacher.revision), out, "Metadata")
         raise MethodNotAllowed(f"{verb} is not supported")
 
-    async def _patch(self, call: Call, route: _Route, reg: Registry, out: negotiation.Output) -> Reply:
+    async def _patch(self, call: Call, q: Any, route: _Route, reg: Registry, out: negotiation.Output) -> Reply:
         res = reg.resource
-        q = call.query
         kind = negotiation.patch_kind(negotiation.body_type(call.content_type))
         body = await call.read_body()
         try:
             doc = msgspec.json.decode(body)
         except _MALFORMED as e:
             raise BadRequest(f"the patch is not valid JSON: {_reason(e)}") from None
-        mode = params.field_validation(q)
+        dry, mode = params.write_options(q, "PatchOptions")
         warnings: list[str] = []
+        # `apply` may run once per write attempt, each time on a fresh patch: applying hands its values over
         if kind == negotiation.MERGE_PATCH:
-            mp = patch.check_merge_patch(doc)
+            patch.check_merge_patch(doc)
 
             def apply(target: dict[str, Any]) -> dict[str, Any]:
-                result: dict[str, Any] = patch.merge_patch(target, mp)
+                result: dict[str, Any] = patch.apply_merge_patch(target, msgspec.json.decode(body))
                 return result
         else:
-            jp = patch.check_json_patch(doc)
+            patch.check_json_patch(doc)
 
             def apply(target: dict[str, Any]) -> dict[str, Any]:
-                result: dict[str, Any] = patch.apply_json_patch(target, jp, res.kind, route.name)
+                ops = patch.json_patch_ops(msgspec.json.decode(body))
+                result: dict[str, Any] = patch.apply_json_patch(target, ops, res.kind, route.name,
+                                                                max_copy_bytes=self.max_body)  # fmt: skip
                 return result
 
         def decode(data: bytes) -> Any:
+            if len(data) > self.max_body:  # as large as no create or update could make it
+                raise patch.result_too_large(len(data), self.max_body)
             obj, w = decode_object(res, data, mode, route.name)
             warnings[:] = w
             return obj
 
         entry = await reg.patch(route.namespace or "", route.name, apply, decode,
-                                subresource=route.subresource or None, dry_run=params.dry_run(q))  # fmt: skip
+                                subresource=route.subresource or None, dry_run=dry)  # fmt: skip
         return self._object_response(res, entry, out, "Metadata", warnings=warnings)
 
-    async def _delete_request(self, call: Call) -> DeleteRequest:
-        q = call.query
-        opts = DeleteOptions()
+    async def _delete_request(self, call: Call, q: Any) -> DeleteRequest:
+        """DeleteOptions as kube-apiserver reads them (handlers/delete.go): from the body when there is one, else
+        from the query (never a mix); a value that does not decode is 400, then ValidateDeleteOptions' rules
+        (both orphanDependents and propagationPolicy, an unknown policy, a dryRun other than All) are 422."""
         body = await call.read_body()
         if body.strip():
             try:
                 opts = codec.decode(body, DeleteOptions)
             except (*_MALFORMED, msgspec.ValidationError) as err:
                 raise BadRequest(f"the request body is not valid DeleteOptions: {_reason(err)}") from None
-        policy = q.get("propagationPolicy") or opts.propagation_policy
-        orphan = q.get("orphanDependents")
-        if orphan is not None:
-            policy = "Orphan" if params.flag(q, "orphanDependents") else (policy or "Background")
-        elif opts.orphan_dependents is not None and not policy:
-            policy = "Orphan" if opts.orphan_dependents else "Background"
-        policy = policy or "Background"
-        if policy not in ("Orphan", "Background", "Foreground"):
-            raise BadRequest(f'invalid propagationPolicy {policy!r}: use "Orphan", "Background" or "Foreground"')
+            grace = opts.grace_period_seconds
+            if grace is not None and not -params.INT64_MAX - 1 <= grace <= params.INT64_MAX:
+                raise BadRequest("invalid value for gracePeriodSeconds: out of range for a 64-bit integer")
+        else:
+            grace_text = q.get("gracePeriodSeconds")
+            opts = DeleteOptions(
+                grace_period_seconds=None if grace_text is None else params.parse_int64(
+                    grace_text, "gracePeriodSeconds", minimum=-params.INT64_MAX - 1),
+                orphan_dependents=params.optional_flag(q, "orphanDependents"),
+                propagation_policy=q.get("propagationPolicy"),
+                dry_run=tuple(q.getall("dryRun", [])),
+            )  # fmt: skip
+        policy = opts.propagation_policy
+        errs: list[field.FieldError] = []
+        if opts.orphan_dependents is not None and policy is not None:
+            errs.append(field.invalid("propagationPolicy", params.cut(policy),
+                                      "orphanDependents and deletionPropagation cannot be both set"))  # fmt: skip
+        if policy is not None and policy not in ("Foreground", "Background", "Orphan"):
+            errs.append(field.not_supported("propagationPolicy", params.cut(policy),
+                                            ["Foreground", "Background", "Orphan", "nil"]))  # fmt: skip
+        errs += params.dry_run_errors(opts.dry_run)
+        if errs:
+            raise errors.invalid("DeleteOptions", "", errs, group=params.META_GROUP)
+        policy = policy or ("Orphan" if opts.orphan_dependents else "Background")
         pre = opts.preconditions
-        dry = params.dry_run(q) or bool(opts.dry_run)
-        for v in opts.dry_run:
-            if v != "All":
-                raise BadRequest(f'invalid dryRun value {v!r}: the only supported value is "All"')
+        dry = bool(opts.dry_run)
         return DeleteRequest(
             uid=pre.uid if pre else None,
             resource_version=pre.resource_version if pre else None,
@@ -520,31 +573,19 @@ class ResourceAPI:
 
     # --- watch -------------------------------------------------------------------------------
 
-    async def _watch(self, request: web.Request, route: _Route, t0: float) -> web.StreamResponse:
+    async def _watch(self, request: web.Request, q: Any, route: _Route, t0: float) -> web.StreamResponse:
         res = route.resource
         assert res is not None
         reg = self.registries[res.plural]
-        q = request.query
         out = negotiation.parse_accept(request.headers.get("Accept"))
-        ls, fs = params.selectors(q, res)
+        opts, timeout = listoptions.watch_options(q, res)
         if not route.collection:
-            fs = FieldSelector((*fs.requirements, *parse_field_selector(f"metadata.name={route.name}").requirements))
-        sie = q.get("sendInitialEvents")
-        opts = WatchOptions(
-            label_selector=ls,
-            field_selector=fs,
-            resource_version=params.rv_param(q),
-            allow_bookmarks=params.flag(q, "allowWatchBookmarks"),
-            send_initial_events=None if sie is None else params.flag(q, "sendInitialEvents"),
-        )
-        timeout = params.int_param(q, "timeoutSeconds", -1)
-        if timeout < 0:
-            import random
-
+            opts = dataclasses.replace(opts, field_selector=_named(opts.field_selector, route.name))
+        if timeout is None:
             timeout = random.randint(*DEFAULT_WATCH_TIMEOUT)
         render = None
         if out.table:
-            include = q.get("includeObject", "Metadata")
+            include = params.include_object(q, True)
             version = out.table_version
 
             def render(typ: str, entry: Entry) -> bytes:

@@ -190,11 +190,9 @@ class Registry:
         return e
 
     async def list_objects(self, namespace: str | None, opts: ListOptions) -> ListResult:
+        """The selected objects of `namespace` (None: every namespace); `opts` as `listoptions` validated them."""
+        _scope(namespace)
         rv, match = opts.resource_version, opts.resource_version_match
-        if match not in ("", "Exact", "NotOlderThan"):
-            raise BadRequest(f'invalid resourceVersionMatch {match!r}: use "Exact" or "NotOlderThan"')
-        if match and not rv:
-            raise BadRequest(f"resourceVersionMatch={match} is forbidden unless resourceVersion is provided")
         if opts.continue_token:
             if rv and rv != "0":
                 raise BadRequest("specifying resourceVersion is not allowed when using continue")
@@ -233,7 +231,7 @@ class Registry:
             if after_key and k <= after_key:
                 continue
             e = snap[k]
-            if namespace and e.namespace != namespace:
+            if namespace is not None and e.namespace != namespace:
                 continue
             if not opts.label_selector.matches(e.labels) or not opts.field_selector.matches(e.fields):
                 continue
@@ -247,16 +245,29 @@ class Registry:
         return ListResult(entries, rev)
 
     async def watch(self, namespace: str | None, opts: WatchOptions, *, render: Any = None) -> Watcher:
+        """A watcher of `namespace` (None: every namespace) with Kubernetes' start semantics.
+
+        resourceVersion "" is a consistent start, "0" any start, N a start at N; without
+        `sendInitialEvents` the first two begin with the current objects as ADDED and N replays what
+        followed N. `sendInitialEvents=true` begins with the current objects (at least as new as N),
+        and ends them with an `initial-events-end` BOOKMARK when bookmarks are allowed (the cacher's
+        getBookmarkAfterResourceVersionLockedFunc); `sendInitialEvents=false` sends no initial
+        objects: from N it replays what followed N, from "" or "0" it starts now.
+        """
+        _scope(namespace)
         rv = opts.resource_version
         initial = opts.send_initial_events
+        replay_from: int | None = None
         if rv == "":
             await self.cacher.sync()
             initial = True if initial is None else initial
         elif rv == "0":
             initial = True if initial is None else initial
         else:
-            await self.cacher.wait_for_client_revision(parse_rv(rv))
+            n = parse_rv(rv)
+            await self.cacher.wait_for_client_revision(n)
             initial = bool(initial)
+            replay_from = None if initial else n
         w = Watcher(
             self.resource,
             namespace=namespace,
@@ -273,10 +284,10 @@ class Registry:
                     w.push(render("ADDED", e), e.rev)
                 else:
                     w.push(b'{"type":"ADDED","object":' + e.json() + b"}\n", e.rev)
-            if opts.send_initial_events:
+            if opts.send_initial_events and opts.allow_bookmarks:
                 w.push(self.bookmark(rev, initial_events_end=True), rev)
-        else:
-            for ev in self.cache.events_after(parse_rv(rv)):
+        elif replay_from is not None:
+            for ev in self.cache.events_after(replay_from):
                 deliver(w, ev)
         w.last_rev = rev
         self.cache.watchers.add(w)
@@ -545,9 +556,9 @@ class Registry:
         raise self._conflict(name, "too many concurrent writers; please try again")
 
     async def delete_collection(self, namespace: str | None, opts: ListOptions, req: DeleteRequest) -> list[Entry]:
-        await self.cacher.sync()
+        """Delete what a list with `opts` returns (as store.go DeleteCollection: `limit` and `continue` count)."""
         out = []
-        for e in self.cache.select(namespace, opts.label_selector, opts.field_selector):
+        for e in (await self.list_objects(namespace, opts)).entries:
             try:
                 gone, _ = await self.delete(e.namespace, e.obj.metadata.name, req)
                 out.append(gone)
@@ -577,17 +588,32 @@ revision (`handleCompactedErrorForPaging`); the pages after it are consistent wi
 """
 
 
+def _scope(namespace: str | None) -> None:
+    """None is every namespace (the cluster-wide path); an empty string is no namespace, never every one."""
+    if namespace == "":
+        raise BadRequest("an empty namespace names no namespace; leave the namespace out to address every one")
+
+
 def _encode_continue(rev: int, last_key: str) -> str:
     raw = msgspec.json.encode({"v": "meta.k8s.io/v1", "rv": rev, "start": last_key})
     return base64.urlsafe_b64encode(raw).decode()
 
 
+class _ContinueToken(msgspec.Struct, forbid_unknown_fields=True):
+    v: str
+    rv: int
+    start: str
+
+
 def _decode_continue(token: str) -> tuple[int, str]:
+    """(revision, last key) of a token from `_encode_continue`; anything else is 400, never a 500."""
     try:
-        raw = msgspec.json.decode(base64.urlsafe_b64decode(token.encode()))
-        rev, start = int(raw["rv"]), str(raw["start"])
-        if raw.get("v") != "meta.k8s.io/v1" or rev < CONTINUE_AT_LATEST:
+        if len(token) > 4096 or not token.isascii():
             raise ValueError
-    except (binascii.Error, ValueError, KeyError, TypeError, msgspec.DecodeError):
-        raise BadRequest(f"invalid continue token {token!r}: use the token from a previous list response") from None
-    return rev, start
+        raw = msgspec.json.decode(base64.urlsafe_b64decode(token.encode()), type=_ContinueToken)
+        if raw.v != "meta.k8s.io/v1" or not (0 < raw.rv < 1 << 63 or raw.rv == CONTINUE_AT_LATEST):
+            raise ValueError
+    except (binascii.Error, ValueError, msgspec.DecodeError):  # msgspec.ValidationError is a DecodeError
+        shown = token if len(token) <= 40 else token[:40] + "..."
+        raise BadRequest(f"invalid continue token {shown!r}: use the token from a previous list response") from None
+    return raw.rv, raw.start

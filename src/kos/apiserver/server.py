@@ -257,7 +257,7 @@ class APIServer:
         r.add_route("*", PREFIX, doc(discovery.api_resource_list()))
         r.add_route("*", PREFIX + "/", doc(discovery.api_resource_list()))
         r.add_route("GET", PREFIX + "/watchmux", self._watchmux)
-        r.add_route("*", PREFIX + "/{tail:.+}", api.handle)
+        r.add_route("*", PREFIX + r"/{tail:[\s\S]+}", api.handle)  # any byte, even a decoded newline
         r.add_route("*", "/version", doc(discovery.version_info()))
         r.add_route("*", "/version/", doc(discovery.version_info()))
         r.add_route("*", "/openapi/v2", self._openapi_v2(enc(discovery.openapi_v2())))

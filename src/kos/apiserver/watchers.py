@@ -93,7 +93,7 @@ class Watcher:
 
     def _choose_index(self) -> tuple[str | None, str]:
         eq = self.field_selector.equalities()
-        if self.namespace:
+        if self.namespace is not None:
             eq.setdefault("metadata.namespace", self.namespace)
         for f in self.resource.indexed:
             if f in eq:
@@ -101,7 +101,7 @@ class Watcher:
         return None, ""
 
     def matches(self, namespace: str, labels: dict[str, str], fields: dict[str, str]) -> bool:
-        if self.namespace and namespace != self.namespace:
+        if self.namespace is not None and namespace != self.namespace:
             return False
         if self.label_selector.requirements and not self.label_selector.matches(labels):
             return False

@@ -17,7 +17,10 @@ on one WebSocket, `/apis/network.example.com/v1alpha1/watchmux`:
                                   watch <id> (timeout, cancel, or a watcher that fell behind).
 
 Each watch keeps its own selector, resourceVersion and semantics, and is served by
-the same indexed watchers as HTTP watches. Everything for one connection that is
+the same indexed watchers as HTTP watches; its options are checked as an HTTP
+watch's are (`listoptions`), a bad one getting an ERROR record for its id. A
+watch without `namespace` (or with null) covers every namespace; an empty or
+invalid namespace is refused, never read as "every". Everything for one connection that is
 pushed in one turn of the event loop leaves in one WebSocket message. Plain HTTP
 watches remain the standard interface (kubectl, the Kubernetes clients).
 
@@ -56,7 +59,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from kos.api import codec
 from kos.api.errors import BadRequest, StatusError, too_many_requests
 from kos.api.resources import BY_PLURAL
-from kos.apiserver import params
+from kos.apiserver import listoptions, urlparts
 from kos.apiserver.limits import WatchQuota
 from kos.apiserver.metrics import APIServerMetrics
 from kos.apiserver.registry import Registry, WatchOptions
@@ -99,7 +102,7 @@ class _Frame(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
     op: Literal["watch", "cancel"]
     id: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)]
     resource: Annotated[str, msgspec.Meta(max_length=253)] = ""
-    namespace: Annotated[str, msgspec.Meta(max_length=253)] = ""
+    namespace: Annotated[str, msgspec.Meta(max_length=253)] | None = None
     label_selector: str = ""
     field_selector: str = ""
     resource_version: Annotated[str, msgspec.Meta(max_length=64)] = ""
@@ -153,15 +156,9 @@ def _query(f: _Frame) -> dict[str, str]:
     sie = _flag(f.send_initial_events)
     if sie is not None:
         q["sendInitialEvents"] = sie
+    if f.timeout_seconds is not None:
+        q["timeoutSeconds"] = str(f.timeout_seconds)
     return {k: v for k, v in q.items() if v is not None}
-
-
-def _timeout(v: int | str | None) -> int:
-    if isinstance(v, str):
-        if not (v.isascii() and v.isdigit()):
-            raise BadRequest(f"invalid value for timeoutSeconds: {v!r} (use a non-negative integer)")
-        v = int(v)
-    return v if v is not None else random.randint(*DEFAULT_TIMEOUT)
 
 
 def _error_line(err: StatusError) -> bytes:
@@ -362,21 +359,18 @@ class MuxConnection:
             raise too_many_requests(
                 f"the watches on this connection select with more than {MAX_SELECTOR_BYTES} bytes of selectors"
             )
-        q = _query(f)
-        ls, fs = params.selectors(q, res)
-        opts = WatchOptions(
-            label_selector=ls,
-            field_selector=fs,
-            resource_version=params.rv_param(q),
-            allow_bookmarks=params.flag(q, "allowWatchBookmarks"),
-            send_initial_events=None if "sendInitialEvents" not in q else params.flag(q, "sendInitialEvents"),
-        )
-        timeout = _timeout(f.timeout_seconds)
+        opts, seconds = listoptions.watch_options(_query(f), res)
+        namespace = f.namespace
+        if namespace is not None:  # absent (or null) is every namespace; "" is none, not every one
+            if not namespace:
+                raise BadRequest("namespace must be a non-empty string; leave it out to watch every namespace")
+            urlparts.segment_name(namespace, "Namespace")
+        timeout = seconds if seconds is not None else random.randint(*DEFAULT_TIMEOUT)
         self.quota.acquire(self.client)
         self.selector_bytes += size
         reg = self.registries[res.plural]
         self.starting[wid] = asyncio.get_running_loop().create_task(
-            self._start(wid, reg, f.namespace or None, opts, timeout, size), name=f"watchmux-start-{wid}"
+            self._start(wid, reg, namespace, opts, timeout, size), name=f"watchmux-start-{wid}"
         )
 
     async def _start(

@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from kos.agent import execs
 from kos.agent.connection_agent import AgentSettings, ConnectionAgent
 from kos.agent.metrics import AgentMetricFamilies
+from kos.api import names
 from kos.cli.common import UsageError, add_logging_flags, host_port, run_until_signalled
 from kos.client.rest import Client
 from kos.fabric import registry
@@ -51,7 +52,8 @@ class _PrintTestScriptDir(argparse.Action):
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server", required=True, help="URL of the kos apiserver")
-    p.add_argument("--node", default=socket.gethostname(), help="this node's name (default: the host name)")
+    p.add_argument("--node", default=socket.gethostname().lower(),
+                   help="this node's name, as NAs name it in spec.node (default: the host name in lower case)")  # fmt: skip
     p.add_argument("--host-ip", required=True, help="this node's IP address on the underlay")
     p.add_argument("--fabric", default="sim", choices=registry.NAMES, help="the switch to program")
     p.add_argument(
@@ -114,6 +116,10 @@ def take_lock(path: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    problems = names.dns1123_subdomain_problems(args.node)
+    if problems:  # spec.node must be one, so an agent of another name would never see an attachment
+        print(f"kos agent: --node {args.node!r} is not a valid node name: {problems[-1]}", flush=True)
+        return 2
     try:
         ipaddress.IPv4Address(args.host_ip)
     except ValueError:

@@ -55,7 +55,7 @@ def add_logging_flags(p: argparse.ArgumentParser) -> None:
 
 def host_port(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not port.isascii() or not port.isdigit() or len(port) > 5 or int(port) > 65535:
         raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT")
     return host or "0.0.0.0", int(port)
 

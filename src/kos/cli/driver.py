@@ -23,21 +23,21 @@ from kos.driver.run import Driver, DriverError, DriverSettings, parse_nodes
 
 log = logging.getLogger(__name__)
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_DURATION_PART = re.compile(r"([0-9]{1,15}(?:\.[0-9]{1,15})?)(ms|s|m|h)?")
+"""One term of a duration (ASCII digits, bounded); `1m30s` is two. Matched with `fullmatch`/`finditer` only."""
 
 
 def duration(value: str) -> float:
-    """Seconds from `15s`, `1m`, `500ms`, `2h` or a plain number of seconds."""
+    """Seconds from `15s`, `1m`, `500ms`, `2h`, `1m30s` or a plain number of seconds."""
     total, rest = 0.0, value.strip()
     if not rest:
         raise argparse.ArgumentTypeError("empty duration")
-    for part in re.findall(r"\d+(?:\.\d+)?(?:ms|s|m|h)?", rest):
-        m = _DURATION.match(part)
-        assert m is not None
+    parts = list(_DURATION_PART.finditer(rest))
+    if "".join(m.group(0) for m in parts) != rest or (len(parts) > 1 and any(m.group(2) is None for m in parts)):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a duration such as 15s, 1m or 500ms")
+    for m in parts:
         n, unit = float(m.group(1)), m.group(2) or "s"
         total += n * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
-    if "".join(re.findall(r"\d+(?:\.\d+)?(?:ms|s|m|h)?", rest)) != rest:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a duration such as 15s, 1m or 500ms")
     return total
 
 

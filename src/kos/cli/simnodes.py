@@ -7,6 +7,7 @@ import asyncio
 import os
 
 from kos.agent.simnodes import SimNodes
+from kos.api import names
 from kos.cli.common import UsageError, add_logging_flags, host_port, run_until_signalled
 
 
@@ -35,6 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.count < 1:
         print("kos simnodes: --count must be at least 1", flush=True)
+        return 2
+    problems = names.dns1123_subdomain_problems(f"{args.name_prefix}{args.count - 1}")
+    if problems:  # spec.node must be a valid name, so such nodes would never see an attachment
+        print(f"kos simnodes: --name-prefix {args.name_prefix!r} does not make valid node names: {problems[-1]}",
+              flush=True)  # fmt: skip
         return 2
 
     async def main(stop: asyncio.Event) -> int:

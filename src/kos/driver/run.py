@@ -29,6 +29,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from kos.api import names
 from kos.api.errors import NotFound, StatusError
 from kos.api.meta import ObjectMeta
 from kos.api.types import (
@@ -48,7 +49,9 @@ from kos.driver.metrics import DriverMetrics
 
 log = logging.getLogger(__name__)
 
-RUN_ID = re.compile(r"^[-a-zA-Z0-9!@#$%^&()+=][-a-zA-Z0-9!@#$%^&()+=.]*$")
+RUN_ID = re.compile(r"[-a-zA-Z0-9!@#$%^&()+=][-a-zA-Z0-9!@#$%^&()+=.]{0,99}")
+"""The original driver's run-id rule, bounded; used with `fullmatch` (`$` would accept a final newline)."""
+MAX_NODES = 1_000_000
 TEST_BY_PING = "TestByPing"
 REMOVE_NETNS = "RemoveNetNS"
 
@@ -64,10 +67,17 @@ def parse_nodes(spec: str) -> list[str]:
         return []
     if ":" in spec and "," not in spec:
         prefix, _, count = spec.rpartition(":")
-        if not count.isdigit() or int(count) < 1:
-            raise DriverError(f"--nodes {spec!r}: the count after ':' must be a positive integer")
-        return [f"{prefix}{i}" for i in range(int(count))]
-    return [n.strip() for n in spec.split(",") if n.strip()]
+        if not (count.isascii() and count.isdigit() and len(count) <= 7 and 1 <= int(count) <= MAX_NODES):
+            raise DriverError(f"--nodes {spec!r}: the count after ':' must be an integer from 1 to {MAX_NODES}")
+        nodes = [f"{prefix}{i}" for i in range(int(count))]
+        checked = [nodes[0], nodes[-1]]  # the rest differ only in their digits
+    else:
+        nodes = checked = [n.strip() for n in spec.split(",") if n.strip()]
+    for n in checked:
+        problems = names.dns1123_subdomain_problems(n)
+        if problems:
+            raise DriverError(f"--nodes {spec!r}: {n!r} is not a valid node name: {problems[0]}")
+    return nodes
 
 
 def generated_run_id(rng: random.Random) -> str:
@@ -175,7 +185,7 @@ class Driver:
     def __init__(self, s: DriverSettings) -> None:
         if s.num_attachments < 1 or s.threads < 1:
             raise DriverError("--num-attachments and --threads must be at least 1")
-        if s.run_id and not RUN_ID.match(s.run_id):
+        if s.run_id and not RUN_ID.fullmatch(s.run_id):
             raise DriverError(f"--runid {s.run_id!r} must match {RUN_ID.pattern}")
         if not 0 <= s.test_fraction <= 1:
             raise DriverError("--test-fraction must be between 0 and 1")

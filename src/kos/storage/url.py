@@ -45,7 +45,7 @@ async def open_store(url: str) -> Store:
         endpoints = []
         for h in hosts.split(","):
             host, _, port = h.rpartition(":")
-            if not host or not port.isdigit():
+            if not host or not port.isascii() or not port.isdigit() or len(port) > 5 or int(port) > 65535:
                 raise StoreURLError(f"storage URL {url!r}: endpoint {h!r} must be host:port")
             endpoints.append((host, int(port)))
         from kos.storage.etcd import EtcdStore
