@@ -322,3 +322,37 @@ async def test_far_future_resource_versions_leave_no_waiter_behind(server: APISe
                 break
             await asyncio.sleep(0.01)
         assert server.cacher.waiting == 0
+
+
+async def test_a_client_that_never_reads_is_dropped_with_a_hand_off_pending(impatient: APIServer) -> None:
+    """Calls pipelined before a request aiohttp will serve: their answers are still timed while they wait for a
+    client that does not read (the connection would otherwise hold a descriptor forever)."""
+    from kos.testing.wait import eventually
+
+    await _fill(impatient, 40, 200_000)  # 8 MB lists: more than the kernel's buffers hold
+    _reader, writer = await connect(impatient, rcvbuf=4096)
+    try:
+        writer.write(request("GET", NAS) * 3 + request("GET", "/healthz"))
+        await asyncio.sleep(0.3)
+        pending = [p for p in impatient._fast_conns if p._handing_off]
+        assert len(pending) == 1
+        await eventually(lambda: pending[0]._dead and pending[0].transport is None, timeout=8)
+    finally:
+        writer.close()
+
+
+async def test_shutdown_answers_a_call_in_flight() -> None:
+    """A call waiting for a revision the cache has not reached when the server stops gets 503, not a cut
+    connection."""
+    async with running_apiserver() as s:
+        rev = await s.store.current_revision()
+        with cache_lagging(s, rev + 5):
+            reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
+            writer.write(request("GET", f"{NAS}?resourceVersion={rev + 5}"))
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            stopping = asyncio.create_task(s.stop())
+            status, _, body = await read_response(reader, 5)
+            await stopping
+            writer.close()
+    assert status == 503 and json.loads(body)["reason"] == "ServiceUnavailable"

@@ -52,16 +52,6 @@ LABEL_VALUE_MSG = (
 )
 
 
-def is_dns1123_label(value: str) -> bool:
-    """k8s.io/apimachinery/pkg/util/validation IsDNS1123Label: at most 63 of [a-z0-9-], alphanumeric at both ends."""
-    return len(value) <= DNS1123_LABEL_MAX and _DNS_LABEL.fullmatch(value) is not None
-
-
-def is_dns1123_subdomain(value: str) -> bool:
-    """IsDNS1123Subdomain: at most 253 characters, DNS labels (of any length) joined by '.'."""
-    return len(value) <= DNS1123_SUBDOMAIN_MAX and _DNS_SUBDOMAIN.fullmatch(value) is not None
-
-
 def dns1123_label_problems(value: str) -> list[str]:
     """Why `value` is not a DNS-1123 label (namespaces), or [] when it is."""
     problems = []

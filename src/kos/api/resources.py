@@ -102,7 +102,7 @@ NETWORK_ATTACHMENTS: Final = Resource(
         "status.hostIP": lambda o: o.status.host_ip,
         "status.addressVNI": lambda o: str(o.status.address_vni),
     },
-    indexed=("metadata.name", "spec.node", "status.addressVNI", "spec.subnet", "metadata.namespace", "status.ipv4"),
+    indexed=("metadata.name", "spec.node", "status.addressVNI", "spec.subnet", "metadata.namespace"),
     columns=(
         Column("Subnet", "string", "Subnet the address comes from", lambda o: o.spec.subnet),
         Column("Node", "string", "Node that hosts the interface", lambda o: o.spec.node),

@@ -15,19 +15,23 @@ protection ties a claim to the pods using it (`kubernetes.io/pvc-protection`):
   and the write carries a store guard on that lock's revision, so the check and
   the write are one atomic step even when this server's cache lags the store.
 * **A lock goes only when nobody shows its address.** Deleting an IPLock while an
-  attachment shows its address does not delete it: the lock gets a
-  deletionTimestamp and the `network.example.com/address-in-use` finalizer, so its
+  attachment of its namespace shows its address does not delete it: the lock gets
+  a deletionTimestamp and the `network.example.com/address-in-use` finalizer, so its
   name (the address) stays taken. IPAM sees the lock terminating and moves the
   attachment off the address; `ProtectionController` then removes the finalizer
-  and the lock goes. Every lock deletion carries guards on the attachments that
-  could show its address (those that do, and the lock's controller), so a status
+  and the lock goes. A deletion when nobody shows the address carries a guard on
+  the lock's controller — the only attachment that could start to — so a status
   write that races the deletion makes one of the two fail.
 
 Why this is enough: an attachment can start showing an address only through a
 status write guarded on the current incarnation of its lock, and only that lock's
 controller passes; an incarnation is deleted only while no attachment shows the
 address, guarded on the attachments that could. So at every revision at most one
-attachment shows an address, and it is the controller of the lock that exists.
+attachment of a namespace shows an address, and it is the controller of the lock
+that exists. Across namespaces, uniqueness rests on invariant 2 (a VNI's validated
+subnets are in one namespace, which the subnet validator keeps); a status write is
+also refused when the cache shows the address held in another namespace, but that
+check is not atomic with the write.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kos.api import codec, errors, field, names
-from kos.api.errors import Conflict, NotFound, StatusError
+from kos.api.errors import Conflict, Invalid, NotFound
 from kos.api.types import IPLock, NetworkAttachment
 from kos.apiserver.cache import DELETED, CacheEvent, Cacher, Entry
 from kos.apiserver.registry import Registry
@@ -60,20 +64,26 @@ def _shows(e: Entry) -> tuple[int, str] | None:
     return (st.address_vni, st.ipv4) if st.ipv4 else None
 
 
+def _address_key(obj: Any) -> str:
+    """The derived-index value of an attachment: "<VNI>/<IPv4>" while its status shows an address, else ""."""
+    st = obj.status
+    return f"{st.address_vni}/{st.ipv4}" if st.ipv4 else ""
+
+
 class AddressBook:
-    """Who shows or holds an address, read from the watch cache (one consistent revision for every kind)."""
+    """Who shows an address, and the locks, read from the watch cache (one revision for every kind)."""
 
     def __init__(self, cacher: Cacher, store: Store) -> None:
-        self.cacher = cacher
         self.store = store
         self.nas = cacher.caches[_NAS]
         self.locks = cacher.caches[_LOCKS]
+        self._showing = self.nas.add_derived_index("address", _address_key)
 
-    def holders(self, vni: int, ip: str) -> list[Entry]:
-        """The attachments (any namespace) whose status shows `ip` in `vni`."""
-        keys = self.nas.index["status.ipv4"].get(ip, ())
-        vni_s = str(vni)
-        return [e for k in keys if (e := self.nas.items[k]).fields["status.addressVNI"] == vni_s]
+    def holders(self, vni: int, ip: str, namespace: str | None = None) -> list[Entry]:
+        """The attachments whose status shows `ip` in `vni` (in `namespace`, or in any)."""
+        keys = self._showing.get(f"{vni}/{ip}", ())
+        items = self.nas.items
+        return [items[k] for k in keys if namespace is None or items[k].namespace == namespace]
 
     def na_guard(self, namespace: str, name: str) -> Guard:
         """A guard that the attachment `namespace/name` is as this cache has it (absent: absent)."""
@@ -81,7 +91,8 @@ class AddressBook:
         return Guard(f"/{_NAS}/{namespace}/{name}", e.rev if e is not None else 0)
 
     async def lock(self, namespace: str, name: str) -> Entry | None:
-        """The IPLock, from the cache or, when the cache has not seen it yet, from the store."""
+        """The IPLock from the cache or, when the cache has not seen it yet (it was created a moment ago), from the
+        store — newer than the cache then; the write's guard on it is what makes the check exact."""
         e = self.locks.get(f"{namespace}/{name}")
         if e is not None:
             return e
@@ -128,7 +139,7 @@ class AttachmentStatusRule:
         if lmeta.deletion_timestamp is not None:
             raise self._refuse(meta.name, f"{what}: IPLock {_describe(lock)} is being deleted")
         others = [e for e in self.book.holders(st.address_vni, st.ipv4) if e.uid != meta.uid]
-        if others:
+        if others:  # in this namespace this cannot be (the lock is this NA's); in another, invariant 2 was broken
             raise self._refuse(meta.name, f"{what} is shown by NetworkAttachment {_describe(others[0])}")
         return (Guard(f"/{_LOCKS}/{lock.key}", lock.rev),)
 
@@ -151,7 +162,7 @@ class LockDeletionRule:
         t = names.parse_lock_name(lock.obj.metadata.name)
         if t is None:
             return [], ""  # not named after an address: nothing can show it
-        holders = self.book.holders(t.vni, t.ip)
+        holders = self.book.holders(t.vni, t.ip, lock.obj.metadata.namespace)
         if holders:
             e = holders[0]
             return [], f"NetworkAttachment {_describe(e)} shows {t.ip} in VNI {t.vni}"
@@ -164,10 +175,10 @@ class LockDeletionRule:
 
     async def update_guards(self, new: Any, old: Entry, subresource: str | None) -> Sequence[Guard]:
         meta = new.metadata
-        if meta.deletion_timestamp is None or IN_USE_FINALIZER in meta.finalizers:
+        drops_protection = IN_USE_FINALIZER in old.obj.metadata.finalizers and IN_USE_FINALIZER not in meta.finalizers
+        completes_deletion = meta.deletion_timestamp is not None and not meta.finalizers
+        if not (drops_protection or completes_deletion):
             return ()
-        if IN_USE_FINALIZER not in old.obj.metadata.finalizers and meta.finalizers:
-            return ()  # neither removes the protection nor completes the deletion
         guards, holder = self.in_use(old)
         if holder:
             raise errors.invalid(
@@ -190,32 +201,41 @@ class LockDeletionRule:
 class ProtectionController:
     """Completes deferred IPLock deletions: removes the in-use finalizer once nobody shows the address.
 
-    Follows the watch cache's events (every apiserver runs one; they race harmlessly, each
-    removal being a guarded compare-and-swap): an attachment that stops showing an address
-    queues the lock named after it; a lock that becomes protected is queued too, in case its
-    holder let go before the protection was written.
+    Level-triggered, like Kubernetes' PVC protection controller: it keeps the set of protected
+    locks (being deleted, holding `address-in-use`) and looks at one whenever an attachment of
+    its namespace stops showing its address, when the lock becomes protected (its holder may
+    have let go first), after a failure (again after a second), every `resync` seconds, and
+    after the watch cache is rebuilt. Every apiserver runs one; they race harmlessly, each
+    removal being a guarded compare-and-swap.
     """
 
-    def __init__(self, cacher: Cacher, registry: Registry, rule: LockDeletionRule) -> None:
-        self.cacher = cacher
+    def __init__(self, cacher: Cacher, registry: Registry, rule: LockDeletionRule, *, resync: float = 10.0) -> None:
         self.registry = registry
         self.rule = rule
+        self.resync = resync
         self.locks = cacher.caches[_LOCKS]
         self.queue: UniqueQueue[str] = UniqueQueue()
-        self._task: asyncio.Task[None] | None = None
+        self.protected: set[str] = set()
+        """Keys of the locks being deleted that hold the in-use finalizer."""
+        self._tasks: list[asyncio.Task[None]] = []
         self.completed = 0
 
     def start(self) -> None:
-        for key, e in self.locks.items.items():
-            if IN_USE_FINALIZER in e.obj.metadata.finalizers:
-                self._enqueue(key)
-        self._task = asyncio.create_task(self._run(), name="kos-address-protection")
+        self.scan()
+        self._tasks = [
+            asyncio.create_task(self._run(), name="kos-address-protection"),
+            asyncio.create_task(self._resync(), name="kos-address-protection-resync"),
+        ]
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
+        for t in self._tasks:
+            await cancel_and_wait(t)
 
-    def _enqueue(self, key: str) -> None:
-        self.queue.put(key)
+    def scan(self) -> None:
+        """Find every protected lock in the cache and look at each (at start, and after the cache is rebuilt)."""
+        self.protected = {k for k, e in self.locks.items.items() if _protected(e.obj)}
+        for key in self.protected:
+            self.queue.put(key)
 
     def on_events(self, events: list[CacheEvent]) -> None:
         for ev in events:
@@ -225,37 +245,43 @@ class ProtectionController:
                 if before is None or (ev.type != DELETED and _shows(ev.cur) == before):
                     continue
                 try:
-                    lname = names.lock_name(*before)
+                    key = f"{obj.metadata.namespace}/{names.lock_name(*before)}"
                 except ValueError:
                     continue
-                key = f"{obj.metadata.namespace}/{lname}"
-                e = self.locks.get(key)
-                if e is not None and IN_USE_FINALIZER in e.obj.metadata.finalizers:
-                    self._enqueue(key)
-            elif isinstance(obj, IPLock) and ev.type != DELETED and IN_USE_FINALIZER in obj.metadata.finalizers:
-                self._enqueue(ev.cur.key)
+                if key in self.protected:
+                    self.queue.put(key)
+            elif isinstance(obj, IPLock):
+                if ev.type != DELETED and _protected(obj):
+                    self.protected.add(ev.cur.key)
+                    self.queue.put(ev.cur.key)
+                else:
+                    self.protected.discard(ev.cur.key)
+
+    async def _resync(self) -> None:
+        while True:
+            await asyncio.sleep(self.resync)
+            for key in self.protected:
+                self.queue.put(key)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             key = await self.queue.get()
             try:
                 await self._complete(key)
             except asyncio.CancelledError:
                 raise
-            except (NotFound, Conflict):
+            except NotFound:
                 pass
-            except StatusError as e:  # includes "still in use" (Invalid): a later event brings it back
-                log.debug("address protection of IPLock %s: %s", key, e)
-            except Exception:
-                log.exception("address protection of IPLock %s failed", key)
+            except Invalid:
+                pass  # shown again meanwhile: the holder letting go brings it back
+            except Exception as e:  # a lost race, storage trouble: look again shortly
+                log.info("address protection of IPLock %s: %s; will look again", key, e)
+                loop.call_later(1.0, self.queue.put, key)
 
     async def _complete(self, key: str) -> None:
         e = self.locks.get(key)
-        if e is None or IN_USE_FINALIZER not in e.obj.metadata.finalizers:
-            return
-        if e.obj.metadata.deletion_timestamp is None:
-            return  # someone added it by hand to a live lock; it matters only once the lock is deleted
-        if self.rule.in_use(e)[1]:
+        if e is None or not _protected(e.obj) or self.rule.in_use(e)[1]:
             return
         ns, name = e.obj.metadata.namespace, e.obj.metadata.name
 
@@ -266,3 +292,9 @@ class ProtectionController:
         await self.registry.guaranteed_update(ns, name, drop, expected=None, subresource=None, dry_run=False)
         self.completed += 1
         log.info("IPLock %s: no attachment shows its address any more; its deletion completes", key)
+
+
+def _protected(lock: Any) -> bool:
+    """Being deleted and held by the in-use finalizer (added by hand to a live lock, it waits for a deletion)."""
+    meta = lock.metadata
+    return meta.deletion_timestamp is not None and IN_USE_FINALIZER in meta.finalizers

@@ -136,6 +136,7 @@ class ResourceCache:
         self.capacity = history
         self.floor = 0  # every event with rev > floor is in history
         self.watchers = WatcherIndex(resource)
+        self.derived: dict[str, tuple[Callable[[Any], str], dict[str, set[str]]]] = {}
         self._decoder = codec.decoder(resource.object_type)
         self._getters = resource.selectable
 
@@ -164,6 +165,36 @@ class ResourceCache:
                 if not s:
                     del idx[e.fields[f]]
 
+    def add_derived_index(self, name: str, value: Callable[[Any], str]) -> dict[str, set[str]]:
+        """Index the live objects by `value(obj)` (entries whose value is "" are left out), kept current with
+        every change from now on; the index (value → keys), for lookups. For rules that need a lookup no
+        selectable field gives (the NAs showing one address of one VNI)."""
+        idx: dict[str, set[str]] = {}
+        self.derived[name] = (value, idx)
+        self._derived_fill(value, idx)
+        return idx
+
+    def _derived_fill(self, value: Callable[[Any], str], idx: dict[str, set[str]]) -> None:
+        idx.clear()  # in place: its users hold it
+        for k, e in self.items.items():
+            v = value(e.obj)
+            if v:
+                idx.setdefault(v, set()).add(k)
+
+    def _derived_update(self, key: str, prev: Entry | None, cur: Entry | None) -> None:
+        for value, idx in self.derived.values():
+            old = value(prev.obj) if prev is not None else ""
+            new = value(cur.obj) if cur is not None else ""
+            if old == new:
+                continue
+            if old:
+                keys = idx[old]
+                keys.discard(key)
+                if not keys:
+                    del idx[old]
+            if new:
+                idx.setdefault(new, set()).add(key)
+
     def replace_all(self, entries: Iterable[Entry], rev: int) -> None:
         self.items.clear()
         for idx in self.index.values():
@@ -171,6 +202,8 @@ class ResourceCache:
         for e in entries:
             self.items[e.key] = e
             self._index_add(e)
+        for value, idx in self.derived.values():
+            self._derived_fill(value, idx)
         self.history.clear()
         self.history_revs.clear()
         self.floor = rev
@@ -184,6 +217,8 @@ class ResourceCache:
             cur = written or self.make_entry(key, value, rev)
             if prev is not None:
                 self._index_remove(prev)
+                if self.derived:
+                    self._derived_update(key, prev, None)
             ev = CacheEvent(DELETED, rev, cur, prev)
         else:
             cur = written or self.make_entry(key, value, rev)
@@ -195,6 +230,8 @@ class ResourceCache:
                     self._index_add(cur)
             else:
                 self._index_add(cur)
+            if self.derived:
+                self._derived_update(key, prev, cur)
             ev = CacheEvent(MODIFIED if prev is not None else ADDED, rev, cur, prev)
         self.history.append(ev)
         self.history_revs.append(rev)
@@ -287,6 +324,7 @@ class Cacher:
         history: int = 50_000,
         resources: Iterable[Resource] = ALL_RESOURCES,
         on_events: Callable[[list[CacheEvent]], None] | None = None,
+        on_reload: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.caches: dict[str, ResourceCache] = {r.plural: ResourceCache(r, history=history) for r in resources}
@@ -298,6 +336,9 @@ class Cacher:
         self._seq = itertools.count()
         self._task: asyncio.Task[None] | None = None
         self._on_events = on_events
+        self._on_reload = on_reload
+        """Called after the cache is rebuilt from a fresh list (its history compacted away): what followed the
+        events may have missed changes, so it must look at everything again."""
         self.failed: BaseException | None = None
         self._written: dict[int, Entry] = {}
 
@@ -309,6 +350,10 @@ class Cacher:
         await cancel_and_wait(self._task)
         for w in list(self.all_watchers()):
             w.close()
+        self.release_waiters()
+
+    def release_waiters(self) -> None:
+        """Answer every request waiting for a revision with 503 (the server is shutting down)."""
         for _, _, fut in self._waiters:
             if not fut.done():
                 fut.set_exception(ServiceUnavailable("the apiserver is shutting down"))
@@ -346,6 +391,8 @@ class Cacher:
                 log.warning("store history compacted under the watch cache; reloading at the current revision")
                 self._relist_watchers("the watch cache was rebuilt")
                 await self._load()
+                if self._on_reload is not None:
+                    self._on_reload()
             except StoreError as e:
                 log.warning("store watch failed (%s); resuming from revision %d", e, self.revision)
                 await asyncio.sleep(backoff)

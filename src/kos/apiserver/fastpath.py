@@ -412,6 +412,12 @@ class FastHTTP(asyncio.Protocol):
         else:
             self._closing = True
 
+    async def answered(self) -> None:
+        """Return once the calls this connection carries are answered (it is handed off or closes then)."""
+        w = self._worker
+        if w is not None:
+            await asyncio.wait([w])
+
     def abort(self) -> None:
         if self.transport is not None and not self._handing_off:
             self.transport.abort()
@@ -444,7 +450,7 @@ class FastHTTP(asyncio.Protocol):
         """The connection's one timer: drop it when a head, a body, an idle wait or a stalled write takes too long."""
         self._timer = None
         t = self.transport
-        if t is None or self._handing_off:
+        if t is None:  # handed off: aiohttp's now (until then, answers before the hand-off are still timed)
             return
         lim = self._limits
         now = self._loop.time()

@@ -54,6 +54,12 @@ class GarbageCollector:
         self.deleted = 0
 
     def start(self) -> None:
+        self.scan()
+        self._task = asyncio.create_task(self._run(), name="kos-gc")
+
+    def scan(self) -> None:
+        """Learn every object and owner reference from the cache and queue what needs collecting (at start,
+        and after the watch cache is rebuilt: deletions it did not see as events are caught up here)."""
         self.uids.clear()
         self.dependents.clear()
         for plural, cache in self.cacher.caches.items():
@@ -65,7 +71,6 @@ class GarbageCollector:
             for e in cache.items.values():
                 if _pending_finalizer(e) or any(u not in self.uids for u in _owner_uids(e)):
                     self._enqueue((plural, e.key))
-        self._task = asyncio.create_task(self._run(), name="kos-gc")
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
@@ -204,10 +209,11 @@ class GarbageCollector:
         # the deletion to the version judged here: a newer one (its owners changed) fails with
         # Conflict, and its own event brings it back to this queue.
         req = DeleteRequest(uid=meta.uid, resource_version=str(entry.rev), propagation_policy=policy)
-        await registry.delete(meta.namespace, meta.name, req, from_cache=True)
-        self.deleted += 1
-        log.info("gc deleted %s %s/%s: its owners are gone or being deleted", registry.resource.kind,
-                 meta.namespace, meta.name)  # fmt: skip
+        _, finished = await registry.delete(meta.namespace, meta.name, req, from_cache=True)
+        if finished:  # else finalizers hold it (an IPLock whose address is still shown: address protection)
+            self.deleted += 1
+        log.info("gc %s %s %s/%s: its owners are gone or being deleted", "deleted" if finished else "is deleting",
+                 registry.resource.kind, meta.namespace, meta.name)  # fmt: skip
 
     async def _remove_refs(self, ref: Ref, uids: set[str]) -> None:
         entry = self.cacher.caches[ref[0]].get(ref[1])

@@ -360,8 +360,8 @@ class Registry:
     async def _store(op: Awaitable[Any]) -> Any:
         try:
             return await op
-        except (KeyExists, KeyNotFound, RevisionMismatch):
-            raise
+        except (KeyExists, KeyNotFound, RevisionMismatch, GuardFailed):
+            raise  # outcomes of the compare-and-swap, which the callers handle
         except StoreError as e:
             raise errors.ServiceUnavailable(f"storage is unavailable: {e}") from e
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
 import weakref
+from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
@@ -101,7 +103,8 @@ class APIServer:
         if self._store is None:
             self._store = await open_store(self.settings.storage)
         s = self.settings
-        self.cacher = Cacher(self.store, history=s.watch_cache_size, on_events=self._on_events)
+        self.cacher = Cacher(self.store, history=s.watch_cache_size, on_events=self._on_events,
+                             on_reload=self._on_reload)  # fmt: skip
         await self.cacher.start()
         admission = SubnetAdmission(self.cacher) if s.check_subnet_conflicts else None
         book = AddressBook(self.cacher, self.store)
@@ -155,6 +158,12 @@ class APIServer:
             self.port = sockets[0].getsockname()[1]
         log.info("kos apiserver serving on %s with storage %s", self.url, s.storage)
 
+    def _on_reload(self) -> None:
+        if self.gc is not None:
+            self.gc.scan()
+        if self.protection is not None:
+            self.protection.scan()
+
     def _on_events(self, events: Any) -> None:
         if self.protection is not None:
             self.protection.on_events(events)
@@ -183,10 +192,13 @@ class APIServer:
         if self.cacher is not None:  # HTTP watches end their streams; multiplexed ones queue their end records
             for w in list(self.cacher.all_watchers()):
                 w.close()
+            self.cacher.release_waiters()  # a call waiting for a revision is answered (503) rather than cut off
         steps = [self.watchmux.shutdown(t)] if self.watchmux is not None else []
         if self.runner is not None:
             steps.append(self.runner.cleanup())
-        await asyncio.gather(*steps)
+        if self._fast_conns:
+            steps.append(_within(t, [p.answered() for p in self._fast_conns]))
+        await asyncio.gather(*steps, return_exceptions=True)
         for p in list(self._fast_conns):
             p.abort()
         self._fast_conns.clear()
@@ -307,6 +319,12 @@ class APIServer:
 
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
         return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _within(seconds: float, waits: list[Awaitable[None]]) -> None:
+    """Wait for all of `waits`, for at most `seconds`."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*waits), seconds)
 
 
 @web.middleware

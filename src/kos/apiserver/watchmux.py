@@ -57,7 +57,7 @@ import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from kos.api import codec
-from kos.api.errors import BadRequest, StatusError, too_many_requests
+from kos.api.errors import BadRequest, InternalError, StatusError, too_many_requests
 from kos.api.resources import BY_PLURAL
 from kos.apiserver import listoptions, urlparts
 from kos.apiserver.limits import WatchQuota
@@ -387,10 +387,14 @@ class MuxConnection:
                 if not self.closed:
                     self.refuse(wid, e)
                 return
-            if isinstance(e, Exception):
+            if isinstance(e, Exception):  # a bug: say so on that watch alone
                 log.exception("watchmux: opening watch %d failed", wid)
+                if not self.closed:
+                    self.refuse(wid, InternalError(f"opening the watch failed: {type(e).__name__}"))
                 return
-            raise  # cancelled: the client cancelled it or the connection ended
+            if not self.closed:  # the client cancelled it while it opened: it ends as any watch does
+                self._record(wid, b"")
+            raise  # cancelled
         self.starting.pop(wid, None)
         if self.closed:
             reg.stop_watch(w)

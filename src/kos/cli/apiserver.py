@@ -36,52 +36,52 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--bookmark-interval", type=float, default=10.0, help="seconds between watch bookmarks")
     d = Settings()
-    g = p  # bounds on what one client can make the server hold (docs/operations.md); not an argument group,
-    # whose flags would not read KOS_<FLAG>
-    g.add_argument(
+    # bounds on what one client can make the server hold (docs/operations.md); in `p` itself, not an argument
+    # group, whose flags would not read KOS_<FLAG>
+    p.add_argument(
         "--max-header-line-bytes",
         type=int,
         default=d.max_header_line_bytes,
         help="longest request line or header line (431 past it)",
     )
-    g.add_argument("--max-headers", type=int, default=d.max_headers, help="most header fields in a request (431)")
-    g.add_argument(
+    p.add_argument("--max-headers", type=int, default=d.max_headers, help="most header fields in a request (431)")
+    p.add_argument(
         "--header-timeout",
         type=float,
         default=d.header_timeout,
         help="seconds a request head may take from its first byte",
     )
-    g.add_argument(
+    p.add_argument(
         "--idle-timeout",
         type=float,
         default=d.idle_timeout,
         help="seconds a connection may idle, a body stall, or a client not read its answers",
     )
-    g.add_argument(
+    p.add_argument(
         "--max-pipelined-requests",
         type=int,
         default=d.max_pipelined_requests,
         help="requests read ahead of their answers on one connection",
     )
-    g.add_argument(
+    p.add_argument(
         "--max-watches-per-connection",
         type=int,
         default=d.max_watches_per_connection,
         help="watches on one multiplexed connection (429 past it)",
     )
-    g.add_argument(
+    p.add_argument(
         "--max-watches-per-client",
         type=int,
         default=d.max_watches_per_client,
         help="watches from one client address, HTTP and multiplexed (429 past it)",
     )
-    g.add_argument(
+    p.add_argument(
         "--watchmux-max-bytes",
         type=int,
         default=d.watchmux_max_bytes,
         help="output queued for one multiplexed connection before its slowest watches are ended",
     )
-    g.add_argument(
+    p.add_argument(
         "--shutdown-timeout",
         type=float,
         default=d.shutdown_timeout,

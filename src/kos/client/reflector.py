@@ -124,7 +124,7 @@ class Reflector(Generic[T]):
                 log.info("%s: resourceVersion %s is too old; listing again", self.name, self.resource_version)
                 need_list = True
             except StatusError as e:
-                if is_too_large_resource_version(e):
+                if is_too_large_resource_version(e) and not need_list:
                     log.info(
                         "%s: resourceVersion %s is ahead of the server (%s); listing again",
                         self.name, self.resource_version, e,
@@ -132,6 +132,7 @@ class Reflector(Generic[T]):
                     need_list = True
                     self.too_large_relists += 1
                     continue
+                # the list itself failed (a too-large answer to it included: it would come again): back off
                 delay = backoff * (0.5 + random.random())
                 log.info("%s: watch failed (%s); retrying in %.2fs", self.name, e, delay)
                 await self.clock.sleep(delay)
