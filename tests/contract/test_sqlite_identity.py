@@ -121,3 +121,27 @@ async def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) ->
     bad.unlink()
     store = await SQLiteStore.open(str(bad))
     await store.close()
+
+
+async def test_a_renamed_database_keeps_its_write_ahead_log(tmp_path: Path) -> None:
+    """A database renamed while its store runs leaves its -wal and -shm under the old name: a second store on that
+    name is refused (and creates nothing) instead of resetting them under the first, which lost every write."""
+    db = tmp_path / "state.db"
+    first = await SQLiteStore.open(str(db))
+    try:
+        await first.create("/subnets/d/a1", b"one")
+        db.rename(tmp_path / "moved.db")
+        with pytest.raises(StoreInUse) as e:
+            await SQLiteStore.open(str(db))
+        assert "state.db-wal is in use" in str(e.value) and "renamed" in str(e.value)
+        assert not db.exists()
+        await first.create("/subnets/d/a2", b"two")
+    finally:
+        await first.close()
+    (tmp_path / "moved.db").rename(db)
+    again = await SQLiteStore.open(str(db))
+    try:
+        items, _ = await again.list("/subnets/")
+        assert [kv.key for kv in items] == ["/subnets/d/a1", "/subnets/d/a2"]
+    finally:
+        await again.close()

@@ -32,6 +32,12 @@ So the lock is taken on the database file itself:
 - A database file with more than one hard link is refused even when nobody holds
   it: after a crash its committed writes may sit in a `-wal` file named after the
   *other* name, and opening it by this name would silently lose them.
+- The companions are held too (`hold_companions`, once SQLite has made them): a
+  database file renamed while its server runs leaves its `-wal` and `-shm` under
+  the old name, and a second server started on that name would find them, take
+  them for its own and reset them under the running server — losing every write
+  it had acknowledged. `hold` refuses when a companion of the name it opens is
+  held by someone else.
 
 The holder's pid for the error message comes from `/proc/locks` (Linux), matched
 by device and inode.
@@ -63,15 +69,73 @@ class HeldFile:
         self.fd: int | None = fd
         self.path = path
         self.ident = ident
+        self._companions: list[int] = []
+
+    def hold_companions(self) -> None:
+        """Hold the `-wal` and `-shm` files SQLite made for this database (call once it has opened it)."""
+        for suffix in COMPANIONS:
+            try:
+                fd = os.open(self.path + suffix, os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            self._companions.append(fd)  # kept open until release: closing it would drop SQLite's POSIX locks
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreInUse(_companion_in_use(self.path, suffix)) from None
+            st = os.fstat(fd)
+            with _held_lock:
+                _held_companions.add((st.st_dev, st.st_ino))
 
     def release(self) -> None:
         """Drop the hold. Call only after every other descriptor of the file (SQLite's) is closed."""
         with _held_lock:
+            for fd in self._companions:
+                st = os.fstat(fd)
+                _held_companions.discard((st.st_dev, st.st_ino))
+                os.close(fd)
+            self._companions = []
             if self.fd is None:
                 return
             os.close(self.fd)
             self.fd = None
             _held.pop(self.ident, None)
+
+
+COMPANIONS = ("-wal", "-shm")
+"""SQLite's write-ahead log and its shared-memory index, named after the database's name."""
+
+
+def _companion_in_use(real: str, suffix: str) -> str:
+    return (
+        f"{real}{suffix} is in use by another kos apiserver: it belongs to a database that server holds under"
+        f" another name (was {real} renamed while it ran?); stop that server, or use another name"
+    )
+
+
+_held_companions: set[tuple[int, int]] = set()
+"""(st_dev, st_ino) of the companions this process holds: judged without opening them (see the module doc)."""
+
+
+def _check_companions(real: str) -> None:
+    """Refuse if a companion of `real` exists and someone holds it (a running server's database, renamed)."""
+    for suffix in COMPANIONS:
+        try:
+            st = os.stat(real + suffix)
+        except FileNotFoundError:
+            continue
+        if (st.st_dev, st.st_ino) in _held_companions:
+            raise StoreInUse(_companion_in_use(real, suffix))
+        try:
+            fd = os.open(real + suffix, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:  # no SQLite of this process has it open (checked by the caller): closing it drops no lock of ours
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreInUse(_companion_in_use(real, suffix)) from None
+        finally:
+            os.close(fd)
 
 
 def hold(path: str) -> HeldFile:
@@ -88,6 +152,9 @@ def hold(path: str) -> HeldFile:
             holder = _held.get((st.st_dev, st.st_ino))
             if holder is not None:
                 raise StoreInUse(_in_use(path, real, f"this process, as {holder}"))
+        existed = os.path.exists(real)
+        if not existed:  # refuse before creating anything
+            _check_companions(real)
         fd = os.open(real, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             st = os.fstat(fd)
@@ -109,6 +176,12 @@ def hold(path: str) -> HeldFile:
         except BaseException:
             os.close(fd)  # no SQLite of this process has this inode open (checked above): no POSIX lock is lost
             raise
+        if existed:
+            try:
+                _check_companions(real)
+            except BaseException:
+                os.close(fd)
+                raise
         ident = (st.st_dev, st.st_ino)
         _held[ident] = path
         return HeldFile(fd, real, ident)

@@ -101,6 +101,7 @@ class SQLiteStore:
         self._held = hold(self._path)
         try:
             await self._run(self._open_db)
+            self._held.hold_companions()
         except BaseException as e:
             await self._close_db()
             if isinstance(e, sqlite3.Error):
