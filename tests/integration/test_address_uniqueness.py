@@ -484,3 +484,29 @@ async def test_a_failed_completion_is_tried_again(server: APIServer, client: Cli
 
         await eventually(relocked)
         assert failures == [1]
+
+
+@pytest.mark.parametrize("edit", ["drop", "to-waiter", "not-controller"])
+async def test_a_lock_given_away_by_hand_is_let_go(client: Client, cm: ControllerManager, edit: str) -> None:
+    """Editing a lock's owner references (dropping them, pointing them at another NA, or making them not the
+    controller) takes the address from x: IPAM moves x off it, and the address has one holder at every revision."""
+    async with history(client):
+        await client.create(subnet())
+        await client.create(na("x"))
+        await eventually(lambda: shows(client, "x"))
+        yy = await client.create(na("yy", "node-1"))
+        await eventually(lambda: waits(client, "yy"))
+        lock = await client.get(IPLock, NS, LOCK)
+        refs: list[Any] = []
+        if edit == "to-waiter":
+            refs = [{"apiVersion": "network.example.com/v1alpha1", "kind": "NetworkAttachment", "name": "yy",
+                     "uid": yy.metadata.uid, "controller": True}]  # fmt: skip
+        elif edit == "not-controller":
+            ref = lock.metadata.owner_references[0]
+            refs = [{"apiVersion": ref.api_version, "kind": ref.kind, "name": ref.name, "uid": ref.uid}]
+        await client.patch(IPLock, NS, LOCK, {"metadata": {"ownerReferences": refs}})
+        await eventually(lambda: _cleared(client, "x"))
+        if edit == "to-waiter":  # the lock now backs yy: IPAM writes it into yy's status
+            await eventually(lambda: shows(client, "yy"))
+        await asyncio.sleep(0.2)
+        assert len(await holders(client)) <= 1

@@ -646,7 +646,7 @@ CASES = [
          fragments=("metadata.labels",)),
     Case("json-patch-deep-value", "PATCH", f"{SN}/sn-a",
          b'[{"op":"add","path":"/metadata/annotations","value":{"a":' + b"[" * 600 + b"]" * 600 + b"}}]",
-         ctype=JSON_PATCH, fragments=("nested too deeply",)),
+         ctype=JSON_PATCH, code=422, reason="Invalid", fragments=("metadata.annotations", "Expected `str`")),
     Case("json-patch-index-digits", "PATCH", f"{NA}/na-a",
          [{"op": "add", "path": "/spec/postCreateExec/" + "9" * 5000, "value": "x"}], ctype=JSON_PATCH, code=422,
          reason=INVALID),

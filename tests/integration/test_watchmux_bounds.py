@@ -317,3 +317,28 @@ async def test_a_client_that_stops_reading_is_dropped(monkeypatch: pytest.Monkey
             mux.close()
             with contextlib.suppress(ConnectionError):
                 await mux.writer.wait_closed()
+
+
+async def test_connections_per_client_are_capped() -> None:
+    """Each multiplexer connection may hold its own selectors and queued output: how many one client may open is
+    bounded too (429 before the upgrade; a closed one makes room)."""
+    async with running_apiserver(max_watchmux_connections_per_client=2) as s:
+        first, second = await RawMux.open(s), await RawMux.open(s)
+        sock = socket.socket()
+        sock.connect(("127.0.0.1", s.port))
+        sock.setblocking(False)
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(ws_upgrade())
+        status, _ = await read_head(reader)
+        assert status == 429
+        writer.close()
+        first.writer.close()
+        third: RawMux | None = None
+        for _ in range(100):  # the server notices the closed connection
+            await asyncio.sleep(0.02)
+            with contextlib.suppress(AssertionError):
+                third = await RawMux.open(s)
+                break
+        assert third is not None
+        for m in (second, third):
+            m.writer.close()

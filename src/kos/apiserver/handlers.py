@@ -32,7 +32,8 @@ from kos.api.selectors import FieldRequirement, FieldSelector
 from kos.api.types import API_VERSION, GROUP, VERSION
 from kos.apiserver import listoptions, negotiation, params, patch, table, urlparts
 from kos.apiserver.cache import Entry
-from kos.apiserver.limits import WatchQuota
+from kos.apiserver.limits import ClientQuota
+from kos.apiserver.limits import watch_quota as watch_quota_of
 from kos.apiserver.metrics import APIServerMetrics
 from kos.apiserver.registry import DeleteRequest, ListResult, Registry, WatchOptions
 from kos.util.clock import Clock
@@ -284,10 +285,10 @@ class ResourceAPI:
         *,
         max_body: int,
         bookmark_interval: float,
-        watch_quota: WatchQuota | None = None,
+        watch_quota: ClientQuota | None = None,
     ) -> None:
         self.registries = registries
-        self.watch_quota = watch_quota or WatchQuota(1 << 62)
+        self.watch_quota = watch_quota or watch_quota_of(1 << 62)
         self.metrics = metrics
         self.clock = clock
         self.max_body = max_body

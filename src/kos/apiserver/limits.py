@@ -41,23 +41,24 @@ class HTTPLimits:
         return (self.max_headers + 1) * (self.max_line_bytes + 2) + 2
 
 
-class WatchQuota:
-    """Open watches per client (its address; there is no authenticated identity yet), HTTP and multiplexed.
+class ClientQuota:
+    """How many of one thing (watches, multiplexed connections) each client may hold at once.
 
-    One client on a connection of its own per watch is bounded by file descriptors; on the watch
-    multiplexer nothing else bounds it, so both count here. A refused watch is 429 with Retry-After.
+    A client is its address (there is no authenticated identity yet). A refused acquisition is 429
+    with Retry-After.
     """
 
-    def __init__(self, per_client: int) -> None:
+    def __init__(self, per_client: int, what: str, advice: str) -> None:
         self.per_client = per_client
+        self.what = what
+        self.advice = advice
         self._open: dict[str, int] = {}
 
     def acquire(self, client: str) -> None:
         n = self._open.get(client, 0)
         if n >= self.per_client:
             raise errors.too_many_requests(
-                f"too many watches open from {client}: the limit is {self.per_client} per client; "
-                "end some watches or multiplex fewer selectors",
+                f"too many {self.what} open from {client}: the limit is {self.per_client} per client; {self.advice}",
                 retry_after=5,
             )
         self._open[client] = n + 1
@@ -71,3 +72,15 @@ class WatchQuota:
 
     def count(self, client: str) -> int:
         return self._open.get(client, 0)
+
+
+def watch_quota(per_client: int) -> ClientQuota:
+    """Open watches per client, HTTP and multiplexed: one client on a connection of its own per watch is
+    bounded by file descriptors; on the watch multiplexer nothing else bounds it, so both count here."""
+    return ClientQuota(per_client, "watches", "end some watches or multiplex fewer selectors")
+
+
+def watchmux_quota(per_client: int) -> ClientQuota:
+    """Multiplexed connections per client: each may hold its own selectors and queued output (bounded per
+    connection), so the number of them bounds what one client can make the server hold."""
+    return ClientQuota(per_client, "watch multiplexer connections", "multiplex more watches on fewer connections")

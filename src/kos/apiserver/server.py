@@ -13,18 +13,20 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kos.api import resources
 from kos.api.errors import MethodNotAllowed, NotAcceptable, NotFound, RequestEntityTooLarge
 from kos.api.types import GROUP, VERSION
 from kos.apiserver import discovery, watchmux
+from kos.apiserver import limits as quotas
 from kos.apiserver.address_protection import AddressBook, AttachmentStatusRule, LockDeletionRule, ProtectionController
 from kos.apiserver.cache import Cacher
 from kos.apiserver.fastpath import FastHTTP
 from kos.apiserver.gc import GarbageCollector
 from kos.apiserver.handlers import PREFIX, ResourceAPI, json_response, status_response
-from kos.apiserver.limits import HTTPLimits, WatchQuota
+from kos.apiserver.limits import HTTPLimits
 from kos.apiserver.metrics import APIServerMetrics
 from kos.apiserver.namespaces import Namespaces, core_v1_resources
 from kos.apiserver.registry import Registry, SubnetAdmission, WriteRules
@@ -55,6 +57,7 @@ class Settings:
     max_pipelined_requests: int = 64
     max_watches_per_connection: int = 50_000
     max_watches_per_client: int = 100_000
+    max_watchmux_connections_per_client: int = 16
     watchmux_max_bytes: int = 128 << 20
     shutdown_timeout: float = 3.0
     """Seconds shutdown waits for requests in flight and for watch clients to take their end, per step."""
@@ -86,7 +89,8 @@ class APIServer:
         self.api: ResourceAPI | None = None
         self._listener: asyncio.Server | None = None
         self._fast_conns: weakref.WeakSet[FastHTTP] = weakref.WeakSet()
-        self.watch_quota = WatchQuota(settings.max_watches_per_client)
+        self.watch_quota = quotas.watch_quota(settings.max_watches_per_client)
+        self.watchmux_quota = quotas.watchmux_quota(settings.max_watchmux_connections_per_client)
         self.watchmux: watchmux.WatchMuxServer | None = None
 
     @property
@@ -137,7 +141,7 @@ class APIServer:
             app, handle_signals=False, access_log=None, handler_cancellation=True,
             max_line_size=limits.max_line_bytes, max_field_size=limits.max_line_bytes,
             max_headers=limits.max_headers, keepalive_timeout=limits.idle_timeout,
-            shutdown_timeout=s.shutdown_timeout,
+            shutdown_timeout=s.shutdown_timeout, logger=_ClientErrorsQuiet(logging.getLogger("aiohttp.server")),
         )  # fmt: skip
         await self.runner.setup()
         fallback = self.runner.server
@@ -234,7 +238,7 @@ class APIServer:
             max_body=s.max_request_bytes, bookmark_interval=s.bookmark_interval, watch_quota=self.watch_quota,
         )  # fmt: skip
         self.watchmux = watchmux.WatchMuxServer(
-            self.registries, self.metrics, quota=self.watch_quota,
+            self.registries, self.metrics, quota=self.watch_quota, connections=self.watchmux_quota,
             limits=watchmux.MuxLimits(max_watches=s.max_watches_per_connection, max_bytes=s.watchmux_max_bytes,
                                       max_selector=s.max_header_line_bytes, stall_timeout=s.idle_timeout),
         )  # fmt: skip
@@ -319,6 +323,17 @@ class APIServer:
 
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
         return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class _ClientErrorsQuiet(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp logs every malformed request with a traceback at ERROR, so any client could fill the log; a
+    client's error (a 4xx parse error) goes to DEBUG, the server's own failures stay at ERROR."""
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError) and 400 <= exc_info.code < 500:
+            self.logger.debug(str(msg) + ": %s", *args, exc_info)
+            return
+        self.logger.exception(msg, *args, exc_info=exc_info, **kwargs)
 
 
 async def _within(seconds: float, waits: list[Awaitable[None]]) -> None:

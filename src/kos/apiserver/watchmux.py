@@ -32,8 +32,10 @@ request fails: the connection and its other watches go on. Each watch starts in 
 task of its own, so one that waits (a future resourceVersion, a consistent read)
 holds up neither other watches nor cancels.
 
-Bounds, per connection (`MuxLimits`, settings of the server): at most
-`max_watches` watches (and the server's per-client quota, `limits.WatchQuota`),
+Bounds: at most `max_watchmux_connections_per_client` connections per client
+(`limits.watchmux_quota`, 429 before the upgrade); per connection (`MuxLimits`,
+settings of the server): at most
+`max_watches` watches (and the server's per-client quota, `limits.watch_quota`),
 at most `MAX_SELECTOR_BYTES` of selectors among them, and `max_bytes` of output
 queued for a client that reads slower than its watches produce: past half of it
 no new frame is read until the client catches up; past all of it, a watch whose
@@ -60,7 +62,8 @@ from kos.api import codec
 from kos.api.errors import BadRequest, InternalError, StatusError, too_many_requests
 from kos.api.resources import BY_PLURAL
 from kos.apiserver import listoptions, urlparts
-from kos.apiserver.limits import WatchQuota
+from kos.apiserver.handlers import status_response
+from kos.apiserver.limits import ClientQuota
 from kos.apiserver.metrics import APIServerMetrics
 from kos.apiserver.registry import Registry, WatchOptions
 from kos.apiserver.watchers import Watcher
@@ -173,7 +176,7 @@ class MuxConnection:
         metrics: APIServerMetrics,
         *,
         limits: MuxLimits,
-        quota: WatchQuota,
+        quota: ClientQuota,
         client: str,
         transport: asyncio.Transport | None = None,
     ) -> None:
@@ -486,22 +489,35 @@ class WatchMuxServer:
         metrics: APIServerMetrics,
         *,
         limits: MuxLimits,
-        quota: WatchQuota,
+        quota: ClientQuota,
+        connections: ClientQuota,
     ) -> None:
         self.registries = registries
         self.metrics = metrics
         self.limits = limits
         self.quota = quota
+        self.per_client = connections
         self.connections: set[MuxConnection] = set()
         self.stopping = False
 
     async def serve(self, request: web.Request) -> web.StreamResponse:
         if self.stopping:
             raise web.HTTPServiceUnavailable(text="the apiserver is shutting down")
+        client = request.remote or ""
+        try:
+            self.per_client.acquire(client)
+        except StatusError as e:  # 429 before the upgrade
+            return status_response(e)
+        try:
+            return await self._serve(request, client)
+        finally:
+            self.per_client.release(client)
+
+    async def _serve(self, request: web.Request, client: str) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=HEARTBEAT, compress=False, timeout=2.0)
         await ws.prepare(request)
         conn = MuxConnection(ws, self.registries, self.metrics, limits=self.limits, quota=self.quota,
-                             client=request.remote or "", transport=request.transport)  # fmt: skip
+                             client=client, transport=request.transport)  # fmt: skip
         self.connections.add(conn)
         writer = asyncio.create_task(conn.writer(), name="watchmux-writer")
         conn.watch_the_client()

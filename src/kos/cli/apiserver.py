@@ -76,6 +76,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="watches from one client address, HTTP and multiplexed (429 past it)",
     )
     p.add_argument(
+        "--max-watchmux-connections-per-client",
+        type=int,
+        default=d.max_watchmux_connections_per_client,
+        help="watch multiplexer connections from one client address (429 past it)",
+    )
+    p.add_argument(
         "--watchmux-max-bytes",
         type=int,
         default=d.watchmux_max_bytes,
@@ -102,6 +108,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         ("--max-pipelined-requests", args.max_pipelined_requests, 1),
         ("--max-watches-per-connection", args.max_watches_per_connection, 1),
         ("--max-watches-per-client", args.max_watches_per_client, 1),
+        ("--max-watchmux-connections-per-client", args.max_watchmux_connections_per_client, 1),
         ("--watchmux-max-bytes", args.watchmux_max_bytes, 1 << 20),
     ):
         if value < least:
@@ -125,6 +132,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_pipelined_requests=args.max_pipelined_requests,
         max_watches_per_connection=args.max_watches_per_connection,
         max_watches_per_client=args.max_watches_per_client,
+        max_watchmux_connections_per_client=args.max_watchmux_connections_per_client,
         watchmux_max_bytes=args.watchmux_max_bytes,
         shutdown_timeout=args.shutdown_timeout,
     )

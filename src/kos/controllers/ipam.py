@@ -176,7 +176,7 @@ class IPAM(Controller):
             lambda old, new: self.queue.add(na_key(new)),
             lambda na: self.queue.add(na_key(na)),
         )
-        locks.add_handlers(self._on_lock_add, lambda old, new: self._enqueue_owners(new), self._on_lock_delete)
+        locks.add_handlers(self._on_lock_add, self._on_lock_update, self._on_lock_delete)
 
     def on_synced(self) -> None:
         self.metrics.workers.inc(self.workers)
@@ -195,6 +195,11 @@ class IPAM(Controller):
     def _enqueue_owners(self, lock: IPLock) -> None:
         for key in owner_keys(lock):
             self.queue.add(key)
+
+    def _on_lock_update(self, old: IPLock, new: IPLock) -> None:
+        # both: an NA whose lock was given to another owner (or to none) by hand must let go of its address
+        self._enqueue_owners(old)
+        self._enqueue_owners(new)
 
     def _on_lock_add(self, lock: IPLock) -> None:
         t = names.parse_lock_name(lock.metadata.name)
