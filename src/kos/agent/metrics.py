@@ -58,5 +58,21 @@ class AgentMetricFamilies:
         self.fabric_count = Counter("fabric_count", "Fabric in use.", ["node", "fabric"], namespace=ns, subsystem=sub,
                                     registry=r)  # fmt: skip
         self.workers = Counter("worker_count", "Workers started.", ["node"], namespace=ns, subsystem=sub, registry=r)
+        self.vni_watch_starts = Counter(
+            "vni_watch_starts", "Per-VNI watches started (a VNI became relevant with no watch of it open).", ["node"],
+            namespace=ns, subsystem=sub, registry=r,
+        )  # fmt: skip
+        self.vni_watch_stops = Counter(
+            "vni_watch_stops", "Per-VNI watches stopped (their linger ended, or the agent's linger is 0).", ["node"],
+            namespace=ns, subsystem=sub, registry=r,
+        )  # fmt: skip
+        self.vni_watch_reuses = Counter(
+            "vni_watch_reuses", "VNIs relevant again while their watch lingered (remotes restored from its cache).",
+            ["node"], namespace=ns, subsystem=sub, registry=r,
+        )  # fmt: skip
+        self.vni_watch_initial_objects = Counter(
+            "vni_watch_initial_objects", "Remote NAs the started per-VNI watches began with (their streaming lists).",
+            ["node"], namespace=ns, subsystem=sub, registry=r,
+        )  # fmt: skip
         self.version = Counter("version", "Version.", ["git_commit"], namespace=ns, subsystem=sub, registry=r)
         self.version.labels(__version__).inc()
