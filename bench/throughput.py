@@ -72,7 +72,6 @@ SIM_COUNTERS = {
     "kos_simnodes_list_objects_received": "list_objects",
     "kos_agent_vni_watch_starts_total": "vni_watch_starts",
     "kos_agent_vni_watch_stops_total": "vni_watch_stops",
-    "kos_agent_vni_watch_reuses_total": "vni_watch_reuses",
     "kos_agent_vni_watch_initial_objects_total": "vni_watch_initial_objects",
 }
 

@@ -8,23 +8,18 @@ remote interfaces. Nothing else (ARCHITECTURE §8, invariant 3).
 How it learns it with the least traffic: one watch of its local NAs
 (`spec.node=<node>,status.ipv4!=`), plus one watch per relevant VNI
 (`spec.node!=<node>,status.addressVNI=<vni>,status.ipv4!=,status.hostIP!=` in
-the VN's namespace), started when the first local NA of the VNI appears; when
-the last one goes, the VNI's remote interfaces are removed at once and its watch
-is stopped a little later (below). The apiserver indexes exactly these
-selectors, so each change reaches only the nodes that need it. Each watch starts
-as a streaming list (the current state, then the changes, in one request), so a
-VNI becoming relevant costs one subscription on the agent's multiplexed
-connection, not a list and a watch.
-
-A VNI's watch outlives its relevance by `vni_watch_linger` seconds (default
-`VNI_WATCH_LINGER`). Its remote interfaces leave the fabric at once (the fabric
-holds exactly what invariant 3 says), but the watch keeps its cache current; if
-a local NA of the VNI comes back within the linger, the remotes are restored from
-that cache instead of from a new streaming list of the whole VNI. Where a node's
-NAs of a VNI come and go (a node whose one NA of a big VNI is replaced: the
-driver's churn) the VNI otherwise toggles relevance with every replacement, and
-each toggle re-sent the VNI's every remote NA to the node. When the linger ends
-the watch is stopped. docs/performance.md has the measurements.
+the VN's namespace), started when the first local NA of the VNI appears and
+stopped — with its remote interfaces removed — when the last one goes. The
+apiserver indexes exactly these selectors, so each change reaches only the
+nodes that need it. Each watch starts as a streaming list (the current state,
+then the changes, in one request), so a VNI becoming relevant costs one
+subscription on the agent's multiplexed connection, not a list and a watch.
+Counters (`kos_agent_vni_watch_{starts,stops,initial_objects}_total`) show how
+often that happens and what it costs. Where a node's only NA of a VNI is
+replaced again and again the VNI toggles relevance each time; keeping the watch
+open across the gap was measured and rejected: in the driver's churn a VNI's
+watch then receives more events in a second than a new streaming list sends
+(docs/performance.md, "Large networks: the collapse at a lower rate").
 
 Per NA (a level-triggered sync):
 1. keep the VN state: which VNIs are relevant, and their watches;
@@ -73,8 +68,6 @@ log = logging.getLogger(__name__)
 
 SWEEP_DELAY = 1.0
 """Seconds a departure from the local watch waits for others before one sweep handles them all."""
-VNI_WATCH_LINGER = 30.0
-"""Default seconds a VNI's watch stays open after the VNI stops being relevant on this node."""
 LOCAL = 0
 """The pseudo-VNI of the local watch."""
 INDEX_OWNER = "ifcOwnerData"
@@ -104,7 +97,7 @@ class Interface:
 
 
 class VirtualNetwork:
-    """A VNI's watch of its remote NAs, and the local NAs that make it relevant (none while it lingers)."""
+    """A relevant VNI: the local NAs that make it relevant, and the watch of its remote NAs."""
 
     def __init__(
         self, vni: int, namespace: str, informer: Informer[NetworkAttachment], since: datetime.datetime
@@ -116,8 +109,6 @@ class VirtualNetwork:
         self.remotes: set[str] = set()
         self.relevant_since = since
         """When the VNI became relevant here: remote interfaces of older NAs are due to this, not to their writes."""
-        self.linger_until = 0.0
-        """While it lingers (irrelevant, watch still open): the monotonic time its watch is stopped."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -126,8 +117,6 @@ class AgentSettings:
     host_ip: str
     allowed_programs: frozenset[str] = frozenset()
     workers: int = 2
-    vni_watch_linger: float = VNI_WATCH_LINGER
-    """Seconds a VNI's watch stays open after the VNI stops being relevant (0: stop it at once)."""
 
 
 class ConnectionAgent:
@@ -159,10 +148,6 @@ class ConnectionAgent:
         self.informers_of: dict[str, set[int]] = {}
         """NA key → the watches (VNIs, LOCAL for the local one) whose caches hold it."""
         self.vns: dict[int, VirtualNetwork] = {}
-        """The relevant VNIs (a local NA has an address in each)."""
-        self.lingering: dict[int, VirtualNetwork] = {}
-        """VNIs no longer relevant whose watch is still open, in the order their lingers end."""
-        self._linger_changed = asyncio.Event()
         self.local_vni: dict[str, int] = {}
         """Local NA key → the VNI it makes relevant."""
         self.interfaces: dict[str, Interface] = {}
@@ -244,7 +229,7 @@ class ConnectionAgent:
         await self.local.reflector.synced.wait()
         for na in self.local.lister.list():
             try:
-                await self._relevant(key_of(na), na)
+                self._relevant(key_of(na), na)
             except Retry:
                 pass  # a namespace mismatch: the NA's own sync sorts it out
         await asyncio.gather(*(vn.informer.reflector.synced.wait() for vn in self.vns.values()))
@@ -255,7 +240,6 @@ class ConnectionAgent:
             self._tasks.append(asyncio.create_task(self._worker(), name=f"agent-{self.node}-{i}"))
         self._sweep_wanted.set()  # what a previous run of this agent left behind
         self._tasks.append(asyncio.create_task(self._sweeper(), name=f"agent-{self.node}-sweeper"))
-        self._tasks.append(asyncio.create_task(self._reaper(), name=f"agent-{self.node}-linger"))
         self.started.set()
 
     async def _adopt_or_delete(self) -> None:
@@ -312,7 +296,7 @@ class ConnectionAgent:
         for t in list(self._exec_tasks):
             t.cancel()
         await self.local.stop()
-        for vn in [*self.vns.values(), *self.lingering.values()]:
+        for vn in list(self.vns.values()):
             await vn.informer.stop()
 
     async def _worker(self) -> None:
@@ -342,16 +326,9 @@ class ConnectionAgent:
             self._create_failed.discard(key)
             raise Retry(f"creating the interface of {key} failed; will try again")
 
-    async def _relevant(self, key: str, na: NetworkAttachment) -> None:
+    def _relevant(self, key: str, na: NetworkAttachment) -> None:
         vni = na.status.address_vni
         vn = self.vns.get(vni)
-        if vn is None:
-            vn = self.lingering.pop(vni, None)
-            if vn is not None and vn.namespace != na.metadata.namespace:  # the VNI is another namespace's now
-                await self._stop_watch(vn)
-                vn = None
-            if vn is not None:
-                self._revive(vn)
         if vn is None:
             informer: Informer[NetworkAttachment] = Informer(
                 self.client, NetworkAttachment, namespace=na.metadata.namespace,
@@ -376,8 +353,10 @@ class ConnectionAgent:
             vn = self.vns.get(vni)
             if vn is not None:
                 vn.locals.discard(key)
-                if not vn.locals:  # the VN is no longer relevant here: drop its remotes, let its watch linger
+                if not vn.locals:  # the VN is no longer relevant here: stop watching it, drop its remotes
                     del self.vns[vni]
+                    await vn.informer.stop()
+                    self.m.vni_watch_stops.labels(self.m.node).inc()
                     for r in vn.remotes:
                         held = self.informers_of.get(r)
                         if held is not None:
@@ -385,45 +364,8 @@ class ConnectionAgent:
                             if not held:
                                 del self.informers_of[r]
                         self.queue.add(r)
-                    vn.remotes.clear()
-                    if self.settings.vni_watch_linger > 0:
-                        vn.linger_until = self.clock.monotonic() + self.settings.vni_watch_linger
-                        self.lingering[vni] = vn
-                        self._linger_changed.set()
-                    else:
-                        await self._stop_watch(vn)
         if local is not None and key not in self.local_vni:
-            await self._relevant(key, local)
-
-    def _revive(self, vn: VirtualNetwork) -> None:
-        """A lingering VNI is relevant again: its remotes come back into the fabric from its watch's cache."""
-        self.vns[vn.vni] = vn
-        vn.relevant_since = self.clock.now()
-        for na in vn.informer.lister.list():
-            k = key_of(na)
-            self.informers_of.setdefault(k, set()).add(vn.vni)
-            vn.remotes.add(k)
-            self.queue.add(k)
-        self.m.vni_watch_reuses.labels(self.m.node).inc()
-
-    async def _stop_watch(self, vn: VirtualNetwork) -> None:
-        await vn.informer.stop()
-        self.m.vni_watch_stops.labels(self.m.node).inc()
-
-    async def _reaper(self) -> None:
-        """Stop each lingering VNI's watch when its linger ends (a VNI relevant again leaves `lingering`)."""
-        while True:
-            if not self.lingering:
-                self._linger_changed.clear()
-                await self._linger_changed.wait()
-                continue
-            vni, vn = next(iter(self.lingering.items()))  # lingers are equally long: the first ends first
-            wait = vn.linger_until - self.clock.monotonic()
-            if wait > 0:
-                await self.clock.sleep(wait)
-                continue
-            del self.lingering[vni]
-            await self._stop_watch(vn)
+            self._relevant(key, local)
 
     async def _sync_interface(self, key: str, att: NetworkAttachment | None, is_local: bool) -> list[str]:
         ifc = self.interfaces.get(key)
@@ -709,5 +651,4 @@ class _BoundMetrics:
         self.workers = _Children(f.workers)
         self.vni_watch_starts = _Children(f.vni_watch_starts)
         self.vni_watch_stops = _Children(f.vni_watch_stops)
-        self.vni_watch_reuses = _Children(f.vni_watch_reuses)
         self.vni_watch_initial_objects = _Children(f.vni_watch_initial_objects)

@@ -63,12 +63,8 @@ class AgentMetricFamilies:
             namespace=ns, subsystem=sub, registry=r,
         )  # fmt: skip
         self.vni_watch_stops = Counter(
-            "vni_watch_stops", "Per-VNI watches stopped (their linger ended, or the agent's linger is 0).", ["node"],
+            "vni_watch_stops", "Per-VNI watches stopped (the VNI's last local NA went).", ["node"],
             namespace=ns, subsystem=sub, registry=r,
-        )  # fmt: skip
-        self.vni_watch_reuses = Counter(
-            "vni_watch_reuses", "VNIs relevant again while their watch lingered (remotes restored from its cache).",
-            ["node"], namespace=ns, subsystem=sub, registry=r,
         )  # fmt: skip
         self.vni_watch_initial_objects = Counter(
             "vni_watch_initial_objects", "Remote NAs the started per-VNI watches began with (their streaming lists).",

@@ -18,7 +18,7 @@ import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
-from kos.agent.connection_agent import VNI_WATCH_LINGER, AgentSettings, ConnectionAgent
+from kos.agent.connection_agent import AgentSettings, ConnectionAgent
 from kos.agent.metrics import AgentMetricFamilies
 from kos.client.rest import Client
 from kos.fabric.sim import SimFabric, SimNetwork
@@ -44,20 +44,19 @@ class SimNodes:
         workers: int = 2,
         allowed_programs: frozenset[str] = frozenset(),
         per_node_metrics: bool = False,
-        vni_watch_linger: float = VNI_WATCH_LINGER,
     ) -> None:
         self.registry = CollectorRegistry()
         families = AgentMetricFamilies(self.registry)
         # all the nodes' watches (a local one each, one per relevant VNI) share one multiplexed connection
-        self.client = Client(server, connections=0, user_agent="kos-simnodes", watch_mux=True)
+        # the nodes' watches that see one change receive the same event line: decode it once, share the object
+        self.client = Client(server, connections=0, user_agent="kos-simnodes", watch_mux=True, share_events=True)
         self.network = SimNetwork()
         self.agents: dict[str, ConnectionAgent] = {}
         for i in range(count):
             node = f"{prefix}{i}"
             fabric = SimFabric(self.network, node, host_ip(i), latency=latency)
             self.agents[node] = ConnectionAgent(
-                self.client, fabric, AgentSettings(node, host_ip(i), allowed_programs, workers, vni_watch_linger),
-                families,
+                self.client, fabric, AgentSettings(node, host_ip(i), allowed_programs, workers), families,
                 metrics_node_label=None if per_node_metrics else "simnodes",
             )  # fmt: skip
         self._runner: web.AppRunner | None = None
@@ -75,9 +74,9 @@ class SimNodes:
         ).set_function(lambda: self.client.list_objects_received)
         Gauge(
             "kos_simnodes_watches",
-            "Open watches of all simulated nodes (local and per-VNI, lingering ones included).",
+            "Open watches of all simulated nodes (local and per-VNI).",
             registry=self.registry,
-        ).set_function(lambda: sum(1 + len(a.vns) + len(a.lingering) for a in self.agents.values()))
+        ).set_function(lambda: sum(1 + len(a.vns) for a in self.agents.values()))
 
     async def start(self, *, concurrency: int = 64) -> None:
         sem = asyncio.Semaphore(concurrency)

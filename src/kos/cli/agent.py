@@ -17,7 +17,6 @@ import asyncio
 import fcntl
 import ipaddress
 import logging
-import math
 import os
 import socket
 import sys
@@ -26,7 +25,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from kos.agent import execs
-from kos.agent.connection_agent import VNI_WATCH_LINGER, AgentSettings, ConnectionAgent
+from kos.agent.connection_agent import AgentSettings, ConnectionAgent
 from kos.agent.metrics import AgentMetricFamilies
 from kos.cli.common import UsageError, add_logging_flags, host_port, run_until_signalled
 from kos.client.rest import Client
@@ -65,12 +64,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="worker tasks (default 32 with --fabric ovs, whose calls batch; else 2)",
-    )
-    p.add_argument(
-        "--vni-watch-linger",
-        type=float,
-        default=VNI_WATCH_LINGER,
-        help="seconds a VNI's watch stays open after the VNI stops being relevant here (0: stop it at once)",
     )
     p.add_argument("--metrics-listen", type=host_port, default=("127.0.0.1", 9294), help="HOST:PORT for /metrics")
     p.add_argument(
@@ -135,12 +128,6 @@ def run(args: argparse.Namespace) -> int:
     if workers < 1:
         print(f"kos agent: --workers must be at least 1, not {workers}", flush=True)
         return 2
-    if not 0 <= args.vni_watch_linger < math.inf:  # also refuses nan
-        print(
-            f"kos agent: --vni-watch-linger must be a finite number of seconds, 0 or more, not {args.vni_watch_linger}",
-            flush=True,
-        )
-        return 2
     if args.ovs_datapath not in DATAPATHS:  # a KOS_OVS_DATAPATH value is not checked by argparse
         print(f"kos agent: --ovs-datapath {args.ovs_datapath!r}: choose one of {', '.join(DATAPATHS)}", flush=True)
         return 2
@@ -162,8 +149,8 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_FABRIC
         reg = CollectorRegistry()
         client = Client(args.server, user_agent=f"kos-agent/{args.node}", watch_mux=args.watch_mux)
-        settings = AgentSettings(args.node, args.host_ip, programs, workers, args.vni_watch_linger)
-        agent = ConnectionAgent(client, fabric, settings, AgentMetricFamilies(reg))
+        agent = ConnectionAgent(client, fabric, AgentSettings(args.node, args.host_ip, programs, workers),
+                                AgentMetricFamilies(reg))  # fmt: skip
         app = web.Application()
 
         async def metrics(_: web.Request) -> web.StreamResponse:

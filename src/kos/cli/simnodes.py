@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
 
-from kos.agent.connection_agent import VNI_WATCH_LINGER
 from kos.agent.simnodes import SimNodes
 from kos.cli.common import UsageError, add_logging_flags, host_port, run_until_signalled
 
@@ -20,12 +18,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency", type=float, default=0.0, help="seconds each fabric operation takes (imitates a switch)")
     p.add_argument("--workers", type=int, default=2, help="worker tasks per node")
     p.add_argument("--allowed-programs", default="", help="comma-separated absolute paths allowed in commands")
-    p.add_argument(
-        "--vni-watch-linger",
-        type=float,
-        default=VNI_WATCH_LINGER,
-        help="seconds a VNI's watch stays open after the VNI stops being relevant on a node (0: stop at once)",
-    )
     p.add_argument(
         "--per-node-metrics",
         action="store_true",
@@ -44,19 +36,12 @@ def run(args: argparse.Namespace) -> int:
     if args.count < 1:
         print("kos simnodes: --count must be at least 1", flush=True)
         return 2
-    if not 0 <= args.vni_watch_linger < math.inf:  # also refuses nan
-        print(
-            f"kos simnodes: --vni-watch-linger must be a finite number of seconds, 0 or more, not {args.vni_watch_linger}",
-            flush=True,
-        )
-        return 2
 
     async def main(stop: asyncio.Event) -> int:
         programs = frozenset(p.strip() for p in args.allowed_programs.split(",") if p.strip())
         nodes = SimNodes(args.server, args.count, prefix=args.name_prefix, latency=args.latency,
                          workers=args.workers, allowed_programs=programs,
-                         per_node_metrics=args.per_node_metrics,
-                         vni_watch_linger=args.vni_watch_linger)  # fmt: skip
+                         per_node_metrics=args.per_node_metrics)  # fmt: skip
         host, port = args.listen
         try:
             port = await nodes.serve(host, port)
