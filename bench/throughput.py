@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,34 @@ def p99_with_misses(run: Path) -> tuple[float, int]:
         return math.inf, 0
     lat.sort()
     return lat[min(len(lat) - 1, math.ceil(0.99 * len(lat)) - 1)], sum(1 for v in lat if v == math.inf)
+
+
+SIM_COUNTERS = {
+    "kos_simnodes_watch_events_received": "watch_events",
+    "kos_simnodes_list_objects_received": "list_objects",
+    "kos_agent_vni_watch_starts_total": "vni_watch_starts",
+    "kos_agent_vni_watch_stops_total": "vni_watch_stops",
+    "kos_agent_vni_watch_initial_objects_total": "vni_watch_initial_objects",
+}
+
+
+def sim_counters(port: int, keep: Path) -> dict[str, float]:
+    """The simulated nodes' watch figures (summed over labels); a counter this version lacks is left out.
+
+    All their metrics are kept in the trial's directory (simnodes.metrics).
+    """
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    (keep / "simnodes.metrics").write_text(text)
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        short = SIM_COUNTERS.get(name)
+        if name == "kos_agent_fabric_latency_seconds_count":  # fabric calls by operation
+            short = line.split('op="', 1)[1].split('"', 1)[0] + ("" if 'err="ok"' in line else " failed")
+        if short is not None and not line.startswith("#"):
+            out[short] = out.get(short, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
 
 
 def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, threads: int,
@@ -110,6 +139,7 @@ def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, thre
             spy.wait(timeout=30)
         cpu = {k: cpu_seconds(p) - before[k] for k, p in procs.items()}
         cpu["driver"] = drv_cpu
+        watches = sim_counters(sim_port, d)
         s = json.loads((out / "summary.json").read_text())
         lat = s["latency_seconds"]["create_to_ready"]
         p99_all, missed = p99_with_misses(out)
@@ -121,7 +151,8 @@ def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, thre
                 "p99_counting_misses": p99_all if p99_all != math.inf else None, "missed": missed,
                 "achieved_create_rate": s["achieved_create_rate"], "created": s["created"],
                 "never_ready": s["never_ready"], "create_to_ready": lat, "avg_peers": s["plan"]["avg_peers"],
-                "late_ops_percent": s["late_ops_percent"], "cpu_seconds": cpu, "wall_seconds": wall}  # fmt: skip
+                "late_ops_percent": s["late_ops_percent"], "cpu_seconds": cpu, "wall_seconds": wall,
+                "simnodes": watches}  # fmt: skip
     finally:
         for p in (sim, cm, server):
             p.stop()
@@ -137,7 +168,8 @@ def show(t: dict[str, Any]) -> None:
           f"{(lat['p50'] or 0) * 1000:6.1f} ms p99 {(lat['p99'] or 0) * 1000:7.1f} ms (with misses "
           f"{'inf' if t['p99_counting_misses'] is None else format(t['p99_counting_misses'] * 1000, '.1f')} ms), "
           f"never ready {t['never_ready']}, late ops {t['late_ops_percent']:.0f}%; CPU s: {cpu} "
-          f"(wall {t['wall_seconds']:.0f})", flush=True)  # fmt: skip
+          f"(wall {t['wall_seconds']:.0f}); simnodes: "
+          + ", ".join(f"{k} {v:.0f}" for k, v in t.get("simnodes", {}).items()), flush=True)  # fmt: skip
 
 
 def search(shape: str, start: float, seconds: float, tmp: Path, storage: str, threads: int,
@@ -186,6 +218,7 @@ def main() -> int:
     )
     ap.add_argument("--rates", default="", help="comma-separated rates to run once each instead of a search")
     ap.add_argument("--profile-dir", type=Path, default=Path("."))
+    ap.add_argument("--keep", type=Path, help="keep each trial's directory (logs, the driver's CSVs) under this one")
     ap.add_argument(
         "--criterion",
         choices=["strict", "ready"],
@@ -196,6 +229,9 @@ def main() -> int:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            tmp = args.keep
         shapes = ["small", "large"] if args.shape == "both" else ([] if args.shape == "none" else [args.shape])
         if args.rates:
             for shape in shapes:

@@ -108,3 +108,30 @@ async def test_streaming_list_informer_against_the_server(server: APIServer, mux
             await asyncio.sleep(0.01)
         assert sorted(o.metadata.name for o in inf.lister.list()) == ["s1", "s3"]
         await inf.stop()
+
+
+@pytest.mark.parametrize("share", [True, False])
+async def test_a_sharing_client_decodes_an_event_line_once_for_all_its_watches(server: APIServer, share: bool) -> None:
+    """`share_events` (simnodes: 100 nodes' watches in one client) hands every watch that receives the same event
+    line the same decoded object; each watch still gets its own event, and each is counted."""
+    async with Client(server.url, watch_mux=True, share_events=share) as c, Client(server.url) as writer:
+        _, rv = await c.list(NetworkAttachment, "ns")
+        seen: list[list[WatchEvent]] = [[], [], []]
+        tasks = [asyncio.create_task(collect(c, seen[i], namespace="ns", resource_version=rv,
+                                             field_selector="spec.node=n1")) for i in range(2)]  # fmt: skip
+        tasks.append(asyncio.create_task(collect(c, seen[2], namespace="ns", resource_version=rv)))
+        await asyncio.sleep(0.2)
+        await writer.create(na("x", "n1"))
+        await writer.create(na("y", "n2"))
+        try:
+            async with asyncio.timeout(5):
+                while not (len(seen[0]) == len(seen[1]) == 1 and len(seen[2]) == 2):
+                    await asyncio.sleep(0.02)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        a, b, (c0, c1) = seen[0][0], seen[1][0], seen[2]
+        assert a.object == b.object == c0.object and a.object.metadata.name == "x" and c1.object.metadata.name == "y"
+        assert (a.object is b.object is c0.object) == share  # the same line: one decode when sharing, one each if not
+        assert c.watch_events_received == 4

@@ -14,6 +14,12 @@ apiserver indexes exactly these selectors, so each change reaches only the
 nodes that need it. Each watch starts as a streaming list (the current state,
 then the changes, in one request), so a VNI becoming relevant costs one
 subscription on the agent's multiplexed connection, not a list and a watch.
+Counters (`kos_agent_vni_watch_{starts,stops,initial_objects}_total`) show how
+often that happens and what it costs. Where a node's only NA of a VNI is
+replaced again and again the VNI toggles relevance each time; keeping the watch
+open across the gap was measured and rejected: in the driver's churn a VNI's
+watch then receives more events in a second than a new streaming list sends
+(docs/performance.md, "Large networks: the collapse at a lower rate").
 
 Per NA (a level-triggered sync):
 1. keep the VN state: which VNIs are relevant, and their watches;
@@ -190,6 +196,8 @@ class ConnectionAgent:
             return self.vns.get(vn.vni) is vn
 
         def added(na: NetworkAttachment) -> None:
+            if not vn.informer.has_synced():
+                self.m.vni_watch_initial_objects.labels(self.m.node).inc()
             if current():
                 k = key_of(na)
                 self.informers_of.setdefault(k, set()).add(vn.vni)
@@ -332,6 +340,7 @@ class ConnectionAgent:
             self.vns[vni] = vn
             informer.add_handlers(*self._remote_handlers(vn))
             informer.start()
+            self.m.vni_watch_starts.labels(self.m.node).inc()
         elif vn.namespace != na.metadata.namespace:
             raise Retry(f"VNI {vni} belongs to namespace {vn.namespace}, not {na.metadata.namespace}, in our view")
         vn.locals.add(key)
@@ -347,6 +356,7 @@ class ConnectionAgent:
                 if not vn.locals:  # the VN is no longer relevant here: stop watching it, drop its remotes
                     del self.vns[vni]
                     await vn.informer.stop()
+                    self.m.vni_watch_stops.labels(self.m.node).inc()
                     for r in vn.remotes:
                         held = self.informers_of.get(r)
                         if held is not None:
@@ -639,3 +649,6 @@ class _BoundMetrics:
         self.exec_count = _Children(f.exec_count)
         self.fabric_count = _Children(f.fabric_count)
         self.workers = _Children(f.workers)
+        self.vni_watch_starts = _Children(f.vni_watch_starts)
+        self.vni_watch_stops = _Children(f.vni_watch_stops)
+        self.vni_watch_initial_objects = _Children(f.vni_watch_initial_objects)

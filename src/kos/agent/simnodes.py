@@ -48,7 +48,8 @@ class SimNodes:
         self.registry = CollectorRegistry()
         families = AgentMetricFamilies(self.registry)
         # all the nodes' watches (a local one each, one per relevant VNI) share one multiplexed connection
-        self.client = Client(server, connections=0, user_agent="kos-simnodes", watch_mux=True)
+        # the nodes' watches that see one change receive the same event line: decode it once, share the object
+        self.client = Client(server, connections=0, user_agent="kos-simnodes", watch_mux=True, share_events=True)
         self.network = SimNetwork()
         self.agents: dict[str, ConnectionAgent] = {}
         for i in range(count):
@@ -72,7 +73,9 @@ class SimNodes:
             registry=self.registry,
         ).set_function(lambda: self.client.list_objects_received)
         Gauge(
-            "kos_simnodes_watches", "Open watches of all simulated nodes (local and per-VNI).", registry=self.registry
+            "kos_simnodes_watches",
+            "Open watches of all simulated nodes (local and per-VNI).",
+            registry=self.registry,
         ).set_function(lambda: sum(1 + len(a.vns) for a in self.agents.values()))
 
     async def start(self, *, concurrency: int = 64) -> None:

@@ -70,6 +70,8 @@ class WatchEvent:
 
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+SHARED_EVENTS = 4096
+"""Event lines a `share_events` client remembers (~1 KB each for a NetworkAttachment)."""
 
 
 class Client:
@@ -83,6 +85,7 @@ class Client:
         connections: int = 100,
         timeout: float = 60.0,
         watch_mux: bool = False,
+        share_events: bool = False,
     ) -> None:
         self.server = server.rstrip("/")
         self.user_agent = user_agent
@@ -102,6 +105,8 @@ class Client:
         """Carry all watches over one multiplexed WebSocket (kos extension) instead of a connection each."""
         self.watch_events_received = 0
         """Watch events (not bookmarks) received by this client, for dissemination accounting."""
+        self._shared: dict[bytes, WatchEvent] | None = {} if share_events else None
+        """With `share_events`: recent event lines and what they decoded to, for watches that receive the same line."""
         self.list_objects_received = 0
 
     @property
@@ -372,6 +377,12 @@ class Client:
             raise ServiceUnavailable(f"watch of {res.plural} interrupted: {type(e).__name__}: {e}") from e
 
     def _watch_event(self, line: bytes, cls: type[T]) -> WatchEvent | None:
+        shared = self._shared
+        if shared is not None:
+            got = shared.get(line)
+            if got is not None:
+                self.watch_events_received += 1
+                return got
         ev = self._decoder(_RawEvent).decode(line)
         if ev.type == BOOKMARK:
             meta = self._decoder(_PartialObject).decode(ev.object).metadata
@@ -380,7 +391,12 @@ class Client:
             raise StatusError.from_status(self._decoder(Status).decode(ev.object))
         obj = self._decoder(cls).decode(ev.object)
         self.watch_events_received += 1
-        return WatchEvent(ev.type, obj, obj.metadata.resource_version)
+        out = WatchEvent(ev.type, obj, obj.metadata.resource_version)
+        if shared is not None:
+            if len(shared) >= SHARED_EVENTS:
+                del shared[next(iter(shared))]  # the oldest: the lines of one change arrive together
+            shared[line] = out
+        return out
 
 
 def _status_error(code: int, data: bytes) -> StatusError:
