@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +62,12 @@ async def test_bad_etcd_ports() -> None:
 def test_invalid_node_names_stop_the_agent_at_once(argv: list[str], fragment: str) -> None:
     r = subprocess.run([sys.executable, "-m", "kos", *argv], check=False, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and fragment in r.stdout + r.stderr, (r.stdout, r.stderr)
+
+
+def test_driver_estimate_writes_the_distribution_and_exits_0(tmp_path: Path) -> None:
+    """`--estimate` computes the plan only (no server); it used to crash summarising a run that never happened."""
+    r = subprocess.run([sys.executable, "-m", "kos", "driver", "--estimate", "--nodes", "node-:10", "--num-nets", "3"],
+                       check=False, capture_output=True, text=True, timeout=60, cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "slots, avgPeers" in r.stdout
+    assert list(tmp_path.glob("*/size-distribution*.csv"))

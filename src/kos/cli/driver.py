@@ -213,6 +213,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(str(e)) from None
         except StatusError as e:
             raise UsageError(f"the apiserver refused: {e}") from None
+        if summary.get("estimate"):
+            return 0  # drive() has said what it computed; there was no run to summarise
         print_summary(summary, path, console)
         return 0 if not summary.get("never_ready") and not summary.get("stopped") else 1
 
