@@ -118,6 +118,7 @@ class LockTarget(NamedTuple):
         return str(ipaddress.IPv4Address(self.address))
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def lock_name(vni: int, ip: str | int) -> str:
     """The IPLock name for `ip` in virtual network `vni`, e.g. `v1-1752286-10-1-2-3`."""
     a, b, c, d = ipaddress.IPv4Address(ip).packed

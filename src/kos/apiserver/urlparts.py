@@ -80,6 +80,8 @@ def segment_name(value: str, what: str) -> str:
     kube-apiserver's rule and words (k8s.io/apimachinery/pkg/api/validation/path IsValidPathSegmentName,
     as store.go NamespaceKeyFunc reports it): not '.' or '..', no '/' and no '%'.
     """
+    if "/" not in value and "%" not in value and value not in (".", ".."):
+        return value  # the usual case, without building anything
     problems = [f"may not be '{value}'"] if value in (".", "..") else []
     problems += [f"may not contain '{c}'" for c in "/%" if c in value]
     if problems:
