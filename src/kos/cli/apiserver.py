@@ -14,6 +14,23 @@ from kos.storage.url import StoreURLError
 log = logging.getLogger(__name__)
 
 
+_BOUNDS: tuple[tuple[str, type, float, str], ...] = (
+    # (Settings field, type, least value, help): one flag each, `--max-header-line-bytes` and so on
+    ("max_header_line_bytes", int, 256, "longest request line or header line (431 past it)"),
+    ("max_headers", int, 8, "most header fields in a request (431)"),
+    ("header_timeout", float, 0, "seconds a request head may take from its first byte"),
+    ("idle_timeout", float, 0, "seconds a connection may idle or a client not read its answers"),
+    ("max_pipelined_requests", int, 1, "requests read ahead of their answers on one connection"),
+    ("max_watches_per_connection", int, 1, "watches on one multiplexed connection (429 past it)"),
+    ("max_watches_per_client", int, 1, "watches from one client address, HTTP and multiplexed (429 past it)"),
+    ("max_watchmux_connections_per_client", int, 1,
+     "watch multiplexer connections from one client address (429 past it)"),
+    ("watchmux_max_bytes", int, 1 << 20,
+     "output queued for one multiplexed connection before its slowest watches are ended"),
+    ("shutdown_timeout", float, 0, "seconds shutdown waits for calls in flight and for watch clients to take their end"),
+)  # fmt: skip
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--storage",
@@ -35,64 +52,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="reject creating a Subnet that conflicts with an existing one",
     )
     p.add_argument("--bookmark-interval", type=float, default=10.0, help="seconds between watch bookmarks")
-    d = Settings()
     # bounds on what one client can make the server hold (docs/operations.md); in `p` itself, not an argument
     # group, whose flags would not read KOS_<FLAG>
-    p.add_argument(
-        "--max-header-line-bytes",
-        type=int,
-        default=d.max_header_line_bytes,
-        help="longest request line or header line (431 past it)",
-    )
-    p.add_argument("--max-headers", type=int, default=d.max_headers, help="most header fields in a request (431)")
-    p.add_argument(
-        "--header-timeout",
-        type=float,
-        default=d.header_timeout,
-        help="seconds a request head may take from its first byte",
-    )
-    p.add_argument(
-        "--idle-timeout",
-        type=float,
-        default=d.idle_timeout,
-        help="seconds a connection may idle, a body stall, or a client not read its answers",
-    )
-    p.add_argument(
-        "--max-pipelined-requests",
-        type=int,
-        default=d.max_pipelined_requests,
-        help="requests read ahead of their answers on one connection",
-    )
-    p.add_argument(
-        "--max-watches-per-connection",
-        type=int,
-        default=d.max_watches_per_connection,
-        help="watches on one multiplexed connection (429 past it)",
-    )
-    p.add_argument(
-        "--max-watches-per-client",
-        type=int,
-        default=d.max_watches_per_client,
-        help="watches from one client address, HTTP and multiplexed (429 past it)",
-    )
-    p.add_argument(
-        "--max-watchmux-connections-per-client",
-        type=int,
-        default=d.max_watchmux_connections_per_client,
-        help="watch multiplexer connections from one client address (429 past it)",
-    )
-    p.add_argument(
-        "--watchmux-max-bytes",
-        type=int,
-        default=d.watchmux_max_bytes,
-        help="output queued for one multiplexed connection before its slowest watches are ended",
-    )
-    p.add_argument(
-        "--shutdown-timeout",
-        type=float,
-        default=d.shutdown_timeout,
-        help="seconds shutdown waits for calls in flight and for watch clients to take their end",
-    )
+    d = Settings()
+    for name, kind, _least, text in _BOUNDS:
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(d, name), help=text)
     add_logging_flags(p)  # fmt: skip
 
 
@@ -102,21 +66,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise UsageError("--watch-cache-size must be at least 100")
     if args.max_request_bytes < 4096:
         raise UsageError("--max-request-bytes must be at least 4096")
-    for flag, value, least in (
-        ("--max-header-line-bytes", args.max_header_line_bytes, 256),
-        ("--max-headers", args.max_headers, 8),
-        ("--max-pipelined-requests", args.max_pipelined_requests, 1),
-        ("--max-watches-per-connection", args.max_watches_per_connection, 1),
-        ("--max-watches-per-client", args.max_watches_per_client, 1),
-        ("--max-watchmux-connections-per-client", args.max_watchmux_connections_per_client, 1),
-        ("--watchmux-max-bytes", args.watchmux_max_bytes, 1 << 20),
-    ):
+    for name, kind, least, _ in _BOUNDS:
+        value, flag = getattr(args, name), "--" + name.replace("_", "-")
+        if kind is float and not value > 0:
+            raise UsageError(f"{flag} must be a positive number of seconds")
         if value < least:
             raise UsageError(f"{flag} must be at least {least}")
-    for flag, seconds in (("--header-timeout", args.header_timeout), ("--idle-timeout", args.idle_timeout),
-                          ("--shutdown-timeout", args.shutdown_timeout)):  # fmt: skip
-        if not seconds > 0:
-            raise UsageError(f"{flag} must be a positive number of seconds")
     return Settings(
         storage=args.storage,
         host=host,
@@ -125,16 +80,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_request_bytes=args.max_request_bytes,
         check_subnet_conflicts=args.check_subnets_conflicts,
         bookmark_interval=args.bookmark_interval,
-        max_header_line_bytes=args.max_header_line_bytes,
-        max_headers=args.max_headers,
-        header_timeout=args.header_timeout,
-        idle_timeout=args.idle_timeout,
-        max_pipelined_requests=args.max_pipelined_requests,
-        max_watches_per_connection=args.max_watches_per_connection,
-        max_watches_per_client=args.max_watches_per_client,
-        max_watchmux_connections_per_client=args.max_watchmux_connections_per_client,
-        watchmux_max_bytes=args.watchmux_max_bytes,
-        shutdown_timeout=args.shutdown_timeout,
+        **{name: getattr(args, name) for name, *_ in _BOUNDS},
     )
 
 
