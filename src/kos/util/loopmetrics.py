@@ -17,11 +17,13 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable, Iterator, Sequence
-from typing import cast
+from typing import Generic, TypeVar, cast
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
+
+C = TypeVar("C")
 
 _go_float = cast(Callable[[float], str], floatToGoString)
 """How prometheus_client writes a bucket bound ("0.125", "1.0", "+Inf")."""
@@ -44,7 +46,29 @@ class HistogramChild:
         self.sum += value
 
 
-class LoopHistogram:
+class _Labelled(Generic[C]):
+    """A labelled family: its name, help text and label names, and one child per label values."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], namespace: str,
+                 subsystem: str) -> None:  # fmt: skip
+        self.name = _full_name(name, namespace, subsystem)
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._children: dict[tuple[str, ...], C] = {}
+
+    def _new_child(self) -> C:
+        raise NotImplementedError
+
+    def labels(self, *values: str) -> C:
+        if len(values) != len(self.labelnames):
+            raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {values}")
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._new_child()
+        return child
+
+
+class LoopHistogram(_Labelled[HistogramChild]):
     """A labelled histogram (`labels(*values).observe(v)`), registered in `registry` like prometheus_client's."""
 
     def __init__(
@@ -58,23 +82,15 @@ class LoopHistogram:
         namespace: str = "",
         subsystem: str = "",
     ) -> None:
-        self.name = _full_name(name, namespace, subsystem)
-        self.documentation = documentation
-        self.labelnames = tuple(labelnames)
+        super().__init__(name, documentation, labelnames, namespace, subsystem)
         bounds = sorted(float(b) for b in buckets)
         if not bounds or bounds[-1] != math.inf:
             bounds.append(math.inf)
         self._bounds = bounds
-        self._children: dict[tuple[str, ...], HistogramChild] = {}
         registry.register(self)
 
-    def labels(self, *values: str) -> HistogramChild:
-        if len(values) != len(self.labelnames):
-            raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {values}")
-        child = self._children.get(values)
-        if child is None:
-            child = self._children[values] = HistogramChild(self._bounds)
-        return child
+    def _new_child(self) -> HistogramChild:
+        return HistogramChild(self._bounds)
 
     def describe(self) -> Iterator[Metric]:
         yield HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
@@ -113,7 +129,7 @@ class GaugeChild:
         self.value = float(value)
 
 
-class LoopGauge:
+class LoopGauge(_Labelled[GaugeChild]):
     """A labelled gauge (`labels(*values).inc()`/`.dec()`/`.set(v)`), registered in `registry`."""
 
     def __init__(
@@ -126,19 +142,11 @@ class LoopGauge:
         namespace: str = "",
         subsystem: str = "",
     ) -> None:
-        self.name = _full_name(name, namespace, subsystem)
-        self.documentation = documentation
-        self.labelnames = tuple(labelnames)
-        self._children: dict[tuple[str, ...], GaugeChild] = {}
+        super().__init__(name, documentation, labelnames, namespace, subsystem)
         registry.register(self)
 
-    def labels(self, *values: str) -> GaugeChild:
-        if len(values) != len(self.labelnames):
-            raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {values}")
-        child = self._children.get(values)
-        if child is None:
-            child = self._children[values] = GaugeChild()
-        return child
+    def _new_child(self) -> GaugeChild:
+        return GaugeChild()
 
     def describe(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
