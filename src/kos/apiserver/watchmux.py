@@ -51,18 +51,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import random
 from collections.abc import Callable
 from typing import Annotated, Literal
 
 import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from kos.api import codec
+from kos.api import codec, watchevents
 from kos.api.errors import BadRequest, InternalError, StatusError, too_many_requests
 from kos.api.resources import BY_PLURAL
 from kos.apiserver import listoptions, urlparts
-from kos.apiserver.handlers import status_response
 from kos.apiserver.limits import ClientQuota
 from kos.apiserver.metrics import APIServerMetrics
 from kos.apiserver.registry import Registry, WatchOptions
@@ -71,7 +69,6 @@ from kos.util.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT = (1800, 3600)
 MAX_FRAME = 1 << 20
 """Largest frame read at all (aiohttp closes the connection with 1009 past it); fields are bounded tighter."""
 MAX_ID = (1 << 53) - 1
@@ -165,7 +162,7 @@ def _query(f: _Frame) -> dict[str, str]:
 
 
 def _error_line(err: StatusError) -> bytes:
-    return b'{"type":"ERROR","object":' + codec.encode(err.to_status()) + b"}\n"
+    return watchevents.error_line(codec.encode(err.to_status()))
 
 
 class MuxConnection:
@@ -362,13 +359,12 @@ class MuxConnection:
             raise too_many_requests(
                 f"the watches on this connection select with more than {MAX_SELECTOR_BYTES} bytes of selectors"
             )
-        opts, seconds = listoptions.watch_options(_query(f), res)
+        opts, timeout = listoptions.watch_request(_query(f), res)
         namespace = f.namespace
         if namespace is not None:  # absent (or null) is every namespace; "" is none, not every one
             if not namespace:
                 raise BadRequest("namespace must be a non-empty string; leave it out to watch every namespace")
             urlparts.segment_name(namespace, "Namespace")
-        timeout = seconds if seconds is not None else random.randint(*DEFAULT_TIMEOUT)
         self.quota.acquire(self.client)
         self.selector_bytes += size
         reg = self.registries[res.plural]
@@ -500,20 +496,22 @@ class WatchMuxServer:
         self.connections: set[MuxConnection] = set()
         self.stopping = False
 
-    async def serve(self, request: web.Request) -> web.StreamResponse:
+    async def serve(self, request: web.BaseRequest) -> web.StreamResponse:
         if self.stopping:
             raise web.HTTPServiceUnavailable(text="the apiserver is shutting down")
         client = request.remote or ""
         try:
             self.per_client.acquire(client)
         except StatusError as e:  # 429 before the upgrade
-            return status_response(e)
+            return web.Response(body=codec.encode(e.to_status()), status=e.code, content_type="application/json",
+                                headers={"Retry-After": str(e.details.retry_after_seconds)}
+                                if e.details is not None and e.details.retry_after_seconds else None)  # fmt: skip
         try:
             return await self._serve(request, client)
         finally:
             self.per_client.release(client)
 
-    async def _serve(self, request: web.Request, client: str) -> web.StreamResponse:
+    async def _serve(self, request: web.BaseRequest, client: str) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=HEARTBEAT, compress=False, timeout=2.0)
         await ws.prepare(request)
         conn = MuxConnection(ws, self.registries, self.metrics, limits=self.limits, quota=self.quota,
