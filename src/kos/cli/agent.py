@@ -21,8 +21,7 @@ import os
 import socket
 import sys
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from kos.agent import execs
 from kos.agent.connection_agent import AgentSettings, ConnectionAgent
@@ -33,6 +32,7 @@ from kos.client.rest import Client
 from kos.fabric import registry
 from kos.fabric.interface import FabricError
 from kos.fabric.ovs import DATAPATHS, DEFAULT_OVSDB, DEFAULT_RUNDIR
+from kos.http.probes import serve_probes
 
 log = logging.getLogger(__name__)
 
@@ -157,21 +157,9 @@ def run(args: argparse.Namespace) -> int:
         client = Client(args.server, user_agent=f"kos-agent/{args.node}", watch_mux=args.watch_mux)
         agent = ConnectionAgent(client, fabric, AgentSettings(args.node, args.host_ip, programs, workers),
                                 AgentMetricFamilies(reg))  # fmt: skip
-        app = web.Application()
-
-        async def metrics(_: web.Request) -> web.StreamResponse:
-            return web.Response(body=generate_latest(reg), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-        async def healthz(_: web.Request) -> web.StreamResponse:
-            return web.Response(text="ok" if agent.started.is_set() else "starting", status=200)
-
-        app.router.add_get("/metrics", metrics)
-        app.router.add_get("/healthz", healthz)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await runner.setup()
         host, port = args.metrics_listen
         try:
-            await web.TCPSite(runner, host, port, reuse_address=True).start()
+            probes = await serve_probes(host, port, reg, healthz=lambda: "ok" if agent.started.is_set() else "starting")
         except OSError as e:
             raise UsageError(f"cannot serve metrics on {host}:{port}: {e}") from None
         await agent.start()
@@ -180,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         await agent.stop()
         await fabric.close()
         await client.close()
-        await runner.cleanup()
+        await probes.stop(1.0)
         os.close(lock_fd)
         return 0
 
