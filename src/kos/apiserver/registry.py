@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from kos.api import cidr, codec, errors, field
+from kos.api import cidr, codec, errors, field, watchevents
 from kos.api.errors import BadRequest, Conflict, Invalid, NotFound
 from kos.api.field import FieldError
 from kos.api.resources import Resource
@@ -283,7 +283,7 @@ class Registry:
                 if render is not None:
                     w.push(render("ADDED", e), e.rev)
                 else:
-                    w.push(b'{"type":"ADDED","object":' + e.json() + b"}\n", e.rev)
+                    w.push(watchevents.event_line(watchevents.ADDED, e.json()), e.rev)
             if opts.send_initial_events and opts.allow_bookmarks:
                 w.push(self.bookmark(rev, initial_events_end=True), rev)
         elif replay_from is not None:
@@ -298,7 +298,7 @@ class Registry:
         if initial_events_end:
             meta["annotations"] = {"k8s.io/initial-events-end": "true"}
         obj = {"kind": self.resource.kind, "apiVersion": API_VERSION, "metadata": meta}
-        return b'{"type":"BOOKMARK","object":' + msgspec.json.encode(obj) + b"}\n"
+        return watchevents.event_line(watchevents.BOOKMARK, msgspec.json.encode(obj))
 
     def stop_watch(self, w: Watcher) -> None:
         self.cache.watchers.remove(w)
