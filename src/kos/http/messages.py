@@ -145,3 +145,12 @@ def encode_reply(reply: Reply, with_body: bool = True, close: bool = False) -> b
     if with_body:
         parts.append(body)
     return b"".join(parts)
+
+
+def request_head(req: Request) -> bytes:
+    """A request's head as it was sent (every header field, in order): for a protocol the connection is handed to."""
+    target = req.path + ("?" + req.query if req.query else "")
+    parts = [b"%b %b HTTP/%b\r\n" % (req.method.encode(), target.encode("latin-1"), req.version.encode())]
+    parts.extend(b"%b: %b\r\n" % f for f in req.fields or ())
+    parts.append(b"\r\n")
+    return b"".join(parts)

@@ -34,13 +34,13 @@ import asyncio
 import collections
 import logging
 import typing
-
-import httptools
+from collections.abc import Awaitable, Callable
 
 from kos.http import messages
 from kos.http.chunked import ChunkWriter
-from kos.http.limits import HTTPLimits, content_length_over
+from kos.http.limits import HTTPLimits
 from kos.http.messages import Application, Reply, Request, Streaming, Upgrade
+from kos.http.parser import Refusal, RequestParser
 
 log = logging.getLogger(__name__)
 
@@ -49,43 +49,17 @@ LINGER = 0.5
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-class Refusal(Exception):
-    """A request the layer refuses itself: `status` (400, 413, 417, 431) and a message for the client."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class _Parse:
-    """The request being parsed (its parts, as httptools hands them over)."""
-
-    __slots__ = ("body", "body_bytes", "fields", "headers", "url")
-
-    def __init__(self) -> None:
-        self.url = b""
-        self.headers: dict[bytes, bytes] = {}
-        self.fields: list[tuple[bytes, bytes]] = []
-        self.body: list[bytes] = []
-        self.body_bytes = 0
-
-
 class HTTPProtocol(asyncio.Protocol):
     """Serves `app` on one connection; see the module docstring. Shapes: bytes in, `Request`s to `app.serve`."""
 
     def __init__(self, app: Application, limits: HTTPLimits | None = None) -> None:
         self._app = app
         lim = self._limits = limits or HTTPLimits()
-        self._max_line = lim.max_line_bytes
-        self._max_headers = lim.max_headers
-        self._max_head = lim.max_head_bytes
-        self._max_body = lim.max_body
+        self._max_input = lim.max_head_bytes + lim.max_body
         self._max_pipelined = lim.max_pipelined
         self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self._remote = ""
-        self._parser = httptools.HttpRequestParser(self)
-        self._cur = _Parse()
+        self._parser = RequestParser(lim, self._enqueue, self._continue)
         self._queue: collections.deque[tuple[Request | Reply | None, bool]] = collections.deque()
         """Requests to answer in order (or a final error reply, or None: just close), each with whether to close."""
         self._worker: asyncio.Task[None] | None = None
@@ -95,13 +69,8 @@ class HTTPProtocol(asyncio.Protocol):
         self._closing = False
         self._upgrade_tail: bytearray | None = None
         """After an upgrade request: the bytes that followed it (the new protocol's), held until it is served."""
-        # Where the parser is, for the size and time bounds.
-        self._in_message = False
-        self._in_head = True
-        self._head_bytes = 0
-        self._line_bytes = 0
-        self._completed_in_feed = False
         self._since = self._loop.time()
+        """When the connection went idle (or began)."""
         self._served = False
         self._timer: asyncio.TimerHandle | None = None
         # Flow control.
@@ -115,7 +84,7 @@ class HTTPProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         peer = transport.get_extra_info("peername")
-        self._remote = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        self._parser.remote = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         self._timer = self._loop.call_at(self._since + self._limits.header_timeout, self._check_time)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -138,29 +107,23 @@ class HTTPProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._dead:
             self._discarded += len(data)
-            if self._discarded > self._max_head + self._max_body and self.transport is not None:
+            if self._discarded > self._max_input and self.transport is not None:
                 self.transport.abort()  # lingering after an error is for the answer to arrive, not for a flood
             return
         if self._upgrade_tail is not None:
             self._upgrade_tail += data
-            if len(self._upgrade_tail) > self._max_head + self._max_body:
+            if len(self._upgrade_tail) > self._max_input:
                 self._pause_reading()
             return
-        self._completed_in_feed = False
-        failure: BaseException | None = None
         try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as e:  # the rest of the read belongs to the protocol upgraded to
-            self._upgrade_tail = bytearray(data[e.args[0] :])
+            tail = self._parser.feed(data)
+        except Exception as e:  # handled outside the parser's frames
+            failure: Exception = e
+        else:
+            if tail is not None:
+                self._upgrade_tail = bytearray(tail)
             return
-        except httptools.HttpParserCallbackError as e:  # httptools wraps what a callback raised
-            failure = e.__context__ or e
-        except httptools.HttpParserError as e:
-            failure = Refusal(400, f"malformed HTTP request: {e}")
-        if failure is not None:
-            self._fail(failure)
-        elif self._in_head and self._in_message:
-            self._check_partial_head(data)
+        self._fail(failure)
 
     def _fail(self, failure: BaseException) -> None:
         if isinstance(failure, Refusal):
@@ -169,74 +132,15 @@ class HTTPProtocol(asyncio.Protocol):
             log.error("serving a request failed: %r", failure)
             self._reply_and_close(self._app.refuse(500, f"an internal error occurred: {failure!r}"))
 
-    def _check_partial_head(self, data: bytes) -> None:
-        """A read ended inside a request head: bound what httptools holds of it (it keeps an unfinished line)."""
-        if self._completed_in_feed:  # the head began after a message that ended in this read, where is unknown:
-            self._head_bytes = self._line_bytes = 0  # count from the next read (one read is at most 256 KiB)
-            return
-        self._head_bytes += len(data)
-        nl = data.rfind(b"\n")
-        self._line_bytes = self._line_bytes + len(data) if nl < 0 else len(data) - nl - 1
-        if self._head_bytes > self._max_head or self._line_bytes > self._max_line + 2:
-            what = "header section" if self._head_bytes > self._max_head else "request or header line"
-            limit = self._max_head if self._head_bytes > self._max_head else self._max_line
-            self._fail(Refusal(431, f"the request's {what} is too long: the limit is {limit} bytes"))
+    def _continue(self) -> None:
+        """`Expect: 100-continue`: say so now if nothing is being answered (else the client sends the body after
+        its own short wait)."""
+        if self._worker is None and not self._queue and self.transport is not None:
+            self.transport.write(_CONTINUE)
 
-    # --- httptools callbacks -------------------------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        self._cur = _Parse()
-        self._in_message = True
-        self._since = self._loop.time()
-
-    def on_url(self, url: bytes) -> None:
-        cur = self._cur
-        cur.url += url
-        if len(cur.url) > self._max_line:
-            raise Refusal(431, f"the request line is too long: the limit is {self._max_line} bytes")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) + len(value) + 2 > self._max_line:
-            raise Refusal(431, f"a request header is too long: the limit is {self._max_line} bytes")
-        fields = self._cur.fields
-        if len(fields) >= self._max_headers:
-            raise Refusal(431, f"too many request headers: the limit is {self._max_headers}")
-        fields.append((name, value))
-        self._cur.headers[name.lower()] = value
-
-    def on_headers_complete(self) -> None:
-        self._in_head = False
-        self._head_bytes = self._line_bytes = 0
-        h = self._cur.headers
-        length = h.get(b"content-length")
-        if length is not None and content_length_over(length, self._max_body):
-            raise Refusal(413, f"Request entity too large: limit is {self._max_body} bytes")
-        expect = h.get(b"expect")
-        if expect is not None:
-            if expect.lower() != b"100-continue":
-                raise Refusal(417, f"Expect: {expect.decode('latin-1')} is not supported")
-            if self._worker is None and not self._queue and self.transport is not None:
-                self.transport.write(_CONTINUE)  # else the client sends the body after its own short wait
-
-    def on_body(self, body: bytes) -> None:
-        cur = self._cur
-        cur.body.append(body)
-        cur.body_bytes += len(body)
-        if cur.body_bytes > self._max_body:  # a chunked body has no length up front
-            raise Refusal(413, f"Request entity too large: limit is {self._max_body} bytes")
-
-    def on_message_complete(self) -> None:
-        self._completed_in_feed = True
-        self._in_message = False
-        self._in_head = True
-        p, cur = self._parser, self._cur
-        path, _, query = cur.url.partition(b"?")
-        upgrade = p.should_upgrade()
-        body = cur.body[0] if len(cur.body) == 1 else b"".join(cur.body)
-        req = Request(p.get_method().decode(), path.decode("latin-1"), query.decode("latin-1"), cur.headers, body,
-                      self._remote, p.get_http_version(), cur.fields if upgrade else None)  # fmt: skip
+    def _enqueue(self, req: Request, close: bool) -> None:
         queue = self._queue
-        queue.append((req, upgrade or not p.should_keep_alive()))
+        queue.append((req, close))
         if self._worker is None:
             self._worker = self._loop.create_task(self._serve_queue())
         elif len(queue) >= self._max_pipelined:
@@ -282,7 +186,7 @@ class HTTPProtocol(asyncio.Protocol):
             close = close or self._closing
             self._write(resp, req.method != "HEAD", close)
         elif isinstance(resp, Streaming):
-            close = await self._stream(req, resp) or close
+            close = await stream(self.transport, req, resp, self._wait_drained) or close
         elif req.fields is not None:
             self._hand_over(req, resp)
             return False
@@ -298,22 +202,6 @@ class HTTPProtocol(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(messages.encode_reply(reply, with_body, close))
 
-    async def _stream(self, req: Request, resp: Streaming) -> bool:
-        """Write a streaming response; whether the connection must close after it (an HTTP/1.0 client's does)."""
-        t = self.transport
-        assert t is not None
-        chunked = req.version == "1.1"
-        framing = b"Transfer-Encoding: chunked\r\n" if chunked else b"Connection: close\r\n"
-        t.write(messages.head(resp.status, resp.content_type, resp.headers, framing))
-        if req.method == "HEAD":
-            if resp.abandon is not None:
-                resp.abandon()
-            return not chunked
-        writer = ChunkWriter(t, self._wait_drained, chunked=chunked)
-        await resp.body(writer)
-        writer.end()
-        return not chunked
-
     def _hand_over(self, req: Request, resp: Upgrade) -> None:
         """Give the connection to the upgraded protocol: its request replayed, then what followed it."""
         t = self.transport
@@ -321,16 +209,12 @@ class HTTPProtocol(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        parts = [b"%b %b HTTP/%b\r\n" % (req.method.encode(), (req.path + ("?" + req.query if req.query else ""))
-                                         .encode("latin-1"), req.version.encode())]  # fmt: skip
-        parts.extend(b"%b: %b\r\n" % f for f in req.fields)
-        parts.append(b"\r\n")
         tail, self._upgrade_tail = self._upgrade_tail or b"", None
         proto = resp.protocol()
         self.transport = None
         t.set_protocol(proto)
         proto.connection_made(t)
-        proto.data_received(b"".join(parts) + bytes(tail))
+        proto.data_received(messages.request_head(req) + bytes(tail))
         if self._read_paused:
             self._read_paused = False
             t.resume_reading()
@@ -409,10 +293,11 @@ class HTTPProtocol(asyncio.Protocol):
             if self._write_paused:  # answers wait for a client that does not read
                 return self._write_paused_since + lim.idle_timeout, "the client stopped reading"
             return None, ""
-        if self._in_message:
-            if self._in_head:
-                return self._since + lim.header_timeout, "the request head did not arrive in time"
-            return self._since + lim.header_timeout + lim.idle_timeout, "the request body stalled"
+        p = self._parser
+        if p.in_message:
+            if p.in_head:
+                return p.since + lim.header_timeout, "the request head did not arrive in time"
+            return p.since + lim.header_timeout + lim.idle_timeout, "the request body stalled"
         if self._served:
             return self._since + lim.idle_timeout, "idle"
         return self._since + lim.header_timeout, "no request arrived in time"
@@ -432,3 +317,19 @@ class HTTPProtocol(asyncio.Protocol):
             return
         poll = now + min(self._limits.header_timeout, self._limits.idle_timeout)
         self._timer = self._loop.call_at(poll if deadline is None else min(deadline, poll), self._check_time)
+
+
+async def stream(t: asyncio.Transport, req: Request, resp: Streaming, drain: Callable[[], Awaitable[None]]) -> bool:
+    """Write a streaming response on `t`: its head, then its body as `resp.body` writes it (chunked to an
+    HTTP/1.1 client, raw to an HTTP/1.0 one), then its end. Whether the connection must close after it."""
+    chunked = req.version == "1.1"
+    framing = b"Transfer-Encoding: chunked\r\n" if chunked else b"Connection: close\r\n"
+    t.write(messages.head(resp.status, resp.content_type, resp.headers, framing))
+    if req.method == "HEAD":
+        if resp.abandon is not None:
+            resp.abandon()
+        return not chunked
+    writer = ChunkWriter(t, drain, chunked=chunked)
+    await resp.body(writer)
+    writer.end()
+    return not chunked
