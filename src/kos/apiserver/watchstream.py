@@ -129,9 +129,6 @@ class _Stream:
                 w.wakeup.clear()
                 await w.wakeup.wait()
                 w.sink = None
-            if w.close_reason:
-                metrics.slow_watchers.labels(plural).inc()
-                log.info("closed a %s watch: %s", plural, w.close_reason)
         finally:
             w.sink = None
             timer.cancel()
@@ -149,3 +146,6 @@ class _Stream:
         m = self.owner.metrics
         m.watch_events.labels(plural).inc(w.sent_events)
         m.watch_bytes.labels(plural).inc(w.sent_bytes)
+        if w.close_reason:  # dropped for falling behind, however the stream then ended
+            m.slow_watchers.labels(plural).inc()
+            log.info("closed a %s watch: %s", plural, w.close_reason)
