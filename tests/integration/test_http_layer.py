@@ -157,3 +157,21 @@ async def test_the_kubernetes_client_over_tls(tls_server: tuple[APIServer, ssl.S
 
     name, seen = await asyncio.to_thread(use)
     assert name == "k1" and seen == ["k1"]
+
+
+async def test_expect_100_continue_is_answered_before_the_body(server: APIServer) -> None:
+    """curl sends `Expect: 100-continue` for bodies over 1 KiB and waits (a second) for the go-ahead."""
+    body = json.dumps(subnet("ex", 70)).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(f"POST {SUBNETS} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n".encode())  # fmt: skip
+        assert (await read_head(reader))[0] == 100
+        writer.write(body)
+        status, _, answer = await read_response(reader)
+        assert status == 201 and json.loads(answer)["metadata"]["name"] == "ex"
+        writer.write(request("GET", "/healthz", headers={"Expect": "something-else"}))
+        assert (await read_response(reader))[0] == 417
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+    finally:
+        writer.close()
