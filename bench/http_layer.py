@@ -189,7 +189,7 @@ def main() -> None:
             results[side].append(res)
             print(f"round {r} {side}: GET {res[0]:.0f}/s ({res[2]:.0f} µs CPU), create {res[1]:.0f}/s"
                   f" ({res[3]:.0f} µs CPU)", flush=True)  # fmt: skip
-    names = {"A": f"kos.http{' (' + a_src + ')' if a_src else ''}",
+    names = {"A": f"kos from {a_src}" if a_src else "kos.http",
              "B": "uvicorn+httptools" if args.against == "uvicorn" else "kos.http (this tree)"}  # fmt: skip
     for side, rs in results.items():
         med = [statistics.median(r[i] for r in rs) for i in range(4)]
