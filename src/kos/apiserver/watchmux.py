@@ -165,29 +165,19 @@ def _error_line(err: StatusError) -> bytes:
     return watchevents.error_line(codec.encode(err.to_status()))
 
 
-class MuxConnection:
-    def __init__(
-        self,
-        ws: web.WebSocketResponse,
-        registries: dict[str, Registry],
-        metrics: APIServerMetrics,
-        *,
-        limits: MuxLimits,
-        quota: ClientQuota,
-        client: str,
-        transport: asyncio.Transport | None = None,
-    ) -> None:
+class _Outbox:
+    """The outbound side of a multiplexed connection: records queued and written as one WebSocket message per
+    turn, bounded (`MuxLimits.max_bytes`), with watchers held back while the client is slow and a watchdog
+    for a client that stopped reading. `MuxConnection` adds the watches that feed it."""
+
+    watches: dict[int, tuple[Registry, Watcher, asyncio.TimerHandle, int]]
+    """id → (registry, watcher, its timeout, its selectors' length)."""
+    starting: dict[int, asyncio.Task[None]]
+
+    def __init__(self, ws: web.WebSocketResponse, limits: MuxLimits, transport: asyncio.Transport | None) -> None:
         self.ws = ws
         self.transport = transport
-        self.registries = registries
-        self.metrics = metrics
         self.limits = limits
-        self.quota = quota
-        self.client = client
-        self.watches: dict[int, tuple[Registry, Watcher, asyncio.TimerHandle, int]] = {}
-        """id → (registry, watcher, its timeout, its selectors' length)."""
-        self.starting: dict[int, asyncio.Task[None]] = {}
-        self.selector_bytes = 0
         self.pending: list[bytes] = []
         self.pending_bytes = 0
         self.pending_limit = min(32 << 20, limits.max_bytes // 4)
@@ -312,6 +302,34 @@ class MuxConnection:
             self.close()
             return
         self._watchdog = loop.call_later(min(HEARTBEAT, self.limits.stall_timeout) / 2, self.watch_the_client)
+
+    def close(self) -> None:
+        """End every watch and stop writing (the connection's; see `MuxConnection.close`)."""
+        raise NotImplementedError
+
+
+class MuxConnection(_Outbox):
+    """One multiplexed connection's watches: opened from frames, each in a task, ended however they end."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        registries: dict[str, Registry],
+        metrics: APIServerMetrics,
+        *,
+        limits: MuxLimits,
+        quota: ClientQuota,
+        client: str,
+        transport: asyncio.Transport | None = None,
+    ) -> None:
+        super().__init__(ws, limits, transport)
+        self.registries = registries
+        self.metrics = metrics
+        self.quota = quota
+        self.client = client
+        self.watches = {}
+        self.starting = {}
+        self.selector_bytes = 0
 
     # --- watches -----------------------------------------------------------------------------
 
