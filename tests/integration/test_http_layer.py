@@ -175,3 +175,34 @@ async def test_expect_100_continue_is_answered_before_the_body(server: APIServer
         assert await asyncio.wait_for(reader.read(), 5) == b""
     finally:
         writer.close()
+
+
+async def test_an_http_1_0_watch_streams_unchunked_and_closes(server: APIServer) -> None:
+    """HTTP/1.0 has no chunked encoding: the stream's end is the connection's end."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(request("POST", SUBNETS, subnet("old", 71), version="1.0"))
+        assert (await read_response(reader))[0] == 201
+    finally:
+        writer.close()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(request("GET", f"{SUBNETS}?watch=1&resourceVersion=0&timeoutSeconds=1", version="1.0"))
+        status, headers = await read_head(reader)
+        assert status == 200 and "transfer-encoding" not in headers
+        lines = (await asyncio.wait_for(reader.read(), 5)).splitlines()
+        assert [json.loads(line)["object"]["metadata"]["name"] for line in lines] == ["old"]
+    finally:
+        writer.close()
+
+
+async def test_shutdown_over_tls_ends_a_watch_within_seconds(tls_server: tuple[APIServer, ssl.SSLContext]) -> None:
+    server, ctx = tls_server
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=ctx, server_hostname="127.0.0.1")
+    try:
+        writer.write(request("GET", f"{SUBNETS}?watch=1"))
+        assert (await read_head(reader))[0] == 200
+        await server.stop()  # the fixture's stop then finds it stopped
+        assert await asyncio.wait_for(reader.read(), 5) == b"0\r\n\r\n"  # the stream's end, then the close
+    finally:
+        writer.close()
