@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import msgspec
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kos.api import codec
 from kos.api.errors import (
@@ -40,7 +39,8 @@ from kos.apiserver.metrics import APIServerMetrics
 from kos.apiserver.namespaces import Namespaces, core_v1_resources
 from kos.apiserver.resourcepath import PREFIX, wants_watch
 from kos.apiserver.watchstream import WatchStreams
-from kos.http.messages import TEXT, Reply, Request, Response
+from kos.http.messages import Reply, Request, Response
+from kos.http.probes import Probes
 
 Handler = Callable[[Request], Awaitable[Response]]
 MuxHandler = Callable[[Request], Awaitable[Response]]
@@ -50,7 +50,6 @@ _MUX = "watchmux"
 _NAMESPACE = "/api/v1/namespaces/"
 _REFUSALS: dict[int, type[StatusError]] = {400: BadRequest, 413: RequestEntityTooLarge,
                                            431: RequestHeaderFieldsTooLarge, 500: InternalError}  # fmt: skip
-_METRICS_TYPE = CONTENT_TYPE_LATEST.encode()
 
 
 class Routes:
@@ -132,24 +131,22 @@ class Routes:
         return Reply(200, msgspec.json.encode(discovery.api_versions(host)))
 
     def _add_probes(self) -> None:
-        async def health(request: Request) -> Response:
-            return _probe(request) or Reply(200, b"ok", None, TEXT)
+        """The probes every kos process serves (`kos.http.probes`); the apiserver is ready once its watch
+        cache is loaded and has not failed. A method other than GET or HEAD is a Status 405 here."""
+        probes = Probes(self.metrics.registry, readyz=self._not_ready)
 
-        async def ready(request: Request) -> Response:
-            refused = _probe(request)
-            if refused is not None:
-                return refused
-            c = self.cacher
-            if not c.ready.is_set():
-                return Reply(503, b"watch cache not loaded", None, TEXT)
-            if c.failed is not None:
-                return Reply(503, f"watch cache failed: {c.failed}".encode(), None, TEXT)
-            return Reply(200, b"ok", None, TEXT)
+        async def probe(request: Request) -> Response:
+            return _probe(request) or probes.probe(request.path)
 
-        async def metrics(request: Request) -> Response:
-            return _probe(request) or Reply(200, generate_latest(self.metrics.registry), None, _METRICS_TYPE)
+        self.exact.update(dict.fromkeys(("/healthz", "/livez", "/readyz", "/metrics"), probe))
 
-        self.exact.update({"/healthz": health, "/livez": health, "/readyz": ready, "/metrics": metrics})
+    def _not_ready(self) -> str | None:
+        c = self.cacher
+        if not c.ready.is_set():
+            return "watch cache not loaded"
+        if c.failed is not None:
+            return f"watch cache failed: {c.failed}"
+        return None
 
 
 def _probe(request: Request) -> Reply | None:
