@@ -16,7 +16,8 @@ matching as ADDED, as the apiserver's watch cache sends them.
 What the apiserver does beyond that (validation, address protection, garbage
 collection, write times) it does not do. Errors are injected with `fail`; every
 call is recorded in `calls`; `put` stores an object as given (any creation
-timestamp), for states no client could produce.
+timestamp), for states no client could produce; `settled` waits until every
+watcher has handled every event sent so far.
 """
 
 from __future__ import annotations
@@ -111,6 +112,12 @@ class FakeAPI:
     def count(self, verb: str, kind: str | None = None) -> int:
         """How many `verb` calls (on `kind`, if given) the fake has received."""
         return sum(1 for c in self.calls if c.verb == verb and (kind is None or c.kind == kind))
+
+    async def settled(self) -> None:
+        """Return once every watcher has handled every event sent so far (it asked for the next one): the
+        barrier after which "no event did X" can be checked."""
+        for w in list(self._watchers):
+            await w.queue.join()
 
     def stored(self, cls: type[T], namespace: str, name: str) -> T | None:
         """The object as the fake holds it now, without recording a call."""
@@ -241,7 +248,11 @@ class FakeAPI:
                         yield WatchEvent(ADDED, o, o.metadata.resource_version)
                 yield WatchEvent(BOOKMARK, None, str(self.revision), initial_events_end=True)
             while True:
-                yield await w.queue.get()
+                ev = await w.queue.get()
+                try:
+                    yield ev
+                finally:
+                    w.queue.task_done()  # the consumer came back for the next event: this one is handled
         finally:
             self._watchers.remove(w)
 
