@@ -53,7 +53,7 @@ from kos.agent.interfaces import impl_differs, key_of
 from kos.agent.launcher import ExecLauncher
 from kos.agent.metrics import AgentMetricFamilies, BoundMetrics
 from kos.agent.reconciler import InterfaceReconciler
-from kos.agent.relevance import INDEX_OWNER, LOCAL, RelevanceTracker
+from kos.agent.relevance import INDEX_OWNER, LOCAL, NONE_HELD, RelevanceTracker
 from kos.agent.status import StatusWriter
 from kos.api.types import NetworkAttachment
 from kos.client.api import WatchAPI
@@ -105,6 +105,10 @@ class ConnectionAgent:
         """VNI → its `VirtualNetwork`, for the VNIs relevant here (the tracker's dict)."""
         self.interfaces = self.reconciler.table.by_key
         """NA key → the `Interface` made for it (the reconciler's table)."""
+        # bound once: `sync` runs for every key the queue hands out (the relevance tracker's and the
+        # reconciler's own collections, read here without a method call each)
+        self._informers_of = self.relevance.informers_of
+        self._create_failed = self.reconciler.create_failed
         self.local: Informer[NetworkAttachment] = Informer(
             api, NetworkAttachment, field_selector=f"spec.node={self.node},status.ipv4!=",
             indexers={INDEX_OWNER: lambda na: [translate.local_owner_key(na.status.address_vni, na.status.ipv4)]},
@@ -166,7 +170,7 @@ class ConnectionAgent:
         ns, _, name = key.partition("/")
         local = self.local.lister.get(ns, name)
         await self.relevance.sync(key, local)
-        held = self.relevance.held(key)
+        held = self._informers_of.get(key, NONE_HELD)
         if len(held) > 1:
             return  # the NA is moving between watches: a later notification brings us back
         att: NetworkAttachment | None = None
@@ -179,6 +183,7 @@ class ConnectionAgent:
         status_errs = await self.reconciler.sync(key, att, is_local)
         if att is not None and is_local:
             await self.status.write(key, att, self.interfaces.get(key), status_errs)
-        if self.reconciler.take_create_failure(key):
+        if key in self._create_failed:
+            self._create_failed.discard(key)
             # the error is in the NA's status; the switch may recover (a restart, a timeout): try again, backing off
             raise Retry(f"creating the interface of {key} failed; will try again")

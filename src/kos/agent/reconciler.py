@@ -8,7 +8,7 @@ call is timed into `kos_agent_fabric_latency_seconds`; creations also observe
 the latency since the client write that caused them. When (VNI, IP) is still
 held by another NA's interface (an address moving), that NA is nudged to sync
 and this one retries shortly. A failed local creation is reported as a host
-error in the NA's status and retried with backoff (`take_create_failure`).
+error in the NA's status and retried with backoff (`create_failed`).
 
 At start, `adopt_or_delete` links what the fabric already holds to its owners
 and deletes the orphans, so a restart tears nothing live down.
@@ -62,8 +62,9 @@ class InterfaceReconciler:
         self.m = metrics
         self.clock = clock
         self.table = InterfaceTable()
-        self._create_failed: set[str] = set()
-        """Local NAs whose interface could not be created in this sync (retried with backoff)."""
+        self.create_failed: set[str] = set()
+        """Local NAs whose interface could not be created in this sync (the agent retries them with backoff
+        and removes them from here)."""
 
     async def sync(self, key: str, att: NetworkAttachment | None, is_local: bool) -> list[str]:
         """Make the fabric agree with `att` (None: `key` is gone or irrelevant); the NA's host errors.
@@ -84,13 +85,6 @@ class InterfaceReconciler:
             return await self._create_local(key, att)
         await self._create_remote(key, att)
         return []
-
-    def take_create_failure(self, key: str) -> bool:
-        """Whether creating `key`'s local interface failed in this sync (and forget it)."""
-        if key in self._create_failed:
-            self._create_failed.discard(key)
-            return True
-        return False
 
     # --- start-up ----------------------------------------------------------------------------
 
@@ -175,7 +169,7 @@ class InterfaceReconciler:
         except FabricError as e:
             self.m.fabric_latency.labels(self.m.node, "CreateLocalIfc", "err").observe(time.perf_counter() - t0)
             log.warning("node %s: creating %s for %s failed: %s", self.node, ifc.name, key, e)
-            self._create_failed.add(key)
+            self.create_failed.add(key)
             return [str(e)]
         self.m.fabric_latency.labels(self.m.node, "CreateLocalIfc", "ok").observe(time.perf_counter() - t0)
         rec = Interface(local=ifc, post_delete_exec=att.spec.post_delete_exec)

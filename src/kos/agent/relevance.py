@@ -6,7 +6,7 @@ it. The first such NA starts a watch of the VNI's remote NAs
 the VN's namespace, a streaming list: the current state, then the changes, in
 one request); the last one's departure stops it and requeues its remote NAs, so
 their interfaces go. The tracker also records which watches hold each NA
-(`held`): an NA held by two at once is moving between them, and the agent waits
+(`informers_of`): an NA held by two at once is moving between them, and the agent waits
 for the move to finish.
 
 The event handlers here run for every watch event of the node: they do the
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import Set
 from typing import Any
 
 from kos.agent import translate
@@ -32,6 +31,8 @@ from kos.util.clock import Clock
 
 LOCAL = 0
 """The pseudo-VNI of the local watch."""
+NONE_HELD: frozenset[int] = frozenset()
+"""What `informers_of` holds for an NA no watch holds."""
 INDEX_OWNER = "ifcOwnerData"
 """The index of both kinds of watch: which NA owns the interface of `translate.*_owner_key`."""
 
@@ -94,10 +95,6 @@ class RelevanceTracker:
         self.queue.add(k)
 
     # --- relevance ---------------------------------------------------------------------------
-
-    def held(self, key: str) -> Set[int]:
-        """The watches (VNIs, LOCAL) holding `key` now; empty when none does."""
-        return self.informers_of.get(key, _NONE)
 
     def relevant(self, key: str, na: NetworkAttachment) -> None:
         """Local NA `key` makes its VNI relevant: start the VNI's watch if it is the first.
@@ -186,6 +183,3 @@ class RelevanceTracker:
                 self.queue.add(k)
 
         return added, updated, deleted
-
-
-_NONE: frozenset[int] = frozenset()
