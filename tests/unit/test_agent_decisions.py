@@ -146,3 +146,30 @@ async def test_a_restart_adopts_what_is_live_and_deletes_orphans(fake: FakeAPI, 
         assert f"{NS}/a" in agent.interfaces
     finally:
         await agent.stop()
+
+
+async def test_post_create_commands_run_when_allowed_and_are_reported(fake: FakeAPI, fabric: SimFabric) -> None:
+    settings = AgentSettings(NODE, HOST_IP, allowed_programs=frozenset({"/bin/echo"}))
+    agent = ConnectionAgent(fake, fabric, settings, AgentMetricFamilies(CollectorRegistry()))
+    await agent.start()
+    try:
+        st = NetworkAttachmentStatus(ipv4="10.0.0.5", address_vni=7, lock_uid="l")
+        for name, argv in (("a", ("/bin/echo", "${ifname}", "${ipv4}")), ("b", ("/bin/false",))):
+            ip = "10.0.0.5" if name == "a" else "10.0.0.6"
+            spec = NetworkAttachmentSpec(node=NODE, subnet="s1", post_create_exec=argv)
+            await fake.create(NetworkAttachment(metadata=ObjectMeta(name=name, namespace=NS), spec=spec,
+                                                status=msgspec.structs.replace(st, ipv4=ip)))  # fmt: skip
+
+        def reported() -> bool:
+            report = stored(fake, "a").status.post_create_exec_report
+            return report is not None and report.exit_status == 0
+
+        await eventually(reported)
+        report = stored(fake, "a").status.post_create_exec_report
+        assert report is not None and report.std_out == f"{names.interface_name(7, '10.0.0.5')} 10.0.0.5\n"
+        await quiet(fake, agent)
+        b = stored(fake, "b").status
+        assert b.errors.host == ("postCreate specifies non-allowed path /bin/false",)
+        assert b.ifc_name and b.post_create_exec_report is None  # the interface exists; the command did not run
+    finally:
+        await agent.stop()
