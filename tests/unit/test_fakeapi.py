@@ -5,7 +5,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from kos.api.errors import AlreadyExists, Conflict, NotFound, ServiceUnavailable, is_precondition_failed
+from kos.api import codec
+from kos.api.errors import AlreadyExists, Conflict, Invalid, NotFound, ServiceUnavailable, is_precondition_failed
 from kos.api.meta import ObjectMeta
 from kos.api.types import IPLock, IPLockSpec, NetworkAttachment, NetworkAttachmentSpec, NetworkAttachmentStatus
 from kos.testing.fakeapi import FakeAPI
@@ -41,6 +42,8 @@ async def test_updates_are_optimistic_and_write_only_their_half() -> None:
     assert not is_precondition_failed(stale.value)
     c = await fake.update(msgspec.structs.replace(b, spec=NetworkAttachmentSpec(node="n2"), status=a.status))
     assert c.spec.node == "n2" and c.status.ipv4 == "10.0.0.1"  # update does not write the status
+    with pytest.raises(Invalid):
+        await fake.update(codec.replace_meta(c, resource_version=""))  # a PUT must name the version it replaces
 
 
 async def test_delete_preconditions_carry_the_typed_cause() -> None:

@@ -5,7 +5,8 @@ every write takes the next resourceVersion (one counter for all kinds); create
 sets a uid and a creation timestamp (one-second precision), fills in
 `generateName`, and answers 409 AlreadyExists for a taken name; update and
 update_status answer 409 Conflict for a stale resourceVersion and write only
-their own half (spec and metadata, or status); delete honours uid and
+their own half (spec and metadata, or status), and update needs a
+resourceVersion (422 without one); delete honours uid and
 resourceVersion preconditions (a Conflict with the `PreconditionFailed` cause)
 and, while finalizers remain, only sets the deletion timestamp; get, update and
 delete of a missing object answer 404 NotFound. list and watch filter by
@@ -35,7 +36,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from kos.api import codec, errors
+from kos.api import codec, errors, field
 from kos.api.resources import BY_TYPE, Resource
 from kos.api.selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
 from kos.api.types import Object
@@ -155,6 +156,11 @@ class FakeAPI:
         return created
 
     async def update(self, obj: T) -> T:
+        if not obj.metadata.resource_version:  # as the registry answers: a main-resource PUT names its version
+            self._enter("update", type(obj), obj.metadata.namespace, obj.metadata.name)
+            kind = BY_TYPE[type(obj)].kind
+            why = field.invalid("metadata.resourceVersion", "", "must be specified for an update")
+            raise errors.invalid(kind, obj.metadata.name, [why])
         old = self._for_write("update", obj)
         new = _with_status(obj, old) if BY_TYPE[type(obj)].has_status else obj
         new = codec.replace_meta(
