@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import signal
 import socket
 import sys
@@ -180,7 +179,3 @@ class Cluster:
 
     def pids(self) -> dict[str, int]:
         return {c.name: c.proc.pid for c in self.children if c.proc is not None}
-
-
-def default_state_dir() -> Path:
-    return Path(os.environ.get("KOS_STATE_DIR", ".kos"))
