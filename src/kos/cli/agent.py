@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import dataclasses
 import fcntl
-import logging
 import os
 import socket
 import sys
@@ -34,8 +33,6 @@ from kos.client.rest import Client
 from kos.fabric import registry
 from kos.fabric.interface import FabricError
 from kos.fabric.ovs import DATAPATHS, DEFAULT_OVSDB, DEFAULT_RUNDIR
-
-log = logging.getLogger(__name__)
 
 WORKERS = {"ovs": 32}
 """Default worker count per fabric (2 for the others, as in the original)."""

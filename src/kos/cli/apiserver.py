@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 
 from kos.apiserver.server import APIServer, Settings
 from kos.cli.common import UsageError, add_logging_flags, run_until_signalled
 from kos.cli.settings import at_least, host_port, positive
 from kos.storage.interface import StoreError
 from kos.storage.url import StoreURLError
+from kos.util.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 _BOUNDS: tuple[tuple[str, type, int, str], ...] = (

@@ -10,15 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 import signal
 import socket
 import sys
 import time
 import urllib.request
 from pathlib import Path
-
-log = logging.getLogger(__name__)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 
 from kos.cli.common import add_logging_flags, run_until_signalled
 from kos.cli.settings import SettingError, at_least, host_port, http_url, number_at_least
 from kos.controllers.manager import CONTROLLERS, ControllerManager, Settings
-
-log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
