@@ -235,7 +235,6 @@ class _Counter(asyncio.Protocol):
     def __init__(self, total: list[int], path: str, done: asyncio.Event, target: list[int]) -> None:
         self.total, self.path, self.done, self.target = total, path, done, target
         self.carry = b""
-        self.headers_done = False
 
     def connection_made(self, transport: Any) -> None:
         transport.write(f"GET {self.path} HTTP/1.1\r\nHost: bench\r\nAccept: application/json\r\n\r\n".encode())

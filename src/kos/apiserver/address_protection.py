@@ -218,7 +218,6 @@ class ProtectionController:
         self.protected: set[str] = set()
         """Keys of the locks being deleted that hold the in-use finalizer."""
         self._tasks: list[asyncio.Task[None]] = []
-        self.completed = 0
 
     def start(self) -> None:
         self.scan()
@@ -290,7 +289,6 @@ class ProtectionController:
             return codec.replace_meta(old.obj, finalizers=tuple(f for f in m.finalizers if f != IN_USE_FINALIZER))
 
         await self.registry.guaranteed_update(ns, name, drop, expected=None, subresource=None, dry_run=False)
-        self.completed += 1
         log.info("IPLock %s: no attachment shows its address any more; its deletion completes", key)
 
 

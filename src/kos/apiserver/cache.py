@@ -28,7 +28,7 @@ import msgspec
 from sortedcontainers import SortedDict
 
 from kos.api import codec, errors
-from kos.api.errors import Expired, Gone, ServiceUnavailable, Timeout
+from kos.api.errors import Expired, ServiceUnavailable, Timeout
 from kos.api.resources import ALL as ALL_RESOURCES
 from kos.api.resources import Resource
 from kos.api.selectors import FieldSelector, LabelSelector
@@ -513,10 +513,6 @@ class Cacher:
             raise ServiceUnavailable(f"storage is unavailable: {e}") from e
         await self.wait_for(rev, timeout=10.0)
         return self.revision
-
-    def check_not_too_old(self, cache: ResourceCache, rev: int) -> None:
-        if rev < cache.floor:
-            raise Gone(f"too old resource version: {rev} ({cache.floor + 1})")
 
 
 def _expire(fut: asyncio.Future[None]) -> None:

@@ -284,7 +284,6 @@ class ResourceAPI:
         clock: Clock,
         *,
         max_body: int,
-        bookmark_interval: float,
         watch_quota: ClientQuota | None = None,
     ) -> None:
         self.registries = registries
@@ -292,7 +291,6 @@ class ResourceAPI:
         self.metrics = metrics
         self.clock = clock
         self.max_body = max_body
-        self.bookmark_interval = bookmark_interval
         self._inflight_mutating = metrics.inflight.labels("mutating")
         self._inflight_read = metrics.inflight.labels("readOnly")
         self._req_children: dict[tuple[str, str, str, int], Any] = {}

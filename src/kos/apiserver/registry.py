@@ -392,8 +392,6 @@ class Registry:
         subresource: str | None = None,
         dry_run: bool = False,
     ) -> Entry:
-        state: dict[str, int | None] = {"expected": None}
-
         def mutate(old: Entry) -> Any:
             doc = msgspec.json.decode(old.json())
             patched = apply_patch(doc)
@@ -402,14 +400,13 @@ class Registry:
             new = decode(msgspec.json.encode(patched))
             rv = new.metadata.resource_version
             if rv and rv != str(old.rev):
-                state["expected"] = parse_rv(rv, "metadata.resourceVersion")
+                parse_rv(rv, "metadata.resourceVersion")  # a malformed one is a 400, another one a 409
                 raise _Precondition()
             self._check_identity(namespace, name, new)
             return new
 
         return await self.guaranteed_update(
             namespace, name, mutate, expected=None, subresource=subresource, dry_run=dry_run,
-            on_precondition=lambda: state["expected"],
         )  # fmt: skip
 
     def _check_identity(self, namespace: str, name: str, obj: Any) -> None:
@@ -431,7 +428,6 @@ class Registry:
         expected: int | None,
         subresource: str | None,
         dry_run: bool,
-        on_precondition: Callable[[], int | None] | None = None,
     ) -> Entry:
         key = self.key(namespace, name)
         ckey = f"{namespace}/{name}"
@@ -447,7 +443,6 @@ class Registry:
             try:
                 incoming = mutate(old)
             except _Precondition:
-                assert on_precondition is not None
                 raise self._conflict(name) from None
             their_uid = incoming.metadata.uid
             if their_uid and their_uid != old.obj.metadata.uid:

@@ -235,7 +235,7 @@ class APIServer:
         s = self.settings
         api = self.api = ResourceAPI(
             self.registries, self.metrics, self.clock,
-            max_body=s.max_request_bytes, bookmark_interval=s.bookmark_interval, watch_quota=self.watch_quota,
+            max_body=s.max_request_bytes, watch_quota=self.watch_quota,
         )  # fmt: skip
         self.watchmux = watchmux.WatchMuxServer(
             self.registries, self.metrics, quota=self.watch_quota, connections=self.watchmux_quota,

@@ -173,6 +173,3 @@ class Cluster:
                 await self._supervisor
         for child in reversed(self.children):
             await child.stop()
-
-    def pids(self) -> dict[str, int]:
-        return {c.name: c.proc.pid for c in self.children if c.proc is not None}

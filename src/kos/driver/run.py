@@ -21,7 +21,6 @@ import logging
 import math
 import random
 import re
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -612,7 +611,3 @@ def _q(sorted_values: list[float], q: float) -> float:
     """The q-quantile by the nearest-rank method."""
     i = max(0, min(len(sorted_values) - 1, math.ceil(q * len(sorted_values)) - 1))
     return sorted_values[i]
-
-
-def is_tty() -> bool:
-    return sys.stdout.isatty()

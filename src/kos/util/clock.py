@@ -43,17 +43,3 @@ class RealClock:
 
 
 REAL_CLOCK = RealClock()
-
-
-def rfc3339(t: datetime.datetime) -> str:
-    """Second-precision RFC 3339 as Kubernetes' metav1.Time renders it."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def rfc3339_micro(t: datetime.datetime) -> str:
-    """Microsecond-precision RFC 3339 as Kubernetes' metav1.MicroTime renders it."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_rfc3339(s: str) -> datetime.datetime:
-    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).astimezone(UTC)
