@@ -7,12 +7,12 @@ returns — a bad value, a refused setup — is one line on standard error and e
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from kos import __version__
-from kos.cli import agent, apiserver, controller_manager, demo, driver, simnodes, trace, up, verify
 from kos.cli.settings import SettingsParser, UsageError
 from kos.util import log
 
@@ -25,27 +25,33 @@ class Command(Protocol):
     def run(self, settings: Any) -> int: ...
 
 
-SUBCOMMANDS: dict[str, tuple[Command, str]] = {
-    "up": (up, "run apiserver, controller manager and simulated nodes on this machine until Ctrl-C"),
-    "demo": (demo, "kos up, one driver run, the invariants checked, a summary and a report"),
-    "apiserver": (apiserver, "serve the kos API (Subnets, NetworkAttachments, IPLocks)"),
-    "controller-manager": (controller_manager, "run the subnet validator and IPAM"),
-    "agent": (agent, "run one node's connection agent"),
-    "simnodes": (simnodes, "run N simulated nodes (agents with the sim fabric) in one process"),
-    "driver": (driver, "create and delete NetworkAttachments on a schedule and report latencies"),
-    "verify": (verify, "check the system-wide invariants; exit 1 on a violation"),
-    "trace": (trace, "ask the simulated fabric whether one NA reaches another, and why not"),
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    # name: (module, help). Only the chosen command's module is imported: the driver's brings matplotlib
+    # (over a second of start-up), which an apiserver or an agent has no use for.
+    "up": ("kos.cli.up", "run apiserver, controller manager and simulated nodes on this machine until Ctrl-C"),
+    "demo": ("kos.cli.demo", "kos up, one driver run, the invariants checked, a summary and a report"),
+    "apiserver": ("kos.cli.apiserver", "serve the kos API (Subnets, NetworkAttachments, IPLocks)"),
+    "controller-manager": ("kos.cli.controller_manager", "run the subnet validator and IPAM"),
+    "agent": ("kos.cli.agent", "run one node's connection agent"),
+    "simnodes": ("kos.cli.simnodes", "run N simulated nodes (agents with the sim fabric) in one process"),
+    "driver": ("kos.cli.driver", "create and delete NetworkAttachments on a schedule and report latencies"),
+    "verify": ("kos.cli.verify", "check the system-wide invariants; exit 1 on a violation"),
+    "trace": ("kos.cli.trace", "ask the simulated fabric whether one NA reaches another, and why not"),
 }  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen_name = next((a for a in argv if not a.startswith("-")), None)  # `kos` itself has only -h, --version
     parser = SettingsParser(prog="kos", description="kos: virtual networks on Kubernetes API machinery")
     parser.add_argument("--version", action="version", version=f"kos {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=SettingsParser)
-    for name, (module, help_text) in SUBCOMMANDS.items():
+    for name, (path, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(p)
-        p.set_defaults(command_module=module)
+        if name == chosen_name:
+            module = cast(Command, importlib.import_module(path))
+            module.add_arguments(p)
+            p.set_defaults(command_module=module)
     try:
         args = parser.parse_args(argv)
     except UsageError as e:
