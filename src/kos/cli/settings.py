@@ -92,7 +92,7 @@ class SettingsParser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._env: list[tuple[argparse.Action, str, Any, bool]] = []  # action, variable, default, required
+        self._flags: list[tuple[argparse.Action, str, Any, bool]] = []  # action, its long flag, default, required
 
     def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
         long = [o for o in args if isinstance(o, str) and o.startswith("--")]
@@ -102,34 +102,32 @@ class SettingsParser(argparse.ArgumentParser):
             kwargs["type"] = _Checked(long[0], kwargs.get("type"), kwargs.get("choices"))
         required = bool(kwargs.pop("required", False))
         action = super().add_argument(*args, **kwargs)
-        env = env_name(long[0])
-        self._env.append((action, env, action.default, required))
+        self._flags.append((action, long[0], action.default, required))
         if action.help and action.help is not argparse.SUPPRESS:
-            action.help += f" [env {env}]" + (" (required)" if required else "")
+            action.help += f" [env {env_name(long[0])}]" + (" (required)" if required else "")
         return action
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
-        for action, env, default, _ in self._env:
-            raw = os.environ.get(env)
+        for action, flag, default, _ in self._flags:
+            raw = os.environ.get(env_name(flag))
             action.default = default if raw is None else _FromEnv(raw)
         try:
             ns, rest = super().parse_known_args(args, namespace)
-            for action, _env, _, required in self._env:
+            for action, flag, _, required in self._flags:
                 value = getattr(ns, action.dest, None)
                 if isinstance(value, _FromEnv):
-                    setattr(ns, action.dest, self._from_env(action, value.raw))
+                    setattr(ns, action.dest, self._from_env(action, flag, value.raw))
                 elif required and value is None:
-                    raise SettingError(action.option_strings[-1], "required: give the flag or set the variable")
+                    raise SettingError(flag, "required: give the flag or set the variable")
         except UsageError as e:
             e.prog = e.prog or self.prog  # the innermost parser (the subcommand's) names the command
             raise
         return ns, rest
 
     @staticmethod
-    def _from_env(action: argparse.Action, raw: str) -> Any:
-        flag = action.option_strings[0]
+    def _from_env(action: argparse.Action, flag: str, raw: str) -> Any:
         if isinstance(action, _BOOLEAN_ACTIONS):
             if raw.lower() not in _TRUE + _FALSE:
                 raise SettingError(flag, f"{raw!r}: use true or false")
