@@ -11,6 +11,7 @@ import dataclasses
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -76,13 +77,7 @@ def run(args: DemoSettings) -> int:
                 await cluster.start()
                 console.print(f"up in {time.monotonic() - t0:.1f}s at {cluster.server}; driving "
                               f"{args.num_attachments} attachments at {args.rate:g} operations/s …")  # fmt: skip
-                settings = DriverSettings(
-                    server=cluster.server, nodes=tuple(f"node-{i}" for i in range(args.nodes)),
-                    num_nets=args.num_nets, top_net_size=args.top_net_size, num_attachments=args.num_attachments,
-                    rate=args.rate, threads=args.threads, wait_after_delete=10.0, seed=args.seed, output=output,
-                    progress=args.progress, run_id=f"demo-{time.strftime('%H%M%S')}", keep_population=True,
-                )  # fmt: skip
-                task = asyncio.create_task(drive(settings, console))
+                task = asyncio.create_task(drive(driver_settings(args, cluster.server, output), console))
                 waiter = asyncio.create_task(stop.wait())
                 done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
                 if task not in done:
@@ -101,18 +96,33 @@ def run(args: DemoSettings) -> int:
                 raise UsageError(str(e)) from None
             finally:
                 await cluster.stop()
-            print_summary(summary, path, console)
-            if problems:
-                console.print(f"[bold red]kos verify found {len(problems)} problem(s):[/]")
-                for p in problems[:20]:
-                    console.print(f"  {p}")
-            else:
-                console.print("[bold green]kos verify: all invariants hold[/] (addresses, subnets, readiness, "
-                              f"every node's fabric); report: {path}")  # fmt: skip
-            ok = summary["never_ready"] == 0 and not summary.get("stopped") and not problems
-            return 0 if ok else 1
+            return _report(summary, path, problems, console)
 
     return run_until_signalled(main, component="demo")
+
+
+def driver_settings(s: DemoSettings, server: str, output: Path) -> DriverSettings:
+    """The demo's driver run: `s`'s workload on every simulated node, leaving its last population in place."""
+    return DriverSettings(
+        server=server, nodes=tuple(f"node-{i}" for i in range(s.nodes)), num_nets=s.num_nets,
+        top_net_size=s.top_net_size, num_attachments=s.num_attachments, rate=s.rate, threads=s.threads,
+        wait_after_delete=10.0, seed=s.seed, output=output, progress=s.progress,
+        run_id=f"demo-{time.strftime('%H%M%S')}", keep_population=True,
+    )  # fmt: skip
+
+
+def _report(summary: dict[str, Any], path: Path | None, problems: list[str], console: Console) -> int:
+    """Print the summary and what verification found; the exit status (0: all ready and nothing found)."""
+    print_summary(summary, path, console)
+    if problems:
+        console.print(f"[bold red]kos verify found {len(problems)} problem(s):[/]")
+        for p in problems[:20]:
+            console.print(f"  {p}")
+    else:
+        console.print("[bold green]kos verify: all invariants hold[/] (addresses, subnets, readiness, "
+                      f"every node's fabric); report: {path}")  # fmt: skip
+    ok = summary["never_ready"] == 0 and not summary.get("stopped") and not problems
+    return 0 if ok else 1
 
 
 async def _verify(cluster: Cluster, settle: float, expect_empty: str = "") -> list[str]:
