@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -116,3 +119,28 @@ def test_setup_chooses_the_format() -> None:
     finally:
         root.handlers[:] = saved
         root.setLevel(level)
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_a_process_logs_in_the_chosen_format(fmt: str) -> None:
+    """`--log-format` reaches the process: the apiserver's shutdown record, parsed back."""
+    proc = subprocess.Popen([sys.executable, "-m", "kos", "apiserver", "--listen", "127.0.0.1:0", "--log-format", fmt],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None and "ready" in proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    lines = [ln for ln in err.splitlines() if "shutting down" in ln]
+    assert len(lines) == 1, err
+    if fmt == "json":
+        record = json.loads(lines[0])
+        assert (record["msg"], record["component"], record["logger"]) == (
+            "shutting down",
+            "apiserver",
+            "kos.cli.apiserver",
+        )
+    else:
+        assert ' component=apiserver logger=kos.cli.apiserver msg="shutting down"' in lines[0]
+        assert lines[0].startswith("ts=") and " level=info " in lines[0]
