@@ -138,7 +138,7 @@ class ConnectionAgent:
         self.clock = clock
         label = metrics_node_label if metrics_node_label is not None else settings.node
         self.m = _BoundMetrics(metrics, label)
-        self.queue: WorkQueue[str] = WorkQueue("ca")
+        self.queue: WorkQueue[str] = WorkQueue("ca", clock=clock)
         self.local: Informer[NetworkAttachment] = Informer(
             client, NetworkAttachment, field_selector=f"spec.node={self.node},status.ipv4!=",
             indexers={INDEX_OWNER: lambda na: [translate.local_owner_key(na.status.address_vni, na.status.ipv4)]},
