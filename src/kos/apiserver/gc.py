@@ -60,6 +60,13 @@ class GarbageCollector:
         self.queue: UniqueQueue[Ref] = UniqueQueue()
         self._task: asyncio.Task[None] | None = None
         self.deleted = 0
+        self.working = False
+        """True from taking a reference off the queue until done with it (a retry's pause included)."""
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing being worked on."""
+        return not self.working and not len(self.queue)
 
     def start(self) -> None:
         self.scan()
@@ -127,7 +134,9 @@ class GarbageCollector:
 
     async def _run(self) -> None:
         while True:
+            self.working = False
             ref = await self.queue.get()
+            self.working = True
             try:
                 await self._process(ref)
             except asyncio.CancelledError:
