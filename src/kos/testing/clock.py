@@ -43,10 +43,6 @@ class FakeTimer:
     def cancel(self) -> None:
         self.cancelled = True
 
-    def when(self) -> float:
-        """The clock's monotonic time at which it falls due (as `asyncio.TimerHandle.when`)."""
-        return self.due
-
 
 class FakeClock:
     """Monotonic time starting at `start` seconds, wall time at `wall` (UTC); both move only in `advance`.
