@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kos.util import calibration
+
 ROOT = Path(__file__).resolve().parent.parent
 NA_PATH = "/apis/network.example.com/v1alpha1/namespaces/{ns}/networkattachments"
 
@@ -306,6 +308,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="one short run of each (for a smoke test)")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
+    calibration.print_calibration()
     if args.quick:
         args.runs, args.seconds, args.events = 1, 2.0, 2000
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -452,10 +452,7 @@ class Registry:
                 raise self._conflict(name) from None
             their_uid = incoming.metadata.uid
             if their_uid and their_uid != old.obj.metadata.uid:
-                raise self._conflict(
-                    name,
-                    f"Precondition failed: UID in precondition: {their_uid}, UID in object meta: {old.obj.metadata.uid}",
-                )
+                raise errors.precondition_failed(self.resource.plural, name, "UID", their_uid, old.obj.metadata.uid)
             now = self.clock.now()
             if subresource == "status":
                 new = self.strategy.prepare_for_status_update(incoming, old.obj, now)
@@ -509,15 +506,10 @@ class Registry:
                 raise self._not_found(name)
             meta = old.obj.metadata
             if req.uid is not None and req.uid != meta.uid:
-                raise self._conflict(
-                    name,
-                    f"Precondition failed: UID in precondition: {req.uid}, UID in object meta: {meta.uid}",
-                )
+                raise errors.precondition_failed(self.resource.plural, name, "UID", req.uid, meta.uid)
             if req.resource_version is not None and req.resource_version != str(old.rev):
-                raise self._conflict(
-                    name,
-                    f"Precondition failed: ResourceVersion in precondition: {req.resource_version},"
-                    f" ResourceVersion in object meta: {old.rev}",
+                raise errors.precondition_failed(
+                    self.resource.plural, name, "ResourceVersion", req.resource_version, str(old.rev)
                 )
             finalizers = list(meta.finalizers)
             if req.propagation_policy == "Orphan" and ORPHAN_FINALIZER not in finalizers:
