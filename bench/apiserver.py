@@ -194,7 +194,7 @@ def obj(v, i, gen):
                                        ifc_name=f"gen{gen}"))
 
 async def main():
-    async with running_apiserver(port=PORT, watch_cache_size=1_000_000) as server:
+    async with running_apiserver(port=PORT, watch_cache_size=1_000_000, check_cache=False) as server:
         store = server.store
         revs = {}
         for v in range(1, VNIS + 1):

@@ -95,7 +95,7 @@ class ConnectionAgent:
         self.clock = clock
         label = metrics_node_label if metrics_node_label is not None else settings.node
         self.m = BoundMetrics(metrics, label)
-        self.queue: WorkQueue[str] = WorkQueue("ca")
+        self.queue: WorkQueue[str] = WorkQueue("ca", clock=clock)
         self.status = StatusWriter(api, self.node, self.host_ip, self.m, clock)
         self.relevance = RelevanceTracker(api, self.node, self.queue, self.m, clock, self.status.sweep_wanted)
         self.launcher = ExecLauncher(self.node, settings.allowed_programs, self.m)

@@ -624,8 +624,7 @@ class ResourceAPI:
             return resp
         gauge = self.metrics.watchers.labels(res.plural)
         gauge.inc()
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(timeout, w.close)
+        timer = w.expire_after(timeout)
         try:
             await resp.prepare(request)
             self._observe("watch", res.plural, "", 200, time.perf_counter() - t0)

@@ -276,6 +276,7 @@ class Registry:
             allow_bookmarks=opts.allow_bookmarks,
             max_bytes=self.watcher_max_bytes,
             render=render,
+            clock=self.clock,
         )
         rev = self.cacher.revision
         if initial:

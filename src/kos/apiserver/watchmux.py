@@ -67,6 +67,7 @@ from kos.apiserver.limits import ClientQuota
 from kos.apiserver.metrics import APIServerMetrics
 from kos.apiserver.registry import Registry, WatchOptions
 from kos.apiserver.watchers import Watcher
+from kos.util.clock import Timer
 from kos.util.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -187,7 +188,7 @@ class MuxConnection:
         self.limits = limits
         self.quota = quota
         self.client = client
-        self.watches: dict[int, tuple[Registry, Watcher, asyncio.TimerHandle, int]] = {}
+        self.watches: dict[int, tuple[Registry, Watcher, Timer, int]] = {}
         """id → (registry, watcher, its timeout, its selectors' length)."""
         self.starting: dict[int, asyncio.Task[None]] = {}
         self.selector_bytes = 0
@@ -404,7 +405,7 @@ class MuxConnection:
             self.quota.release(self.client)
             self.selector_bytes -= size
             return
-        timer = asyncio.get_running_loop().call_later(timeout, self.end, wid)
+        timer = w.expire_after(timeout, lambda: self.end(wid))
         self.watches[wid] = (reg, w, timer, size)
         self.metrics.watchers.labels(reg.resource.plural).inc()
         w.on_close = lambda: self.end(wid)
