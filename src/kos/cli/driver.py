@@ -21,7 +21,8 @@ from kos.api.errors import StatusError
 from kos.cli.common import UsageError, add_logging_flags, run_until_signalled
 from kos.cli.settings import SettingError, at_least, existing_file, fraction, http_url, positive
 from kos.driver import report
-from kos.driver.run import Driver, DriverError, DriverSettings, parse_nodes
+from kos.driver.run import Driver
+from kos.driver.settings import DriverError, DriverSettings, parse_nodes
 
 log = logging.getLogger(__name__)
 
