@@ -51,6 +51,17 @@ class Strategy(Protocol[ObjT]):
     def prepare_for_status_update(self, new: ObjT, old: ObjT, now: datetime.datetime) -> ObjT: ...
 
 
+def prepare_update(
+    strategy: Strategy[Any], new: Any, old: Any, subresource: str | None, now: datetime.datetime
+) -> tuple[Any, list[FieldError]]:
+    """`new` as the strategy writes it over `old`, and its validation errors (a status update has none:
+    it changes status only, which the kind's controllers own)."""
+    if subresource == "status":
+        return strategy.prepare_for_status_update(new, old, now), []
+    prepared = strategy.prepare_for_update(new, old, now)
+    return prepared, strategy.validate_update(prepared, old)
+
+
 # --- metadata owned by the server ---------------------------------------------------------------
 
 
