@@ -69,6 +69,8 @@ class WriteRules(Protocol):
 
 
 class Registry:
+    """One kind's object semantics: reads from the watch cache, writes through the store (see the module)."""
+
     def __init__(
         self,
         resource: Resource,
@@ -192,11 +194,7 @@ class Registry:
         dry_run: bool = False,
     ) -> Entry:
         def mutate(old: Entry) -> Any:
-            doc = msgspec.json.decode(old.json())
-            patched = apply_patch(doc)
-            if not isinstance(patched, dict):
-                raise BadRequest("the patch must produce a JSON object")
-            new = decode(msgspec.json.encode(patched))
+            new = _patched(old, apply_patch, decode)
             rv = new.metadata.resource_version
             if rv and rv != str(old.rev):
                 parse_rv(rv, "metadata.resourceVersion")  # a malformed one is 400, a stale one 409
@@ -227,7 +225,7 @@ class Registry:
         ckey = f"{namespace}/{name}"
         for attempt in range(MAX_RETRIES):
             old = await self._current(ckey, name, expected, consistent=attempt == 0 and expected is None)
-            new = self._prepared_update(name, mutate(old), old, subresource)
+            new = prepare_update(self.strategy, name, mutate(old), old.obj, subresource, self.clock.now())
             if new is None:
                 return old  # nothing changed: no write, no event, same resourceVersion
             guards = await self.rules.update_guards(new, old, subresource) if self.rules is not None else ()
@@ -256,20 +254,6 @@ class Registry:
         if expected is not None and old.rev != expected:
             raise self._conflict(name)
         return old
-
-    def _prepared_update(self, name: str, incoming: Any, old: Entry, subresource: str | None) -> Any | None:
-        """`incoming` as the strategy makes it over `old`, validated; None when that changes nothing."""
-        their_uid = incoming.metadata.uid
-        if their_uid and their_uid != old.obj.metadata.uid:
-            raise self._conflict(
-                name,
-                f"Precondition failed: UID in precondition: {their_uid}, UID in object meta: {old.obj.metadata.uid}",
-            )
-        new, errs = prepare_update(self.strategy, incoming, old.obj, subresource, self.clock.now())
-        if errs:
-            raise self._invalid(name, errs)
-        new = codec.replace_meta(new, resource_version="")
-        return None if new == codec.replace_meta(old.obj, resource_version="") else new
 
     async def _write_update(self, key: str, new: Any, old: Entry, guards: Sequence[Guard]) -> Entry:
         if new.metadata.deletion_timestamp is not None and not new.metadata.finalizers:
@@ -337,6 +321,16 @@ class Registry:
             except NotFound:
                 continue
         return out
+
+
+def _patched(
+    old: Entry, apply_patch: Callable[[dict[str, Any]], dict[str, Any]], decode: Callable[[bytes], Any]
+) -> Any:
+    """`old`'s JSON form with the patch applied, decoded as the kind (BadRequest if it is not a JSON object)."""
+    patched = apply_patch(msgspec.json.decode(old.json()))
+    if not isinstance(patched, dict):
+        raise BadRequest("the patch must produce a JSON object")
+    return decode(msgspec.json.encode(patched))
 
 
 async def _store(op: Awaitable[Any]) -> Any:

@@ -16,7 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 
-from kos.api import resources, validation
+from kos.api import codec, errors, resources, validation
 from kos.api.field import FieldError
 from kos.api.meta import ExtendedObjectMeta, ObjectMeta
 from kos.api.types import (
@@ -52,14 +52,26 @@ class Strategy(Protocol[ObjT]):
 
 
 def prepare_update(
-    strategy: Strategy[Any], new: Any, old: Any, subresource: str | None, now: datetime.datetime
-) -> tuple[Any, list[FieldError]]:
-    """`new` as the strategy writes it over `old`, and its validation errors (a status update has none:
-    it changes status only, which the kind's controllers own)."""
+    strategy: Strategy[Any], name: str, new: Any, old: Any, subresource: str | None, now: datetime.datetime
+) -> Any | None:
+    """`new` as the strategy writes it over `old` (without resourceVersion), or None when that changes nothing.
+
+    A status update changes status only, which the kind's controllers own, so it is not validated.
+    Raises Conflict when `new` names another uid, Invalid when the update is not valid.
+    """
+    their_uid = new.metadata.uid
+    if their_uid and their_uid != old.metadata.uid:
+        why = f"Precondition failed: UID in precondition: {their_uid}, UID in object meta: {old.metadata.uid}"
+        raise errors.conflict(strategy.resource.plural, name, why)
     if subresource == "status":
-        return strategy.prepare_for_status_update(new, old, now), []
-    prepared = strategy.prepare_for_update(new, old, now)
-    return prepared, strategy.validate_update(prepared, old)
+        prepared = strategy.prepare_for_status_update(new, old, now)
+    else:
+        prepared = strategy.prepare_for_update(new, old, now)
+        errs = strategy.validate_update(prepared, old)
+        if errs:
+            raise errors.invalid(strategy.resource.kind, name, errs)
+    prepared = codec.replace_meta(prepared, resource_version="")
+    return None if prepared == codec.replace_meta(old, resource_version="") else prepared
 
 
 # --- metadata owned by the server ---------------------------------------------------------------

@@ -74,19 +74,24 @@ async def open_watch(
     )
     rev = cacher.revision
     if initial:
-        for e in cache.select(namespace, opts.label_selector, opts.field_selector):
-            if render is not None:
-                w.push(render("ADDED", e), e.rev)
-            else:
-                w.push(b'{"type":"ADDED","object":' + e.json() + b"}\n", e.rev)
-        if opts.send_initial_events and opts.allow_bookmarks:
-            w.push(bookmark(cache.resource, rev, initial_events_end=True), rev)
+        _send_initial(w, cache, namespace, opts, rev)
     elif replay_from is not None:
         for ev in cache.events_after(replay_from):
             deliver(w, ev)
     w.last_rev = rev
     cache.watchers.add(w)
     return w
+
+
+def _send_initial(w: Watcher, cache: ResourceCache, namespace: str | None, opts: WatchOptions, rev: int) -> None:
+    """The current objects as ADDED, then the `initial-events-end` BOOKMARK if `sendInitialEvents` asked."""
+    for e in cache.select(namespace, opts.label_selector, opts.field_selector):
+        if w.render is not None:
+            w.push(w.render("ADDED", e), e.rev)
+        else:
+            w.push(b'{"type":"ADDED","object":' + e.json() + b"}\n", e.rev)
+    if opts.send_initial_events and opts.allow_bookmarks:
+        w.push(bookmark(cache.resource, rev, initial_events_end=True), rev)
 
 
 def bookmark(resource: Resource, rev: int, *, initial_events_end: bool = False) -> bytes:
