@@ -56,7 +56,7 @@ async def test_concurrent_workers_start_each_operation_at_its_scheduled_time(thr
     assert run.done()
     await run
     expected = sorted(
-        offsets[schedule.slot_index(op, k, threads, 2 * planned, num)]
+        offsets[schedule.slot_index(op, k, threads, num)]
         for k in range(threads)
         for planned in [schedule.creates_of_thread(num, threads, k)]
         for op in range(2 * planned)

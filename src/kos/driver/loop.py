@@ -37,9 +37,13 @@ MAX_DELETE_BACKOFF = 5.0
 class WorkloadAPI(Protocol):
     """The two calls the loop makes (`kos.client.rest.Client` is one)."""
 
-    async def create(self, obj: NetworkAttachment) -> NetworkAttachment: ...
+    async def create(self, obj: NetworkAttachment) -> NetworkAttachment:
+        """Create `obj`; a StatusError when the server refuses."""
+        ...
 
-    async def delete(self, cls: type[NetworkAttachment], namespace: str, name: str) -> Any: ...
+    async def delete(self, cls: type[NetworkAttachment], namespace: str, name: str) -> Any:
+        """Delete the named NA; NotFound when it is gone, another StatusError when the server refuses."""
+        ...
 
 
 class ScheduleLoop:
@@ -77,7 +81,6 @@ class ScheduleLoop:
         """Worker k's share of the schedule: its creates and deletes, each at its time."""
         s = self.s
         planned = schedule.creates_of_thread(s.num_attachments, s.threads, k)
-        per_thread = 2 * planned
         creates = deletes = 0
         shock = s.wait_after_create > 0
         while deletes < planned:
@@ -85,7 +88,7 @@ class ScheduleLoop:
                 return
             if s.keep_population and creates >= planned:
                 return
-            idx = schedule.slot_index(creates + deletes, k, s.threads, per_thread, s.num_attachments)
+            idx = schedule.slot_index(creates + deletes, k, s.threads, s.num_attachments)
             await self._wait_until(self.t0 + offsets[min(idx, len(offsets) - 1)] + self.pings.extra_delay)
             if self.observer.stopped:
                 return

@@ -145,7 +145,7 @@ class Driver:
             informer: Informer[NetworkAttachment] = Informer(
                 client, NetworkAttachment, namespace=self.namespace, label_selector=f"runid={self.run_id}",
             )  # fmt: skip
-            informer.add_handlers(self.observer.observe, lambda old, new: self.observer.observe(new))
+            informer.add_handlers(self.observer.observe, lambda _old, new: self.observer.observe(new))
             informer.start()
             await informer.wait_synced(30)
             log.warning("run %s: %d networks, %d slots, avgPeers %.2f, breakPoint %d, %d NAs at %.1f ops/s",
