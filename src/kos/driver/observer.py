@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 
-from kos.api.types import SECTION_ADDRESS, SECTION_EXEC_REPORT, SECTION_IMPL, SECTION_SPEC, NetworkAttachment
+from kos.api.types import SECTION_ADDRESS, SECTION_IMPL, SECTION_SPEC, NetworkAttachment
 from kos.driver.metrics import DriverMetrics
 from kos.driver.pingtests import Domain
 from kos.driver.records import Record
@@ -72,7 +72,6 @@ class Observer:
         if rep is not None and not math.isnan(r.ready) and math.isnan(r.tested):
             r.tested = now
             r.test_exit = rep.exit_status
-            r.server_exec = _stamp(na, SECTION_EXEC_REPORT)
             self.domains[r.vni].tested(r, rep.exit_status == 0)
             if rep.exit_status != 0 and self.s.stop_on_ping_fail:
                 self.stopped = f"{r.name}'s test exited {rep.exit_status}: {rep.std_err.strip()[-200:]}"

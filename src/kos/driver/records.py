@@ -38,7 +38,6 @@ class Record:
     server_spec: float = math.nan
     server_address: float = math.nan
     server_impl: float = math.nan
-    server_exec: float = math.nan
     failed: bool = False
     ipv4: str = ""
     closed: bool = False
