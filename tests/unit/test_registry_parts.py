@@ -9,8 +9,8 @@ import datetime
 import msgspec
 import pytest
 
-from kos.api import resources
-from kos.api.errors import BadRequest
+from kos.api import errors, resources
+from kos.api.errors import BadRequest, Conflict
 from kos.api.meta import ObjectMeta
 from kos.api.types import Subnet, SubnetSpec
 from kos.apiserver import deletion, paging
@@ -32,14 +32,18 @@ def _entry(name: str, rev: int) -> Entry:
 
 def test_preconditions_name_what_differs() -> None:
     old = _entry("a", 7)
-    assert deletion.precondition_failure(old, DeleteRequest()) is None
-    assert deletion.precondition_failure(old, DeleteRequest(uid="uid-a", resource_version="7")) is None
-    assert deletion.precondition_failure(old, DeleteRequest(uid="other")) == (
-        "Precondition failed: UID in precondition: other, UID in object meta: uid-a"
-    )
-    assert deletion.precondition_failure(old, DeleteRequest(resource_version="6")) == (
+    deletion.check_preconditions("subnets", "a", old, DeleteRequest())
+    deletion.check_preconditions("subnets", "a", old, DeleteRequest(uid="uid-a", resource_version="7"))
+    with pytest.raises(Conflict) as e:
+        deletion.check_preconditions("subnets", "a", old, DeleteRequest(uid="other"))
+    assert e.value.message.endswith("Precondition failed: UID in precondition: other, UID in object meta: uid-a")
+    assert errors.is_precondition_failed(e.value)
+    with pytest.raises(Conflict) as e:
+        deletion.check_preconditions("subnets", "a", old, DeleteRequest(resource_version="6"))
+    assert e.value.message.endswith(
         "Precondition failed: ResourceVersion in precondition: 6, ResourceVersion in object meta: 7"
     )
+    assert errors.is_precondition_failed(e.value)
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Kubernetes' deletion rules, apart from the store: preconditions, finalizers, the "being deleted" mark.
 
-A delete may carry preconditions (uid, resourceVersion: 409 Conflict when they do not hold, worded as
-kube-apiserver words them). Its propagation policy adds a finalizer — `orphan` for Orphan,
+A delete may carry preconditions (uid, resourceVersion: 409 Conflict with a `PreconditionFailed` cause
+when they do not hold, worded as kube-apiserver words them). Its propagation policy adds a finalizer — `orphan` for Orphan,
 `foregroundDeletion` for Foreground (k8s.io/apiserver registry/generic/registry/store.go,
 `deletionFinalizersForGarbageCollection`) — which the garbage collector (`gc.py`) removes when it has
 done its part; a kind's write rules may hold the object with a finalizer of their own. An object with
@@ -15,7 +15,7 @@ import dataclasses
 import datetime
 from typing import Any
 
-from kos.api import codec
+from kos.api import codec, errors
 from kos.apiserver.cache import Entry
 
 ORPHAN_FINALIZER = "orphan"
@@ -31,17 +31,13 @@ class DeleteRequest:
     dry_run: bool = False
 
 
-def precondition_failure(old: Entry, req: DeleteRequest) -> str | None:
-    """Why `req`'s preconditions do not hold for `old` (the Conflict's message), or None when they do."""
+def check_preconditions(plural: str, name: str, old: Entry, req: DeleteRequest) -> None:
+    """Conflict (409, with a `PreconditionFailed` cause) unless `req`'s uid and resourceVersion hold for `old`."""
     meta = old.obj.metadata
     if req.uid is not None and req.uid != meta.uid:
-        return f"Precondition failed: UID in precondition: {req.uid}, UID in object meta: {meta.uid}"
+        raise errors.precondition_failed(plural, name, "UID", req.uid, meta.uid)
     if req.resource_version is not None and req.resource_version != str(old.rev):
-        return (
-            f"Precondition failed: ResourceVersion in precondition: {req.resource_version},"
-            f" ResourceVersion in object meta: {old.rev}"
-        )
-    return None
+        raise errors.precondition_failed(plural, name, "ResourceVersion", req.resource_version, str(old.rev))
 
 
 def finalizers_for(current: tuple[str, ...], policy: str, hold: str) -> tuple[str, ...]:

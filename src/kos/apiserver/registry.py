@@ -29,9 +29,9 @@ from kos.apiserver.deletion import (
     FOREGROUND_FINALIZER,
     ORPHAN_FINALIZER,
     DeleteRequest,
+    check_preconditions,
     finalizers_for,
     marked_deleting,
-    precondition_failure,
 )
 from kos.apiserver.paging import ListOptions, ListResult
 from kos.apiserver.reads import parse_rv, wait_for_read
@@ -281,9 +281,7 @@ class Registry:
             old = self.cache.get(ckey)
             if old is None:
                 raise self._not_found(name)
-            failure = precondition_failure(old, req)
-            if failure is not None:
-                raise self._conflict(name, failure)
+            check_preconditions(self.resource.plural, name, old, req)
             try:
                 return await self._delete_once(self.key(namespace, name), old, req)
             except RevisionMismatch as e:

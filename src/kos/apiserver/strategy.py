@@ -57,12 +57,12 @@ def prepare_update(
     """`new` as the strategy writes it over `old` (without resourceVersion), or None when that changes nothing.
 
     A status update changes status only, which the kind's controllers own, so it is not validated.
-    Raises Conflict when `new` names another uid, Invalid when the update is not valid.
+    Raises Conflict (a `PreconditionFailed` cause) when `new` names another uid, Invalid when the update is
+    not valid.
     """
     their_uid = new.metadata.uid
     if their_uid and their_uid != old.metadata.uid:
-        why = f"Precondition failed: UID in precondition: {their_uid}, UID in object meta: {old.metadata.uid}"
-        raise errors.conflict(strategy.resource.plural, name, why)
+        raise errors.precondition_failed(strategy.resource.plural, name, "UID", their_uid, old.metadata.uid)
     if subresource == "status":
         prepared = strategy.prepare_for_status_update(new, old, now)
     else:
