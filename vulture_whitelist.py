@@ -53,6 +53,4 @@ _.anything
 
 # Dead, but in code another helper of issue 11 is restructuring right now; the lead removes them after the merge:
 _.relists  # kos.client.reflector: counted, never read (helper B's reflector rewrite)
-_.server_exec  # kos.driver.run.Record: set, never read (helper D2's driver split)
-_.ops_per_thread  # kos.driver.schedule.slot_index: a parameter it never uses (helper D2)
 _.vn_relevance_delay  # kos.agent.metrics: the original's gauge, registered but never set (helper D1)
