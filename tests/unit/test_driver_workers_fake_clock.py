@@ -21,12 +21,11 @@ from kos.driver.metrics import DriverMetrics
 from kos.driver.observer import Observer
 from kos.driver.pingtests import PingTests
 from kos.driver.records import Slot
-
-clock_module = pytest.importorskip("kos.testing.clock")  # helper C's fake clock (issue 11 item 2)
+from kos.testing.clock import FakeClock
 
 
 class Calls:
-    def __init__(self, clock: Any) -> None:
+    def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
         self.seen: list[tuple[float, str, str]] = []
 
@@ -40,7 +39,7 @@ class Calls:
 
 @pytest.mark.parametrize(("threads", "num"), [(3, 7), (2, 6), (4, 4)])
 async def test_concurrent_workers_start_each_operation_at_its_scheduled_time(threads: int, num: int) -> None:
-    clock = clock_module.FakeClock(start=0.0)
+    clock = FakeClock(start=0.0)
     s = settings.DriverSettings(server="http://x", nodes=("n",), num_attachments=num, threads=threads, rate=10.0)
     rng = random.Random(3)
     plan = distribution.plan(num_nets=2, top_net_size=4, rng=rng)
