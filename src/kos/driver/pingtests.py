@@ -90,12 +90,8 @@ class PingTests:
         """Until a peer passed, none is pending, or the clock reaches `deadline` (monotonic seconds)."""
         while dom.latest is None and dom.pending and self.clock.monotonic() < deadline:
             dom.changed.clear()
-            changed = asyncio.ensure_future(dom.changed.wait())
-            timer = asyncio.ensure_future(self.clock.sleep(max(0.0, deadline - self.clock.monotonic())))
+            timer = self.clock.call_later(max(0.0, deadline - self.clock.monotonic()), dom.changed.set)
             try:
-                await asyncio.wait((changed, timer), return_when=asyncio.FIRST_COMPLETED)
+                await dom.changed.wait()
             finally:
-                changed.cancel()
                 timer.cancel()
-            if not dom.changed.is_set():
-                return  # timed out
