@@ -147,7 +147,10 @@ class Registry:
             try:
                 if self.admission is not None:
                     return await self.admission.create(prepared, lambda o: self._create_one(o, dry_run))
-                return await self._create_one(prepared, dry_run)
+                if dry_run:  # the common path inline (not through _create_one): NA creates are a hot path
+                    return self.cache.entry_for(prepared, 0)
+                rev = await _store(self.store.create(self.key(namespace, name), codec.encode(prepared)))
+                return self._written(self.cache.entry_for(prepared, rev))
             except KeyExists:
                 if generate:
                     continue
@@ -222,9 +225,13 @@ class Registry:
         result is no write (the same entry back); a result with a deletion timestamp and no finalizers
         completes the deletion. Raises NotFound, Conflict, Invalid and what `mutate` raises.
         """
-        ckey = f"{namespace}/{name}"
+        ckey, key = f"{namespace}/{name}", self.key(namespace, name)
         for attempt in range(MAX_RETRIES):
-            old = await self._current(ckey, name, expected, consistent=attempt == 0 and expected is None)
+            old = self.cache.get(ckey)
+            if old is None or (expected is not None and old.rev < expected) or (attempt == 0 and expected is None):
+                await self.cacher.sync()  # (inline, not a helper coroutine: status updates are a hot path)
+                old = self.cache.get(ckey)
+            old = self._check_current(old, name, expected)
             new = prepare_update(self.strategy, name, mutate(old), old.obj, subresource, self.clock.now())
             if new is None:
                 return old  # nothing changed: no write, no event, same resourceVersion
@@ -232,7 +239,11 @@ class Registry:
             if dry_run:
                 return self.cache.entry_for(new, old.rev)
             try:
-                return await self._write_update(self.key(namespace, name), new, old, guards)
+                if new.metadata.deletion_timestamp is not None and not new.metadata.finalizers:
+                    d = await _store(self.store.delete(key, old.rev, guards))
+                    return self.cache.entry_for(new, d.revision)
+                rev = await _store(self.store.update(key, codec.encode(new), old.rev, guards))
+                return self._written(self.cache.entry_for(new, rev))
             except RevisionMismatch as e:
                 if expected is not None:
                     raise self._conflict(name) from None
@@ -243,24 +254,13 @@ class Registry:
                 raise self._not_found(name) from None
         raise self._conflict(name, "too many concurrent writers; please try again")
 
-    async def _current(self, ckey: str, name: str, expected: int | None, *, consistent: bool) -> Entry:
-        """The cached object to update: after a sync when asked, or when the cache is behind `expected`."""
-        old = self.cache.get(ckey)
-        if old is None or (expected is not None and old.rev < expected) or consistent:
-            await self.cacher.sync()
-            old = self.cache.get(ckey)
+    def _check_current(self, old: Entry | None, name: str, expected: int | None) -> Entry:
+        """`old`, unless it is missing (NotFound) or not at the pinned revision `expected` (Conflict)."""
         if old is None:
             raise self._not_found(name)
         if expected is not None and old.rev != expected:
             raise self._conflict(name)
         return old
-
-    async def _write_update(self, key: str, new: Any, old: Entry, guards: Sequence[Guard]) -> Entry:
-        if new.metadata.deletion_timestamp is not None and not new.metadata.finalizers:
-            d = await _store(self.store.delete(key, old.rev, guards))
-            return self.cache.entry_for(new, d.revision)
-        rev = await _store(self.store.update(key, codec.encode(new), old.rev, guards))
-        return self._written(self.cache.entry_for(new, rev))
 
     # --- delete ------------------------------------------------------------------------------
 
@@ -282,8 +282,16 @@ class Registry:
             if old is None:
                 raise self._not_found(name)
             check_preconditions(self.resource.plural, name, old, req)
+            guards, hold = self.rules.delete_guards(old) if self.rules is not None else ((), "")
+            finalizers = finalizers_for(old.obj.metadata.finalizers, req.propagation_policy, hold)
+            key = self.key(namespace, name)
             try:
-                return await self._delete_once(self.key(namespace, name), old, req)
+                if finalizers:
+                    return await self._mark_deleting(key, old, finalizers, guards, req.dry_run)
+                if req.dry_run:
+                    return old, True
+                d = await _store(self.store.delete(key, old.rev, guards))  # inline: the common, hot path
+                return self._written(old.at_revision(d.revision)), True
             except RevisionMismatch as e:
                 await self.cacher.wait_for(e.current.mod_revision, timeout=WRITE_VISIBLE_TIMEOUT)
             except GuardFailed:  # another object moved on: judge again from a cache that has seen it
@@ -292,19 +300,14 @@ class Registry:
                 raise self._not_found(name) from None
         raise self._conflict(name, "too many concurrent writers; please try again")
 
-    async def _delete_once(self, key: str, old: Entry, req: DeleteRequest) -> tuple[Entry, bool]:
-        """One attempt: delete `old` at its revision, or mark it deleting while finalizers hold it (`deletion`)."""
-        guards, hold = self.rules.delete_guards(old) if self.rules is not None else ((), "")
-        finalizers = finalizers_for(old.obj.metadata.finalizers, req.propagation_policy, hold)
-        if not finalizers:
-            if req.dry_run:
-                return old, True
-            d = await _store(self.store.delete(key, old.rev, guards))
-            return self._written(old.at_revision(d.revision)), True
+    async def _mark_deleting(
+        self, key: str, old: Entry, finalizers: tuple[str, ...], guards: Sequence[Guard], dry_run: bool
+    ) -> tuple[Entry, bool]:
+        """Mark `old` as being deleted, held by `finalizers` (`deletion.marked_deleting`); (object, False)."""
         if old.obj.metadata.deletion_timestamp is not None and finalizers == old.obj.metadata.finalizers:
             return old, False
         new = marked_deleting(old.obj, finalizers, self.clock.now())
-        if req.dry_run:
+        if dry_run:
             return self.cache.entry_for(new, old.rev), False
         rev = await _store(self.store.update(key, codec.encode(new), old.rev, guards))
         return self._written(self.cache.entry_for(new, rev)), False
