@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kos.util import calibration
+
 ROOT = Path(__file__).resolve().parent.parent
 NA_PATH = "/apis/network.example.com/v1alpha1/namespaces/{ns}/networkattachments"
 
@@ -192,7 +194,7 @@ def obj(v, i, gen):
                                        ifc_name=f"gen{gen}"))
 
 async def main():
-    async with running_apiserver(port=PORT, watch_cache_size=1_000_000) as server:
+    async with running_apiserver(port=PORT, watch_cache_size=1_000_000, check_cache=False) as server:
         store = server.store
         revs = {}
         for v in range(1, VNIS + 1):
@@ -233,7 +235,6 @@ class _Counter(asyncio.Protocol):
     def __init__(self, total: list[int], path: str, done: asyncio.Event, target: list[int]) -> None:
         self.total, self.path, self.done, self.target = total, path, done, target
         self.carry = b""
-        self.headers_done = False
 
     def connection_made(self, transport: Any) -> None:
         transport.write(f"GET {self.path} HTTP/1.1\r\nHost: bench\r\nAccept: application/json\r\n\r\n".encode())
@@ -306,6 +307,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="one short run of each (for a smoke test)")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
+    calibration.print_calibration()
     if args.quick:
         args.runs, args.seconds, args.events = 1, 2.0, 2000
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

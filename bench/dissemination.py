@@ -44,6 +44,7 @@ from kos.api.types import NetworkAttachment, NetworkAttachmentSpec, Subnet, Subn
 from kos.client.rest import Client  # noqa: E402
 from kos.driver import distribution  # noqa: E402
 from kos.testing.process import APIServerProcess, KosProcess, free_port  # noqa: E402
+from kos.util import calibration  # noqa: E402
 
 NS = "bench"
 
@@ -301,6 +302,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    calibration.print_calibration()
     scales = [100, 1000] if args.scale == "both" else [int(args.scale)]
     results = []
     with tempfile.TemporaryDirectory() as d:

@@ -39,6 +39,7 @@ from kos.api.types import NetworkAttachment, NetworkAttachmentSpec, Subnet, Subn
 from kos.client.rest import Client  # noqa: E402
 from kos.controllers.addresses import AddressSets  # noqa: E402
 from kos.testing.process import APIServerProcess, KosProcess, free_port  # noqa: E402
+from kos.util import calibration  # noqa: E402
 
 NS = "bench"
 
@@ -198,6 +199,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    calibration.print_calibration()
     if args.quick:
         args.runs, args.attachments, args.live = 1, 2000, 2000
     results: dict[str, Any] = {}

@@ -49,6 +49,7 @@ from kos.fabric import flows  # noqa: E402
 from kos.fabric.interface import LocalNetIfc, RemoteNetIfc  # noqa: E402
 from kos.fabric.ovs.fabric import OVSFabric, OVSSettings  # noqa: E402
 from kos.testing import ovs as ovslab  # noqa: E402
+from kos.util import calibration  # noqa: E402
 
 
 def remote_ifcs(n: int, vni: int = 0x2A) -> list[RemoteNetIfc]:
@@ -238,6 +239,7 @@ def main() -> int:
     ap.add_argument("--locals", type=int, default=30, help="local attachments per run")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
+    calibration.print_calibration()
     why = ovslab.missing()
     if why:
         print(f"bench/ovs.py: {why}", file=sys.stderr)

@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from kos.testing.process import APIServerProcess, KosProcess, free_port  # noqa: E402
+from kos.util import calibration  # noqa: E402
 
 SHAPES = {
     "small": ["--num-nets", "100", "--top-net-size", "10"],
@@ -226,6 +227,7 @@ def main() -> int:
         help="which reading of p99 the search uses (both are reported)",
     )
     args = ap.parse_args()
+    calibration.print_calibration()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

@@ -18,6 +18,7 @@ from kos.storage.interface import (
     Store,
     Unavailable,
 )
+from kos.testing.wait import eventually
 
 
 async def collect(store: Store, prefix: str, after: int, n: int, timeout: float = 5.0) -> list[Event]:
@@ -114,11 +115,21 @@ async def test_watch_replays_from_revision_in_order(store: Store) -> None:
 
 async def test_watch_sees_live_changes(store: Store) -> None:
     rev = await store.current_revision()
-    task = asyncio.create_task(collect(store, "/live/", rev, 50))
-    await asyncio.sleep(0.05)
-    for i in range(50):
+    got: list[Event] = []
+
+    async def run() -> None:
+        async for batch in store.watch("/live/", rev):
+            got.extend(batch)
+            if len(got) >= 50:
+                return
+
+    task = asyncio.create_task(run())
+    await store.create("/live/ns/000", b"0")
+    await eventually(lambda: got, timeout=5)  # the watch has delivered: what follows are live changes
+    for i in range(1, 50):
         await store.create(f"/live/ns/{i:03d}", str(i).encode())
-    events = await task
+    await asyncio.wait_for(task, 5)
+    events = got
     assert [e.key for e in events] == [f"/live/ns/{i:03d}" for i in range(50)]
     revs = [e.revision for e in events]
     assert revs == sorted(revs) and len(set(revs)) == 50
@@ -200,13 +211,15 @@ async def test_compact_is_clamped_and_idempotent(store: Store) -> None:
 async def test_close_ends_a_watch_with_unavailable(store: Store) -> None:
     rev = await store.current_revision()
     it = store.watch("/closing/", rev)
+    seen: list[Event] = []
 
     async def run() -> None:
-        async for _ in it:
-            pass
+        async for batch in it:
+            seen.extend(batch)
 
     task = asyncio.create_task(run())
-    await asyncio.sleep(0.1)
+    await store.create("/closing/ns/a", b"a")
+    await eventually(lambda: seen, timeout=5)  # the watch is running
     await store.close()
     with pytest.raises(Unavailable):
         await asyncio.wait_for(task, 5)

@@ -205,38 +205,12 @@ def http(apiserver: ApiserverProcess) -> Http:
 async def server() -> AsyncIterator[APIServer]:
     """An in-process apiserver (memory store) per test; modules that need other settings override it.
 
-    After the test, the watch cache is checked against the store: the cache keeps the entries the
-    registry wrote instead of decoding them again, so what it holds and what its watches sent must
-    be exactly what decoding the stored bytes gives.
+    Every in-process apiserver a test starts through `running_apiserver` (this fixture, the modules'
+    own fixtures, and tests that start one inline) has its watch cache checked against the store
+    afterwards (`kos.testing.cachecheck`).
     """
     async with running_apiserver() as s:
         yield s
-        await assert_cache_matches_store(s)
-
-
-async def assert_cache_matches_store(server: APIServer) -> None:
-    cacher = server.cacher
-    assert cacher is not None
-    await cacher.sync()
-    items, _ = await cacher.store.list("/")
-    stored = {kv.key: kv for kv in items}
-    for plural, cache in cacher.caches.items():
-        for key, entry in cache.items.items():
-            kv = stored.pop(f"/{plural}/{key}")
-            fresh = cache.make_entry(key, kv.value, kv.mod_revision)
-            assert entry.obj == fresh.obj, f"{plural} {key}: the cache holds {entry.obj!r}, the store {fresh.obj!r}"
-            assert entry.json() == fresh.json() and entry.fields == fresh.fields
-            assert entry.rev == kv.mod_revision
-        for ev in cache.history:
-            if ev.cur.rev <= cache.floor:
-                continue
-            # Every event's content is re-derived from the store's change log.
-            async for batch in cacher.store.watch(f"/{plural}/{ev.cur.key}", ev.rev - 1):
-                change = next(c for c in batch if c.revision == ev.rev)
-                fresh = cache.make_entry(ev.cur.key, change.value, ev.rev)
-                assert ev.cur.obj == fresh.obj and ev.cur.json() == fresh.json(), f"{plural} event at {ev.rev}"
-                break
-    assert not [k for k in stored if k.split("/")[1] in cacher.caches], f"not in the cache: {list(stored)}"
 
 
 @pytest.fixture

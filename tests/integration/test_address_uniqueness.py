@@ -28,6 +28,7 @@ from kos.client.rest import Client
 from kos.controllers.ipam import RUN_OUT
 from kos.controllers.manager import ControllerManager
 from kos.testing.controllers import start_cm
+from kos.testing.quiet import quiesced
 from kos.testing.wait import eventually
 from kos.verify.history import AddressHistory, follow
 from kos.verify.invariants import address_violations, readiness_violations
@@ -52,10 +53,6 @@ async def history(client: Client) -> AsyncIterator[AddressHistory]:
             want = {f"{n.metadata.namespace}/{n.metadata.name}": (n.status.address_vni, n.status.ipv4)
                     for n in final if n.status.ipv4}  # fmt: skip
             last = max((int(n.metadata.resource_version) for n in final), default=0)
-            for _ in range(300):
-                if int(h.revision or 0) >= last:
-                    break
-                await asyncio.sleep(0.01)
             return int(h.revision or 0) >= last and h.shown == want
 
         await eventually(caught_up)
@@ -140,7 +137,9 @@ async def remove_finalizer(client: Client, name: str, finalizer: str = HOLD) -> 
 # --- the reported inputs ------------------------------------------------------------------------
 
 
-async def test_a_lock_deleted_twice_by_hand_with_a_waiter(client: Client, cm: ControllerManager) -> None:
+async def test_a_lock_deleted_twice_by_hand_with_a_waiter(
+    server: APIServer, client: Client, cm: ControllerManager
+) -> None:
     """Whereabouts #207 on a /32: today x and yy both end Ready with 10.42.0.9. Right: one holder."""
     async with history(client):
         await client.create(subnet())
@@ -166,8 +165,8 @@ async def test_a_lock_deleted_twice_by_hand_with_a_waiter(client: Client, cm: Co
         assert len(one) == 1
         other = "yy" if one == ["x"] else "x"
         await eventually(lambda: waits(client, other))
-        await asyncio.sleep(0.3)
-        assert await holders(client) == one  # and it stays that way
+        await quiesced(server, cm.controllers)  # the controllers have seen everything and have nothing left to do
+        assert await holders(client) == one  # so it stays that way
 
 
 async def test_a_lock_deleted_by_hand_in_a_full_subnet_with_a_waiter(client: Client, cm: ControllerManager) -> None:
@@ -214,7 +213,9 @@ async def _gone(client: Client, name: str) -> bool:
     return await get(client, name) is None
 
 
-async def test_background_deletion_waits_for_a_finalizer(client: Client, cm: ControllerManager) -> None:
+async def test_background_deletion_waits_for_a_finalizer(
+    server: APIServer, client: Client, cm: ControllerManager
+) -> None:
     """A terminating attachment keeps its address (and its lock) until it is really gone."""
     async with history(client):
         await client.create(subnet())
@@ -223,7 +224,7 @@ async def test_background_deletion_waits_for_a_finalizer(client: Client, cm: Con
         await client.create(na("e", "node-1"))
         await eventually(lambda: waits(client, "e"))
         await client.delete(NetworkAttachment, NS, "d")
-        await asyncio.sleep(0.3)
+        await quiesced(server, cm.controllers)
         assert await shows(client, "d") and await waits(client, "e")
         await remove_finalizer(client, "d")
         await eventually(lambda: shows(client, "e"))
@@ -231,7 +232,7 @@ async def test_background_deletion_waits_for_a_finalizer(client: Client, cm: Con
 
 
 async def test_orphan_deletion_leaves_the_address_held_by_an_ownerless_lock(
-    client: Client, cm: ControllerManager
+    server: APIServer, client: Client, cm: ControllerManager
 ) -> None:
     async with history(client):
         await client.create(subnet())
@@ -247,7 +248,7 @@ async def test_orphan_deletion_leaves_the_address_held_by_an_ownerless_lock(
 
         await eventually(orphaned)
         await eventually(lambda: _cleared(client, "d"))  # d no longer controls the lock: it must not show it
-        await asyncio.sleep(0.3)
+        await quiesced(server, cm.controllers)
         assert await waits(client, "e")  # the ownerless lock still holds the address
         subnets, _ = await client.list(Subnet)
         nas, _ = await client.list(NetworkAttachment)
@@ -341,7 +342,7 @@ async def test_deleted_and_created_again_under_one_name(client: Client, cm: Cont
                 await client.delete(NetworkAttachment, NS, f"a{i}")
             with contextlib.suppress(AlreadyExists):
                 await client.create(na(f"a{i}", f"node-{i}"))
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # pacing, not synchronisation: the controllers get to act between steps
         await settled(client)
 
 
@@ -363,7 +364,7 @@ async def test_every_deletion_path_with_two_ipams(server: APIServer, client: Cli
             while loop.time() < deadline:
                 ops += 1
                 await _random_step(client, server, rng, pool, cms, seed)
-                await asyncio.sleep(rng.random() * 0.01)
+                await asyncio.sleep(rng.random() * 0.01)  # random pacing between the racing steps
             assert ops > 100
             for name in pool:  # let every held attachment go, then let the system settle
                 await remove_finalizer(client, name)
@@ -487,7 +488,9 @@ async def test_a_failed_completion_is_tried_again(server: APIServer, client: Cli
 
 
 @pytest.mark.parametrize("edit", ["drop", "to-waiter", "not-controller"])
-async def test_a_lock_given_away_by_hand_is_let_go(client: Client, cm: ControllerManager, edit: str) -> None:
+async def test_a_lock_given_away_by_hand_is_let_go(
+    server: APIServer, client: Client, cm: ControllerManager, edit: str
+) -> None:
     """Editing a lock's owner references (dropping them, pointing them at another NA, or making them not the
     controller) takes the address from x: IPAM moves x off it, and the address has one holder at every revision."""
     async with history(client):
@@ -508,5 +511,5 @@ async def test_a_lock_given_away_by_hand_is_let_go(client: Client, cm: Controlle
         await eventually(lambda: _cleared(client, "x"))
         if edit == "to-waiter":  # the lock now backs yy: IPAM writes it into yy's status
             await eventually(lambda: shows(client, "yy"))
-        await asyncio.sleep(0.2)
+        await quiesced(server, cm.controllers)
         assert len(await holders(client)) <= 1

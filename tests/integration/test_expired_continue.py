@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from kos.api.types import NetworkAttachment
-from kos.apiserver.registry import INCONSISTENT_CONTINUE
+from kos.apiserver.paging import INCONSISTENT_CONTINUE
 from kos.apiserver.server import APIServer
 from kos.client.rest import Client
 from kos.testing.apiserver import running_apiserver

@@ -150,7 +150,7 @@ async def test_a_pipelined_request_split_across_reads_is_forwarded_whole(server:
         writer.write(request("POST", SUBNETS, subnet("sp", 42)) + second[:40])
         await writer.drain()
         assert (await read_response(reader))[0] == 201
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # a pause, so the server reads the parts separately: the split is the point
         writer.write(second[40:200])
         await writer.drain()
         await asyncio.sleep(0.05)

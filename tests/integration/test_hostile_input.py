@@ -23,6 +23,8 @@ import aiohttp
 import pytest
 import yarl
 
+from kos.testing.wait import eventually
+
 PREFIX = "/apis/network.example.com/v1alpha1"
 SN = f"{PREFIX}/namespaces/hostile/subnets"
 NA = f"{PREFIX}/namespaces/hostile/networkattachments"
@@ -70,18 +72,19 @@ async def _while_served(
                     await r.read()
                 worst = max(worst, time.perf_counter() - t)
                 served += 1
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # pacing: a steady trickle of requests beside the hostile one
 
     rss_before = _rss(server.proc.pid)
     task = asyncio.create_task(bystander())
-    await asyncio.sleep(0.05)
+    await eventually(lambda: served >= 1)  # the bystander is being served
     data = None if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
     t0 = time.perf_counter()
     async with session.request(method, yarl.URL(server.url + path, encoded=True), data=data,
                                headers={"Content-Type": ctype}) as r:  # fmt: skip
         status, answer = r.status, await r.json()
     elapsed = time.perf_counter() - t0
-    await asyncio.sleep(0.05)
+    after = served
+    await eventually(lambda: served > after)  # and still is, after the hostile request
     stop.set()
     await task
     grown = _rss(server.proc.pid) - rss_before

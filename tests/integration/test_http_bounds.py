@@ -17,6 +17,7 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -24,6 +25,7 @@ import pytest
 from kos.apiserver.server import APIServer
 from kos.testing.apiserver import cache_lagging, running_apiserver
 from kos.testing.rawsocket import read_response, request
+from kos.testing.wait import eventually
 
 P = "/apis/network.example.com/v1alpha1"
 NAS = f"{P}/namespaces/hb/networkattachments"
@@ -246,7 +248,7 @@ async def test_pipelined_answers_wait_for_a_client_that_does_not_read(server: AP
         writer.write(request("GET", NAS) * 400)
         last, stable_since = -1.0, time.monotonic()
         while time.monotonic() - stable_since < 1.0:  # until the server stops answering
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # real time is the point: "stopped" is a second without progress
             n = served_lists(server)
             if n != last:
                 last, stable_since = n, time.monotonic()
@@ -262,7 +264,7 @@ async def test_a_client_that_never_reads_its_answers_is_dropped(impatient: APISe
     reader, writer = await connect(impatient, rcvbuf=4096)
     try:
         writer.write(request("GET", NAS) * 50)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # real time is the point: the client reads nothing for a while (idle bound 1 s)
         assert await closed_by_server(reader, 8)  # reading now drains what the kernel held, then EOF or reset
     finally:
         writer.close()
@@ -276,7 +278,7 @@ async def test_pipelined_requests_are_read_ahead_only_so_far(server: APIServer) 
         flood = request("GET", NAS) * 500_000  # ~48 MB: more than the kernel's socket buffers hold
         writer.write(flood)
         before = rss()  # the server has read nothing yet: it runs on this loop, which has not turned
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # real time is the point: a second in which the server must not read it all
         assert writer.transport.get_write_buffer_size() > 0  # the server stopped reading: our side holds the rest
         await healthy(server)
         assert rss() - before < 100 << 20
@@ -326,15 +328,18 @@ async def test_far_future_resource_versions_leave_no_waiter_behind(server: APISe
 async def test_a_client_that_never_reads_is_dropped_with_a_probe_pending(impatient: APIServer) -> None:
     """Calls pipelined before a health check: their answers are timed while they wait for a client that does
     not read (the connection would otherwise hold a descriptor forever)."""
-    from kos.testing.wait import eventually
-
+    assert impatient.http is not None
+    http = impatient.http
     await _fill(impatient, 40, 200_000)  # 8 MB lists: more than the kernel's buffers hold
     _reader, writer = await connect(impatient, rcvbuf=4096)
     try:
         writer.write(request("GET", NAS) * 3 + request("GET", "/healthz"))
-        await asyncio.sleep(0.3)
-        assert impatient.http is not None
-        pending = [p for p in impatient.http.connections if p.transport is not None and p._queue]
+
+        def waiting() -> list[Any]:
+            return [p for p in http.connections if p.transport is not None and p._queue]
+
+        await eventually(waiting, timeout=8)
+        pending = waiting()
         assert len(pending) == 1
         await eventually(lambda: pending[0]._dead and pending[0].transport is None, timeout=8)
     finally:
@@ -344,13 +349,14 @@ async def test_a_client_that_never_reads_is_dropped_with_a_probe_pending(impatie
 async def test_shutdown_answers_a_call_in_flight() -> None:
     """A call waiting for a revision the cache has not reached when the server stops gets 503, not a cut
     connection."""
-    async with running_apiserver() as s:
+    async with running_apiserver(check_cache=False) as s:  # stopped by the test itself: nothing left to check
         rev = await s.store.current_revision()
         with cache_lagging(s, rev + 5):
             reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
             writer.write(request("GET", f"{NAS}?resourceVersion={rev + 5}"))
             await writer.drain()
-            await asyncio.sleep(0.2)
+            assert s.cacher is not None
+            await eventually(lambda: s.cacher is not None and s.cacher.waiting == 1, timeout=5)  # the call waits
             stopping = asyncio.create_task(s.stop())
             status, _, body = await read_response(reader, 5)
             await stopping

@@ -10,6 +10,7 @@ from kos.api.meta import ObjectMeta, OwnerReference
 from kos.api.types import API_VERSION, IPLock, IPLockSpec, NetworkAttachment, NetworkAttachmentSpec, Subnet, SubnetSpec
 from kos.apiserver.server import APIServer
 from kos.client.rest import Client
+from kos.controllers.iplocks import best_lock
 from kos.controllers.manager import ControllerManager
 from kos.testing.controllers import start_cm
 from kos.testing.wait import eventually
@@ -125,7 +126,13 @@ async def test_deleting_an_attachment_releases_its_lock(client: Client, cm: Cont
     await eventually(lambda: _no_locks(client))
 
 
-async def test_duplicate_locks_resolve_to_the_oldest(server: APIServer, client: Client) -> None:
+async def test_duplicate_locks_resolve_to_the_best(server: APIServer, client: Client) -> None:
+    """Of two locks an NA controls, IPAM keeps `best_lock`'s choice and releases the other.
+
+    The two are made within a second or so, so their one-second creation timestamps may tie (then the
+    greater UID wins) or not; which lock is older is decided in tests/unit/test_ipam_decisions.py with
+    timestamps set by hand, without waiting for the clock.
+    """
     await client.create(
         Subnet(metadata=ObjectMeta(name="s1", namespace=NS), spec=SubnetSpec(vni=6, ipv4="10.6.0.0/24"))
     )
@@ -135,16 +142,16 @@ async def test_duplicate_locks_resolve_to_the_oldest(server: APIServer, client: 
     )
     first = await client.create(IPLock(metadata=ObjectMeta(name=names.lock_name(6, "10.6.0.7"), namespace=NS,
                                                            owner_references=(owner,)), spec=IPLockSpec(subnet_name="s1")))  # fmt: skip
-    await asyncio.sleep(1.1)  # creation timestamps have one-second precision
-    await client.create(IPLock(metadata=ObjectMeta(name=names.lock_name(6, "10.6.0.9"), namespace=NS,
-                                                   owner_references=(owner,)), spec=IPLockSpec(subnet_name="s1")))  # fmt: skip
+    second = await client.create(IPLock(metadata=ObjectMeta(name=names.lock_name(6, "10.6.0.9"), namespace=NS,
+                                                            owner_references=(owner,)), spec=IPLockSpec(subnet_name="s1")))  # fmt: skip
+    kept = best_lock([first, second])
     cm = await start_cm(server)
     try:
         await eventually(lambda: _ip(client, "a"))
-        assert (await all_nas(client))["a"].status.ipv4 == "10.6.0.7"
+        assert (await all_nas(client))["a"].status.ipv4 == ("10.6.0.7" if kept is first else "10.6.0.9")
         await eventually(lambda: _lock_count(client, 1))
         locks, _ = await client.list(IPLock)
-        assert [lk.metadata.uid for lk in locks] == [first.metadata.uid]
+        assert [lk.metadata.uid for lk in locks] == [kept.metadata.uid]
     finally:
         await cm.stop()
 

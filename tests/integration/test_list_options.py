@@ -6,7 +6,7 @@ storage layer's continue rules (400), the parameter codec's decoding (first of
 repeated values; a boolean is false only when absent, `0` or `false`; `+` is a
 space in a query), and the watch start semantics of `resourceVersion` with
 `sendInitialEvents`. Each row is sent over real HTTP to an in-process apiserver
-holding two subnets in two namespaces.
+holding two subnets in two namespaces, on a fake clock: a watch's timeoutSeconds passes when a test advances it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ import aiohttp
 import pytest
 import yarl
 
+from kos.apiserver.server import APIServer
 from kos.testing.apiserver import running_apiserver
+from kos.testing.clock import FakeClock
+from kos.testing.wait import eventually
 
 API_VERSION = "network.example.com/v1alpha1"
 PREFIX = f"/apis/{API_VERSION}"
@@ -32,6 +35,8 @@ SN = f"{PREFIX}/namespaces/lo/subnets"
 class Server:
     session: aiohttp.ClientSession
     url: str
+    api: APIServer
+    clock: FakeClock
     rv: str = ""  # the list revision after seeding
     token: str = ""  # a continue token for a one-item page
 
@@ -44,6 +49,27 @@ class Server:
             assert r.status == 201, await r.read()
             return await r.json()
 
+    def watches(self) -> float:
+        """Subnet watches the server holds open."""
+        value: float = self.api.metrics.watchers.labels("subnets")._value.get()
+        return value
+
+    async def watch(self, path: str, timeout_seconds: int, during: Any = None) -> tuple[int, bytes]:
+        """A watch's whole answer: once it is open (its initial events pushed), `during()` runs, then the clock
+        passes its timeoutSeconds and the stream ends."""
+        before = self.watches()
+        answer = asyncio.create_task(
+            self.get(path + ("&" if "?" in path else "?") + f"timeoutSeconds={timeout_seconds}")
+        )
+        try:
+            await eventually(lambda: self.watches() > before or answer.done(), timeout=10)
+            if during is not None:
+                await during()  # a write is answered once the cache has applied it and sent its events
+            await self.clock.advance(timeout_seconds)
+            return await asyncio.wait_for(answer, 10)
+        finally:
+            answer.cancel()
+
 
 def subnet(name: str, vni: int, labels: dict[str, str] | None = None) -> dict[str, Any]:
     return {"apiVersion": API_VERSION, "kind": "Subnet", "metadata": {"name": name, "labels": labels or {}},
@@ -52,8 +78,9 @@ def subnet(name: str, vni: int, labels: dict[str, str] | None = None) -> dict[st
 
 @pytest.fixture
 async def server() -> AsyncIterator[Server]:
-    async with running_apiserver() as api, aiohttp.ClientSession() as session:
-        s = Server(session, api.url)
+    clock = FakeClock()
+    async with running_apiserver(clock=clock) as api, aiohttp.ClientSession() as session:
+        s = Server(session, api.url, api, clock)
         await s.post(SN, subnet("a", 1, {"app": "a"}))
         await s.post(SN, subnet("b", 2, {"app": "b"}))
         await s.post(f"{PREFIX}/namespaces/other/subnets", subnet("c", 3))
@@ -218,7 +245,7 @@ async def test_watch_options_refused(server: Server, row: Row) -> None:
 
 async def _events(s: Server, path: str) -> list[dict[str, Any]]:
     """The events of a watch with timeoutSeconds=1 (the stream ends by itself)."""
-    status, body = await s.get(path + ("&" if "?" in path else "?") + "timeoutSeconds=1")
+    status, body = await s.watch(path, 1)
     assert status == 200, body[:500]
     return [json.loads(line) for line in body.splitlines() if line.strip()]
 
@@ -248,11 +275,12 @@ async def test_watch_without_initial_events_starts_now_from_an_empty_or_zero_res
 ) -> None:
     """sendInitialEvents=false with resourceVersion "" or "0": no initial objects, no replayed history (was 400)."""
     for rv in ("", "&resourceVersion=0"):
-        q = f"{SN}?watch=1&sendInitialEvents=false&resourceVersionMatch=NotOlderThan{rv}&timeoutSeconds=2"
-        watch = asyncio.create_task(server.get(q))
-        await asyncio.sleep(0.5)
-        await server.post(SN, subnet(f"new{len(rv)}", 10 + len(rv)))
-        status, body = await watch
+        q = f"{SN}?watch=1&sendInitialEvents=false&resourceVersionMatch=NotOlderThan{rv}"
+
+        async def write(rv: str = rv) -> None:
+            await server.post(SN, subnet(f"new{len(rv)}", 10 + len(rv)))
+
+        status, body = await server.watch(q, 2, write)
         assert status == 200, body
         events = [json.loads(line) for line in body.splitlines() if line.strip()]
         assert _summary(events) == [("ADDED", f"new{len(rv)}")], events
@@ -314,8 +342,14 @@ async def _mux(s: Server, *requests: dict[str, Any] | str, until: set[int]) -> d
     async with s.session.ws_connect(s.url.replace("http", "ws", 1) + f"{PREFIX}/watchmux") as ws:
         for r in requests:
             await ws.send_str(r if isinstance(r, str) else json.dumps(r))
+        deadline = asyncio.get_running_loop().time() + 10
         while not until <= ended:
-            msg = await asyncio.wait_for(ws.receive(), 10)
+            assert asyncio.get_running_loop().time() < deadline, f"ended: {ended}"
+            try:
+                msg = await asyncio.wait_for(ws.receive(), 0.05)
+            except TimeoutError:  # the open watches' timeoutSeconds pass (their timers are armed after their
+                await s.clock.advance(1)  # initial events are queued: advancing early loses nothing)
+                continue
             assert msg.type == aiohttp.WSMsgType.BINARY, msg
             data: bytes = msg.data
             while data:

@@ -12,6 +12,7 @@ from kos.api.errors import Conflict
 from kos.apiserver.server import APIServer
 from kos.testing.apiserver import running_apiserver
 from kos.testing.http import RawAPI, attachment, iplock, subnet
+from kos.testing.quiet import collected
 from kos.testing.wait import eventually
 
 NS = "tenant-a"
@@ -470,7 +471,7 @@ async def test_table_output(api: RawAPI) -> None:
     assert t["rows"][0]["object"]["metadata"]["namespace"] == NS
 
 
-async def test_foreground_deletion_follows_block_owner_deletion(api: RawAPI) -> None:
+async def test_foreground_deletion_follows_block_owner_deletion(server: APIServer, api: RawAPI) -> None:
     """Kubernetes' rules: a foreground deletion deletes every dependent but waits only for those whose reference
     has blockOwnerDeletion; a dependent that also has a live owner is kept and loses only the deleted owner's
     reference."""
@@ -497,7 +498,7 @@ async def test_foreground_deletion_follows_block_owner_deletion(api: RawAPI) -> 
         )
 
     await eventually(settled)
-    await asyncio.sleep(0.2)
+    await collected(server)  # the collector has done all it will: the owner still waits for the slow dependent
     held = await api.get(NA + "/fg")
     assert held.status == 200 and "foregroundDeletion" in held.body["metadata"]["finalizers"]  # waits for the slow one
     kept = (await api.get(IPL + "/v1-5-10-0-0-9")).body

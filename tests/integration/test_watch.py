@@ -1,4 +1,9 @@
-"""Watch semantics over HTTP: replay from a resourceVersion, selector transitions, 410, bookmarks, timeouts."""
+"""Watch semantics over HTTP: replay from a resourceVersion, selector transitions, 410, bookmarks, timeouts.
+
+The server runs on a fake clock: bookmarks and watch timeouts come when a test advances it. A test that
+checks an event did *not* arrive first waits for a later event on the same stream (a barrier: a watch
+delivers in revision order), so a slow delivery cannot make it pass.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ import pytest
 
 from kos.apiserver.server import APIServer
 from kos.testing.apiserver import running_apiserver
+from kos.testing.clock import FakeClock
 from kos.testing.http import RawAPI, attachment
+from kos.testing.wait import eventually
 
 NS = "ns"
 NA = RawAPI.path("networkattachments", NS)
@@ -18,8 +25,13 @@ ALL_NA = RawAPI.path("networkattachments")
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[APIServer]:
-    async with running_apiserver(bookmark_interval=0.2, watch_cache_size=100) as s:
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def server(clock: FakeClock) -> AsyncIterator[APIServer]:
+    async with running_apiserver(bookmark_interval=10.0, watch_cache_size=100, clock=clock) as s:
         yield s
 
 
@@ -109,8 +121,9 @@ async def test_field_selector_transitions(api: RawAPI, server: APIServer) -> Non
     deleted = w.events[-1]["object"]
     assert deleted["status"]["ipv4"] == "10.0.0.2"  # the last content that matched ...
     assert deleted["metadata"]["resourceVersion"] == cleared.body["metadata"]["resourceVersion"]  # ... at the new rv
-    await asyncio.sleep(0.1)
-    assert other.seen() == []
+    await api.give_address(NA + "/b0", "10.0.0.3", 5)  # a barrier: other's first event comes after all of a0's
+    await other.wait_for(1)
+    assert other.seen() == [("ADDED", "b0")]
     await w.stop()
     await other.stop()
 
@@ -127,9 +140,10 @@ async def test_per_vni_watch_sees_only_its_vni(api: RawAPI, server: APIServer) -
     await api.give_address(NA + "/b", "10.0.0.3", 8, hostIP="192.0.2.2")
     await api.give_address(NA + "/c", "10.0.0.4", 7, hostIP="192.0.2.1")
     await api.delete(NA + "/a")
-    await w.wait_for(2)
-    await asyncio.sleep(0.1)
-    assert w.seen() == [("ADDED", "a"), ("DELETED", "a")]
+    await api.post(NA, attachment("z", "n2", "s"))
+    await api.give_address(NA + "/z", "10.0.0.5", 7, hostIP="192.0.2.2")  # a barrier: the last event it may see
+    await w.wait_for(3)
+    assert w.seen() == [("ADDED", "a"), ("DELETED", "a"), ("ADDED", "z")]
     await w.stop()
 
 
@@ -142,28 +156,25 @@ async def test_too_old_resource_version_is_gone(api: RawAPI) -> None:
     ev = w.events[0]
     assert ev["type"] == "ERROR" and ev["object"]["code"] == 410 and ev["object"]["reason"] == "Expired"
     assert "too old resource version" in ev["object"]["message"]
-    await asyncio.sleep(0.05)
-    assert w.done
+    await eventually(lambda: w.done, timeout=5)  # the server ends the stream after the ERROR
     lst = await api.get(NA, params={"resourceVersion": first, "resourceVersionMatch": "Exact"})
     assert lst.status == 410
 
 
-async def test_bookmarks_keep_quiet_watchers_current(api: RawAPI, server: APIServer) -> None:
+async def test_bookmarks_keep_quiet_watchers_current(api: RawAPI, server: APIServer, clock: FakeClock) -> None:
     w = Collector(api, NA, fieldSelector="spec.node=quiet", allowWatchBookmarks="true", resourceVersion="0")
     no = Collector(api, NA, fieldSelector="spec.node=quiet", resourceVersion="0")
     await registered(server, 2)
-    rv = ""
-    deadline = asyncio.get_running_loop().time() + 10
-    i = 0
-    while not any(e["type"] == "BOOKMARK" for e in w.events):  # keep writing until the watch has registered
-        assert asyncio.get_running_loop().time() < deadline
-        rv = (await api.post(NA, attachment(f"noise-{i}", "busy", "s"))).body["metadata"]["resourceVersion"]
-        i += 1
-        await asyncio.sleep(0.1)
-    bm = next(e for e in w.events if e["type"] == "BOOKMARK")
-    assert int(bm["object"]["metadata"]["resourceVersion"]) >= int(rv) - 1
+    rv = (await api.post(NA, attachment("noise", "busy", "s"))).body["metadata"]["resourceVersion"]
+    await clock.advance(10)  # the bookmark interval: the quiet watch is due one
+    await eventually(lambda: w.events, timeout=5)
+    bm = w.events[0]
+    assert bm["type"] == "BOOKMARK" and bm["object"]["metadata"]["resourceVersion"] == rv
     assert bm["object"]["kind"] == "NetworkAttachment"
-    assert no.events == []
+    await api.post(NA, attachment("q", "quiet", "s"))  # a barrier: no bookmark came before this event
+    await w.wait_for(1)
+    await no.wait_for(1)
+    assert no.seen(include_bookmarks=True) == [("ADDED", "q")]
     await w.stop()
     await no.stop()
 
@@ -182,12 +193,15 @@ async def test_send_initial_events_ends_with_annotated_bookmark(api: RawAPI) -> 
     await w.stop()
 
 
-async def test_timeout_seconds_ends_the_stream(api: RawAPI) -> None:
-    w = Collector(api, NA, timeoutSeconds="1", resourceVersion="0")
-    deadline = asyncio.get_running_loop().time() + 5
-    while not w.done:
-        assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.05)
+async def test_timeout_seconds_ends_the_stream(api: RawAPI, server: APIServer, clock: FakeClock) -> None:
+    w = Collector(api, NA, timeoutSeconds="30", resourceVersion="0")
+    await registered(server, 1)
+    await clock.advance(29.9)
+    await api.post(NA, attachment("a", "n", "s"))  # a barrier: the stream is still open at 29.9 s
+    await w.wait_for(1)
+    assert not w.done
+    await clock.advance(0.1)
+    await eventually(lambda: w.done, timeout=5)
 
 
 async def test_watch_single_object_path_and_legacy_watch_path(api: RawAPI) -> None:
@@ -230,7 +244,7 @@ async def test_a_watcher_that_cannot_keep_up_is_closed_and_can_resume() -> None:
         _reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
         writer.write(f"GET {NA}?watch=1&resourceVersion=0 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         await writer.drain()
-        await asyncio.sleep(0.1)
+        await registered(s, 1)
         big = "x" * 60_000
         for i in range(200):
             await api.patch(NA + "/a", {"metadata": {"annotations": {"blob": f"{i}{big}"}}})
@@ -238,6 +252,6 @@ async def test_a_watcher_that_cannot_keep_up_is_closed_and_can_resume() -> None:
         deadline = asyncio.get_running_loop().time() + 5
         while 'kos_apiserver_watchers_dropped_total{resource="networkattachments"} 1.0' not in m:
             assert asyncio.get_running_loop().time() < deadline, m
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # polling the metric until it shows the drop
             m = (await api.get("/metrics")).body
         writer.close()

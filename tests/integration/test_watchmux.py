@@ -1,4 +1,8 @@
-"""Multiplexed watches: many watches over one WebSocket, with the semantics of HTTP watches."""
+"""Multiplexed watches: many watches over one WebSocket, with the semantics of HTTP watches.
+
+The server runs on a fake clock: a watch's timeoutSeconds passes when a test advances it, after the test has
+seen the events it expects.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +18,25 @@ from kos.apiserver.server import APIServer
 from kos.client.informer import Informer
 from kos.client.rest import Client, WatchEvent
 from kos.testing.apiserver import running_apiserver
+from kos.testing.clock import FakeClock
+from kos.testing.wait import eventually
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[APIServer]:
-    async with running_apiserver(watch_cache_size=100, bookmark_interval=0.2) as s:
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def server(clock: FakeClock) -> AsyncIterator[APIServer]:
+    async with running_apiserver(watch_cache_size=100, bookmark_interval=0.2, clock=clock) as s:
         yield s
+
+
+async def watching(server: APIServer, n: int) -> None:
+    """Wait until the server holds `n` NetworkAttachment watches."""
+    gauge = server.metrics.watchers.labels("networkattachments")
+    await eventually(lambda: gauge._value.get() == n, timeout=10)
 
 
 def na(name: str, node: str) -> NetworkAttachment:
@@ -33,36 +50,46 @@ async def collect(c: Client, out: list[WatchEvent], **kw: object) -> None:
         out.append(ev)
 
 
-async def test_many_watches_share_one_connection_with_their_own_selectors(server: APIServer) -> None:
+async def test_many_watches_share_one_connection_with_their_own_selectors(server: APIServer, clock: FakeClock) -> None:
     async with Client(server.url, watch_mux=True) as mux, Client(server.url) as plain:
         await plain.create(na("a0", "n0"))
         results: dict[int, list[WatchEvent]] = {i: [] for i in range(50)}
         tasks = [asyncio.create_task(collect(mux, results[i], resource_version="0", field_selector=f"spec.node=n{i % 5}",
                                              timeout_seconds=3)) for i in range(50)]  # fmt: skip
-        gauge = server.metrics.watchers.labels("networkattachments")
-        for _ in range(500):
-            if gauge._value.get() == 50:
-                break
-            await asyncio.sleep(0.01)
+        await watching(server, 50)
         for i in range(1, 10):
             await plain.create(na(f"a{i}", f"n{i % 5}"))
         await plain.delete(NetworkAttachment, "ns", "a3")
-        await asyncio.gather(*tasks)  # each ends when its timeout passes, as an HTTP watch does
-        for i, evs in results.items():
-            names = [(e.type, e.object.metadata.name) for e in evs if e.type != "BOOKMARK"]
+        for k in range(5):  # a barrier: a watch that has its node's "end" has everything written before it
+            await plain.create(na(f"end{k}", f"n{k}"))
+
+        def names(i: int) -> list[tuple[str, str]]:
+            return [(e.type, e.object.metadata.name) for e in results[i] if e.type != "BOOKMARK"]
+
+        def want(i: int) -> list[tuple[str, str]]:
             mine = [f"a{j}" for j in range(10) if j % 5 == i % 5]
-            want = [("ADDED", n) for n in mine] + ([("DELETED", "a3")] if i % 5 == 3 else [])
-            assert names == want, (i, names)
+            return [("ADDED", n) for n in mine] + ([("DELETED", "a3")] if i % 5 == 3 else [])
+
+        await eventually(lambda: all(names(i)[-1:] == [("ADDED", f"end{i % 5}")] for i in results), timeout=10)
+        await clock.advance(3)
+        await asyncio.gather(*tasks)  # each ends when its timeout passes, as an HTTP watch does
+        for i in results:
+            assert names(i) == [*want(i), ("ADDED", f"end{i % 5}")], (i, names(i))
         assert server.metrics.watchers.labels("networkattachments")._value.get() == 0
 
 
-async def test_resume_gone_and_bookmarks(server: APIServer) -> None:
+async def test_resume_gone_and_bookmarks(server: APIServer, clock: FakeClock) -> None:
     async with Client(server.url, watch_mux=True) as mux, Client(server.url) as plain:
         first = await plain.create(na("a", "n"))
         for i in range(3):
             await plain.patch(NetworkAttachment, "ns", "a", {"metadata": {"labels": {"i": str(i)}}})
         evs: list[WatchEvent] = []
-        await collect(mux, evs, resource_version=first.metadata.resource_version, timeout_seconds=1)
+        task = asyncio.create_task(collect(mux, evs, resource_version=first.metadata.resource_version,
+                                           timeout_seconds=1))  # fmt: skip
+        await eventually(lambda: len(evs) == 3, timeout=10)
+        await watching(server, 1)
+        await clock.advance(1)
+        await asyncio.wait_for(task, 10)  # the stream ended at its timeout
         assert [e.object.metadata.labels["i"] for e in evs if e.type == "MODIFIED"] == ["0", "1", "2"]
         for i in range(250):
             await plain.patch(NetworkAttachment, "ns", "a", {"metadata": {"labels": {"i": f"x{i}"}}})
@@ -73,20 +100,11 @@ async def test_resume_gone_and_bookmarks(server: APIServer) -> None:
 async def test_cancelled_watches_stop_on_the_server(server: APIServer) -> None:
     async with Client(server.url, watch_mux=True) as mux:
         tasks = [asyncio.create_task(collect(mux, [], resource_version="0")) for _ in range(10)]
-        gauge = server.metrics.watchers.labels("networkattachments")
-        for _ in range(100):
-            if gauge._value.get() == 10:
-                break
-            await asyncio.sleep(0.02)
-        assert gauge._value.get() == 10
+        await watching(server, 10)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for _ in range(100):
-            if gauge._value.get() == 0:
-                break
-            await asyncio.sleep(0.02)
-        assert gauge._value.get() == 0
+        await watching(server, 0)
 
 
 @pytest.mark.parametrize("mux", [True, False], ids=["mux", "http"])
@@ -102,11 +120,7 @@ async def test_streaming_list_informer_against_the_server(server: APIServer, mux
         assert c.list_objects_received == 0  # no list request: the watch carried the state
         await c.create(na("s3", "n1"))
         await c.delete(NetworkAttachment, "ns", "s0")
-        for _ in range(200):
-            if sorted(o.metadata.name for o in inf.lister.list()) == ["s1", "s3"]:
-                break
-            await asyncio.sleep(0.01)
-        assert sorted(o.metadata.name for o in inf.lister.list()) == ["s1", "s3"]
+        await eventually(lambda: sorted(o.metadata.name for o in inf.lister.list()) == ["s1", "s3"], timeout=4)
         await inf.stop()
 
 
@@ -120,13 +134,11 @@ async def test_a_sharing_client_decodes_an_event_line_once_for_all_its_watches(s
         tasks = [asyncio.create_task(collect(c, seen[i], namespace="ns", resource_version=rv,
                                              field_selector="spec.node=n1")) for i in range(2)]  # fmt: skip
         tasks.append(asyncio.create_task(collect(c, seen[2], namespace="ns", resource_version=rv)))
-        await asyncio.sleep(0.2)
+        await watching(server, 3)
         await writer.create(na("x", "n1"))
         await writer.create(na("y", "n2"))
         try:
-            async with asyncio.timeout(5):
-                while not (len(seen[0]) == len(seen[1]) == 1 and len(seen[2]) == 2):
-                    await asyncio.sleep(0.02)
+            await eventually(lambda: len(seen[0]) == len(seen[1]) == 1 and len(seen[2]) == 2, timeout=5)
         finally:
             for t in tasks:
                 t.cancel()

@@ -29,6 +29,7 @@ from aetcd import rpc
 from kos.storage.etcd import EtcdStore
 from kos.storage.interface import Event, EventType, KeyExists, KeyNotFound, RevisionMismatch, Unavailable
 from kos.testing.etcd import EtcdProcess
+from kos.testing.wait import eventually
 
 needs_etcd = pytest.mark.skipif(
     shutil.which("etcd") is None,
@@ -95,7 +96,8 @@ async def test_writes_and_watch_survive_leader_kill(cluster: EtcdProcess, client
         async def writer(w: int) -> None:
             for i in range(120):
                 if i == 40 and w == 0:
-                    await asyncio.sleep(0.2)  # let the watcher catch up, then pull the plug
+                    target = max(acked.values(), default=rev0)  # let the watcher catch up, then pull the plug
+                    await eventually(lambda t=target: bool(seen) and seen[-1].revision >= t, timeout=10)
                     seen_at_kill.append(seen[-1].revision if seen else rev0)
                     await asyncio.to_thread(cluster.kill, lead)
                     killed.set()

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from kos.cli.common import host_port
 from kos.cli.driver import duration
+from kos.cli.settings import host_port
 from kos.driver.run import RUN_ID, DriverError, parse_nodes
 from kos.storage.url import StoreURLError, open_store
 

@@ -11,20 +11,21 @@ from kos.fabric.ovs.ofctl import FlowBatcher, OfctlError, parse_error
 
 
 async def test_calls_arriving_during_a_batch_form_the_next_one() -> None:
-    release = asyncio.Event()
+    started, release = asyncio.Event(), asyncio.Event()
     seen: list[list[int]] = []
 
     async def run(items: list[int]) -> list[int | BaseException]:
         seen.append(items)
         if len(seen) == 1:
+            started.set()
             await release.wait()
         return [i * 10 for i in items]
 
     b: Batcher[int, int] = Batcher(run, name="t")
     first = asyncio.create_task(b.submit(1))
-    await asyncio.sleep(0.01)  # the first batch is running
+    await asyncio.wait_for(started.wait(), 5)  # the first batch is running
     rest = [asyncio.create_task(b.submit(i)) for i in range(2, 7)]
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # one turn of the loop: each task runs submit() up to its await, its item queued
     release.set()
     assert await first == 10
     assert await asyncio.gather(*rest) == [20, 30, 40, 50, 60]

@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 
 EXIT_START_FAILED = -2
 MAX_OUTPUT = 64 * 1024
-TEST_SCRIPTS = ("TestByPing", "RemoveNetNS")
 
 
 def test_script_dir() -> Path:

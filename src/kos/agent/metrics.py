@@ -7,6 +7,8 @@ types (no lock per update), exposed exactly as prometheus_client's would be.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from kos import __version__
@@ -78,3 +80,42 @@ class AgentMetricFamilies:
         )  # fmt: skip
         self.version = Counter("version", "Version.", ["git_commit"], namespace=ns, subsystem=sub, registry=r)
         self.version.labels(__version__).inc()
+
+
+class Children:
+    """A metric family whose labelled children are looked up once (prometheus_client's `labels` is not cheap)."""
+
+    __slots__ = ("_children", "_family")
+
+    def __init__(self, family: Any) -> None:
+        self._family = family
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def labels(self, *values: str) -> Any:
+        c = self._children.get(values)
+        if c is None:
+            c = self._children[values] = self._family.labels(*values)
+        return c
+
+
+class BoundMetrics:
+    """The metric families of one agent (children cached; `node`, its label value, is the first label of each)."""
+
+    def __init__(self, families: AgentMetricFamilies, node: str) -> None:
+        self.node = node
+        f = families
+        self.local_ifc_latency = Children(f.local_ifc_latency)
+        self.remote_ifc_latency = Children(f.remote_ifc_latency)
+        self.impl_to_remote = Children(f.impl_to_remote)
+        self.fabric_latency = Children(f.fabric_latency)
+        self.status_update_latency = Children(f.status_update_latency)
+        self.status_latency = Children(f.status_latency)
+        self.local_attachments = Children(f.local_attachments)
+        self.remote_attachments = Children(f.remote_attachments)
+        self.exec_duration = Children(f.exec_duration)
+        self.exec_count = Children(f.exec_count)
+        self.fabric_count = Children(f.fabric_count)
+        self.workers = Children(f.workers)
+        self.vni_watch_starts = Children(f.vni_watch_starts)
+        self.vni_watch_stops = Children(f.vni_watch_stops)
+        self.vni_watch_initial_objects = Children(f.vni_watch_initial_objects)

@@ -214,6 +214,39 @@ def conflict(plural: str, name: str, why: str) -> Conflict:
 
 STALE_OBJECT = "the object has been modified; please apply your changes to the latest version and try again"
 
+PRECONDITION_FAILED = "PreconditionFailed"
+"""The `details.causes` reason of a 409 Conflict whose request precondition (UID or resourceVersion) did not hold.
+
+Kubernetes words this Conflict "Precondition failed: UID in precondition: ..." and gives it no cause
+(k8s.io/apiserver's storage.NewInvalidObjError, turned into a Conflict by storeerr.InterpretDeleteError);
+kos adds this cause so that a client tells it from a stale write without reading the message.
+"""
+
+
+def precondition_failed(plural: str, name: str, field: str, wanted: str, actual: str) -> Conflict:
+    """409 Conflict: the precondition on `field` ("UID" or "ResourceVersion") wanted `wanted`, the object has `actual`.
+
+    The message is Kubernetes' word for word; `details.causes` holds one `PreconditionFailed` cause naming
+    `preconditions.uid` or `preconditions.resourceVersion`, so `is_precondition_failed` works on either side
+    of the wire.
+    """
+    why = f"Precondition failed: {field} in precondition: {wanted}, {field} in object meta: {actual}"
+    where = "preconditions.uid" if field == "UID" else "preconditions.resourceVersion"
+    return Conflict(
+        f'Operation cannot be fulfilled on {qualified(plural)} "{name}": {why}',
+        details=StatusDetails(
+            name=name,
+            group=GROUP,
+            kind=plural,
+            causes=(StatusCause(reason=PRECONDITION_FAILED, message=why, field=where),),
+        ),
+    )
+
+
+def is_precondition_failed(err: BaseException) -> bool:
+    """Whether `err` is a Conflict because a request precondition did not hold (not a stale resourceVersion)."""
+    return isinstance(err, Conflict) and err.has_cause(PRECONDITION_FAILED)
+
 
 def invalid(kind: str, name: str, errors: list[FieldError], *, group: str = GROUP) -> Invalid:
     """422 Invalid as kube-apiserver words it; `group` is `meta.k8s.io` for options such as ListOptions."""

@@ -157,7 +157,3 @@ class DeleteOptions(Wire, frozen=True, forbid_unknown_fields=False):
 class Preconditions(Wire, frozen=True):
     uid: str | None = None
     resource_version: str | None = None
-
-
-def set_resource_version(meta: ObjectMeta, rv: int | str) -> ObjectMeta:
-    return msgspec.structs.replace(meta, resource_version=str(rv))

@@ -147,7 +147,3 @@ ALL: Final = (SUBNETS, NETWORK_ATTACHMENTS, IPLOCKS)
 BY_PLURAL: Final = {r.plural: r for r in ALL}
 BY_KIND: Final = {r.kind: r for r in ALL}
 BY_TYPE: Final[dict[type[Any], Resource]] = {r.object_type: r for r in ALL}
-
-
-def for_object(obj: Object) -> Resource:
-    return BY_TYPE[type(obj)]

@@ -168,5 +168,3 @@ class IPLockList(TopLevel, frozen=True):
 
 Object = Subnet | NetworkAttachment | IPLock
 """Any object of the three kinds."""
-
-ObjectList = SubnetList | NetworkAttachmentList | IPLockList

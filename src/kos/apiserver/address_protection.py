@@ -47,6 +47,7 @@ from kos.api.types import IPLock, NetworkAttachment
 from kos.apiserver.cache import DELETED, CacheEvent, Cacher, Entry
 from kos.apiserver.registry import Registry
 from kos.storage.interface import Guard, Store
+from kos.util.clock import REAL_CLOCK, Clock
 from kos.util.tasks import UniqueQueue, cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -206,11 +207,22 @@ class ProtectionController:
     its namespace stops showing its address, when the lock becomes protected (its holder may
     have let go first), after a failure (again after a second), every `resync` seconds, and
     after the watch cache is rebuilt. Every apiserver runs one; they race harmlessly, each
-    removal being a guarded compare-and-swap.
+    removal being a guarded compare-and-swap. Both periods are seconds of `clock`.
     """
 
-    def __init__(self, cacher: Cacher, registry: Registry, rule: LockDeletionRule, *, resync: float = 10.0) -> None:
+    def __init__(
+        self,
+        cacher: Cacher,
+        registry: Registry,
+        rule: LockDeletionRule,
+        *,
+        resync: float = 10.0,
+        retry_delay: float = 1.0,
+        clock: Clock = REAL_CLOCK,
+    ) -> None:
         self.registry = registry
+        self.clock = clock
+        self.retry_delay = retry_delay
         self.rule = rule
         self.resync = resync
         self.locks = cacher.caches[_LOCKS]
@@ -218,7 +230,6 @@ class ProtectionController:
         self.protected: set[str] = set()
         """Keys of the locks being deleted that hold the in-use finalizer."""
         self._tasks: list[asyncio.Task[None]] = []
-        self.completed = 0
 
     def start(self) -> None:
         self.scan()
@@ -259,12 +270,11 @@ class ProtectionController:
 
     async def _resync(self) -> None:
         while True:
-            await asyncio.sleep(self.resync)
+            await self.clock.sleep(self.resync)
             for key in self.protected:
                 self.queue.put(key)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             key = await self.queue.get()
             try:
@@ -277,7 +287,7 @@ class ProtectionController:
                 pass  # shown again meanwhile: the holder letting go brings it back
             except Exception as e:  # a lost race, storage trouble: look again shortly
                 log.info("address protection of IPLock %s: %s; will look again", key, e)
-                loop.call_later(1.0, self.queue.put, key)
+                self.clock.call_later(self.retry_delay, self.queue.put, key)
 
     async def _complete(self, key: str) -> None:
         e = self.locks.get(key)
@@ -290,7 +300,6 @@ class ProtectionController:
             return codec.replace_meta(old.obj, finalizers=tuple(f for f in m.finalizers if f != IN_USE_FINALIZER))
 
         await self.registry.guaranteed_update(ns, name, drop, expected=None, subresource=None, dry_run=False)
-        self.completed += 1
         log.info("IPLock %s: no attachment shows its address any more; its deletion completes", key)
 
 

@@ -28,12 +28,13 @@ import msgspec
 from sortedcontainers import SortedDict
 
 from kos.api import codec, errors, watchevents
-from kos.api.errors import Expired, Gone, ServiceUnavailable, Timeout
+from kos.api.errors import Expired, ServiceUnavailable, Timeout
 from kos.api.resources import ALL as ALL_RESOURCES
 from kos.api.resources import Resource
 from kos.api.selectors import FieldSelector, LabelSelector
 from kos.apiserver.watchers import Watcher, WatcherIndex
 from kos.storage.interface import Compacted, Event, EventType, Store, StoreError
+from kos.util.clock import REAL_CLOCK, Clock
 from kos.util.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -325,8 +326,11 @@ class Cacher:
         resources: Iterable[Resource] = ALL_RESOURCES,
         on_events: Callable[[list[CacheEvent]], None] | None = None,
         on_reload: Callable[[], None] | None = None,
+        clock: Clock = REAL_CLOCK,
     ) -> None:
         self.store = store
+        self.clock = clock
+        """Times `wait_for` and the retry of a failed store watch."""
         self.caches: dict[str, ResourceCache] = {r.plural: ResourceCache(r, history=history) for r in resources}
         self.revision = 0
         self.ready = asyncio.Event()
@@ -395,12 +399,12 @@ class Cacher:
                     self._on_reload()
             except StoreError as e:
                 log.warning("store watch failed (%s); resuming from revision %d", e, self.revision)
-                await asyncio.sleep(backoff)
+                await self.clock.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             except Exception as e:  # a bug: fail loudly but keep serving what we have
                 self.failed = e
                 log.exception("watch cache apply failed")
-                await asyncio.sleep(1.0)
+                await self.clock.sleep(1.0)
 
     def _relist_watchers(self, reason: str) -> None:
         for w in list(self.all_watchers()):
@@ -447,13 +451,13 @@ class Cacher:
                 fut.set_result(None)
 
     async def wait_for(self, rev: int, timeout: float = 3.0) -> None:
-        """Return once the cache has applied `rev`; Timeout (504) if it does not within `timeout`."""
+        """Return once the cache has applied `rev`; Timeout (504) if it does not within `timeout` seconds of the
+        cacher's clock (ResourceVersionTooLarge, 504, if the cache has not reached `rev` by then)."""
         if rev <= self.revision:
             return
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (rev, next(self._seq), fut))
-        timer = loop.call_later(timeout, _expire, fut)  # cheaper than asyncio.wait_for, which every write pays
+        timer = self.clock.call_later(timeout, _expire, fut)  # cheaper than asyncio.wait_for, which every write pays
         try:
             await fut
         except TimeoutError:
@@ -513,10 +517,6 @@ class Cacher:
             raise ServiceUnavailable(f"storage is unavailable: {e}") from e
         await self.wait_for(rev, timeout=10.0)
         return self.revision
-
-    def check_not_too_old(self, cache: ResourceCache, rev: int) -> None:
-        if rev < cache.floor:
-            raise Gone(f"too old resource version: {rev} ({cache.floor + 1})")
 
 
 def _expire(fut: asyncio.Future[None]) -> None:

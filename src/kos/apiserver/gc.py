@@ -25,6 +25,7 @@ from kos.api.resources import BY_KIND
 from kos.api.types import API_VERSION
 from kos.apiserver.cache import DELETED, CacheEvent, Cacher, Entry
 from kos.apiserver.registry import FOREGROUND_FINALIZER, ORPHAN_FINALIZER, DeleteRequest, Registry
+from kos.util.clock import REAL_CLOCK, Clock
 from kos.util.tasks import UniqueQueue, cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -44,14 +45,28 @@ def _pending_finalizer(entry: Entry) -> bool:
 
 
 class GarbageCollector:
-    def __init__(self, cacher: Cacher, registries: dict[str, Registry]) -> None:
+    """Deletes dependents of deleted owners; a failed step (storage trouble) is retried after `retry_delay`
+    seconds of `clock`, the collector pausing meanwhile."""
+
+    def __init__(
+        self, cacher: Cacher, registries: dict[str, Registry], *, clock: Clock = REAL_CLOCK, retry_delay: float = 0.5
+    ) -> None:
         self.cacher = cacher
         self.registries = registries
+        self.clock = clock
+        self.retry_delay = retry_delay
         self.uids: dict[str, Ref] = {}
         self.dependents: dict[str, set[Ref]] = {}
         self.queue: UniqueQueue[Ref] = UniqueQueue()
         self._task: asyncio.Task[None] | None = None
         self.deleted = 0
+        self.working = False
+        """True from taking a reference off the queue until done with it (a retry's pause included)."""
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing being worked on."""
+        return not self.working and not len(self.queue)
 
     def start(self) -> None:
         self.scan()
@@ -119,7 +134,9 @@ class GarbageCollector:
 
     async def _run(self) -> None:
         while True:
+            self.working = False
             ref = await self.queue.get()
+            self.working = True
             try:
                 await self._process(ref)
             except asyncio.CancelledError:
@@ -128,7 +145,7 @@ class GarbageCollector:
                 pass
             except StatusError as e:
                 log.warning("gc of %s/%s failed: %s; will retry", ref[0], ref[1], e)
-                await asyncio.sleep(0.5)
+                await self.clock.sleep(self.retry_delay)
                 self._enqueue(ref)
             except Exception:
                 log.exception("gc of %s/%s failed", *ref)

@@ -38,6 +38,14 @@ MAX_JSON_PATCH_OPERATIONS = 10_000
 MAX_JSON_PATCH_SHIFTS = 10_000_000
 """Array elements a patch's operations may shift in all (about 20 ms of memmove here); kos's own bound."""
 _SHIFTING = {"add": ("path",), "remove": ("path",), "copy": ("path",), "move": ("from", "path")}
+_MUST_EXIST = {"remove": ("path",), "replace": ("path",), "move": ("from",), "copy": ("from",)}
+"""The locations an operation reads or removes: RFC 6902 §4.2–4.5 make a missing one an error."""
+_PARENT_MUST_EXIST = {"add": "path", "move": "path", "copy": "path"}
+"""The location an operation adds at: its parent must exist (RFC 6902 §4.1)."""
+
+
+class PathMissing(Exception):
+    """A JSON patch operation names a location (or the parent of one it adds) that the document lacks."""
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -105,6 +113,7 @@ def apply_json_patch(doc: Any, ops: list[jsonpatch.JsonPatch], kind: str, name: 
             if shifted > MAX_JSON_PATCH_SHIFTS:
                 why = f"the patch would shift more than {MAX_JSON_PATCH_SHIFTS} array elements; send it in parts"
                 raise _invalid(kind, name, where, why)
+            _require_locations(doc, op)
             if op.get("op") == "copy" and isinstance(op.get("from"), str):  # else apply() says what is missing
                 # copied through its JSON, which measures it before anything grows, and is ~50x faster than
                 # the deepcopy jsonpatch would make (a 1 MiB list of small numbers: ~15 ms against ~0.7 s)
@@ -125,10 +134,44 @@ def apply_json_patch(doc: Any, ops: list[jsonpatch.JsonPatch], kind: str, name: 
             raise _invalid(kind, name, where, why) from None
         except RecursionError:
             raise BadRequest(f"the JSON patch could not be applied: {where}: the result is nested too deeply") from None
-        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError, IndexError,
+        except (PathMissing, KeyError):
+            raise _invalid(kind, name, where, "the path does not exist") from None
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, IndexError,
                 ValueError) as e:  # fmt: skip
-            why = "the path does not exist" if _missing(e) else (str(e).split(" in {")[0] or type(e).__name__)
+            why = str(e).split(" in {")[0] or type(e).__name__
             raise _invalid(kind, name, where, _shown(why)) from None
+    return doc
+
+
+def _require_locations(doc: Any, op: dict[str, Any]) -> None:
+    """PathMissing unless the locations `op` reads exist, and the parent of the one it adds at.
+
+    A malformed pointer or index, or a step into a scalar, is left for applying the operation to report.
+    """
+    for key in _MUST_EXIST.get(op.get("op", ""), ()):
+        if isinstance(op.get(key), str):
+            _walk(doc, jsonpatch.JsonPointer(op[key]).parts)
+    target = _PARENT_MUST_EXIST.get(op.get("op", ""))
+    if target is not None and isinstance(op.get(target), str):
+        parts = jsonpatch.JsonPointer(op[target]).parts
+        if parts:
+            parent = _walk(doc, parts[:-1])
+            if isinstance(parent, list):
+                index = jsonpatch.JsonPointer.get_part(parent, parts[-1])
+                if isinstance(index, int) and index > len(parent):
+                    raise PathMissing(op[target])
+
+
+def _walk(doc: Any, parts: list[str]) -> Any:
+    """The value at `parts` (a pointer's unescaped tokens); PathMissing where a member or element is absent."""
+    for part in parts:
+        token = jsonpatch.JsonPointer.get_part(doc, part)  # a bad index or a scalar: jsonpointer's own error
+        if isinstance(doc, dict):
+            if token not in doc:
+                raise PathMissing(part)
+        elif isinstance(doc, list) and not (isinstance(token, int) and token < len(doc)):  # "-" is past the end
+            raise PathMissing(part)
+        doc = doc[token]
     return doc
 
 
@@ -162,7 +205,7 @@ def _add(doc: Any, path: Any, value: Any) -> Any:
     elif isinstance(parent, list) and isinstance(part, int) and 0 <= part <= len(parent):
         parent.insert(part, value)
     elif isinstance(parent, list):
-        raise jsonpatch.JsonPatchConflict("can't insert outside of list: index out of range")
+        raise PathMissing(path)
     else:
         raise jsonpatch.JsonPatchConflict(f"the parent of {path} is neither an object nor an array")
     return doc
@@ -180,7 +223,7 @@ def _replace(doc: Any, path: Any, value: Any) -> Any:
     else:
         exists = isinstance(parent, list) and isinstance(part, int) and 0 <= part < len(parent)
     if not exists:
-        raise jsonpatch.JsonPatchConflict(f"can't replace {path}: it does not exist")
+        raise PathMissing(path)
     parent[part] = value
     return doc
 
@@ -188,11 +231,6 @@ def _replace(doc: Any, path: Any, value: Any) -> Any:
 def _shown(text: Any, limit: int = 200) -> str:
     s = str(text)
     return s if len(s) <= limit else s[:limit] + f"... ({len(s)} characters)"
-
-
-def _missing(e: BaseException) -> bool:
-    text = str(e)
-    return "not found" in text or "can't remove" in text.lower() or "out of range" in text or isinstance(e, KeyError)
 
 
 def _invalid(kind: str, name: str, where: str, why: str) -> Invalid:

@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import logging
 import ssl
-import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -15,8 +14,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from kos.api import resources
+from kos.apiserver import bookmarks, watchmux
 from kos.apiserver import limits as quotas
-from kos.apiserver import watchmux
 from kos.apiserver.address_protection import AddressBook, AttachmentStatusRule, LockDeletionRule, ProtectionController
 from kos.apiserver.cache import Cacher
 from kos.apiserver.gc import GarbageCollector
@@ -117,7 +116,7 @@ class APIServer:
             self._store = await open_store(self.settings.storage)
         s = self.settings
         self.cacher = Cacher(self.store, history=s.watch_cache_size, on_events=self._on_events,
-                             on_reload=self._on_reload)  # fmt: skip
+                             on_reload=self._on_reload, clock=self.clock)  # fmt: skip
         await self.cacher.start()
         admission = SubnetAdmission(self.cacher) if s.check_subnet_conflicts else None
         book = AddressBook(self.cacher, self.store)
@@ -137,11 +136,14 @@ class APIServer:
             self.metrics.track(r.plural, lambda c=cache: len(c.items))  # type: ignore[misc]
         self.metrics.revision.set_function(lambda: self.cacher.revision if self.cacher else 0)
         gctune.freeze_startup_state()
-        self.gc = GarbageCollector(self.cacher, self.registries)
+        self.gc = GarbageCollector(self.cacher, self.registries, clock=self.clock)
         self.gc.start()
-        self.protection = ProtectionController(self.cacher, self.registries[resources.IPLOCKS.plural], lock_rule)
+        self.protection = ProtectionController(self.cacher, self.registries[resources.IPLOCKS.plural], lock_rule,
+                                              clock=self.clock)  # fmt: skip
         self.protection.start()
-        self._bookmarks = asyncio.create_task(self._bookmark_loop(), name="kos-bookmarks")
+        self._bookmarks = asyncio.create_task(
+            bookmarks.run(self.cacher, self.registries, s.bookmark_interval, self.clock), name="kos-bookmarks"
+        )
         self.http = HTTPServer(self.build_app(), s.host, s.port, limits=s.http_limits(), ssl=self.ssl)
         await self.http.start()
         self.port = self.http.port
@@ -194,20 +196,6 @@ class APIServer:
             await self.cacher.stop()
         if self._own_store and self._store is not None:
             await self._store.close()
-
-    async def _bookmark_loop(self) -> None:
-        interval = self.settings.bookmark_interval
-        while True:
-            await asyncio.sleep(interval / 2)
-            assert self.cacher is not None
-            rev = self.cacher.revision
-            now = time.monotonic()
-            for plural, reg in self.registries.items():
-                line: bytes | None = None
-                for w in self.cacher.caches[plural].watchers.all():
-                    if w.allow_bookmarks and w.last_rev < rev and now - w.last_sent >= interval and not w.buffer:
-                        line = line or reg.bookmark(rev)
-                        w.push(line, rev)
 
     # --- HTTP ------------------------------------------------------------------------------
 

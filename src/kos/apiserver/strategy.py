@@ -16,7 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 
-from kos.api import resources, validation
+from kos.api import codec, errors, resources, validation
 from kos.api.field import FieldError
 from kos.api.meta import ExtendedObjectMeta, ObjectMeta
 from kos.api.types import (
@@ -49,6 +49,29 @@ class Strategy(Protocol[ObjT]):
     def validate_update(self, new: ObjT, old: ObjT) -> list[FieldError]: ...
 
     def prepare_for_status_update(self, new: ObjT, old: ObjT, now: datetime.datetime) -> ObjT: ...
+
+
+def prepare_update(
+    strategy: Strategy[Any], name: str, new: Any, old: Any, subresource: str | None, now: datetime.datetime
+) -> Any | None:
+    """`new` as the strategy writes it over `old` (without resourceVersion), or None when that changes nothing.
+
+    A status update changes status only, which the kind's controllers own, so it is not validated.
+    Raises Conflict (a `PreconditionFailed` cause) when `new` names another uid, Invalid when the update is
+    not valid.
+    """
+    their_uid = new.metadata.uid
+    if their_uid and their_uid != old.metadata.uid:
+        raise errors.precondition_failed(strategy.resource.plural, name, "UID", their_uid, old.metadata.uid)
+    if subresource == "status":
+        prepared = strategy.prepare_for_status_update(new, old, now)
+    else:
+        prepared = strategy.prepare_for_update(new, old, now)
+        errs = strategy.validate_update(prepared, old)
+        if errs:
+            raise errors.invalid(strategy.resource.kind, name, errs)
+    prepared = codec.replace_meta(prepared, resource_version="")
+    return None if prepared == codec.replace_meta(old, resource_version="") else prepared
 
 
 # --- metadata owned by the server ---------------------------------------------------------------

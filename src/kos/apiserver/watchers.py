@@ -17,25 +17,32 @@ refusing costs nothing and accepting copies the lines once, where they are writt
 When the socket's buffer is full the lines wait in the watcher and the watch
 handler drains them with flow control; a watcher whose backlog grows past its
 limit is closed (the client resumes from the last revision it saw, losing nothing).
+
+A watcher's timers — its timeout (`expire_after`) and the idle time that earns it a bookmark
+(`last_sent`, read by `kos.apiserver.bookmarks`) — are on the `Clock` it is given: one timer per
+watch, and per flushed chunk one call of the clock's `monotonic` (which for the real clock is
+`time.monotonic` itself), so nothing is added per event.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterable
 
 from kos.api.resources import Resource
 from kos.api.selectors import FieldSelector, LabelSelector
+from kos.util.clock import REAL_CLOCK, Clock, Timer
 
 
 class Watcher:
     __slots__ = (
         "_flush_scheduled",
         "_loop",
+        "_monotonic",
         "allow_bookmarks",
         "buffer",
         "buffered_bytes",
+        "clock",
         "close_reason",
         "closed",
         "field_selector",
@@ -65,8 +72,11 @@ class Watcher:
         allow_bookmarks: bool = False,
         max_bytes: int = 64 << 20,
         render: Callable[[str, object], bytes] | None = None,
+        clock: Clock = REAL_CLOCK,
     ) -> None:
         self.resource = resource
+        self.clock = clock
+        self._monotonic = clock.monotonic
         self.namespace = namespace
         self.label_selector = label_selector
         self.field_selector = field_selector
@@ -80,7 +90,7 @@ class Watcher:
         self.closed = False
         self.close_reason = ""
         self.last_rev = 0
-        self.last_sent = time.monotonic()
+        self.last_sent = self._monotonic()
         self.sent_events = 0
         self.sent_bytes = 0
         self.sink: Callable[[list[bytes], int], bool] | None = None
@@ -132,9 +142,16 @@ class Watcher:
                 self.sent_bytes += self.buffered_bytes
                 buf.clear()
                 self.buffered_bytes = 0
-                self.last_sent = time.monotonic()
+                self.last_sent = self._monotonic()
                 return
         self.wakeup.set()
+
+    def expire_after(self, seconds: float, on_expiry: Callable[[], object] | None = None) -> Timer:
+        """Close the watch (or call `on_expiry`) `seconds` from now on the watcher's clock: its timeoutSeconds.
+
+        The caller cancels the returned timer when the watch ends first.
+        """
+        return self.clock.call_later(seconds, on_expiry or self.close)
 
     def close(self, reason: str = "") -> None:
         if self.closed:
@@ -154,7 +171,7 @@ class Watcher:
         self.sent_bytes += len(data)
         self.buffer.clear()
         self.buffered_bytes = 0
-        self.last_sent = time.monotonic()
+        self.last_sent = self._monotonic()
         return data
 
 

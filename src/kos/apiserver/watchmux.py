@@ -65,6 +65,7 @@ from kos.apiserver.limits import ClientQuota
 from kos.apiserver.metrics import APIServerMetrics
 from kos.apiserver.registry import Registry, WatchOptions
 from kos.apiserver.watchers import Watcher
+from kos.util.clock import Timer
 from kos.util.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ class _Outbox:
     turn, bounded (`MuxLimits.max_bytes`), with watchers held back while the client is slow and a watchdog
     for a client that stopped reading. `MuxConnection` adds the watches that feed it."""
 
-    watches: dict[int, tuple[Registry, Watcher, asyncio.TimerHandle, int]]
+    watches: dict[int, tuple[Registry, Watcher, Timer, int]]
     """id → (registry, watcher, its timeout, its selectors' length)."""
     starting: dict[int, asyncio.Task[None]]
 
@@ -418,7 +419,7 @@ class MuxConnection(_Outbox):
             self.quota.release(self.client)
             self.selector_bytes -= size
             return
-        timer = asyncio.get_running_loop().call_later(timeout, self.end, wid)
+        timer = w.expire_after(timeout, lambda: self.end(wid))
         self.watches[wid] = (reg, w, timer, size)
         self.metrics.watchers.labels(reg.resource.plural).inc()
         w.on_close = lambda: self.end(wid)

@@ -12,7 +12,6 @@ and this task writes them as the client drains.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -116,7 +115,7 @@ class _Stream:
         metrics = self.owner.metrics
         gauge = metrics.watchers.labels(plural)
         gauge.inc()
-        timer = asyncio.get_running_loop().call_later(self.timeout, w.close)
+        timer = w.expire_after(self.timeout)
         try:
             while True:
                 if w.buffer:  # backlog (or events pushed before the response started): write with flow control

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import fcntl
-import ipaddress
-import logging
 import os
 import socket
 import sys
@@ -27,14 +26,13 @@ from kos.agent import execs
 from kos.agent.connection_agent import AgentSettings, ConnectionAgent
 from kos.agent.metrics import AgentMetricFamilies
 from kos.api import names
-from kos.cli.common import UsageError, add_logging_flags, host_port, run_until_signalled
+from kos.cli.common import UsageError, add_logging_flags, run_until_signalled
+from kos.cli.settings import SettingError, absolute_paths, at_least, host_port, http_url, ipv4
 from kos.client.rest import Client
 from kos.fabric import registry
 from kos.fabric.interface import FabricError
 from kos.fabric.ovs import DATAPATHS, DEFAULT_OVSDB, DEFAULT_RUNDIR
 from kos.http.probes import serve_probes
-
-log = logging.getLogger(__name__)
 
 WORKERS = {"ovs": 32}
 """Default worker count per fabric (2 for the others, as in the original)."""
@@ -51,19 +49,20 @@ class _PrintTestScriptDir(argparse.Action):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", required=True, help="URL of the kos apiserver")
-    p.add_argument("--node", default=socket.gethostname().lower(),
+    p.add_argument("--server", type=http_url, required=True, help="URL of the kos apiserver")
+    p.add_argument("--node", type=node_name, default=socket.gethostname().lower(),
                    help="this node's name, as NAs name it in spec.node (default: the host name in lower case)")  # fmt: skip
-    p.add_argument("--host-ip", required=True, help="this node's IP address on the underlay")
+    p.add_argument("--host-ip", type=ipv4, required=True, help="this node's IP address on the underlay")
     p.add_argument("--fabric", default="sim", choices=registry.NAMES, help="the switch to program")
     p.add_argument(
         "--allowed-programs",
-        default="",
+        type=absolute_paths,
+        default=frozenset(),
         help="comma-separated absolute paths allowed as argv[0] of post-create/post-delete commands",
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=at_least(1),
         default=None,
         help="worker tasks (default 32 with --fabric ovs, whose calls batch; else 2)",
     )
@@ -90,9 +89,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=DATAPATHS,
         help="with --fabric ovs: the bridge's datapath, system (kernel module) or netdev (userspace)",
     )
-    # not an EnvDefaultsParser flag on purpose: an action that prints and exits has nothing to take from the environment
-    argparse.ArgumentParser.add_argument(
-        p,
+    # nargs=0: an action that prints and exits has nothing to take from the environment (kos.cli.settings)
+    p.add_argument(
         "--print-test-script-dir",
         nargs=0,
         action=_PrintTestScriptDir,
@@ -115,55 +113,67 @@ def take_lock(path: str) -> int:
     return fd
 
 
-def run(args: argparse.Namespace) -> int:
-    problems = names.dns1123_subdomain_problems(args.node)
-    if problems:  # spec.node must be one, so an agent of another name would never see an attachment
-        print(f"kos agent: --node {args.node!r} is not a valid node name: {problems[-1]}", flush=True)
-        return 2
-    try:
-        ipaddress.IPv4Address(args.host_ip)
-    except ValueError:
-        print(f"kos agent: --host-ip {args.host_ip!r} is not an IPv4 address", flush=True)
-        return 2
-    programs = frozenset(p.strip() for p in args.allowed_programs.split(",") if p.strip())
-    bad = [p for p in programs if not os.path.isabs(p)]
-    if bad:
-        print(f"kos agent: --allowed-programs must be absolute paths, not {', '.join(bad)}", flush=True)
-        return 2
-    workers = args.workers if args.workers is not None else WORKERS.get(args.fabric, 2)
-    if workers < 1:
-        print(f"kos agent: --workers must be at least 1, not {workers}", flush=True)
-        return 2
-    if args.ovs_datapath not in DATAPATHS:  # a KOS_OVS_DATAPATH value is not checked by argparse
-        print(f"kos agent: --ovs-datapath {args.ovs_datapath!r}: choose one of {', '.join(DATAPATHS)}", flush=True)
-        return 2
+def node_name(value: str) -> str:
+    """A node name: spec.node must be one, so an agent of another name would never see an attachment."""
+    problems = names.dns1123_subdomain_problems(value)
+    if problems:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a valid node name: {problems[-1]}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AgentCommand:
+    """Everything `kos agent` runs with, checked."""
+
+    server: str
+    agent: AgentSettings
+    fabric: str
+    metrics_listen: tuple[str, int]
+    watch_mux: bool
+    sim_state: str
+    lock_file: str
+    ovsdb: str
+    ovs_rundir: str
+    ovs_datapath: str
+
+
+def settings_from(args: argparse.Namespace) -> AgentCommand:
     if args.fabric == "ovs" and not args.ovsdb.startswith(("unix:", "tcp:")):
-        print(f"kos agent: --ovsdb {args.ovsdb!r}: use unix:PATH or tcp:HOST:PORT", flush=True)
-        return 2
+        raise SettingError("--ovsdb", f"{args.ovsdb!r}: use unix:PATH or tcp:HOST:PORT")
+    workers = args.workers if args.workers is not None else WORKERS.get(args.fabric, 2)
+    return AgentCommand(
+        server=args.server, agent=AgentSettings(args.node, args.host_ip, args.allowed_programs, workers),
+        fabric=args.fabric, metrics_listen=args.metrics_listen, watch_mux=args.watch_mux, sim_state=args.sim_state,
+        lock_file=args.lock_file or f"/tmp/kos-agent-{args.node}.lock", ovsdb=args.ovsdb,
+        ovs_rundir=args.ovs_rundir, ovs_datapath=args.ovs_datapath,
+    )  # fmt: skip
+
+
+def run(s: AgentCommand) -> int:
+    node, workers = s.agent.node, s.agent.workers
 
     async def main(stop: asyncio.Event) -> int:
-        lock_fd = take_lock(args.lock_file or f"/tmp/kos-agent-{args.node}.lock")
+        lock_fd = take_lock(s.lock_file)
         try:
-            fabric = await registry.make(args.fabric, node=args.node, host_ip=args.host_ip,
-                                         state_path=args.sim_state or None, ovsdb=args.ovsdb,
-                                         ovs_rundir=args.ovs_rundir, ovs_datapath=args.ovs_datapath)  # fmt: skip
+            fabric = await registry.make(s.fabric, node=node, host_ip=s.agent.host_ip,
+                                         state_path=s.sim_state or None, ovsdb=s.ovsdb,
+                                         ovs_rundir=s.ovs_rundir, ovs_datapath=s.ovs_datapath)  # fmt: skip
         except (registry.UnknownFabric, OSError) as e:
             raise UsageError(str(e)) from None
         except FabricError as e:
-            print(f"kos agent: cannot set up the {args.fabric} fabric: {e}", file=sys.stderr, flush=True)
+            print(f"kos agent: cannot set up the {s.fabric} fabric: {e}", file=sys.stderr, flush=True)
             os.close(lock_fd)
             return EXIT_FABRIC
         reg = CollectorRegistry()
-        client = Client(args.server, user_agent=f"kos-agent/{args.node}", watch_mux=args.watch_mux)
-        agent = ConnectionAgent(client, fabric, AgentSettings(args.node, args.host_ip, programs, workers),
-                                AgentMetricFamilies(reg))  # fmt: skip
-        host, port = args.metrics_listen
+        client = Client(s.server, user_agent=f"kos-agent/{node}", watch_mux=s.watch_mux)
+        agent = ConnectionAgent(client, fabric, s.agent, AgentMetricFamilies(reg))
+        host, port = s.metrics_listen
         try:
             probes = await serve_probes(host, port, reg, healthz=lambda: "ok" if agent.started.is_set() else "starting")
         except OSError as e:
-            raise UsageError(f"cannot serve metrics on {host}:{port}: {e}") from None
+            raise SettingError("--metrics-listen", f"cannot serve metrics on {host}:{port}: {e}") from None
         await agent.start()
-        print(f"kos agent for node {args.node} running with the {args.fabric} fabric, {workers} workers", flush=True)
+        print(f"kos agent for node {node} running with the {s.fabric} fabric, {workers} workers", flush=True)
         await stop.wait()
         await agent.stop()
         await fabric.close()
@@ -172,4 +182,4 @@ def run(args: argparse.Namespace) -> int:
         os.close(lock_fd)
         return 0
 
-    return run_until_signalled(main, args=args, component="agent")
+    return run_until_signalled(main, component="agent")

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 
 from kos.apiserver.server import APIServer, Settings
-from kos.cli.common import UsageError, add_logging_flags, host_port, run_until_signalled
+from kos.cli.common import UsageError, add_logging_flags, run_until_signalled
+from kos.cli.settings import at_least, host_port, positive
 from kos.storage.interface import StoreError
 from kos.storage.url import StoreURLError
+from kos.util.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
-_BOUNDS: tuple[tuple[str, type, float, str], ...] = (
-    # (Settings field, type, least value, help): one flag each, `--max-header-line-bytes` and so on
+_BOUNDS: tuple[tuple[str, type, int, str], ...] = (
+    # (Settings field, type, least value (ints; floats must be positive), help): one flag each,
+    # `--max-header-line-bytes` and so on
     ("max_header_line_bytes", int, 256, "longest request line or header line (431 past it)"),
     ("max_headers", int, 8, "most header fields in a request (431)"),
     ("header_timeout", float, 0, "seconds a request head may take from its first byte"),
@@ -31,47 +33,50 @@ _BOUNDS: tuple[tuple[str, type, float, str], ...] = (
 )  # fmt: skip
 
 
+STORAGE_SCHEMES = ("memory", "sqlite", "etcd")
+
+
+def storage_url(value: str) -> str:
+    """A storage URL of a known scheme; the rest is checked when the store opens (kos.storage.url)."""
+    scheme, sep, _ = value.partition("://")
+    if not sep or scheme not in STORAGE_SCHEMES:
+        raise argparse.ArgumentTypeError(f"{value!r}: use memory://, sqlite:///path or etcd://host:port")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--storage",
+        type=storage_url,
         default="memory://",
         help="memory://, sqlite:///path/state.db (durable) or etcd://host:port[,host:port...][/prefix]",
     )
     p.add_argument("--listen", type=host_port, default=("127.0.0.1", 8080), help="HOST:PORT to serve on")
     p.add_argument(
         "--watch-cache-size",
-        type=int,
+        type=at_least(100),
         default=50_000,
         help="events of history kept per kind for resuming watches",
     )
-    p.add_argument("--max-request-bytes", type=int, default=1 << 20, help="largest request body accepted")
+    p.add_argument("--max-request-bytes", type=at_least(4096), default=1 << 20, help="largest request body accepted")
     p.add_argument(
         "--check-subnets-conflicts",
         default=True,
         action=argparse.BooleanOptionalAction,
         help="reject creating a Subnet that conflicts with an existing one",
     )
-    p.add_argument("--bookmark-interval", type=float, default=10.0, help="seconds between watch bookmarks")
+    p.add_argument("--bookmark-interval", type=positive, default=10.0, help="seconds between watch bookmarks")
     # bounds on what one client can make the server hold (docs/operations.md); in `p` itself, not an argument
     # group, whose flags would not read KOS_<FLAG>
     d = Settings()
-    for name, kind, _least, text in _BOUNDS:
-        p.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(d, name), help=text)
+    for name, kind, least, text in _BOUNDS:
+        check = positive if kind is float else at_least(least)
+        p.add_argument("--" + name.replace("_", "-"), type=check, default=getattr(d, name), help=text)
     add_logging_flags(p)  # fmt: skip
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     host, port = args.listen
-    if args.watch_cache_size < 100:
-        raise UsageError("--watch-cache-size must be at least 100")
-    if args.max_request_bytes < 4096:
-        raise UsageError("--max-request-bytes must be at least 4096")
-    for name, kind, least, _ in _BOUNDS:
-        value, flag = getattr(args, name), "--" + name.replace("_", "-")
-        if kind is float and not value > 0:
-            raise UsageError(f"{flag} must be a positive number of seconds")
-        if value < least:
-            raise UsageError(f"{flag} must be at least {least}")
     return Settings(
         storage=args.storage,
         host=host,
@@ -84,9 +89,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(settings: Settings) -> int:
     async def main(stop: asyncio.Event) -> int:
-        server = APIServer(settings_from(args))
+        server = APIServer(settings)
         try:
             await server.start()
         except (StoreURLError, StoreError, OSError) as e:
@@ -97,4 +102,4 @@ def run(args: argparse.Namespace) -> int:
         await server.stop()
         return 0
 
-    return run_until_signalled(main, args=args, component="apiserver")
+    return run_until_signalled(main, component="apiserver")

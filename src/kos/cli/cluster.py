@@ -10,16 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
-import os
 import signal
 import socket
 import sys
 import time
 import urllib.request
 from pathlib import Path
-
-log = logging.getLogger(__name__)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -177,10 +173,3 @@ class Cluster:
                 await self._supervisor
         for child in reversed(self.children):
             await child.stop()
-
-    def pids(self) -> dict[str, int]:
-        return {c.name: c.proc.pid for c in self.children if c.proc is not None}
-
-
-def default_state_dir() -> Path:
-    return Path(os.environ.get("KOS_STATE_DIR", ".kos"))

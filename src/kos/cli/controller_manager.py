@@ -4,26 +4,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 
-from kos.cli.common import UsageError, add_logging_flags, host_port, run_until_signalled
+from kos.cli.common import add_logging_flags, run_until_signalled
+from kos.cli.settings import SettingError, at_least, host_port, http_url, number_at_least
 from kos.controllers.manager import CONTROLLERS, ControllerManager, Settings
-
-log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", required=True, help="URL of the kos apiserver, e.g. http://127.0.0.1:8080")
+    p.add_argument(
+        "--server", type=http_url, required=True, help="URL of the kos apiserver, e.g. http://127.0.0.1:8080"
+    )
     p.add_argument(
         "--controllers",
-        default=",".join(CONTROLLERS),
+        type=controller_list,
+        default=CONTROLLERS,
         help=f"comma-separated controllers to run (of {', '.join(CONTROLLERS)})",
     )
-    p.add_argument("--workers", type=int, default=None, help="workers per controller (overrides the two below)")
-    p.add_argument("--ipam-workers", type=int, default=32, help="IPAM workers (concurrent syncs)")
-    p.add_argument("--subnet-validator-workers", type=int, default=4, help="subnet validator workers")
-    p.add_argument("--qps", type=float, default=0.0, help="client request rate limit (0: none)")
-    p.add_argument("--burst", type=int, default=200, help="client burst when --qps is set")
+    p.add_argument("--workers", type=at_least(1), default=None, help="workers per controller (overrides the two below)")
+    p.add_argument("--ipam-workers", type=at_least(1), default=32, help="IPAM workers (concurrent syncs)")
+    p.add_argument("--subnet-validator-workers", type=at_least(1), default=4, help="subnet validator workers")
+    p.add_argument("--qps", type=number_at_least(0), default=0.0, help="client request rate limit (0: none)")
+    p.add_argument("--burst", type=at_least(1), default=200, help="client burst when --qps is set")
     p.add_argument("--metrics-listen", type=host_port, default=("127.0.0.1", 9295), help="HOST:PORT for /metrics")
     p.add_argument("--seed", type=int, default=None, help="seed for address choice (reproducible runs)")
     p.add_argument(
@@ -35,19 +36,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_logging_flags(p)  # fmt: skip
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
-    chosen = tuple(c.strip() for c in args.controllers.split(",") if c.strip())
+def controller_list(value: str) -> tuple[str, ...]:
+    """Comma-separated names from CONTROLLERS, at least one."""
+    chosen = tuple(c.strip() for c in value.split(",") if c.strip())
     unknown = [c for c in chosen if c not in CONTROLLERS]
     if unknown or not chosen:
-        raise UsageError(
-            f"--controllers: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(CONTROLLERS)}"
+        raise argparse.ArgumentTypeError(
+            f"unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(CONTROLLERS)}"
         )
+    return chosen
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
     ipam_workers = args.workers or args.ipam_workers
     sv_workers = args.workers or args.subnet_validator_workers
-    if ipam_workers < 1 or sv_workers < 1:
-        raise UsageError("worker counts must be at least 1")
-    if not args.server.startswith(("http://", "https://")):
-        raise UsageError(f"--server {args.server!r} must be an http:// or https:// URL")
+    chosen = args.controllers
     host, port = args.metrics_listen
     return Settings(
         server=args.server, controllers=chosen, ipam_workers=ipam_workers, validator_workers=sv_workers,
@@ -56,16 +59,17 @@ def settings_from(args: argparse.Namespace) -> Settings:
     )  # fmt: skip
 
 
-def run(args: argparse.Namespace) -> int:
+def run(settings: Settings) -> int:
     async def main(stop: asyncio.Event) -> int:
-        cm = ControllerManager(settings_from(args))
+        cm = ControllerManager(settings)
         try:
             await cm.start()
         except OSError as e:
-            raise UsageError(f"cannot serve metrics on {args.metrics_listen[0]}:{args.metrics_listen[1]}: {e}") from e
+            where = f"{settings.metrics_host}:{settings.metrics_port}"
+            raise SettingError("--metrics-listen", f"cannot serve metrics on {where}: {e}") from None
         print(f"kos controller-manager running ({', '.join(cm.settings.controllers)})", flush=True)
         await stop.wait()
         await cm.stop()
         return 0
 
-    return run_until_signalled(main, args=args, component="controller-manager")
+    return run_until_signalled(main, component="controller-manager")

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -17,18 +19,19 @@ from kos.api.types import IPLock, NetworkAttachment
 from kos.cli.cluster import Cluster, ClusterSettings
 from kos.cli.common import UsageError, add_logging_flags, run_until_signalled
 from kos.cli.driver import drive, print_summary
+from kos.cli.settings import at_least, positive
 from kos.client.rest import Client
 from kos.driver.run import DriverError, DriverSettings
 from kos.verify import check
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--nodes", type=int, default=50, help="simulated nodes")
-    p.add_argument("--num-attachments", type=int, default=1000, help="NAs the driver creates over the run")
-    p.add_argument("--rate", type=float, default=100.0, help="driver operations (creates + deletes) per second")
-    p.add_argument("--num-nets", type=int, default=30, help="virtual networks")
-    p.add_argument("--top-net-size", type=int, default=60, help="size of the largest virtual network")
-    p.add_argument("--threads", type=int, default=4, help="driver workers")
+    p.add_argument("--nodes", type=at_least(1), default=50, help="simulated nodes")
+    p.add_argument("--num-attachments", type=at_least(1), default=1000, help="NAs the driver creates over the run")
+    p.add_argument("--rate", type=positive, default=100.0, help="driver operations (creates + deletes) per second")
+    p.add_argument("--num-nets", type=at_least(1), default=30, help="virtual networks")
+    p.add_argument("--top-net-size", type=at_least(1), default=60, help="size of the largest virtual network")
+    p.add_argument("--threads", type=at_least(1), default=4, help="driver workers")
     p.add_argument("--seed", type=int, default=1, help="workload seed")
     p.add_argument("--output", type=Path, default=None, help="run directory (default ./kos-demo-<time>)")
     p.add_argument("--state-dir", type=Path, default=None, help="cluster state (default: a temporary directory)")
@@ -36,7 +39,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_logging_flags(p)  # fmt: skip
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclasses.dataclass(frozen=True, slots=True)
+class DemoSettings:
+    """Everything `kos demo` runs with, checked."""
+
+    nodes: int
+    num_attachments: int
+    rate: float
+    num_nets: int
+    top_net_size: int
+    threads: int
+    seed: int
+    output: Path | None
+    state_dir: Path | None
+    progress: str
+
+
+def settings_from(args: argparse.Namespace) -> DemoSettings:
+    return DemoSettings(
+        nodes=args.nodes, num_attachments=args.num_attachments, rate=args.rate, num_nets=args.num_nets,
+        top_net_size=args.top_net_size, threads=args.threads, seed=args.seed, output=args.output,
+        state_dir=args.state_dir, progress=args.progress,
+    )  # fmt: skip
+
+
+def run(args: DemoSettings) -> int:
     console = Console()
 
     async def main(stop: asyncio.Event) -> int:
@@ -50,13 +77,7 @@ def run(args: argparse.Namespace) -> int:
                 await cluster.start()
                 console.print(f"up in {time.monotonic() - t0:.1f}s at {cluster.server}; driving "
                               f"{args.num_attachments} attachments at {args.rate:g} operations/s …")  # fmt: skip
-                settings = DriverSettings(
-                    server=cluster.server, nodes=tuple(f"node-{i}" for i in range(args.nodes)),
-                    num_nets=args.num_nets, top_net_size=args.top_net_size, num_attachments=args.num_attachments,
-                    rate=args.rate, threads=args.threads, wait_after_delete=10.0, seed=args.seed, output=output,
-                    progress=args.progress, run_id=f"demo-{time.strftime('%H%M%S')}", keep_population=True,
-                )  # fmt: skip
-                task = asyncio.create_task(drive(settings, console))
+                task = asyncio.create_task(drive(driver_settings(args, cluster.server, output), console))
                 waiter = asyncio.create_task(stop.wait())
                 done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
                 if task not in done:
@@ -75,18 +96,33 @@ def run(args: argparse.Namespace) -> int:
                 raise UsageError(str(e)) from None
             finally:
                 await cluster.stop()
-            print_summary(summary, path, console)
-            if problems:
-                console.print(f"[bold red]kos verify found {len(problems)} problem(s):[/]")
-                for p in problems[:20]:
-                    console.print(f"  {p}")
-            else:
-                console.print("[bold green]kos verify: all invariants hold[/] (addresses, subnets, readiness, "
-                              f"every node's fabric); report: {path}")  # fmt: skip
-            ok = summary["never_ready"] == 0 and not summary.get("stopped") and not problems
-            return 0 if ok else 1
+            return _report(summary, path, problems, console)
 
-    return run_until_signalled(main, args=args, component="demo")
+    return run_until_signalled(main, component="demo")
+
+
+def driver_settings(s: DemoSettings, server: str, output: Path) -> DriverSettings:
+    """The demo's driver run: `s`'s workload on every simulated node, leaving its last population in place."""
+    return DriverSettings(
+        server=server, nodes=tuple(f"node-{i}" for i in range(s.nodes)), num_nets=s.num_nets,
+        top_net_size=s.top_net_size, num_attachments=s.num_attachments, rate=s.rate, threads=s.threads,
+        wait_after_delete=10.0, seed=s.seed, output=output, progress=s.progress,
+        run_id=f"demo-{time.strftime('%H%M%S')}", keep_population=True,
+    )  # fmt: skip
+
+
+def _report(summary: dict[str, Any], path: Path | None, problems: list[str], console: Console) -> int:
+    """Print the summary and what verification found; the exit status (0: all ready and nothing found)."""
+    print_summary(summary, path, console)
+    if problems:
+        console.print(f"[bold red]kos verify found {len(problems)} problem(s):[/]")
+        for p in problems[:20]:
+            console.print(f"  {p}")
+    else:
+        console.print("[bold green]kos verify: all invariants hold[/] (addresses, subnets, readiness, "
+                      f"every node's fabric); report: {path}")  # fmt: skip
+    ok = summary["never_ready"] == 0 and not summary.get("stopped") and not problems
+    return 0 if ok else 1
 
 
 async def _verify(cluster: Cluster, settle: float, expect_empty: str = "") -> list[str]:

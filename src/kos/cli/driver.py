@@ -9,6 +9,7 @@ import math
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,10 @@ from rich.table import Table
 
 from kos.api.errors import StatusError
 from kos.cli.common import UsageError, add_logging_flags, run_until_signalled
+from kos.cli.settings import SettingError, at_least, existing_file, fraction, http_url, positive
 from kos.driver import report
-from kos.driver.run import Driver, DriverError, DriverSettings, parse_nodes
+from kos.driver.run import Driver
+from kos.driver.settings import DriverError, DriverSettings, parse_nodes
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +45,27 @@ def duration(value: str) -> float:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", required=False, default="", help="URL of the kos apiserver")
-    p.add_argument("--kubeconfig", default="", help="a kubeconfig naming the server (instead of --server)")
+    p.add_argument("--server", type=optional(http_url), default="", help="URL of the kos apiserver")
+    p.add_argument(
+        "--kubeconfig",
+        type=optional(existing_file),
+        default="",
+        help="a kubeconfig naming the server (instead of --server)",
+    )
     p.add_argument("--nodes", default="", help="candidate nodes: a,b,c or PREFIX:COUNT such as node-:100")
-    p.add_argument("--num-nets", type=int, default=10, help="number of virtual networks")
-    p.add_argument("--top-net-size", type=int, default=100, help="nominal size (slots) of the largest network")
+    p.add_argument("--num-nets", type=at_least(1), default=10, help="number of virtual networks")
+    p.add_argument("--top-net-size", type=at_least(1), default=100, help="nominal size (slots) of the largest network")
     p.add_argument("--exponent", type=float, default=1.0, help="power-law exponent of network sizes")
     p.add_argument("--bias", type=int, default=0, help="power-law bias of network sizes")
     p.add_argument("--base-address", default="172.24.0.0", help="start of the address space carved into subnets")
     p.add_argument("--single-network", action="store_true", help="one subnet per network instead of two")
-    p.add_argument("--subnet-size-factor", type=float, default=1.0, help="subnet sizing multiplier")
+    p.add_argument("--subnet-size-factor", type=positive, default=1.0, help="subnet sizing multiplier")
     p.add_argument("--estimate", action="store_true", help="only compute and write the size distribution")
     p.add_argument("--round-robin", action="store_true", help="place NAs on nodes round-robin, not at random")
     p.add_argument("--only-node", default="", help="place every NA on this node")
-    p.add_argument("--num-attachments", type=int, default=450, help="NAs to create over the run")
-    p.add_argument("--threads", type=int, default=1, help="concurrent workers")
-    p.add_argument("--rate", type=float, default=10.0, help="target operations (creates + deletes) per second")
+    p.add_argument("--num-attachments", type=at_least(1), default=450, help="NAs to create over the run")
+    p.add_argument("--threads", type=at_least(1), default=1, help="concurrent workers")
+    p.add_argument("--rate", type=positive, default=10.0, help="target operations (creates + deletes) per second")
     p.add_argument("--ops-distribution", choices=["steady", "poisson"], default="steady", help="operation schedule")
     p.add_argument(
         "--wait-after-create",
@@ -73,11 +81,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--test-fraction",
-        type=float,
+        type=fraction,
         default=0.0,
         help="probability that an NA gets a full ping test (needs the OVS fabric and the test scripts)",
     )
-    p.add_argument("--ping-count", type=int, default=10, help="ping attempts in a full test")
+    p.add_argument("--ping-count", type=at_least(1), default=10, help="ping attempts in a full test")
     p.add_argument("--pending-wait", type=duration, default=60.0, help="longest wait for a peer to be tested")
     p.add_argument(
         "--stop-on-ping-fail", default=True, action=argparse.BooleanOptionalAction, help="stop when a test fails"
@@ -93,6 +101,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_logging_flags(p)  # fmt: skip
 
 
+def optional(convert: Callable[[str], object]) -> Callable[[str], object]:
+    """`convert`, or the empty text left as it is (the flag not given)."""
+    return lambda value: convert(value) if value else value
+
+
 def server_from_kubeconfig(path: str) -> str:
     import yaml
 
@@ -103,17 +116,17 @@ def server_from_kubeconfig(path: str) -> str:
         ctx = next(c["context"] for c in cfg["contexts"] if c["name"] == current)
         return str(next(c["cluster"]["server"] for c in cfg["clusters"] if c["name"] == ctx["cluster"]))
     except (OSError, KeyError, StopIteration, TypeError, yaml.YAMLError) as e:
-        raise UsageError(f"cannot read the server from kubeconfig {path}: {e}") from None
+        raise SettingError("--kubeconfig", f"cannot read the server from {path}: {e}") from None
 
 
 def settings_from(args: argparse.Namespace) -> DriverSettings:
-    server = args.server or (server_from_kubeconfig(args.kubeconfig) if args.kubeconfig else "")
+    server = args.server or (server_from_kubeconfig(str(args.kubeconfig)) if args.kubeconfig else "")
     if not server and not args.estimate:
-        raise UsageError("name the apiserver with --server URL (or --kubeconfig)")
+        raise SettingError("--server", "name the apiserver with --server URL (or --kubeconfig)")
     try:
         nodes = tuple(parse_nodes(args.nodes))
     except DriverError as e:
-        raise UsageError(str(e)) from None
+        raise SettingError("--nodes", str(e).removeprefix("--nodes ")) from None
     return DriverSettings(
         server=server, nodes=nodes, num_nets=args.num_nets, top_net_size=args.top_net_size,
         exponent=args.exponent, bias=args.bias, base_address=args.base_address, single_network=args.single_network,
@@ -194,8 +207,7 @@ async def drive(settings: DriverSettings, console: Console) -> tuple[dict[str, A
     return summary, path
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+def run(settings: DriverSettings) -> int:
     console = Console()
 
     async def main(stop: asyncio.Event) -> int:
@@ -218,4 +230,4 @@ def run(args: argparse.Namespace) -> int:
         print_summary(summary, path, console)
         return 0 if not summary.get("never_ready") and not summary.get("stopped") else 1
 
-    return run_until_signalled(main, args=args, component="driver")
+    return run_until_signalled(main, component="driver")

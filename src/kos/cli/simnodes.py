@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 
 from kos.agent.simnodes import SimNodes
 from kos.api import names
-from kos.cli.common import UsageError, add_logging_flags, host_port, run_until_signalled
+from kos.cli.common import add_logging_flags, run_until_signalled
+from kos.cli.settings import SettingError, absolute_paths, at_least, host_port, http_url, number_at_least
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", required=True, help="URL of the kos apiserver")
-    p.add_argument("--count", type=int, required=True, help="number of simulated nodes")
+    p.add_argument("--server", type=http_url, required=True, help="URL of the kos apiserver")
+    p.add_argument("--count", type=at_least(1), required=True, help="number of simulated nodes")
     p.add_argument("--name-prefix", default="node-", help="node names are <prefix>0 ... <prefix><count-1>")
     p.add_argument("--fabric", default="sim", choices=["sim"], help="the simulated nodes' fabric")
-    p.add_argument("--latency", type=float, default=0.0, help="seconds each fabric operation takes (imitates a switch)")
-    p.add_argument("--workers", type=int, default=2, help="worker tasks per node")
-    p.add_argument("--allowed-programs", default="", help="comma-separated absolute paths allowed in commands")
+    p.add_argument("--latency", type=number_at_least(0), default=0.0,
+                   help="seconds each fabric operation takes (imitates a switch)")  # fmt: skip
+    p.add_argument("--workers", type=at_least(1), default=2, help="worker tasks per node")
+    p.add_argument("--allowed-programs", type=absolute_paths, default=frozenset(),
+                   help="comma-separated absolute paths allowed in commands")  # fmt: skip
     p.add_argument(
         "--per-node-metrics",
         action="store_true",
@@ -33,35 +37,49 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_logging_flags(p)  # fmt: skip
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.count < 1:
-        print("kos simnodes: --count must be at least 1", flush=True)
-        return 2
+@dataclasses.dataclass(frozen=True, slots=True)
+class SimNodesSettings:
+    """Everything `kos simnodes` runs with, checked."""
+
+    server: str
+    count: int
+    name_prefix: str
+    latency: float
+    workers: int
+    allowed_programs: frozenset[str]
+    per_node_metrics: bool
+    listen: tuple[str, int]
+
+
+def settings_from(args: argparse.Namespace) -> SimNodesSettings:
     problems = names.dns1123_subdomain_problems(f"{args.name_prefix}{args.count - 1}")
     if problems:  # spec.node must be a valid name, so such nodes would never see an attachment
-        print(f"kos simnodes: --name-prefix {args.name_prefix!r} does not make valid node names: {problems[-1]}",
-              flush=True)  # fmt: skip
-        return 2
+        raise SettingError("--name-prefix", f"{args.name_prefix!r} does not make valid node names: {problems[-1]}")
+    return SimNodesSettings(
+        server=args.server, count=args.count, name_prefix=args.name_prefix, latency=args.latency,
+        workers=args.workers, allowed_programs=args.allowed_programs, per_node_metrics=args.per_node_metrics,
+        listen=args.listen,
+    )  # fmt: skip
 
+
+def run(s: SimNodesSettings) -> int:
     async def main(stop: asyncio.Event) -> int:
-        programs = frozenset(p.strip() for p in args.allowed_programs.split(",") if p.strip())
-        nodes = SimNodes(args.server, args.count, prefix=args.name_prefix, latency=args.latency,
-                         workers=args.workers, allowed_programs=programs,
-                         per_node_metrics=args.per_node_metrics)  # fmt: skip
-        host, port = args.listen
+        nodes = SimNodes(s.server, s.count, prefix=s.name_prefix, latency=s.latency, workers=s.workers,
+                         allowed_programs=s.allowed_programs, per_node_metrics=s.per_node_metrics)  # fmt: skip
+        host, port = s.listen
         try:
             port = await nodes.serve(host, port)
         except OSError as e:
-            raise UsageError(f"cannot serve on {host}:{port}: {e}") from None
+            raise SettingError("--listen", f"cannot serve on {host}:{port}: {e}") from None
         print(f"kos simnodes: nodes endpoint http://{host}:{port} (pid {os.getpid()})", flush=True)
         starting = asyncio.create_task(nodes.start())
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if starting.done() and not stop.is_set():
-            print(f"kos simnodes: {args.count} nodes running", flush=True)
+            print(f"kos simnodes: {s.count} nodes running", flush=True)
             await stop.wait()
         starting.cancel()
         await nodes.stop()
         return 0
 
-    return run_until_signalled(main, args=args, component="simnodes")
+    return run_until_signalled(main, component="simnodes")

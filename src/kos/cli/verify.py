@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 import time
 
@@ -11,21 +12,24 @@ import aiohttp
 
 from kos.api.errors import StatusError
 from kos.cli.common import add_logging_flags, run_until_signalled
+from kos.cli.settings import http_url, number_at_least
 from kos.verify import check
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", required=True, help="URL of the kos apiserver")
-    p.add_argument("--nodes-endpoint", default="", help="URL of `kos simnodes` (to check every node's fabric)")
+    p.add_argument("--server", type=http_url, required=True, help="URL of the kos apiserver")
+    p.add_argument(
+        "--nodes-endpoint", type=optional_url, default="", help="URL of `kos simnodes` (to check every node's fabric)"
+    )
     p.add_argument(
         "--wait",
-        type=float,
+        type=number_at_least(0),
         default=0.0,
         help="keep checking for up to this many seconds until everything holds (a system settling)",
     )
     p.add_argument(
         "--watch",
-        type=float,
+        type=number_at_least(0),
         default=0.0,
         metavar="SECONDS",
         help="then follow every NetworkAttachment change for this many seconds, checking at every revision that no"
@@ -39,7 +43,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_logging_flags(p)  # fmt: skip
 
 
-def run(args: argparse.Namespace) -> int:
+def optional_url(value: str) -> str:
+    """An http(s) URL, or empty for none."""
+    return http_url(value) if value else value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VerifySettings:
+    """Everything `kos verify` runs with, checked."""
+
+    server: str
+    nodes_endpoint: str
+    wait: float
+    watch: float
+    no_require_ready: bool
+
+
+def settings_from(args: argparse.Namespace) -> VerifySettings:
+    return VerifySettings(server=args.server, nodes_endpoint=args.nodes_endpoint, wait=args.wait, watch=args.watch,
+                          no_require_ready=args.no_require_ready)  # fmt: skip
+
+
+def run(args: VerifySettings) -> int:
     async def main(stop: asyncio.Event) -> int:
         deadline = time.monotonic() + args.wait
         report = check.Report([], [], "")
@@ -67,31 +92,4 @@ def run(args: argparse.Namespace) -> int:
             print("all invariants hold", file=sys.stderr)
         return 1 if problems else 0
 
-    return run_until_signalled(main, args=args, component="verify")
-
-
-def add_trace_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", required=True, help="URL of the kos apiserver")
-    p.add_argument("--nodes-endpoint", required=True, help="URL of `kos simnodes`")
-    p.add_argument("source", help="namespace/name of the sending NetworkAttachment")
-    p.add_argument("destination", help="namespace/name of the receiving NetworkAttachment")
-    add_logging_flags(p)  # fmt: skip
-
-
-def run_trace(args: argparse.Namespace) -> int:
-    async def main(stop: asyncio.Event) -> int:
-        try:
-            r = await check.trace(args.server, args.nodes_endpoint, args.source, args.destination)
-        except (StatusError, aiohttp.ClientError, OSError) as e:
-            print(f"kos trace: {e}", file=sys.stderr)
-            return 2
-        for hop in r.get("hops", []):
-            print("  " + hop)
-        if r.get("reachable"):
-            print(f"{args.source} reaches {args.destination} at {r['node']}/{r['interface']} ({r['mac']})")
-            return 0
-        where = f" at {r['where']}" if r.get("where") else ""
-        print(f"{args.source} does not reach {args.destination}: {r.get('stage')}{where}: {r.get('why')}")
-        return 1
-
-    return run_until_signalled(main, args=args, component="trace")
+    return run_until_signalled(main, component="verify")

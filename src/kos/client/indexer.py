@@ -85,9 +85,6 @@ class Indexer(Generic[T]):
     def by_index(self, name: str, value: str) -> list[T]:
         return [self._items[k] for k in self._indexes[name].get(value, ())]
 
-    def index_values(self, name: str) -> list[str]:
-        return list(self._indexes[name])
-
 
 class Lister(Generic[T]):
     """Read-only view of an Indexer."""

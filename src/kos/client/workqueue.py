@@ -11,18 +11,19 @@ The queue guarantees what makes that safe with several workers:
 
 `add_after` delays an add; `add_rate_limited` delays it by the rate limiter's
 verdict for that key (per-item exponential backoff, 200 ms → 8 h by default);
-`forget` resets the key's backoff after a success.
+`forget` resets the key's backoff after a success. Every delay and every
+duration the metrics report is on the queue's `Clock` (a fake one in tests).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import time
 from collections.abc import Hashable
 from typing import Generic, Protocol, TypeVar
 
 from kos.client.ratelimit import ExponentialBackoff, RateLimiter
+from kos.util.clock import REAL_CLOCK, Clock, Timer
 
 K = TypeVar("K", bound=Hashable)
 
@@ -64,9 +65,15 @@ class ShutDown(Exception):
 
 class WorkQueue(Generic[K]):
     def __init__(
-        self, name: str = "", *, rate_limiter: RateLimiter | None = None, metrics: QueueMetrics | None = None
+        self,
+        name: str = "",
+        *,
+        rate_limiter: RateLimiter | None = None,
+        metrics: QueueMetrics | None = None,
+        clock: Clock = REAL_CLOCK,
     ) -> None:
         self.name = name
+        self.clock = clock
         self.rate_limiter: RateLimiter = rate_limiter or ExponentialBackoff()
         self.metrics: QueueMetrics = metrics or NoMetrics()
         self._queue: collections.deque[K] = collections.deque()
@@ -75,7 +82,7 @@ class WorkQueue(Generic[K]):
         self._added_at: dict[K, float] = {}
         self._started_at: dict[K, float] = {}
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._delayed: dict[K, asyncio.TimerHandle] = {}
+        self._delayed: dict[K, Timer] = {}
         self._delayed_at: dict[K, float] = {}
         self._shutting_down = False
 
@@ -91,7 +98,7 @@ class WorkQueue(Generic[K]):
             return
         self.metrics.added()
         self._dirty.add(key)
-        self._added_at.setdefault(key, time.monotonic())
+        self._added_at.setdefault(key, self.clock.monotonic())
         if key in self._processing:
             return  # re-queued by done()
         self._queue.append(key)
@@ -120,7 +127,7 @@ class WorkQueue(Generic[K]):
                 raise
         key = self._queue.popleft()
         self.metrics.depth(len(self._queue))
-        now = time.monotonic()
+        now = self.clock.monotonic()
         added = self._added_at.pop(key, None)
         if added is not None:
             self.metrics.queued_for(now - added)
@@ -133,27 +140,27 @@ class WorkQueue(Generic[K]):
         self._processing.discard(key)
         started = self._started_at.pop(key, None)
         if started is not None:
-            self.metrics.worked_for(time.monotonic() - started)
+            self.metrics.worked_for(self.clock.monotonic() - started)
         if key in self._dirty:
             self._queue.append(key)
             self.metrics.depth(len(self._queue))
             self._wake_one()
 
     def add_after(self, key: K, delay: float) -> None:
+        """Add `key` once `delay` seconds (of the queue's clock) have passed; an earlier pending add wins."""
         if self._shutting_down:
             return
         if delay <= 0:
             self.add(key)
             return
-        loop = asyncio.get_running_loop()
-        due = loop.time() + delay
+        due = self.clock.monotonic() + delay
         existing = self._delayed_at.get(key)
         if existing is not None and existing <= due:
             return  # an earlier add is already scheduled
         if key in self._delayed:
             self._delayed[key].cancel()
         self._delayed_at[key] = due
-        self._delayed[key] = loop.call_at(due, self._fire, key)
+        self._delayed[key] = self.clock.call_later(delay, self._fire, key)
 
     def _fire(self, key: K) -> None:
         self._delayed.pop(key, None)
@@ -187,4 +194,4 @@ class WorkQueue(Generic[K]):
     def oldest_processing_age(self) -> float:
         if not self._started_at:
             return 0.0
-        return time.monotonic() - min(self._started_at.values())
+        return self.clock.monotonic() - min(self._started_at.values())

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Any
 
 import msgspec
 
@@ -39,9 +38,9 @@ from kos.api.errors import (
     UnsupportedMediaType,
 )
 from kos.api.types import Subnet, SubnetStatus
+from kos.client.api import API
 from kos.client.controller import Controller, Retry
 from kos.client.informer import Informer
-from kos.client.rest import Client
 from kos.client.workqueue import WorkQueue
 from kos.controllers.metrics import SubnetValidatorMetrics, ok
 from kos.util.clock import REAL_CLOCK, Clock
@@ -75,7 +74,7 @@ class SubnetValidator(Controller):
 
     def __init__(
         self,
-        client: Client,
+        api: API,
         subnets: Informer[Subnet],
         queue: WorkQueue[str],
         metrics: SubnetValidatorMetrics,
@@ -84,7 +83,7 @@ class SubnetValidator(Controller):
         clock: Clock = REAL_CLOCK,
     ) -> None:
         super().__init__(queue, [subnets], workers)
-        self.client = client
+        self.api = api
         self.subnets = subnets
         self.metrics = metrics
         self.clock = clock
@@ -152,7 +151,7 @@ class SubnetValidator(Controller):
         key = key_of(sn)
         t0 = time.perf_counter()
         try:
-            live, _ = await self.client.list(Subnet, None, field_selector=f"spec.vni={sn.spec.vni}")
+            live, _ = await self.api.list(Subnet, None, field_selector=f"spec.vni={sn.spec.vni}")
         except MALFORMED_REQUEST as e:
             self.metrics.live_list_latency.labels("err").observe(time.perf_counter() - t0)
             log.error("live list for %s refused: %s", key, e)
@@ -196,7 +195,7 @@ class SubnetValidator(Controller):
         new = msgspec.structs.replace(sn, status=SubnetStatus(validated=validated, errors=tuple(errors)))
         t0 = time.perf_counter()
         try:
-            await self.client.update_status(new)
+            await self.api.update_status(new)
         except (NotFound, Conflict) as e:
             self.metrics.update_latency.labels("err", ok(bool(errors))).observe(time.perf_counter() - t0)
             raise Retry(str(e)) from e
@@ -217,6 +216,3 @@ class SubnetValidator(Controller):
             log.info("subnet %s validated", key)
         else:
             log.warning("subnet %s failed validation: found rival subnets: %s", key, ", ".join(errors))
-
-    def debug_state(self) -> dict[str, Any]:
-        return {k: {"uid": e.owner_uid, "rivals": sorted(e.rivals)} for k, e in self.conflicts.items()}

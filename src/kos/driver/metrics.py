@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from kos.driver.records import Record
 
 B_CREATE = (-1, 0, 0.0625, 0.125, 0.25, 0.5, 1, 1.5, 2, 3, 4, 8, 16, 32)
 B_ADDRESSED = (-1, 0, 0.125, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
@@ -13,6 +17,8 @@ B_DELETE = (-1, 0, 0.125, 0.25, 0.5, 1, 1.5, 2, 3, 4, 8, 16, 32)
 
 
 class DriverMetrics:
+    """The histograms and counters of one run, labelled with its run ID."""
+
     def __init__(self, registry: CollectorRegistry, run_id: str) -> None:
         ns, sub, r = "kos", "driver", registry
 
@@ -49,3 +55,27 @@ class DriverMetrics:
         self.failed_deletes = Counter("failed_deletes", "Deletes that failed for good.", ["runID"], namespace=ns,
                                       subsystem=sub, registry=r)  # fmt: skip
         self.run_id = run_id
+
+    def observe_closed(self, r: Record) -> None:
+        """Put a closed NA's stage latencies (seconds from just before its create) into the histograms."""
+        rid = self.run_id
+        if not math.isnan(r.addressed):
+            d = r.addressed - r.t_create
+            self.create_to_addressed.labels(rid).observe(d)
+            if not r.contention:
+                self.create_to_addressed_easy.labels(rid).observe(d)
+        if not math.isnan(r.ready):
+            d = r.ready - r.t_create
+            self.create_to_ready.labels(rid).observe(d)
+            if not r.contention:
+                self.create_to_ready_easy.labels(rid).observe(d)
+        if not math.isnan(r.broken):
+            self.create_to_broken.labels(rid).observe(r.broken - r.t_create)
+        if not math.isnan(r.tested) and not math.isnan(r.ready):
+            if r.full_test:
+                self.create_to_tested.labels(rid).observe(r.tested - r.t_create)
+                self.ready_to_tested.labels(rid).observe(r.tested - r.ready)
+            else:
+                self.create_to_half_tested.labels(rid).observe(r.tested - r.t_create)
+                self.ready_to_half_tested.labels(rid).observe(r.tested - r.ready)
+            self.test_count.labels(rid, str(r.test_exit), "-1", str(r.full_test).lower()).inc()

@@ -20,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from kos.driver.run import Record
+from kos.driver.records import Record
 
 STAGES: tuple[tuple[str, str, Callable[[Record], float]], ...] = (
     ("create", "create call", lambda r: r.create_latency),

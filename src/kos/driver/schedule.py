@@ -36,7 +36,7 @@ def offsets(distribution: str, rate: float, total: int, rng: random.Random) -> l
     raise ScheduleError(f"--ops-distribution {distribution!r}: use steady or poisson")
 
 
-def slot_index(op: int, thread: int, threads: int, ops_per_thread: int, total_creates: int) -> int:
+def slot_index(op: int, thread: int, threads: int, total_creates: int) -> int:
     """The schedule entry of a thread's op-th operation (reference §7.3 striding)."""
     regular = 2 * (total_creates // threads)
     short = total_creates % threads

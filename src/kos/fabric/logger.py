@@ -7,11 +7,10 @@ return what it holds, so they are empty after a restart.
 
 from __future__ import annotations
 
-import logging
-
 from kos.fabric.interface import LocalNetIfc, Pairs, RemoteNetIfc
+from kos.util.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class LoggerFabric:
@@ -26,24 +25,24 @@ class LoggerFabric:
     async def create_local_ifc(self, ifc: LocalNetIfc) -> None:
         self.pairs.take(ifc.vni, ifc.guest_ip)
         self.local[ifc.name] = ifc
-        log.info("node=%s create local interface %s vni=%#x mac=%s ip=%s", self.node, ifc.name, ifc.vni,
-                 ifc.guest_mac, ifc.guest_ip)  # fmt: skip
+        log.info("create local interface", node=self.node, interface=ifc.name, vni=f"{ifc.vni:#x}",
+                 mac=ifc.guest_mac, ip=ifc.guest_ip)  # fmt: skip
 
     async def delete_local_ifc(self, ifc: LocalNetIfc) -> None:
         if self.local.pop(ifc.name, None) is not None:
             self.pairs.release(ifc.vni, ifc.guest_ip)
-        log.info("node=%s delete local interface %s", self.node, ifc.name)
+        log.info("delete local interface", node=self.node, interface=ifc.name)
 
     async def create_remote_ifc(self, ifc: RemoteNetIfc) -> None:
         self.pairs.take(ifc.vni, ifc.guest_ip)
         self.remote[ifc.guest_mac] = ifc
-        log.info("node=%s create remote interface vni=%#x mac=%s ip=%s host=%s", self.node, ifc.vni, ifc.guest_mac,
-                 ifc.guest_ip, ifc.host_ip)  # fmt: skip
+        log.info("create remote interface", node=self.node, vni=f"{ifc.vni:#x}", mac=ifc.guest_mac, ip=ifc.guest_ip,
+                 host=ifc.host_ip)  # fmt: skip
 
     async def delete_remote_ifc(self, ifc: RemoteNetIfc) -> None:
         if self.remote.pop(ifc.guest_mac, None) is not None:
             self.pairs.release(ifc.vni, ifc.guest_ip)
-        log.info("node=%s delete remote interface mac=%s", self.node, ifc.guest_mac)
+        log.info("delete remote interface", node=self.node, mac=ifc.guest_mac)
 
     async def list_local_ifcs(self) -> list[LocalNetIfc]:
         return list(self.local.values())

@@ -64,7 +64,6 @@ stripped on the way out, so several stores can share one etcd.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -86,8 +85,9 @@ from kos.storage.interface import (
     Unavailable,
     guard_holds,
 )
+from kos.util.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _Events = list[Event]
 _Ops = list[Any]
@@ -225,7 +225,7 @@ class EtcdStore:
         if self._cur == i:
             self._cur = (i + 1) % len(self._eps)
             if len(self._eps) > 1:
-                log.warning("etcd %s failed (%s); trying %s", self._eps[i], _describe(e), self._eps[self._cur])
+                log.warning("etcd endpoint failed", endpoint=self._eps[i], err=_describe(e), next=self._eps[self._cur])
 
     async def _rpc(self, what: str, method: str, req: Any, *, window: float | None = None) -> tuple[Any, bool]:
         """Call `KV.<method>(req)` on the current endpoint, failing over until it succeeds or the window ends.
@@ -313,7 +313,7 @@ class EtcdStore:
             return int(resp.header.revision)
         kvs = resp.responses[0].response_range.kvs
         if ambiguous and kvs and kvs[0].value == value and kvs[0].create_revision == kvs[0].mod_revision:
-            log.info("etcd create of %s: an interrupted attempt was applied at %d", key, kvs[0].mod_revision)
+            log.info("etcd create: an interrupted attempt was applied", key=key, revision=kvs[0].mod_revision)
             return int(kvs[0].mod_revision)
         raise KeyExists(key)
 
@@ -352,7 +352,7 @@ class EtcdStore:
         if not kvs:
             raise KeyNotFound(key)
         if ambiguous and kvs[0].value == value and kvs[0].mod_revision > expected_revision:
-            log.info("etcd update of %s: an interrupted attempt was applied at %d", key, kvs[0].mod_revision)
+            log.info("etcd update: an interrupted attempt was applied", key=key, revision=kvs[0].mod_revision)
             return int(kvs[0].mod_revision)
         if kvs[0].mod_revision != expected_revision:
             raise RevisionMismatch(key, expected_revision, self._kv(kvs[0]))

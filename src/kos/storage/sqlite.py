@@ -25,7 +25,6 @@ import builtins
 import concurrent.futures
 import contextlib
 import dataclasses
-import logging
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -48,8 +47,6 @@ from kos.storage.interface import (
     guard_holds,
     initial_revision,
 )
-
-log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (

@@ -1,4 +1,9 @@
-"""An in-process apiserver on 127.0.0.1:<free port>, for tests and benchmarks."""
+"""An in-process apiserver on 127.0.0.1:<free port>, for tests and benchmarks.
+
+`running_apiserver` checks the watch cache against the store when the body it wraps finishes without
+an error (`kos.testing.cachecheck`), so every test that starts an apiserver this way is checked;
+benchmarks, whose stores are large, pass `check_cache=False`.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,27 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from kos.apiserver.server import APIServer, Settings
+from kos.testing.cachecheck import assert_cache_matches_store
+from kos.util.clock import REAL_CLOCK, Clock
 
 
 @contextlib.asynccontextmanager
-async def running_apiserver(storage: str = "memory://", **settings: Any) -> AsyncIterator[APIServer]:
+async def running_apiserver(
+    storage: str = "memory://", *, clock: Clock = REAL_CLOCK, check_cache: bool = True, **settings: Any
+) -> AsyncIterator[APIServer]:
+    """An apiserver with `Settings` overridden by `settings`, on `clock`; stopped afterwards.
+
+    Unless `check_cache` is false, the watch cache is checked against the store (AssertionError) after a body
+    that ended without an error, before the server stops.
+    """
     s = dataclasses.replace(Settings(storage=storage, host="127.0.0.1", port=0), **settings)
-    server = APIServer(s)
+    server = APIServer(s, clock=clock)
     await server.start()
     try:
         yield server
+        if check_cache:
+            assert server.cacher is not None
+            await assert_cache_matches_store(server.cacher)
     finally:
         await server.stop()
 

@@ -1,8 +1,15 @@
 """Time as an injected dependency.
 
-Every timer path in kos takes a `Clock` so that tests can drive time by hand
-(`kos.testing.clock.FakeClock`) instead of sleeping. Wall time (`now`) stamps
-objects; monotonic time (`monotonic`) measures durations and schedules retries.
+Every timer in kos — work-queue delays and backoff, watch timeouts and bookmarks, cache waits,
+garbage-collection and protection retries — reads a `Clock`, so that tests drive time by hand
+(`kos.testing.clock.FakeClock`) instead of sleeping. Wall time (`now`) stamps objects; monotonic
+time (`monotonic`) measures durations and schedules retries; `sleep` suspends a task and
+`call_later` schedules a callback, both on monotonic time.
+
+The protocol is asyncio's own vocabulary (`loop.call_later`, `asyncio.sleep`) so production code
+reads the same as without it. `RealClock` hands the calls to the running loop and the `time`
+module directly — `REAL_CLOCK.monotonic` *is* `time.monotonic` — so hot paths pay nothing for the
+indirection.
 """
 
 from __future__ import annotations
@@ -10,9 +17,16 @@ from __future__ import annotations
 import asyncio
 import datetime
 import time
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 UTC = datetime.UTC
+
+
+class Timer(Protocol):
+    """A scheduled callback (`asyncio.TimerHandle` is one); `cancel()` stops it if it has not run."""
+
+    def cancel(self) -> None: ...
 
 
 class Clock(Protocol):
@@ -21,39 +35,40 @@ class Clock(Protocol):
         ...
 
     def monotonic(self) -> float:
-        """Seconds on a clock that never goes backwards."""
+        """Seconds on a clock that never goes backwards (the origin is arbitrary)."""
         ...
 
     async def sleep(self, seconds: float) -> None:
-        """Suspend the caller for `seconds` of this clock's time."""
+        """Suspend the caller for `seconds` of this clock's time (at least one turn of the loop)."""
         ...
+
+    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> Timer:
+        """Run `callback(*args)` on the running loop `delay` seconds of this clock's time from now.
+
+        Must be called from the running loop's thread, as `loop.call_later`.
+        """
+        ...
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(UTC)
+
+
+def _call_later(delay: float, callback: Callable[..., object], *args: Any) -> Timer:
+    return asyncio.get_running_loop().call_later(delay, callback, *args)
 
 
 class RealClock:
-    """The system clocks."""
+    """The system clocks and the running event loop's timers.
 
-    def now(self) -> datetime.datetime:
-        return datetime.datetime.now(UTC)
+    The methods are the underlying functions themselves (no bound-method frame), so a call through
+    the clock costs what the direct call did.
+    """
 
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
-REAL_CLOCK = RealClock()
+    now = staticmethod(_now)
+    monotonic = staticmethod(time.monotonic)
+    sleep = staticmethod(asyncio.sleep)
+    call_later = staticmethod(_call_later)
 
 
-def rfc3339(t: datetime.datetime) -> str:
-    """Second-precision RFC 3339 as Kubernetes' metav1.Time renders it."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def rfc3339_micro(t: datetime.datetime) -> str:
-    """Microsecond-precision RFC 3339 as Kubernetes' metav1.MicroTime renders it."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_rfc3339(s: str) -> datetime.datetime:
-    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).astimezone(UTC)
+REAL_CLOCK: Clock = RealClock()

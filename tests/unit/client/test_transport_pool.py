@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 
 from kos.client.transport import HTTPPool
+from kos.testing.wait import eventually
 
 
 async def _idle_server() -> tuple[asyncio.Server, int]:
@@ -29,8 +30,7 @@ async def test_cancelled_waiters_and_connects_free_their_place() -> None:
         # two requests hold both connections (the server never answers); 50 more wait, then give up
         busy = [asyncio.create_task(pool.request("GET", "/", timeout=30)) for _ in range(2)]
         waiting = [asyncio.create_task(pool.request("GET", "/", timeout=30)) for _ in range(50)]
-        await asyncio.sleep(0.1)
-        assert len(pool._waiters) == 50
+        await eventually(lambda: len(pool._waiters) == 50, timeout=5)
         for t in waiting:
             t.cancel()
         await asyncio.gather(*waiting, return_exceptions=True)

@@ -1,4 +1,4 @@
-"""The work queue's client-go semantics, as a specification."""
+"""The work queue's client-go semantics, as a specification (its timers: tests/unit/test_timers.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import pytest
 
 from kos.client.ratelimit import BucketLimiter, ExponentialBackoff, MaxOf, TokenBucket
 from kos.client.workqueue import ShutDown, WorkQueue
+from kos.testing.clock import FakeClock
+from kos.testing.wait import eventually
 
 
 async def test_a_key_added_many_times_is_processed_once() -> None:
@@ -28,10 +30,11 @@ async def test_a_key_is_never_processed_by_two_workers_at_once() -> None:
     q.add("a")  # changed while being processed
     assert len(q) == 0  # not handed to anyone else ...
     other = asyncio.create_task(q.get())
-    await asyncio.sleep(0.01)
-    assert not other.done()
+    q.add("b")  # the other worker is waiting: it takes "b", the only key it may have
+    assert await asyncio.wait_for(other, 1) == "b"
+    q.done("b")
     q.done(k)  # ... until the first worker is done, then exactly once more
-    assert await asyncio.wait_for(other, 1) == "a"
+    assert len(q) == 1 and await asyncio.wait_for(q.get(), 1) == "a"
     q.done("a")
     assert len(q) == 0
 
@@ -75,23 +78,11 @@ async def test_concurrent_workers_with_random_adds_never_overlap_on_a_key() -> N
         q.add(i % 13)
         if i % 7 == 0:
             await asyncio.sleep(0)
-    while len(q) or q.processing():
-        await asyncio.sleep(0.001)
+    await eventually(lambda: not len(q) and not q.processing())
     q.shut_down()
     await asyncio.gather(*workers)
     assert violations == 0
     assert set(processed) == set(range(13))
-
-
-async def test_add_after_and_an_earlier_add_wins() -> None:
-    q: WorkQueue[str] = WorkQueue()
-    q.add_after("late", 0.05)
-    q.add_after("x", 10)
-    q.add_after("x", 0.01)  # an earlier time replaces the later one
-    assert len(q) == 0
-    first = await asyncio.wait_for(q.get(), 1)
-    second = await asyncio.wait_for(q.get(), 1)
-    assert (first, second) == ("x", "late")
 
 
 def test_exponential_backoff_200ms_to_8h_and_forget() -> None:
@@ -104,30 +95,19 @@ def test_exponential_backoff_200ms_to_8h_and_forget() -> None:
     assert r.num_requeues("k") == 0 and r.when("k") == 0.2
 
 
-async def test_rate_limited_requeue_uses_the_items_backoff() -> None:
-    q: WorkQueue[str] = WorkQueue(rate_limiter=ExponentialBackoff(base=0.01, cap=0.02))
-    q.add_rate_limited("a")
-    assert len(q) == 0
-    assert await asyncio.wait_for(q.get(), 1) == "a"
-    assert q.num_requeues("a") == 1
-    q.forget("a")
-    assert q.num_requeues("a") == 0
-
-
-def test_token_bucket_and_max_of() -> None:
-    class FakeClock:
-        t = 0.0
-
-        def monotonic(self) -> float:
-            return self.t
-
+async def test_token_bucket_and_max_of() -> None:
     clock = FakeClock()
-    b = TokenBucket(10, 2, clock)  # type: ignore[arg-type]
+    b = TokenBucket(10, 2, clock)
     assert [b.delay(), b.delay()] == [0.0, 0.0]
     assert b.delay() == pytest.approx(0.1)
-    clock.t = 10
+    waiter = asyncio.create_task(b.wait())  # the fourth token: 0.2 s away
+    await clock.advance(0.19)
+    assert not waiter.done()
+    await clock.advance(0.01)
+    assert waiter.done()
+    await clock.advance(10)
     assert b.delay() == 0.0
-    m = MaxOf(ExponentialBackoff(base=0.5), BucketLimiter(1000, 100, clock))  # type: ignore[arg-type]
+    m = MaxOf(ExponentialBackoff(base=0.5), BucketLimiter(1000, 100, clock))
     assert m.when("x") == 0.5 and m.num_requeues("x") == 1
 
 
@@ -137,7 +117,7 @@ async def test_shutdown_drains_then_stops_workers() -> None:
     waiter = asyncio.create_task(q.get())
     assert await waiter == "a"
     blocked = asyncio.create_task(q.get())
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # one turn of the loop: the task runs into get() and waits there
     q.shut_down()
     with pytest.raises(ShutDown):
         await asyncio.wait_for(blocked, 1)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import os
 import shutil
 
@@ -37,8 +36,9 @@ from kos.fabric.ovs.dump import DumpedFlow, parse_dump
 from kos.fabric.ovs.ofctl import FlowBatcher, Ofctl
 from kos.fabric.ovs.ovsdb import OVSDB, NewPort, OVSDBRefused
 from kos.fabric.ovs.reconcile import Plan, plan_defaults, plan_local, plan_remote, port_external_ids
+from kos.util.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 BRIDGE = "kos"
 VTEP = "vtep"
@@ -112,8 +112,8 @@ class OVSFabric:
         except BaseException:
             await db.close()
             raise
-        log.info("node %s: bridge %s ready (datapath %s, vtep ofport %d, %d flows found)", node, s.bridge, s.datapath,
-                 vtep, len(dumped))  # fmt: skip
+        log.info("bridge ready", node=node, bridge=s.bridge, datapath=s.datapath, vtep_ofport=vtep,
+                 flows_found=len(dumped))  # fmt: skip
         return cls(node, host_ip, s, db, of, vtep, None if defaults else dumped)
 
     async def close(self) -> None:
@@ -165,7 +165,8 @@ class OVSFabric:
                 try:
                     await self._remove_local(ifc)
                 except FabricError as e2:
-                    log.warning("node %s: removing %s after its flows failed: %s", self.node, ifc.name, e2)
+                    log.warning("cannot remove an interface whose flows failed", node=self.node, interface=ifc.name,
+                                err=e2)  # fmt: skip
                 raise FabricError(f"installing the flows of {ifc.name} failed: {e}") from e
         except BaseException:
             self.pairs.release(ifc.vni, ifc.guest_ip)
@@ -217,7 +218,7 @@ class OVSFabric:
 
     async def _carry_out(self, plan: Plan) -> None:
         for note in plan.notes:
-            log.info("node %s: restart: %s", self.node, note)
+            log.info("restart", node=self.node, note=note)
         if plan.lines:
             await self._apply(plan.lines)
         if plan.delete_ports:

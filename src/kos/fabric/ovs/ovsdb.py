@@ -29,7 +29,6 @@ import contextlib
 import dataclasses
 import functools
 import json
-import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -38,8 +37,9 @@ import ovs.poller
 import ovs.timeval
 
 from kos.fabric.interface import FabricError
+from kos.util.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DB = "Open_vSwitch"
 COLUMNS = {
@@ -255,7 +255,7 @@ class OVSDB:
         except asyncio.CancelledError:
             raise
         except Exception as e:  # a bug here must not leave callers waiting forever
-            log.exception("OVSDB client for %s failed", self.remote)
+            log.exception("OVSDB client failed", remote=self.remote)
             self._closed = True
             for w in self._waiters:
                 if not w.future.done():
@@ -506,7 +506,7 @@ class OVSDB:
             try:
                 await self.del_ports(bridge, failed)
             except FabricError as e:
-                log.warning("removing failed port(s) %s: %s", ", ".join(failed), e)
+                log.warning("cannot remove failed ports", ports=",".join(failed), err=e)
         return [outcome[p.name] for p in ports]
 
     async def del_ports(self, bridge: str, names: Iterable[str], *, wait: bool = True) -> None:
