@@ -49,16 +49,60 @@ LINGER = 0.5
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-class HTTPProtocol(asyncio.Protocol):
+class _FlowControl(asyncio.Protocol):
+    """Both directions' flow control of a connection: answers wait while the client does not read
+    (`pause_writing`), and reading pauses while too many requests wait for answers."""
+
+    transport: asyncio.Transport | None
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._write_paused = False
+        self._write_paused_since = 0.0
+        self._drained: asyncio.Future[None] | None = None
+        self._read_paused = False
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._write_paused_since = self._loop.time()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_drained()
+
+    async def _wait_drained(self) -> None:
+        if self._write_paused and self.transport is not None:
+            self._drained = self._loop.create_future()
+            await self._drained
+
+    def _wake_drained(self) -> None:
+        d, self._drained = self._drained, None
+        if d is not None and not d.done():
+            d.set_result(None)
+
+    def _pause_reading(self) -> None:
+        t = self.transport
+        if not self._read_paused and t is not None and not t.is_closing():
+            self._read_paused = True
+            t.pause_reading()
+
+    def _resume_reading(self) -> None:
+        t = self.transport
+        if self._read_paused and t is not None and not t.is_closing():
+            self._read_paused = False
+            t.resume_reading()
+
+
+class HTTPProtocol(_FlowControl):
     """Serves `app` on one connection; see the module docstring. Shapes: bytes in, `Request`s to `app.serve`."""
 
     def __init__(self, app: Application, limits: HTTPLimits | None = None) -> None:
+        super().__init__()
         self._app = app
         lim = self._limits = limits or HTTPLimits()
         self._max_input = lim.max_head_bytes + lim.max_body
         self._max_pipelined = lim.max_pipelined
-        self._loop = asyncio.get_running_loop()
-        self.transport: asyncio.Transport | None = None
+        self.transport = None
         self._parser = RequestParser(lim, self._enqueue, self._continue)
         self._queue: collections.deque[tuple[Request | Reply | None, bool]] = collections.deque()
         """Requests to answer in order (or a final error reply, or None: just close), each with whether to close."""
@@ -73,11 +117,6 @@ class HTTPProtocol(asyncio.Protocol):
         """When the connection went idle (or began)."""
         self._served = False
         self._timer: asyncio.TimerHandle | None = None
-        # Flow control.
-        self._write_paused = False
-        self._write_paused_since = 0.0
-        self._drained: asyncio.Future[None] | None = None
-        self._read_paused = False
 
     # --- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -94,14 +133,6 @@ class HTTPProtocol(asyncio.Protocol):
             self._timer = None
         if self._worker is not None:
             self._worker.cancel()
-        self._wake_drained()
-
-    def pause_writing(self) -> None:
-        self._write_paused = True
-        self._write_paused_since = self._loop.time()
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
         self._wake_drained()
 
     def data_received(self, data: bytes) -> None:
@@ -263,29 +294,7 @@ class HTTPProtocol(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    # --- flow control and time -------------------------------------------------------------------
-
-    async def _wait_drained(self) -> None:
-        if self._write_paused and self.transport is not None:
-            self._drained = self._loop.create_future()
-            await self._drained
-
-    def _wake_drained(self) -> None:
-        d, self._drained = self._drained, None
-        if d is not None and not d.done():
-            d.set_result(None)
-
-    def _pause_reading(self) -> None:
-        t = self.transport
-        if not self._read_paused and t is not None and not t.is_closing():
-            self._read_paused = True
-            t.pause_reading()
-
-    def _resume_reading(self) -> None:
-        t = self.transport
-        if self._read_paused and t is not None and not t.is_closing():
-            self._read_paused = False
-            t.resume_reading()
+    # --- time -------------------------------------------------------------------
 
     def _deadline(self) -> tuple[float | None, str]:
         lim = self._limits
