@@ -16,6 +16,11 @@ losing writes (`kos.storage.filelock` has why).
 Schema: `kv` holds the live keys; `log` holds every change (with the previous
 value) for watch replay after a restart, trimmed by compaction; `meta` holds the
 store revision and the compacted revision.
+
+Two classes, one per side of the thread: `_Database` is the file, used only on
+the SQLite thread (reads, a batch's transaction, the log, compaction);
+`SQLiteStore` is the Store on the event loop (group commit, watches through the
+in-memory `EventLog`, opening and closing).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from kos.storage.eventlog import EventLog
@@ -72,19 +77,194 @@ class _Op:
 __all__ = ["SQLiteStore", "StoreInUse"]
 
 
+class _Database:
+    """The SQLite file, used only on the store's one thread: its connection, revision and compacted revision."""
+
+    def __init__(self, *, sync: str, keep_revisions: int) -> None:
+        self.sync = sync
+        self.keep = keep_revisions
+        self.conn: sqlite3.Connection | None = None
+        self.rev = 0
+        self.compacted = 0
+
+    def open(self, path: str) -> None:
+        """Open (creating the schema if new) and read the revisions; sqlite3.Error if it is no kos database."""
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.conn = conn
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if self.sync == 'FULL' else 'NORMAL'}")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.executescript(_SCHEMA)
+        start = initial_revision()  # a new file: no revision of an earlier store at this path is ever reached again
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('revision', ?), ('compacted', ?)", (start, start))
+        self.rev = self._meta("revision")
+        self.compacted = self._meta("compacted")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def _meta(self, name: str) -> int:
+        assert self.conn is not None
+        row = self.conn.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
+        return int(row[0])
+
+    def get(self, key: str) -> KeyValue | None:
+        assert self.conn is not None
+        row = self.conn.execute("SELECT value, create_rev, mod_rev FROM kv WHERE key=?", (key,)).fetchone()
+        return None if row is None else KeyValue(key, bytes(row[0]), row[1], row[2])
+
+    def list(self, prefix: str) -> tuple[builtins.list[KeyValue], int]:
+        assert self.conn is not None
+        rows = self.conn.execute(
+            "SELECT key, value, create_rev, mod_rev FROM kv WHERE key >= ? AND key < ? ORDER BY key",
+            (prefix, _prefix_end(prefix)),
+        ).fetchall()
+        return [KeyValue(r[0], bytes(r[1]), r[2], r[3]) for r in rows], self.rev
+
+    def apply(self, batch: builtins.list[_Op]) -> tuple[builtins.list[Any], builtins.list[Event]]:
+        """Commit a batch in one transaction: per op its result (revision, Deleted or the error), and the events."""
+        conn = self.conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            rev, shadow, results, events = self._decide(batch)
+            self._write(rev, shadow, events)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        self.rev = rev
+        return results, events
+
+    def _decide(
+        self, batch: builtins.list[_Op]
+    ) -> tuple[int, dict[str, KeyValue | None], builtins.list[Any], builtins.list[Event]]:
+        """Each op against the table and the batch's earlier ops: (revision, writes, results, events); writes nothing.
+
+        The writes (`shadow`) map a key to its new value, or to None when deleted."""
+        rev = self.rev
+        results: builtins.list[Any] = []
+        events: builtins.list[Event] = []
+        # Read-your-writes within the batch: `shadow` overrides the table for keys written earlier.
+        shadow: dict[str, KeyValue | None] = {}
+
+        def current(key: str) -> KeyValue | None:
+            return shadow[key] if key in shadow else self.get(key)
+
+        for op in batch:
+            cur = current(op.key)
+            if op.kind == "create":
+                if cur is not None:
+                    results.append(KeyExists(op.key))
+                    continue
+                rev += 1
+                shadow[op.key] = KeyValue(op.key, op.value, rev, rev)
+                events.append(Event(EventType.ADDED, op.key, op.value, None, rev))
+                results.append(rev)
+            elif op.kind == "update":
+                if cur is None:
+                    results.append(KeyNotFound(op.key))
+                    continue
+                if cur.mod_revision != op.expected:
+                    results.append(RevisionMismatch(op.key, op.expected or 0, cur))
+                    continue
+                if op.guards and (gf := _failed_guard(op, current)) is not None:
+                    results.append(gf)
+                    continue
+                rev += 1
+                shadow[op.key] = KeyValue(op.key, op.value, cur.create_revision, rev)
+                events.append(Event(EventType.MODIFIED, op.key, op.value, cur.value, rev))
+                results.append(rev)
+            else:
+                if cur is None:
+                    results.append(KeyNotFound(op.key))
+                    continue
+                if op.expected is not None and cur.mod_revision != op.expected:
+                    results.append(RevisionMismatch(op.key, op.expected, cur))
+                    continue
+                if op.guards and (gf := _failed_guard(op, current)) is not None:
+                    results.append(gf)
+                    continue
+                rev += 1
+                shadow[op.key] = None
+                events.append(Event(EventType.DELETED, op.key, cur.value, cur.value, rev))
+                results.append(Deleted(rev, cur))
+        return rev, shadow, results, events
+
+    def _write(self, rev: int, shadow: dict[str, KeyValue | None], events: builtins.list[Event]) -> None:
+        """Inside the open transaction: the batch's writes, its log rows, the revision, compaction when due."""
+        conn = self.conn
+        assert conn is not None
+        rows_kv: builtins.list[tuple[Any, ...]] = []
+        for key, kv in shadow.items():
+            if kv is None:
+                conn.execute("DELETE FROM kv WHERE key=?", (key,))
+            else:
+                rows_kv.append((key, kv.value, kv.create_revision, kv.mod_revision))
+        conn.executemany("INSERT OR REPLACE INTO kv VALUES (?,?,?,?)", rows_kv)
+        conn.executemany(
+            "INSERT INTO log VALUES (?,?,?,?,?)",
+            [(e.revision, e.key, int(e.type), e.value, e.prev_value) for e in events],
+        )
+        if rev != self.rev:
+            conn.execute("UPDATE meta SET value=? WHERE name='revision'", (rev,))
+            if self.keep and rev - self.compacted > self.keep + self.keep // 4:
+                self._compact_locked(rev - self.keep)
+
+    def read_log(self, after: int, upto: int) -> builtins.list[Event]:
+        """The logged events in (after, upto]; Compacted if `after` is older than the log keeps."""
+        assert self.conn is not None
+        if after < self.compacted:
+            raise Compacted(after, self.compacted)
+        rows = self.conn.execute(
+            "SELECT rev, key, type, value, prev FROM log WHERE rev > ? AND rev <= ? ORDER BY rev",
+            (after, upto),
+        ).fetchall()
+        return [Event(EventType(r[2]), r[1], bytes(r[3]), None if r[4] is None else bytes(r[4]), r[0]) for r in rows]
+
+    def compact(self, revision: int) -> None:
+        """Drop the log up to `revision` (at most the current revision) in its own transaction."""
+        assert self.conn is not None
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._compact_locked(min(revision, self.rev))
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def _compact_locked(self, revision: int) -> None:
+        assert self.conn is not None
+        if revision <= self.compacted:
+            return
+        self.conn.execute("DELETE FROM log WHERE rev <= ?", (revision,))
+        self.conn.execute("UPDATE meta SET value=? WHERE name='compacted'", (revision,))
+        self.compacted = revision
+
+
+def _failed_guard(op: _Op, current: Callable[[str], KeyValue | None]) -> GuardFailed | None:
+    """The first of the op's guards that does not hold against `current`, as the error; None if all hold."""
+    for g in op.guards:
+        kv = current(g.key)
+        if not guard_holds(g, kv):
+            return GuardFailed(g, kv)
+    return None
+
+
 class SQLiteStore:
+    """The Store on the event loop over one `_Database`: writes group-committed, watches from the `EventLog`."""
+
     def __init__(self, path: str, *, history: int = 100_000, keep_revisions: int = 200_000, sync: str = "full"):
         self._path = path
         self._history = history
-        self._keep = keep_revisions
-        self._sync = sync.upper()
+        self._db = _Database(sync=sync.upper(), keep_revisions=keep_revisions)
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kos-sqlite")
-        self._conn: sqlite3.Connection | None = None
         self._held: HeldFile | None = None
         self._pending: builtins.list[_Op] = []
         self._committer: asyncio.Task[None] | None = None
-        self._rev = 0  # owned by the sqlite thread
-        self._compacted = 0
         self._log: EventLog | None = None
         self._closed = False
 
@@ -97,33 +277,15 @@ class SQLiteStore:
     async def _open(self) -> None:
         self._held = hold(self._path)
         try:
-            await self._run(self._open_db)
+            await self._run(self._db.open, self._held.path)
             self._held.hold_companions()
         except BaseException as e:
             await self._close_db()
             if isinstance(e, sqlite3.Error):
                 raise StoreError(f"{self._path}: cannot open it as a kos SQLite database: {e}") from e
             raise
-        self._log = EventLog(revision=self._rev, capacity=self._history)
-        self._log.floor = self._rev  # the in-memory log starts empty; older history comes from the table
-
-    def _open_db(self) -> None:
-        assert self._held is not None
-        conn = sqlite3.connect(self._held.path, isolation_level=None, check_same_thread=False)
-        self._conn = conn
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={'FULL' if self._sync == 'FULL' else 'NORMAL'}")
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.executescript(_SCHEMA)
-        start = initial_revision()  # a new file: no revision of an earlier store at this path is ever reached again
-        conn.execute("INSERT OR IGNORE INTO meta VALUES ('revision', ?), ('compacted', ?)", (start, start))
-        self._rev = self._meta("revision")
-        self._compacted = self._meta("compacted")
-
-    def _meta(self, name: str) -> int:
-        assert self._conn is not None
-        row = self._conn.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
-        return int(row[0])
+        self._log = EventLog(revision=self._db.rev, capacity=self._history)
+        self._log.floor = self._db.rev  # the in-memory log starts empty; older history comes from the table
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         if self._closed:
@@ -133,23 +295,10 @@ class SQLiteStore:
     # --- reads ------------------------------------------------------------------------------
 
     async def get(self, key: str) -> KeyValue | None:
-        return await self._run(self._get, key)  # type: ignore[no-any-return]
-
-    def _get(self, key: str) -> KeyValue | None:
-        assert self._conn is not None
-        row = self._conn.execute("SELECT value, create_rev, mod_rev FROM kv WHERE key=?", (key,)).fetchone()
-        return None if row is None else KeyValue(key, bytes(row[0]), row[1], row[2])
+        return await self._run(self._db.get, key)  # type: ignore[no-any-return]
 
     async def list(self, prefix: str) -> tuple[builtins.list[KeyValue], int]:
-        return await self._run(self._list, prefix)  # type: ignore[no-any-return]
-
-    def _list(self, prefix: str) -> tuple[builtins.list[KeyValue], int]:
-        assert self._conn is not None
-        rows = self._conn.execute(
-            "SELECT key, value, create_rev, mod_rev FROM kv WHERE key >= ? AND key < ? ORDER BY key",
-            (prefix, _prefix_end(prefix)),
-        ).fetchall()
-        return [KeyValue(r[0], bytes(r[1]), r[2], r[3]) for r in rows], self._rev
+        return await self._run(self._db.list, prefix)  # type: ignore[no-any-return]
 
     async def current_revision(self) -> int:
         if self._closed or self._log is None:
@@ -180,10 +329,11 @@ class SQLiteStore:
 
     async def _commit_loop(self) -> None:
         assert self._log is not None
+        apply = self._db.apply
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                results, events = await asyncio.get_running_loop().run_in_executor(self._thread, self._apply, batch)
+                results, events = await asyncio.get_running_loop().run_in_executor(self._thread, apply, batch)
             except BaseException as e:  # the transaction did not commit: nothing was acknowledged
                 err = e if isinstance(e, StoreError) else Unavailable(f"sqlite commit failed: {e}")
                 for op in batch:
@@ -201,88 +351,6 @@ class SQLiteStore:
                 else:
                     op.future.set_result(res)
 
-    def _apply(self, batch: builtins.list[_Op]) -> tuple[builtins.list[Any], builtins.list[Event]]:
-        conn = self._conn
-        assert conn is not None
-        rev0 = rev = self._rev
-        results: builtins.list[Any] = []
-        events: builtins.list[Event] = []
-        rows_kv: builtins.list[tuple[Any, ...]] = []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Read-your-writes within the batch: `shadow` overrides the table for keys written earlier.
-            shadow: dict[str, KeyValue | None] = {}
-
-            def current(key: str) -> KeyValue | None:
-                return shadow[key] if key in shadow else self._get(key)
-
-            def failed_guard(op: _Op) -> GuardFailed | None:
-                for g in op.guards:
-                    kv = current(g.key)
-                    if not guard_holds(g, kv):
-                        return GuardFailed(g, kv)
-                return None
-
-            for op in batch:
-                cur = current(op.key)
-                if op.kind == "create":
-                    if cur is not None:
-                        results.append(KeyExists(op.key))
-                        continue
-                    rev += 1
-                    shadow[op.key] = KeyValue(op.key, op.value, rev, rev)
-                    events.append(Event(EventType.ADDED, op.key, op.value, None, rev))
-                    results.append(rev)
-                elif op.kind == "update":
-                    if cur is None:
-                        results.append(KeyNotFound(op.key))
-                        continue
-                    if cur.mod_revision != op.expected:
-                        results.append(RevisionMismatch(op.key, op.expected or 0, cur))
-                        continue
-                    if op.guards and (gf := failed_guard(op)) is not None:
-                        results.append(gf)
-                        continue
-                    rev += 1
-                    shadow[op.key] = KeyValue(op.key, op.value, cur.create_revision, rev)
-                    events.append(Event(EventType.MODIFIED, op.key, op.value, cur.value, rev))
-                    results.append(rev)
-                else:
-                    if cur is None:
-                        results.append(KeyNotFound(op.key))
-                        continue
-                    if op.expected is not None and cur.mod_revision != op.expected:
-                        results.append(RevisionMismatch(op.key, op.expected, cur))
-                        continue
-                    if op.guards and (gf := failed_guard(op)) is not None:
-                        results.append(gf)
-                        continue
-                    rev += 1
-                    shadow[op.key] = None
-                    events.append(Event(EventType.DELETED, op.key, cur.value, cur.value, rev))
-                    results.append(Deleted(rev, cur))
-            for key, kv in shadow.items():
-                if kv is None:
-                    conn.execute("DELETE FROM kv WHERE key=?", (key,))
-                else:
-                    rows_kv.append((key, kv.value, kv.create_revision, kv.mod_revision))
-            conn.executemany("INSERT OR REPLACE INTO kv VALUES (?,?,?,?)", rows_kv)
-            conn.executemany(
-                "INSERT INTO log VALUES (?,?,?,?,?)",
-                [(e.revision, e.key, int(e.type), e.value, e.prev_value) for e in events],
-            )
-            if rev != rev0:
-                conn.execute("UPDATE meta SET value=? WHERE name='revision'", (rev,))
-                if self._keep and rev - self._compacted > self._keep + self._keep // 4:
-                    self._compact_locked(rev - self._keep)
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
-        self._rev = rev
-        return results, events
-
     # --- watch and compaction ---------------------------------------------------------------
 
     def watch(self, prefix: str, after_revision: int) -> AsyncIterator[builtins.list[Event]]:
@@ -291,40 +359,12 @@ class SQLiteStore:
         return self._log.watch(prefix, after_revision, older=self._older)
 
     async def _older(self, after: int, upto: int) -> builtins.list[Event]:
-        return await self._run(self._read_log, after, upto)  # type: ignore[no-any-return]
-
-    def _read_log(self, after: int, upto: int) -> builtins.list[Event]:
-        assert self._conn is not None
-        if after < self._compacted:
-            raise Compacted(after, self._compacted)
-        rows = self._conn.execute(
-            "SELECT rev, key, type, value, prev FROM log WHERE rev > ? AND rev <= ? ORDER BY rev",
-            (after, upto),
-        ).fetchall()
-        return [Event(EventType(r[2]), r[1], bytes(r[3]), None if r[4] is None else bytes(r[4]), r[0]) for r in rows]
+        return await self._run(self._db.read_log, after, upto)  # type: ignore[no-any-return]
 
     async def compact(self, revision: int) -> None:
-        await self._run(self._compact, revision)
+        await self._run(self._db.compact, revision)
         if self._log is not None:
             self._log.compact(revision)
-
-    def _compact(self, revision: int) -> None:
-        assert self._conn is not None
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._compact_locked(min(revision, self._rev))
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-
-    def _compact_locked(self, revision: int) -> None:
-        assert self._conn is not None
-        if revision <= self._compacted:
-            return
-        self._conn.execute("DELETE FROM log WHERE rev <= ?", (revision,))
-        self._conn.execute("UPDATE meta SET value=? WHERE name='compacted'", (revision,))
-        self._compacted = revision
 
     async def close(self) -> None:
         if self._closed:
@@ -339,13 +379,7 @@ class SQLiteStore:
 
     async def _close_db(self) -> None:
         """Close SQLite's connection, then release the file (in that order: see kos.storage.filelock)."""
-
-        def _close() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        await asyncio.get_running_loop().run_in_executor(self._thread, _close)
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._db.close)
         self._thread.shutdown(wait=True)
         if self._held is not None:
             self._held.release()

@@ -1,6 +1,7 @@
 """The OVS fabric: one node's Open vSwitch bridge `kos`, programmed in process (ARCHITECTURE §7, reference §6.3).
 
-ovsdb.py      ports through OVSDB in this process (the `ovs` IDL, driven by the event loop)
+idl.py        the `ovs` IDL driven by the event loop: its replica, waits on it, transactions with retry
+ovsdb.py      bridges and ports through OVSDB in this process (over idl.py)
 ofctl.py      flows through `ovs-ofctl --bundle add-flows` (one process per batch, atomic)
 batch.py      coalescing of concurrent calls into batches (used for flows and for ports)
 dump.py       reading `dump-flows` back: flows grouped by cookie
