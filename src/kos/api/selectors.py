@@ -72,75 +72,90 @@ _WHITESPACE = re.compile(r"[ \t\r\n]+")
 
 
 def parse_label_selector(text: str) -> LabelSelector:
+    """Parse a label selector (`app=web,tier in (a,b),!legacy`); SelectorError says what is wrong.
+
+    Tokens must cover the whole text but for whitespace: anything the token pattern does not
+    match is an error, never skipped.
+    """
     tokens = [m.group(1) for m in _LABEL_TOKEN.finditer(text)]
     if "".join(tokens) != _WHITESPACE.sub("", text):
         raise SelectorError(f"unable to parse requirement: invalid label selector {text!r}")
     reqs: list[LabelRequirement] = []
     i = 0
-
-    def peek() -> str | None:
-        return tokens[i] if i < len(tokens) else None
-
     while i < len(tokens):
-        negate = False
-        if tokens[i] == "!":
-            negate = True
-            i += 1
-        key = peek()
-        if key is None or key in {"!=", "==", "=", "(", ")", ",", "!"}:
-            raise SelectorError(f"invalid label selector {text!r}: expected a label key at position {i}")
-        _check_key(key)
-        i += 1
-        op_tok = peek()
-        if negate:
-            if op_tok not in (None, ","):
-                raise SelectorError(f"invalid label selector {text!r}: '!{key}' cannot be followed by {op_tok!r}")
-            reqs.append(LabelRequirement(key, "!"))
-        elif op_tok in (None, ","):
-            reqs.append(LabelRequirement(key, "exists"))
-        elif op_tok in ("=", "==", "!="):
-            i += 1
-            val = peek()
-            if val is None or val == ",":
-                val = ""
-            else:
-                if val in {"!=", "==", "=", "(", ")", "!"}:
-                    raise SelectorError(f"invalid label selector {text!r}: unexpected {val!r} after {key}{op_tok}")
-                i += 1
-            _check_value(val)
-            reqs.append(LabelRequirement(key, "!=" if op_tok == "!=" else "=", (val,)))
-        elif op_tok in ("in", "notin"):
-            i += 1
-            if peek() != "(":
-                raise SelectorError(f"invalid label selector {text!r}: expected '(' after '{key} {op_tok}'")
-            i += 1
-            values: list[str] = []
-            while True:
-                tok = peek()
-                if tok is None:
-                    raise SelectorError(f"invalid label selector {text!r}: missing ')'")
-                if tok == ")":
-                    i += 1
-                    break
-                if tok == ",":
-                    i += 1
-                    continue
-                _check_value(tok)
-                values.append(tok)
-                i += 1
-            if not values:
-                raise SelectorError(f"invalid label selector {text!r}: '{key} {op_tok} ()' needs at least one value")
-            reqs.append(LabelRequirement(key, op_tok, tuple(values)))
-        else:
-            raise SelectorError(f"invalid label selector {text!r}: unknown operator {op_tok!r} after {key!r}")
-        tok = peek()
+        req, i = _label_requirement(text, tokens, i)
+        reqs.append(req)
+        tok = _at(tokens, i)
         if tok is not None:
             if tok != ",":
                 raise SelectorError(f"invalid label selector {text!r}: expected ',' but found {tok!r}")
             i += 1
-            if peek() is None:
+            if _at(tokens, i) is None:
                 raise SelectorError(f"invalid label selector {text!r}: trailing ','")
     return LabelSelector(tuple(reqs))
+
+
+def _at(tokens: list[str], i: int) -> str | None:
+    return tokens[i] if i < len(tokens) else None
+
+
+def _label_requirement(text: str, tokens: list[str], i: int) -> tuple[LabelRequirement, int]:
+    """The requirement starting at token `i`, and the index of the token after it."""
+    negate = False
+    if tokens[i] == "!":
+        negate = True
+        i += 1
+    key = _at(tokens, i)
+    if key is None or key in {"!=", "==", "=", "(", ")", ",", "!"}:
+        raise SelectorError(f"invalid label selector {text!r}: expected a label key at position {i}")
+    _check_key(key)
+    i += 1
+    op_tok = _at(tokens, i)
+    if negate:
+        if op_tok not in (None, ","):
+            raise SelectorError(f"invalid label selector {text!r}: '!{key}' cannot be followed by {op_tok!r}")
+        return LabelRequirement(key, "!"), i
+    if op_tok in (None, ","):
+        return LabelRequirement(key, "exists"), i
+    if op_tok in ("=", "==", "!="):
+        i += 1
+        val = _at(tokens, i)
+        if val is None or val == ",":
+            val = ""
+        else:
+            if val in {"!=", "==", "=", "(", ")", "!"}:
+                raise SelectorError(f"invalid label selector {text!r}: unexpected {val!r} after {key}{op_tok}")
+            i += 1
+        _check_value(val)
+        return LabelRequirement(key, "!=" if op_tok == "!=" else "=", (val,)), i
+    if op_tok in ("in", "notin"):
+        values, i = _label_values(text, tokens, i + 1, f"{key} {op_tok}")
+        return LabelRequirement(key, op_tok, values), i
+    raise SelectorError(f"invalid label selector {text!r}: unknown operator {op_tok!r} after {key!r}")
+
+
+def _label_values(text: str, tokens: list[str], i: int, what: str) -> tuple[tuple[str, ...], int]:
+    """The set `(a,b)` starting at token `i` after `what` (`key in`), and the index of the token after it."""
+    if _at(tokens, i) != "(":
+        raise SelectorError(f"invalid label selector {text!r}: expected '(' after '{what}'")
+    i += 1
+    values: list[str] = []
+    while True:
+        tok = _at(tokens, i)
+        if tok is None:
+            raise SelectorError(f"invalid label selector {text!r}: missing ')'")
+        if tok == ")":
+            i += 1
+            break
+        if tok == ",":
+            i += 1
+            continue
+        _check_value(tok)
+        values.append(tok)
+        i += 1
+    if not values:
+        raise SelectorError(f"invalid label selector {text!r}: '{what} ()' needs at least one value")
+    return tuple(values), i
 
 
 def _check_key(key: str) -> None:
