@@ -184,21 +184,51 @@ class GarbageCollector:
             return
         registry = self.registries[plural]
         meta = entry.obj.metadata
-        if meta.deletion_timestamp is not None:
-            if ORPHAN_FINALIZER in meta.finalizers:
-                for dep in list(self.dependents.get(meta.uid, ())):
-                    await self._remove_refs(dep, {meta.uid})
-                await self._remove_finalizer(registry, entry, ORPHAN_FINALIZER)
-                return
-            if FOREGROUND_FINALIZER in meta.finalizers:
-                for dep in self.dependents.get(meta.uid, ()):
-                    self._enqueue(dep)
-                if not self._blocking_dependents(entry):
-                    await self._remove_finalizer(registry, entry, FOREGROUND_FINALIZER)
-                    return
+        if _pending_finalizer(entry) and await self._finish_owner(registry, entry):
+            return
         owners = _owner_uids(entry)
         if not owners:
             return
+        solid, gone = self._classify_owners(owners)
+        if not gone:
+            return
+        if solid or owners != {r.uid for r in meta.owner_references}:
+            # A live owner (or one of a kind this collector does not follow) keeps it: drop only the others.
+            await self._remove_refs(ref, gone)
+            return
+        if meta.deletion_timestamp is not None:
+            return  # already being deleted; its own finalizers decide when it goes
+        # From this view, without waiting for the cache to catch up (at 1,000 deletions/s that wait,
+        # once per dependent in this one task, let locks outlive their NAs by tens of ms, and the
+        # next NA in a full subnet waited for that address). The resourceVersion precondition ties
+        # the deletion to the version judged here: a newer one (its owners changed) fails with
+        # Conflict, and its own event brings it back to this queue.
+        _, finished = await registry.delete(meta.namespace, meta.name, self._delete_request(entry, gone),
+                                            from_cache=True)  # fmt: skip
+        if finished:  # else finalizers hold it (an IPLock whose address is still shown: address protection)
+            self.deleted += 1
+        log.info("gc %s %s %s/%s: its owners are gone or being deleted", "deleted" if finished else "is deleting",
+                 registry.resource.kind, meta.namespace, meta.name)  # fmt: skip
+
+    async def _finish_owner(self, registry: Registry, entry: Entry) -> bool:
+        """An owner being deleted with `orphan` or `foregroundDeletion` (Kubernetes' `orphanDependents` and
+        `processDeletingDependentsItem`): whether this judged it (else it is judged as a dependent too)."""
+        meta = entry.obj.metadata
+        if ORPHAN_FINALIZER in meta.finalizers:
+            for dep in list(self.dependents.get(meta.uid, ())):
+                await self._remove_refs(dep, {meta.uid})
+            await self._remove_finalizer(registry, entry, ORPHAN_FINALIZER)
+            return True
+        for dep in self.dependents.get(meta.uid, ()):  # the foregroundDeletion finalizer
+            self._enqueue(dep)
+        if not self._blocking_dependents(entry):
+            await self._remove_finalizer(registry, entry, FOREGROUND_FINALIZER)
+            return True
+        return False
+
+    def _classify_owners(self, owners: set[str]) -> tuple[set[str], set[str]]:
+        """(solid, gone) as Kubernetes' `classifyReferences`: gone are dangling owners and those waiting for
+        their dependents' deletion (foreground); solid are the rest."""
         solid, gone = set(), set()
         for u in owners:
             o = self._owner_entry(u)
@@ -208,29 +238,16 @@ class GarbageCollector:
                 solid.add(u)
             else:
                 gone.add(u)  # dangling, or waiting for its dependents' deletion
-        if not gone:
-            return
-        if solid or owners != {r.uid for r in meta.owner_references}:
-            # A live owner (or one of a kind this collector does not follow) keeps it: drop only the others.
-            await self._remove_refs(ref, gone)
-            return
-        if meta.deletion_timestamp is not None:
-            return  # already being deleted; its own finalizers decide when it goes
+        return solid, gone
+
+    def _delete_request(self, entry: Entry, gone: set[str]) -> DeleteRequest:
+        """The deletion of a dependent whose owners are all gone, tied to the version judged (uid, rv)."""
+        meta = entry.obj.metadata
         if self.dependents.get(meta.uid) and any(self._owner_entry(u) is not None for u in gone):
             policy = "Foreground"  # an owner waits for it, and it has dependents of its own
         else:
             policy = "Background"
-        # From this view, without waiting for the cache to catch up (at 1,000 deletions/s that wait,
-        # once per dependent in this one task, let locks outlive their NAs by tens of ms, and the
-        # next NA in a full subnet waited for that address). The resourceVersion precondition ties
-        # the deletion to the version judged here: a newer one (its owners changed) fails with
-        # Conflict, and its own event brings it back to this queue.
-        req = DeleteRequest(uid=meta.uid, resource_version=str(entry.rev), propagation_policy=policy)
-        _, finished = await registry.delete(meta.namespace, meta.name, req, from_cache=True)
-        if finished:  # else finalizers hold it (an IPLock whose address is still shown: address protection)
-            self.deleted += 1
-        log.info("gc %s %s %s/%s: its owners are gone or being deleted", "deleted" if finished else "is deleting",
-                 registry.resource.kind, meta.namespace, meta.name)  # fmt: skip
+        return DeleteRequest(uid=meta.uid, resource_version=str(entry.rev), propagation_policy=policy)
 
     async def _remove_refs(self, ref: Ref, uids: set[str]) -> None:
         entry = self.cacher.caches[ref[0]].get(ref[1])
