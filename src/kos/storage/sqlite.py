@@ -142,13 +142,11 @@ class _Database:
     def _decide(
         self, batch: builtins.list[_Op]
     ) -> tuple[int, dict[str, KeyValue | None], builtins.list[Any], builtins.list[Event]]:
-        """Each op against the table and the batch's earlier ops: (revision, writes, results, events); writes nothing.
-
-        The writes (`shadow`) map a key to its new value, or to None when deleted."""
+        """Each op against the table, read through the batch's earlier writes (`shadow`: key → new value, None
+        when deleted): (revision, shadow, results, events). Writes nothing."""
         rev = self.rev
         results: builtins.list[Any] = []
         events: builtins.list[Event] = []
-        # Read-your-writes within the batch: `shadow` overrides the table for keys written earlier.
         shadow: dict[str, KeyValue | None] = {}
 
         def current(key: str) -> KeyValue | None:
