@@ -53,4 +53,3 @@ _.anything
 
 # Dead, but in code another helper of issue 11 is restructuring right now; the lead removes them after the merge:
 _.relists  # kos.client.reflector: counted, never read (helper B's reflector rewrite)
-_.vn_relevance_delay  # kos.agent.metrics: the original's gauge, registered but never set (helper D1)

@@ -8,7 +8,6 @@ check are served on `--metrics-listen`.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import random
 
 from aiohttp import web
@@ -24,8 +23,9 @@ from kos.client.workqueue import WorkQueue
 from kos.controllers.ipam import IPAM
 from kos.controllers.metrics import IPAMMetrics, SubnetValidatorMetrics
 from kos.controllers.subnet_validator import SubnetValidator
+from kos.util.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 CONTROLLERS = ("subnet-validator", "ipam")
 
@@ -103,4 +103,4 @@ class ControllerManager:
         sockets = getattr(site._server, "sockets", None)
         if sockets:
             self.metrics_port = sockets[0].getsockname()[1]
-        log.info("controller-manager metrics on http://%s:%d/metrics", self.settings.metrics_host, self.metrics_port)
+        log.info("serving metrics", host=self.settings.metrics_host, port=self.metrics_port)
