@@ -25,6 +25,9 @@ _.fd_wait
 _.timer_wait_until
 _.immediate_wake
 
+# etcd's KV stub method, called by name (kos.storage.etcd's `getattr(ep.kv, method)`; a test's fake stub defines it)
+_.Range
+
 # prometheus_client's collector protocol (CollectorRegistry.register calls describe())
 _.describe
 
