@@ -92,10 +92,10 @@ async def follow(
     if seconds is None:
         await run()
         return
-    await _for(clock, seconds, run())
+    await run_for(clock, seconds, run())
 
 
-async def _for(clock: Clock, seconds: float, coro: Coroutine[Any, Any, None]) -> None:
+async def run_for(clock: Clock, seconds: float, coro: Coroutine[Any, Any, None]) -> None:
     """Run `coro` until it ends or `seconds` of `clock` pass (then cancel it and return)."""
     task = asyncio.ensure_future(coro)
     expired = False
