@@ -193,11 +193,14 @@ async def test_errors_behind_forwarded_requests_are_never_misattributed(server: 
         assert await asyncio.wait_for(reader.read(), 5) == b""
     finally:
         writer.close()
-    # behind a forwarded health check, an answer would be read as the health check's: the connection closes
+    # behind a health check: every request is answered in order, the refusal last, then the connection closes
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     try:
         writer.write(request("GET", f"{SUBNETS}/ea") + request("GET", "/healthz") + huge.encode() + b"{")
         assert (await read_response(reader))[0] == 200
+        assert (await read_response(reader))[::2] == (200, b"ok")
+        status, _, body = await read_response(reader)
+        assert status == 413 and json.loads(body)["reason"] == "RequestEntityTooLarge"
         assert await asyncio.wait_for(reader.read(), 5) == b""
     finally:
         writer.close()

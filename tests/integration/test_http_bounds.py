@@ -4,9 +4,8 @@ Every test sends the adversarial input over a raw socket, requires a prompt 4xx
 (431 for a head past its bounds, as Go's net/http and so kube-apiserver answer) or
 a closed connection, and that other clients are served meanwhile; where memory
 is at stake, it bounds the server's memory growth (RSS of this process, which
-runs the server) well below what the old code took. The two front ends — the
-lean one and aiohttp behind it, which parses a connection after a hand-off —
-get the same bounds.
+runs the server) well below what the old code took. Every request on a
+connection — calls, probes, watches — meets the same bounds (one HTTP layer).
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -153,8 +153,8 @@ async def test_headers_at_the_bounds_are_served(server: APIServer) -> None:
         writer.close()
 
 
-async def test_aiohttp_behind_a_hand_off_has_the_same_bounds(server: APIServer) -> None:
-    """After /healthz the connection is aiohttp's: it refuses the same heads (its answer is a plain 400)."""
+async def test_after_a_probe_the_connection_has_the_same_bounds(server: APIServer) -> None:
+    """After /healthz (once handed to aiohttp, now served by the same layer) the same heads are refused."""
     for rest in (b"X-A: b\r\n" * 200 + b"\r\n", b"X-Long: " + b"a" * 9000 + b"\r\n\r\n"):
         reader, writer = await connect(server)
         try:
@@ -204,7 +204,7 @@ async def test_a_stalled_body_and_an_idle_connection_are_dropped(impatient: APIS
         writer.close()
 
 
-async def test_aiohttp_behind_a_hand_off_drops_idle_and_half_requests(impatient: APIServer) -> None:
+async def test_after_a_probe_idle_and_half_requests_are_dropped(impatient: APIServer) -> None:
     for rest in (b"", f"GET {NAS} HTTP/1.1\r\nHost: x\r\n".encode()):
         reader, writer = await connect(impatient)
         try:
@@ -325,15 +325,21 @@ async def test_far_future_resource_versions_leave_no_waiter_behind(server: APISe
         assert server.cacher.waiting == 0
 
 
-async def test_a_client_that_never_reads_is_dropped_with_a_hand_off_pending(impatient: APIServer) -> None:
-    """Calls pipelined before a request aiohttp will serve: their answers are still timed while they wait for a
-    client that does not read (the connection would otherwise hold a descriptor forever)."""
+async def test_a_client_that_never_reads_is_dropped_with_a_probe_pending(impatient: APIServer) -> None:
+    """Calls pipelined before a health check: their answers are timed while they wait for a client that does
+    not read (the connection would otherwise hold a descriptor forever)."""
+    assert impatient.http is not None
+    http = impatient.http
     await _fill(impatient, 40, 200_000)  # 8 MB lists: more than the kernel's buffers hold
     _reader, writer = await connect(impatient, rcvbuf=4096)
     try:
         writer.write(request("GET", NAS) * 3 + request("GET", "/healthz"))
-        await eventually(lambda: [p for p in impatient._fast_conns if p._handing_off], timeout=8)
-        pending = [p for p in impatient._fast_conns if p._handing_off]
+
+        def waiting() -> list[Any]:
+            return [p for p in http.connections if p.transport is not None and p._queue]
+
+        await eventually(waiting, timeout=8)
+        pending = waiting()
         assert len(pending) == 1
         await eventually(lambda: pending[0]._dead and pending[0].transport is None, timeout=8)
     finally:

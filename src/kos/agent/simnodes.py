@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import urllib.parse
 from typing import Any
 
 import msgspec
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Gauge
 
 from kos.agent.connection_agent import AgentSettings, ConnectionAgent
 from kos.agent.metrics import AgentMetricFamilies
 from kos.client.rest import Client
 from kos.fabric.sim import SimFabric, SimNetwork
+from kos.http.messages import Reply, Request, Response
+from kos.http.probes import serve_probes
+from kos.http.server import HTTPServer
 from kos.util.log import get_logger
 
 log = get_logger(__name__)
@@ -59,7 +62,7 @@ class SimNodes:
                 self.client, fabric, AgentSettings(node, host_ip(i), allowed_programs, workers), families,
                 metrics_node_label=None if per_node_metrics else "simnodes",
             )  # fmt: skip
-        self._runner: web.AppRunner | None = None
+        self._probes: HTTPServer | None = None
         self.port = 0
         self.ready = asyncio.Event()
         Gauge(
@@ -91,71 +94,60 @@ class SimNodes:
 
     async def stop(self) -> None:
         await asyncio.gather(*(a.stop() for a in self.agents.values()), return_exceptions=True)
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._probes is not None:
+            await self._probes.stop(1.0)
         await self.client.close()
 
     # --- HTTP --------------------------------------------------------------------------------
 
     async def serve(self, host: str, port: int) -> int:
-        app = web.Application()
-        app.router.add_get("/nodes", self._nodes)
-        app.router.add_get("/nodes/{node}/fabric", self._fabric)
-        app.router.add_get("/trace", self._trace)
-        app.router.add_post("/traces", self._traces)
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None)
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        routes = {"/nodes": self._nodes, "/nodes/": self._fabric, "/trace": self._trace, "/traces": self._traces}
+        self._probes = await serve_probes(host, port, self.registry, routes=routes,
+                                          readyz=lambda: None if self.ready.is_set() else "agents starting")  # fmt: skip
+        self.port = self._probes.port
         return self.port
 
-    async def _nodes(self, request: web.Request) -> web.StreamResponse:
+    async def _nodes(self, request: Request) -> Response:
         out = []
         for name, sw in self.network.switches.items():
             out.append({"node": name, "hostIP": sw.host_ip, "local": len(sw.local), "remote": len(sw.remote)})
         return _json(out)
 
-    async def _fabric(self, request: web.Request) -> web.StreamResponse:
-        sw = self.network.switches.get(request.match_info["node"])
+    async def _fabric(self, request: Request) -> Response:
+        node, _, rest = request.path[len("/nodes/") :].partition("/")
+        if rest != "fabric":
+            return _json({"error": f"no such path: {request.path}"}, status=404)
+        sw = self.network.switches.get(urllib.parse.unquote(node))
         if sw is None:
-            return _json({"error": f"no simulated node {request.match_info['node']!r}"}, status=404)
+            return _json({"error": f"no simulated node {node!r}"}, status=404)
         state = sw.state()
-        if request.query.get("flows"):
+        if _query(request).get("flows"):
             state["dump"] = sw.dump_flows()
         return _json(state)
 
-    async def _trace(self, request: web.Request) -> web.StreamResponse:
-        q = request.query
+    async def _trace(self, request: Request) -> Response:
+        q = _query(request)
         missing = [p for p in ("node", "interface", "ip") if not q.get(p)]
         if missing:
             return _json({"error": f"missing query parameters: {', '.join(missing)}"}, status=400)
         return _json(self.network.trace(q["node"], q["interface"], q["ip"]))
 
-    async def _traces(self, request: web.Request) -> web.StreamResponse:
+    async def _traces(self, request: Request) -> Response:
         """Many traces in one request: a JSON list of {node, interface, ip} → a list of results."""
+        if request.method != "POST":
+            return _json({"error": "POST a JSON list of {node, interface, ip}"}, status=405)
         try:
-            asks = msgspec.json.decode(await request.read())
+            asks = msgspec.json.decode(request.body)
             results = [self.network.trace(a["node"], a["interface"], a["ip"]) for a in asks]
         except (msgspec.DecodeError, KeyError, TypeError) as e:
             return _json({"error": f"expected a JSON list of {{node, interface, ip}}: {e}"}, status=400)
         return _json(results)
 
-    async def _metrics(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def _healthz(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(text="ok")
-
-    async def _readyz(self, request: web.Request) -> web.StreamResponse:
-        if self.ready.is_set():
-            return web.Response(text="ok")
-        return web.Response(status=503, text="agents starting")
+def _query(request: Request) -> dict[str, str]:
+    """The query's parameters (the first value of each)."""
+    return {k: v[0] for k, v in urllib.parse.parse_qs(request.query).items()}
 
 
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=msgspec.json.encode(body), status=status, content_type="application/json")
+def _json(body: Any, status: int = 200) -> Reply:
+    return Reply(status, msgspec.json.encode(body))

@@ -1,44 +1,14 @@
-"""Bounds on what one client can make the server hold: header sizes and times, pipelining, watches.
+"""Bounds on what one client can make the apiserver hold beyond one connection: watches and multiplexers.
 
-Every connection, request and watch costs memory, a file descriptor or a timer
-until it ends; a client that sends half a request, never reads, or opens watches
-without end must meet a bound, get a prompt 4xx or a closed connection, and leave
-nothing behind. The numbers follow kube-apiserver where it has one: its HTTP
-server (k8s.io/apiserver/pkg/server/secure_serving.go) sets Go's
-`MaxHeaderBytes: 1 << 20`, `ReadHeaderTimeout: 32 * time.Second` ("just shy of
-requestTimeoutUpperBound") and `IdleTimeout: 90 * time.Second` ("matches
-http.DefaultTransport keep-alive timeout"), and Go answers a header section past
-its bound with 431. The per-line and per-count bounds are aiohttp's defaults
-(`max_line_size`/`max_field_size` 8190, `max_headers` 128), so the two HTTP front
-ends (`fastpath` and aiohttp behind it) agree; with them the whole head is at most
-about 1 MiB, Go's figure.
+Every watch costs memory and a timer until it ends; a client that opens watches
+without end must meet a bound and get a prompt 429. The bounds of a single HTTP
+connection (header sizes and times, pipelining, bodies) are the HTTP layer's:
+`kos.http.limits.HTTPLimits`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 from kos.api import errors
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class HTTPLimits:
-    max_line_bytes: int = 8190
-    """Longest request line, and longest header line (name, colon, value)."""
-    max_headers: int = 128
-    """Most header fields in one request."""
-    header_timeout: float = 32.0
-    """Seconds from a request's first byte (or a new connection's start) to the end of its head."""
-    idle_timeout: float = 90.0
-    """Seconds a keep-alive connection may wait for its next request; also how long a request body may
-    stall and how long a response may wait for a client that does not read."""
-    max_pipelined: int = 64
-    """Requests parsed ahead of their answers on one connection before the server stops reading it."""
-
-    @property
-    def max_head_bytes(self) -> int:
-        """The most a request head can take within the line and count bounds (about 1 MiB by default)."""
-        return (self.max_headers + 1) * (self.max_line_bytes + 2) + 2
 
 
 class ClientQuota:

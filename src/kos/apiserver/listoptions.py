@@ -28,14 +28,21 @@ them as "no limit" and "end at once".
 
 from __future__ import annotations
 
+import dataclasses
+import random
 from typing import Any, NamedTuple
 
 from kos.api import errors, field
+from kos.api.errors import BadRequest
 from kos.api.field import FieldError
 from kos.api.resources import Resource
+from kos.api.selectors import FieldRequirement, FieldSelector
 from kos.apiserver import params
 from kos.apiserver.registry import ListOptions, WatchOptions
 
+DEFAULT_WATCH_TIMEOUT = (1800, 3600)
+"""Seconds a watch without `timeoutSeconds` lasts: a random pick in this range, as kube-apiserver's
+`--min-request-timeout` (1800) spreads watch ends over [1x, 2x] (k8s.io/apiserver/pkg/endpoints/handlers/get.go)."""
 EXACT = "Exact"
 NOT_OLDER_THAN = "NotOlderThan"
 
@@ -133,3 +140,33 @@ def watch_options(q: Any, res: Resource) -> tuple[WatchOptions, int | None]:
         send_initial_events=raw.send_initial_events,
     )
     return opts, raw.timeout or None  # 0, as absent, means the server's default (get.go ListResource)
+
+
+def watch_request(q: Any, res: Resource, name: str = "") -> tuple[WatchOptions, int]:
+    """The one parser of a watch's options, for every server path (the HTTP watch, the watch multiplexer).
+
+    `q` is a query (a multidict or a dict of parameter → text), `name` the object a watch of one object
+    (`.../{plural}/{name}`) is limited to. Returns the options and the timeout in seconds (the default
+    picked when none is given). Raises BadRequest (400) for a value that does not decode, Invalid (422) for
+    a combination kube-apiserver refuses.
+    """
+    opts, timeout = watch_options(q, res)
+    if name:
+        opts = dataclasses.replace(opts, field_selector=named_selector(opts.field_selector, name))
+    return opts, timeout if timeout is not None else random.randint(*DEFAULT_WATCH_TIMEOUT)
+
+
+def named_selector(fs: FieldSelector, name: str) -> FieldSelector:
+    """A watch of one object: its field selector may only repeat the name.
+
+    As get.go ListResource: no selector selects the name; one that requires `metadata.name` to be this
+    name is kept; any other is 400. Built as a requirement, not parsed, so a name cannot inject terms.
+    """
+    if fs.empty:
+        return FieldSelector((FieldRequirement("metadata.name", "=", name),))
+    for r in fs.requirements:
+        if r.field == "metadata.name" and r.op == "=":
+            if r.value == name:
+                return fs
+            break
+    raise BadRequest("fieldSelector metadata.name doesn't match requested name")

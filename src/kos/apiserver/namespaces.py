@@ -12,12 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from aiohttp import web
 
 from kos.api import names
 from kos.api.errors import MethodNotAllowed, NotFound
+from kos.apiserver import urlparts
 from kos.apiserver.cache import Cacher
-from kos.apiserver.handlers import json_response, status_response
+from kos.apiserver.encoding import error_reply
+from kos.http.messages import Reply, Request
 
 
 def core_v1_resources() -> dict[str, Any]:
@@ -52,21 +53,22 @@ class Namespaces:
             found.update(e.namespace for e in cache.items.values())
         return sorted(found)
 
-    async def list(self, request: web.Request) -> web.StreamResponse:
-        if request.method != "GET":
-            return status_response(MethodNotAllowed("namespaces are implicit in kos and cannot be written"))
+    async def list(self, request: Request) -> Reply:
+        if request.method not in ("GET", "HEAD"):
+            return error_reply(MethodNotAllowed("namespaces are implicit in kos and cannot be written"))
         body = {
             "kind": "NamespaceList",
             "apiVersion": "v1",
             "metadata": {"resourceVersion": str(self.cacher.revision)},
             "items": [_namespace(n) for n in self.in_use()],
         }
-        return json_response(msgspec.json.encode(body))
+        return Reply(200, msgspec.json.encode(body))
 
-    async def get(self, request: web.Request) -> web.StreamResponse:
-        name = request.match_info["name"]
-        if request.method != "GET":
-            return status_response(MethodNotAllowed("namespaces are implicit in kos and cannot be written"))
+    async def get(self, request: Request, raw_name: str) -> Reply:
+        """`GET /api/v1/namespaces/{name}`, `raw_name` still percent-encoded."""
+        name = urlparts.unquote(raw_name, "path")
+        if request.method not in ("GET", "HEAD"):
+            return error_reply(MethodNotAllowed("namespaces are implicit in kos and cannot be written"))
         if names.dns1123_label_problems(name):
-            return status_response(NotFound(f'namespaces "{name}" not found'))
-        return json_response(msgspec.json.encode(_namespace(name)))
+            return error_reply(NotFound(f'namespaces "{name}" not found'))
+        return Reply(200, msgspec.json.encode(_namespace(name)))

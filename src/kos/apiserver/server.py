@@ -6,30 +6,28 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import weakref
+import ssl
 from collections.abc import Awaitable
 from typing import Any
 
-import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kos.api import resources
-from kos.api.errors import MethodNotAllowed, NotAcceptable, NotFound, RequestEntityTooLarge
-from kos.api.types import GROUP, VERSION
-from kos.apiserver import bookmarks, discovery, watchmux
+from kos.apiserver import bookmarks, watchmux
 from kos.apiserver import limits as quotas
 from kos.apiserver.address_protection import AddressBook, AttachmentStatusRule, LockDeletionRule, ProtectionController
 from kos.apiserver.cache import Cacher
-from kos.apiserver.fastpath import FastHTTP
 from kos.apiserver.gc import GarbageCollector
-from kos.apiserver.handlers import PREFIX, ResourceAPI, json_response, status_response
-from kos.apiserver.limits import HTTPLimits
+from kos.apiserver.handlers import RequestMetrics, ResourceAPI
 from kos.apiserver.metrics import APIServerMetrics
-from kos.apiserver.namespaces import Namespaces, core_v1_resources
 from kos.apiserver.registry import Registry, SubnetAdmission, WriteRules
+from kos.apiserver.routes import Routes
 from kos.apiserver.strategy import for_plural
+from kos.apiserver.watchstream import WatchStreams
+from kos.http.limits import HTTPLimits
+from kos.http.messages import Request, Upgrade
+from kos.http.server import HTTPServer
 from kos.storage.interface import Store
 from kos.storage.url import open_store
 from kos.util import gctune
@@ -68,11 +66,22 @@ class Settings:
             header_timeout=self.header_timeout,
             idle_timeout=self.idle_timeout,
             max_pipelined=self.max_pipelined_requests,
+            max_body=self.max_request_bytes,
         )
 
 
 class APIServer:
-    def __init__(self, settings: Settings, *, store: Store | None = None, clock: Clock = REAL_CLOCK) -> None:
+    """The apiserver: `start()` opens the store, loads the watch cache and listens (plain HTTP, or TLS when
+    `ssl` is given); `stop()` ends it within seconds."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        clock: Clock = REAL_CLOCK,
+        ssl: ssl.SSLContext | None = None,
+    ) -> None:
         self.settings = settings
         self.clock = clock
         self.metrics = APIServerMetrics()
@@ -82,12 +91,12 @@ class APIServer:
         self.gc: GarbageCollector | None = None
         self.protection: ProtectionController | None = None
         self.registries: dict[str, Registry] = {}
-        self.runner: web.AppRunner | None = None
+        self.ssl = ssl
         self.port = settings.port
         self._bookmarks: asyncio.Task[None] | None = None
-        self.api: ResourceAPI | None = None
-        self._listener: asyncio.Server | None = None
-        self._fast_conns: weakref.WeakSet[FastHTTP] = weakref.WeakSet()
+        self.http: HTTPServer | None = None
+        self._ws: web.Server | None = None
+        """aiohttp's low-level server: only for the watch multiplexer's WebSocket, after our layer's upgrade."""
         self.watch_quota = quotas.watch_quota(settings.max_watches_per_client)
         self.watchmux_quota = quotas.watchmux_quota(settings.max_watchmux_connections_per_client)
         self.watchmux: watchmux.WatchMuxServer | None = None
@@ -100,7 +109,7 @@ class APIServer:
     @property
     def url(self) -> str:
         host = self.settings.host if self.settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.ssl is not None else 'http'}://{host}:{self.port}"
 
     async def start(self) -> None:
         if self._store is None:
@@ -135,33 +144,9 @@ class APIServer:
         self._bookmarks = asyncio.create_task(
             bookmarks.run(self.cacher, self.registries, s.bookmark_interval, self.clock), name="kos-bookmarks"
         )
-        app = self.build_app()
-        limits = s.http_limits()
-        # aiohttp parses what the lean front end hands over: the same bounds; its keep-alive timer (armed
-        # while it waits for a request, complete or not) is the idle timeout.
-        self.runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, handler_cancellation=True,
-            max_line_size=limits.max_line_bytes, max_field_size=limits.max_line_bytes,
-            max_headers=limits.max_headers, keepalive_timeout=limits.idle_timeout,
-            shutdown_timeout=s.shutdown_timeout, logger=_ClientErrorsQuiet(logging.getLogger("aiohttp.server")),
-        )  # fmt: skip
-        await self.runner.setup()
-        fallback = self.runner.server
-        assert fallback is not None and self.api is not None
-        api, max_body, conns = self.api, s.max_request_bytes, self._fast_conns
-
-        def protocol() -> FastHTTP:
-            p = FastHTTP(api, fallback, max_body, limits)
-            conns.add(p)
-            return p
-
-        # calls are served by the lean front end; everything else is handed to aiohttp (see fastpath)
-        self._listener = await asyncio.get_running_loop().create_server(
-            protocol, s.host, s.port, backlog=1024, reuse_address=True
-        )
-        sockets = self._listener.sockets
-        if sockets:  # learn the port when asked for port 0
-            self.port = sockets[0].getsockname()[1]
+        self.http = HTTPServer(self.build_app(), s.host, s.port, limits=s.http_limits(), ssl=self.ssl)
+        await self.http.start()
+        self.port = self.http.port
         log.info("kos apiserver serving on %s with storage %s", self.url, s.storage)
 
     def _on_reload(self) -> None:
@@ -189,10 +174,8 @@ class APIServer:
         after `shutdown_timeout` is cancelled.
         """
         t = self.settings.shutdown_timeout
-        if self._listener is not None:
-            self._listener.close()
-            for p in list(self._fast_conns):
-                p.close()
+        if self.http is not None:
+            self.http.close()
         if self._bookmarks is not None:
             self._bookmarks.cancel()
         if self.cacher is not None:  # HTTP watches end their streams; multiplexed ones queue their end records
@@ -200,14 +183,11 @@ class APIServer:
                 w.close()
             self.cacher.release_waiters()  # a call waiting for a revision is answered (503) rather than cut off
         steps = [self.watchmux.shutdown(t)] if self.watchmux is not None else []
-        if self.runner is not None:
-            steps.append(self.runner.cleanup())
-        if self._fast_conns:
-            steps.append(_within(t, [p.answered() for p in self._fast_conns]))
+        if self._ws is not None:
+            steps.append(_within(t, [self._ws.shutdown(t)]))
+        if self.http is not None:
+            steps.append(self.http.stop(t))
         await asyncio.gather(*steps, return_exceptions=True)
-        for p in list(self._fast_conns):
-            p.abort()
-        self._fast_conns.clear()
         if self.gc is not None:
             await self.gc.stop()
         if self.protection is not None:
@@ -219,98 +199,31 @@ class APIServer:
 
     # --- HTTP ------------------------------------------------------------------------------
 
-    def build_app(self) -> web.Application:
+    def build_app(self) -> Routes:
+        """The HTTP application (`routes.Routes`) over the registries; the watch multiplexer's WebSocket is
+        upgraded to aiohttp's protocol (the one request kos hands to a library)."""
         s = self.settings
-        api = self.api = ResourceAPI(
-            self.registries, self.metrics, self.clock,
-            max_body=s.max_request_bytes, watch_quota=self.watch_quota,
-        )  # fmt: skip
-        self.watchmux = watchmux.WatchMuxServer(
+        assert self.cacher is not None
+        observer = RequestMetrics(self.metrics)
+        api = ResourceAPI(self.registries, self.metrics, self.clock, max_body=s.max_request_bytes, observer=observer)
+        watches = WatchStreams(self.registries, self.metrics, self.clock, self.watch_quota, observer)
+        mux = self.watchmux = watchmux.WatchMuxServer(
             self.registries, self.metrics, quota=self.watch_quota, connections=self.watchmux_quota,
             limits=watchmux.MuxLimits(max_watches=s.max_watches_per_connection, max_bytes=s.watchmux_max_bytes,
                                       max_selector=s.max_header_line_bytes, stall_timeout=s.idle_timeout),
         )  # fmt: skip
-        app = web.Application(client_max_size=self.settings.max_request_bytes, middlewares=[_statuses])
-        enc = msgspec.json.encode
+        limits = s.http_limits()
+        ws = self._ws = web.Server(
+            mux.serve, handler_cancellation=True, access_log=None, max_line_size=limits.max_line_bytes,
+            max_field_size=limits.max_line_bytes, max_headers=limits.max_headers,
+            keepalive_timeout=limits.idle_timeout,
+            logger=_ClientErrorsQuiet(logging.getLogger("aiohttp.server")),
+        )  # fmt: skip
 
-        def doc(body: Any) -> Any:
-            data = enc(body)
+        async def upgrade(request: Request) -> Upgrade:
+            return Upgrade(ws)
 
-            async def handler(request: web.Request) -> web.StreamResponse:
-                if request.method not in ("GET", "HEAD"):
-                    return _method_not_allowed(request)
-                return json_response(data)
-
-            return handler
-
-        async def api_versions(request: web.Request) -> web.StreamResponse:
-            return json_response(enc(discovery.api_versions(request.host)))
-
-        r = app.router
-        ns = Namespaces(self.cacher) if self.cacher else None
-        assert ns is not None
-        r.add_route("*", "/api", api_versions)
-        r.add_route("*", "/api/", api_versions)
-        r.add_route("*", "/api/v1", doc(core_v1_resources()))
-        r.add_route("*", "/api/v1/namespaces", ns.list)
-        r.add_route("*", "/api/v1/namespaces/{name}", ns.get)
-        r.add_route("*", "/apis", doc(discovery.api_group_list()))
-        r.add_route("*", "/apis/", doc(discovery.api_group_list()))
-        r.add_route("*", f"/apis/{GROUP}", doc(discovery.api_group()))
-        r.add_route("*", f"/apis/{GROUP}/", doc(discovery.api_group()))
-        r.add_route("*", PREFIX, doc(discovery.api_resource_list()))
-        r.add_route("*", PREFIX + "/", doc(discovery.api_resource_list()))
-        r.add_route("GET", PREFIX + "/watchmux", self._watchmux)
-        r.add_route("*", PREFIX + r"/{tail:[\s\S]+}", api.handle)  # any byte, even a decoded newline
-        r.add_route("*", "/version", doc(discovery.version_info()))
-        r.add_route("*", "/version/", doc(discovery.version_info()))
-        r.add_route("*", "/openapi/v2", self._openapi_v2(enc(discovery.openapi_v2())))
-        v3 = enc(discovery.openapi_v3())
-        r.add_route("*", "/openapi/v3", doc(discovery.openapi_v3_root(v3)))
-        r.add_route("*", f"/openapi/v3/apis/{GROUP}/{VERSION}", self._openapi_v3(v3))
-        r.add_route("GET", "/healthz", self._health)
-        r.add_route("GET", "/livez", self._health)
-        r.add_route("GET", "/readyz", self._ready)
-        r.add_route("GET", "/metrics", self._metrics)
-        return app
-
-    async def _watchmux(self, request: web.Request) -> web.StreamResponse:
-        assert self.watchmux is not None
-        return await self.watchmux.serve(request)
-
-    @staticmethod
-    def _openapi_v2(data: bytes) -> Any:
-        async def handler(request: web.Request) -> web.StreamResponse:
-            accept = request.headers.get("Accept", "")
-            if accept and "json" not in accept and "*/*" not in accept:
-                return status_response(NotAcceptable("only application/json is served for /openapi/v2"))
-            return json_response(data)
-
-        return handler
-
-    @staticmethod
-    def _openapi_v3(data: bytes) -> Any:
-        async def handler(request: web.Request) -> web.StreamResponse:
-            accept = request.headers.get("Accept", "")
-            if accept and "json" not in accept and "*/*" not in accept:
-                return status_response(NotAcceptable("only application/json is served for /openapi/v3"))
-            return json_response(data, headers={"Cache-Control": "public, immutable"})
-
-        return handler
-
-    async def _health(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(text="ok")
-
-    async def _ready(self, request: web.Request) -> web.StreamResponse:
-        c = self.cacher
-        if c is None or not c.ready.is_set():
-            return web.Response(status=503, text="watch cache not loaded")
-        if c.failed is not None:
-            return web.Response(status=503, text=f"watch cache failed: {c.failed}")
-        return web.Response(text="ok")
-
-    async def _metrics(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return Routes(api, watches, upgrade, self.cacher, self.metrics)
 
 
 class _ClientErrorsQuiet(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -328,21 +241,3 @@ async def _within(seconds: float, waits: list[Awaitable[None]]) -> None:
     """Wait for all of `waits`, for at most `seconds`."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.gather(*waits), seconds)
-
-
-@web.middleware
-async def _statuses(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Requests the router cannot place get a Kubernetes Status too, not aiohttp's plain text."""
-    try:
-        resp: web.StreamResponse = await handler(request)
-        return resp
-    except web.HTTPNotFound:
-        return status_response(NotFound(f"the server could not find the requested resource ({request.path})"))
-    except web.HTTPMethodNotAllowed:
-        return _method_not_allowed(request)
-    except web.HTTPRequestEntityTooLarge:
-        return status_response(RequestEntityTooLarge("Request entity too large"))
-
-
-def _method_not_allowed(request: web.Request) -> web.StreamResponse:
-    return status_response(MethodNotAllowed(f"{request.method} is not allowed on {request.path}"))

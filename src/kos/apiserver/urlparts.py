@@ -1,13 +1,13 @@
 """Request paths and query strings, decoded strictly: what a client sent is what a handler sees, or a 4xx.
 
-Both HTTP front ends (fastpath and aiohttp) hand the *raw* request target here,
-so they decode it the same way and as kube-apiserver (Go's net/url) does in the
+The HTTP layer hands the *raw* request target to the routes, and every path and
+query is decoded here, once, as kube-apiserver (Go's net/url) decodes it in the
 cases that matter:
 
 - a path is split into segments on `/` **before** percent-decoding, so `%2F`
   cannot make a new segment and `%00`, `%0A` stay inside the one they are in
   (Go decodes first and routes the result; kos refuses a decoded `/` in a
-  namespace or name instead, see `handlers._parse_path`);
+  namespace or name instead, see `resourcepath.parse_path`);
 - an invalid percent-escape (`%zz`, a lone `%`) is 400 BadRequest, as Go's
   `url.ParseRequestURI` refuses it in a path. In a query Go silently drops the
   pair (`url.ParseQuery`); kos refuses it, because a dropped `labelSelector`

@@ -51,18 +51,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import random
 from collections.abc import Callable
 from typing import Annotated, Literal
 
 import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from kos.api import codec
+from kos.api import codec, watchevents
 from kos.api.errors import BadRequest, InternalError, StatusError, too_many_requests
 from kos.api.resources import BY_PLURAL
 from kos.apiserver import listoptions, urlparts
-from kos.apiserver.handlers import status_response
 from kos.apiserver.limits import ClientQuota
 from kos.apiserver.metrics import APIServerMetrics
 from kos.apiserver.registry import Registry, WatchOptions
@@ -72,7 +70,6 @@ from kos.util.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT = (1800, 3600)
 MAX_FRAME = 1 << 20
 """Largest frame read at all (aiohttp closes the connection with 1009 past it); fields are bounded tighter."""
 MAX_ID = (1 << 53) - 1
@@ -166,32 +163,22 @@ def _query(f: _Frame) -> dict[str, str]:
 
 
 def _error_line(err: StatusError) -> bytes:
-    return b'{"type":"ERROR","object":' + codec.encode(err.to_status()) + b"}\n"
+    return watchevents.error_line(codec.encode(err.to_status()))
 
 
-class MuxConnection:
-    def __init__(
-        self,
-        ws: web.WebSocketResponse,
-        registries: dict[str, Registry],
-        metrics: APIServerMetrics,
-        *,
-        limits: MuxLimits,
-        quota: ClientQuota,
-        client: str,
-        transport: asyncio.Transport | None = None,
-    ) -> None:
+class _Outbox:
+    """The outbound side of a multiplexed connection: records queued and written as one WebSocket message per
+    turn, bounded (`MuxLimits.max_bytes`), with watchers held back while the client is slow and a watchdog
+    for a client that stopped reading. `MuxConnection` adds the watches that feed it."""
+
+    watches: dict[int, tuple[Registry, Watcher, Timer, int]]
+    """id → (registry, watcher, its timeout, its selectors' length)."""
+    starting: dict[int, asyncio.Task[None]]
+
+    def __init__(self, ws: web.WebSocketResponse, limits: MuxLimits, transport: asyncio.Transport | None) -> None:
         self.ws = ws
         self.transport = transport
-        self.registries = registries
-        self.metrics = metrics
         self.limits = limits
-        self.quota = quota
-        self.client = client
-        self.watches: dict[int, tuple[Registry, Watcher, Timer, int]] = {}
-        """id → (registry, watcher, its timeout, its selectors' length)."""
-        self.starting: dict[int, asyncio.Task[None]] = {}
-        self.selector_bytes = 0
         self.pending: list[bytes] = []
         self.pending_bytes = 0
         self.pending_limit = min(32 << 20, limits.max_bytes // 4)
@@ -317,6 +304,34 @@ class MuxConnection:
             return
         self._watchdog = loop.call_later(min(HEARTBEAT, self.limits.stall_timeout) / 2, self.watch_the_client)
 
+    def close(self) -> None:
+        """End every watch and stop writing (the connection's; see `MuxConnection.close`)."""
+        raise NotImplementedError
+
+
+class MuxConnection(_Outbox):
+    """One multiplexed connection's watches: opened from frames, each in a task, ended however they end."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        registries: dict[str, Registry],
+        metrics: APIServerMetrics,
+        *,
+        limits: MuxLimits,
+        quota: ClientQuota,
+        client: str,
+        transport: asyncio.Transport | None = None,
+    ) -> None:
+        super().__init__(ws, limits, transport)
+        self.registries = registries
+        self.metrics = metrics
+        self.quota = quota
+        self.client = client
+        self.watches = {}
+        self.starting = {}
+        self.selector_bytes = 0
+
     # --- watches -----------------------------------------------------------------------------
 
     def handle(self, data: str | bytes) -> None:
@@ -363,13 +378,12 @@ class MuxConnection:
             raise too_many_requests(
                 f"the watches on this connection select with more than {MAX_SELECTOR_BYTES} bytes of selectors"
             )
-        opts, seconds = listoptions.watch_options(_query(f), res)
+        opts, timeout = listoptions.watch_request(_query(f), res)
         namespace = f.namespace
         if namespace is not None:  # absent (or null) is every namespace; "" is none, not every one
             if not namespace:
                 raise BadRequest("namespace must be a non-empty string; leave it out to watch every namespace")
             urlparts.segment_name(namespace, "Namespace")
-        timeout = seconds if seconds is not None else random.randint(*DEFAULT_TIMEOUT)
         self.quota.acquire(self.client)
         self.selector_bytes += size
         reg = self.registries[res.plural]
@@ -501,20 +515,22 @@ class WatchMuxServer:
         self.connections: set[MuxConnection] = set()
         self.stopping = False
 
-    async def serve(self, request: web.Request) -> web.StreamResponse:
+    async def serve(self, request: web.BaseRequest) -> web.StreamResponse:
         if self.stopping:
             raise web.HTTPServiceUnavailable(text="the apiserver is shutting down")
         client = request.remote or ""
         try:
             self.per_client.acquire(client)
         except StatusError as e:  # 429 before the upgrade
-            return status_response(e)
+            return web.Response(body=codec.encode(e.to_status()), status=e.code, content_type="application/json",
+                                headers={"Retry-After": str(e.details.retry_after_seconds)}
+                                if e.details is not None and e.details.retry_after_seconds else None)  # fmt: skip
         try:
             return await self._serve(request, client)
         finally:
             self.per_client.release(client)
 
-    async def _serve(self, request: web.Request, client: str) -> web.StreamResponse:
+    async def _serve(self, request: web.BaseRequest, client: str) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=HEARTBEAT, compress=False, timeout=2.0)
         await ws.prepare(request)
         conn = MuxConnection(ws, self.registries, self.metrics, limits=self.limits, quota=self.quota,

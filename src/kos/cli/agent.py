@@ -20,8 +20,7 @@ import os
 import socket
 import sys
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from kos.agent import execs
 from kos.agent.connection_agent import AgentSettings, ConnectionAgent
@@ -33,6 +32,7 @@ from kos.client.rest import Client
 from kos.fabric import registry
 from kos.fabric.interface import FabricError
 from kos.fabric.ovs import DATAPATHS, DEFAULT_OVSDB, DEFAULT_RUNDIR
+from kos.http.probes import serve_probes
 
 WORKERS = {"ovs": 32}
 """Default worker count per fabric (2 for the others, as in the original)."""
@@ -167,21 +167,9 @@ def run(s: AgentCommand) -> int:
         reg = CollectorRegistry()
         client = Client(s.server, user_agent=f"kos-agent/{node}", watch_mux=s.watch_mux)
         agent = ConnectionAgent(client, fabric, s.agent, AgentMetricFamilies(reg))
-        app = web.Application()
-
-        async def metrics(_: web.Request) -> web.StreamResponse:
-            return web.Response(body=generate_latest(reg), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-        async def healthz(_: web.Request) -> web.StreamResponse:
-            return web.Response(text="ok" if agent.started.is_set() else "starting", status=200)
-
-        app.router.add_get("/metrics", metrics)
-        app.router.add_get("/healthz", healthz)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await runner.setup()
         host, port = s.metrics_listen
         try:
-            await web.TCPSite(runner, host, port, reuse_address=True).start()
+            probes = await serve_probes(host, port, reg, healthz=lambda: "ok" if agent.started.is_set() else "starting")
         except OSError as e:
             raise SettingError("--metrics-listen", f"cannot serve metrics on {host}:{port}: {e}") from None
         await agent.start()
@@ -190,7 +178,7 @@ def run(s: AgentCommand) -> int:
         await agent.stop()
         await fabric.close()
         await client.close()
-        await runner.cleanup()
+        await probes.stop(1.0)
         os.close(lock_fd)
         return 0
 

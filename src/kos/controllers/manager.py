@@ -10,8 +10,7 @@ from __future__ import annotations
 import dataclasses
 import random
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from kos.api.types import IPLock, NetworkAttachment, Subnet
 from kos.client.controller import Controller
@@ -23,6 +22,8 @@ from kos.client.workqueue import WorkQueue
 from kos.controllers.ipam import IPAM
 from kos.controllers.metrics import IPAMMetrics, SubnetValidatorMetrics
 from kos.controllers.subnet_validator import SubnetValidator
+from kos.http.probes import serve_probes
+from kos.http.server import HTTPServer
 from kos.util.log import get_logger
 
 log = get_logger(__name__)
@@ -52,7 +53,7 @@ class ControllerManager:
                              user_agent="kos-controller-manager", watch_mux=settings.watch_mux)  # fmt: skip
         self.controllers: list[Controller] = []
         self.queues = QueueMetricFamilies(self.registry)
-        self._runner: web.AppRunner | None = None
+        self._probes: HTTPServer | None = None
         self.metrics_port = settings.metrics_port
         s = settings
         subnets: Informer[Subnet] = Informer(self.client, Subnet, name="subnets")
@@ -81,26 +82,11 @@ class ControllerManager:
     async def stop(self) -> None:
         for c in self.controllers:
             await c.stop()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._probes is not None:
+            await self._probes.stop(1.0)
         await self.client.close()
 
     async def _serve_metrics(self) -> None:
-        app = web.Application()
-
-        async def metrics(_: web.Request) -> web.StreamResponse:
-            return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-        async def healthz(_: web.Request) -> web.StreamResponse:
-            return web.Response(text="ok")
-
-        app.router.add_get("/metrics", metrics)
-        app.router.add_get("/healthz", healthz)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.metrics_host, self.settings.metrics_port, reuse_address=True)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None)
-        if sockets:
-            self.metrics_port = sockets[0].getsockname()[1]
+        self._probes = await serve_probes(self.settings.metrics_host, self.settings.metrics_port, self.registry)
+        self.metrics_port = self._probes.port
         log.info("serving metrics", host=self.settings.metrics_host, port=self.metrics_port)

@@ -1,0 +1,176 @@
+"""The apiserver's one HTTP application: which handler answers a request path.
+
+    /apis/network.example.com/v1alpha1/...   calls (`handlers`), watches (`watchstream`),
+                                              the watch multiplexer (`.../watchmux`, a WebSocket)
+    /api, /api/v1, /apis, /apis/{group}[/{version}], /version      discovery (`discovery`)
+    /api/v1/namespaces[/{name}]               implicit namespaces (`namespaces`)
+    /openapi/v2, /openapi/v3[/apis/{group}/{version}]              OpenAPI
+    /healthz, /livez, /readyz, /metrics       probes
+
+Paths are matched raw (percent-encoded), so a decoded spelling of the prefix is
+not the prefix (404). Errors, including the HTTP layer's own refusals (431,
+413, a malformed request), are Kubernetes `Status` objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import msgspec
+
+from kos.api import codec
+from kos.api.errors import (
+    BadRequest,
+    InternalError,
+    MethodNotAllowed,
+    NotAcceptable,
+    NotFound,
+    RequestEntityTooLarge,
+    RequestHeaderFieldsTooLarge,
+    StatusError,
+)
+from kos.api.meta import status as status_object
+from kos.api.types import GROUP, VERSION
+from kos.apiserver import discovery
+from kos.apiserver.cache import Cacher
+from kos.apiserver.encoding import error_reply
+from kos.apiserver.handlers import ResourceAPI
+from kos.apiserver.metrics import APIServerMetrics
+from kos.apiserver.namespaces import Namespaces, core_v1_resources
+from kos.apiserver.resourcepath import PREFIX, wants_watch
+from kos.apiserver.watchstream import WatchStreams
+from kos.http.messages import Reply, Request, Response
+from kos.http.probes import Probes
+
+Handler = Callable[[Request], Awaitable[Response]]
+MuxHandler = Callable[[Request], Awaitable[Response]]
+
+_PREFIX_SLASH = PREFIX + "/"
+_MUX = "watchmux"
+_NAMESPACE = "/api/v1/namespaces/"
+_REFUSALS: dict[int, type[StatusError]] = {400: BadRequest, 413: RequestEntityTooLarge,
+                                           431: RequestHeaderFieldsTooLarge, 500: InternalError}  # fmt: skip
+
+
+class Routes:
+    """The `kos.http` application of the apiserver (see the module docstring)."""
+
+    def __init__(
+        self,
+        api: ResourceAPI,
+        watches: WatchStreams,
+        watchmux: MuxHandler,
+        cacher: Cacher,
+        metrics: APIServerMetrics,
+    ) -> None:
+        self.api = api
+        self.watches = watches
+        self.watchmux = watchmux
+        self.cacher = cacher
+        self.metrics = metrics
+        self.namespaces = Namespaces(cacher)
+        self.exact: dict[str, Handler] = {}
+        self._add_documents()
+        self._add_probes()
+
+    async def serve(self, request: Request) -> Response:
+        path = request.path
+        if path.startswith(_PREFIX_SLASH) and len(path) > len(_PREFIX_SLASH):
+            tail = path[len(_PREFIX_SLASH) :]
+            method = request.method
+            if tail == _MUX:
+                return await self._watchmux(request)
+            if method == "GET" and wants_watch(method, tail, request.query):
+                return await self.watches.serve(request, tail)
+            return await self.api.serve(request, tail)
+        handler = self.exact.get(path)
+        if handler is not None:
+            return await handler(request)
+        if path.startswith(_NAMESPACE) and "/" not in path[len(_NAMESPACE) :] and len(path) > len(_NAMESPACE):
+            return await self.namespaces.get(request, path[len(_NAMESPACE) :])
+        return error_reply(NotFound(f"the server could not find the requested resource ({path})"))
+
+    def refuse(self, status: int, message: str) -> Reply:
+        cls = _REFUSALS.get(status)
+        if cls is not None:
+            return error_reply(cls(message))
+        body = codec.encode(status_object(code=status, reason="ExpectationFailed" if status == 417 else "Unknown",
+                                          message=message))  # fmt: skip
+        return Reply(status, body)
+
+    async def _watchmux(self, request: Request) -> Response:
+        if request.method != "GET":
+            return error_reply(MethodNotAllowed(f"{request.method} is not allowed on {request.path}"))
+        if request.fields is None:
+            return error_reply(BadRequest("the watch multiplexer is a WebSocket: send an Upgrade request"))
+        return await self.watchmux(request)
+
+    # --- documents and probes ------------------------------------------------------------------
+
+    def _add_documents(self) -> None:
+        enc = msgspec.json.encode
+        ex = self.exact
+        for path, body in (
+            ("/api/v1", core_v1_resources()),
+            ("/apis", discovery.api_group_list()),
+            (f"/apis/{GROUP}", discovery.api_group()),
+            (PREFIX, discovery.api_resource_list()),
+            ("/version", discovery.version_info()),
+        ):
+            ex[path] = ex[path + "/"] = _document(enc(body))
+        ex["/apis/"] = ex["/apis"]
+        ex["/api"] = ex["/api/"] = self._api_versions
+        ex["/api/v1/namespaces"] = self.namespaces.list
+        ex["/openapi/v2"] = _openapi(enc(discovery.openapi_v2()), "/openapi/v2", None)
+        v3 = enc(discovery.openapi_v3())
+        ex["/openapi/v3"] = _document(enc(discovery.openapi_v3_root(v3)))
+        ex[f"/openapi/v3/apis/{GROUP}/{VERSION}"] = _openapi(v3, "/openapi/v3", {"Cache-Control": "public, immutable"})
+
+    async def _api_versions(self, request: Request) -> Response:
+        host = request.header(b"host") or ""
+        return Reply(200, msgspec.json.encode(discovery.api_versions(host)))
+
+    def _add_probes(self) -> None:
+        """The probes every kos process serves (`kos.http.probes`); the apiserver is ready once its watch
+        cache is loaded and has not failed. A method other than GET or HEAD is a Status 405 here."""
+        probes = Probes(self.metrics.registry, readyz=self._not_ready)
+
+        async def probe(request: Request) -> Response:
+            return _probe(request) or probes.probe(request.path)
+
+        self.exact.update(dict.fromkeys(("/healthz", "/livez", "/readyz", "/metrics"), probe))
+
+    def _not_ready(self) -> str | None:
+        c = self.cacher
+        if not c.ready.is_set():
+            return "watch cache not loaded"
+        if c.failed is not None:
+            return f"watch cache failed: {c.failed}"
+        return None
+
+
+def _probe(request: Request) -> Reply | None:
+    if request.method in ("GET", "HEAD"):
+        return None
+    return error_reply(MethodNotAllowed(f"{request.method} is not allowed on {request.path}"))
+
+
+def _document(data: bytes) -> Handler:
+    """A fixed JSON document, for GET and HEAD."""
+
+    async def handler(request: Request) -> Response:
+        return _probe(request) or Reply(200, data)
+
+    return handler
+
+
+def _openapi(data: bytes, what: str, headers: dict[str, str] | None) -> Handler:
+    """An OpenAPI document: JSON only (406 for a client that accepts none of it)."""
+
+    async def handler(request: Request) -> Response:
+        accept = request.header(b"accept") or ""
+        if accept and "json" not in accept and "*/*" not in accept:
+            return error_reply(NotAcceptable(f"only application/json is served for {what}"))
+        return Reply(200, data, headers)
+
+    return handler

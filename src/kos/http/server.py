@@ -1,0 +1,74 @@
+"""A listening socket serving an `Application` with `HTTPProtocol`, over TCP or TLS, and its orderly stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import weakref
+
+from kos.http.limits import HTTPLimits
+from kos.http.messages import Application
+from kos.http.protocol import HTTPProtocol
+
+
+class HTTPServer:
+    """Serves `app` on `host:port` (port 0: any; `port` tells which once started); TLS when `ssl` is given."""
+
+    def __init__(
+        self,
+        app: Application,
+        host: str,
+        port: int,
+        *,
+        limits: HTTPLimits | None = None,
+        ssl: ssl.SSLContext | None = None,
+        backlog: int = 1024,
+    ) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self.limits = limits or HTTPLimits()
+        self.ssl = ssl
+        self.backlog = backlog
+        self.connections: weakref.WeakSet[HTTPProtocol] = weakref.WeakSet()
+        self._listener: asyncio.Server | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.ssl is not None else "http"
+
+    async def start(self) -> None:
+        """Listen; OSError if the address cannot be bound."""
+        app, limits, conns = self.app, self.limits, self.connections
+
+        def protocol() -> HTTPProtocol:
+            p = HTTPProtocol(app, limits)
+            conns.add(p)
+            return p
+
+        self._listener = await asyncio.get_running_loop().create_server(
+            protocol, self.host, self.port, backlog=self.backlog, reuse_address=True, ssl=self.ssl
+        )
+        sockets = self._listener.sockets
+        if sockets:  # learn the port when asked for port 0
+            self.port = sockets[0].getsockname()[1]
+
+    def close(self) -> None:
+        """Refuse new connections; close each open one once the answer it is writing is done."""
+        if self._listener is not None:
+            self._listener.close()
+        for p in list(self.connections):
+            p.close()
+
+    async def stop(self, timeout: float) -> None:
+        """`close`, wait up to `timeout` seconds for answers being written (streams must be ended by their
+        owners), then abort whatever is still open."""
+        self.close()
+        waits = [p.answered() for p in self.connections]
+        if waits:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*waits), timeout)
+        for p in list(self.connections):
+            p.abort()
+        self.connections.clear()
