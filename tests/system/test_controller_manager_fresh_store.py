@@ -11,7 +11,6 @@ store was ever validated or addressed. Now they relist and serve the new store.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -35,6 +34,15 @@ def sn(name: str, vni: int) -> Subnet:
 def na(name: str, subnet: str) -> NetworkAttachment:
     return NetworkAttachment(metadata=ObjectMeta(name=name, namespace=NS),
                              spec=NetworkAttachmentSpec(node="node-1", subnet=subnet))  # fmt: skip
+
+
+INFORMERS = ("subnets", "networkattachments", "iplocks")
+
+
+def logged_by_each_informer(log: Path, *phrases: str) -> bool:
+    """Whether the controller manager's log has, for each of its informers, a line naming it with one of `phrases`."""
+    lines = [ln for ln in log.read_text(errors="replace").splitlines() if any(p in ln for p in phrases)]
+    return all(any(name in ln for ln in lines) for name in INFORMERS)
 
 
 async def addressed(client: Client, names: list[str]) -> bool:
@@ -76,12 +84,14 @@ async def test_controller_manager_recovers_after_the_apiserver_restarts_on_a_fre
                     return not (await client.list(IPLock, NS))[0]
 
                 await eventually(no_locks, timeout=30, interval=0.1)
-            # bookmarks bring every informer of the manager to the latest revision
+            # No wait for the manager's informers to catch up (bookmarks) is needed: every revision they hold is
+            # one of this store, which numbered from the clock at its start (`initial_revision`), so all of them
+            # lie above the revisions of a store started at 1 and below those of a fresh store started later.
             _, stale = await client.list(Subnet, NS)
-            await asyncio.sleep(1.0)
 
         server.kill()  # the store goes with it
-        await asyncio.sleep(0.5)  # the controller manager notices its watches broke
+        # barrier: the controller manager noticed that every one of its watches broke
+        await eventually(lambda: logged_by_each_informer(cm.log_path, "connection closed"), timeout=30, interval=0.05)
         server = APIServerProcess("memory://?revision=1" if behind else "memory://", tmp_path / "apiserver-2.log",
                                   port=port, extra=["--log-level", "warning"]).wait_ready()  # fmt: skip
         t0 = time.monotonic()
@@ -104,7 +114,9 @@ async def test_controller_manager_recovers_after_the_apiserver_restarts_on_a_fre
             await eventually(validated, timeout=30, interval=0.1)
             await eventually(lambda: addressed(client, again), timeout=30, interval=0.1)
             print(f"recovered {time.monotonic() - t0:.1f} s after the restart")
-            await asyncio.sleep(1.0)
+            # barrier: every informer of the manager has listed the new store (410 or 504, then a relist)
+            await eventually(lambda: logged_by_each_informer(cm.log_path, "too old", "ahead of the server"),
+                             timeout=30, interval=0.05)  # fmt: skip
             nas, _ = await client.list(NetworkAttachment, NS)
             assert sorted(n.metadata.name for n in nas) == sorted(again)  # nothing of the old store came back
         if behind:

@@ -15,6 +15,7 @@ from kos.api.meta import ObjectMeta
 from kos.api.types import NetworkAttachment, NetworkAttachmentSpec, Subnet, SubnetSpec
 from kos.client.rest import Client
 from kos.testing.process import APIServerProcess, KosProcess, free_port
+from kos.testing.wait import eventually
 
 pytestmark = pytest.mark.system
 
@@ -118,14 +119,18 @@ async def test_twenty_nodes_five_hundred_attachments(tmp_path: Path) -> None:
 
             # delete half, with `kos verify --watch` checking every revision meanwhile: the invariants hold and the
             # deleted NAs are gone from every node
-            watching = asyncio.create_task(asyncio.to_thread(verify, cluster, "--watch", "4"))
-            await asyncio.sleep(1.5)
+            log = tmp_path / "verify-watch.log"
+            watching = KosProcess(["verify", "--server", cluster.server.url, "--nodes-endpoint", cluster.nodes_url,
+                                   "--wait", "30", "--watch", "4"], log)  # fmt: skip
+            # barrier: verify has its snapshot and follows every change after it (however late its watch opens)
+            await eventually(lambda: "following attachments" in log.read_text(errors="replace"), timeout=60)
             gone = rng.sample(nas, 250)
             await asyncio.gather(*(client.delete(NetworkAttachment, na.metadata.namespace, na.metadata.name)
                                    for na in gone))  # fmt: skip
             await all_ready(client, 250)
-            v = await watching
-            assert v.returncode == 0, v.stdout + v.stderr
+            code = await asyncio.to_thread(watching.proc.wait, 120)
+            watching.stop()
+            assert code == 0, log.read_text(errors="replace")
             v = verify(cluster)
             assert v.returncode == 0, v.stdout + v.stderr
             gone_pairs = {(na.status.address_vni, na.status.ipv4) for na in gone}

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import logging
 import time
 from pathlib import Path
 
 from kos.api.types import ExecReport
-
-log = logging.getLogger(__name__)
 
 EXIT_START_FAILED = -2
 MAX_OUTPUT = 64 * 1024

@@ -10,15 +10,15 @@ so it can be written into the NA's status.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 
 from kos.agent import execs
 from kos.agent.metrics import BoundMetrics
 from kos.api.types import ExecReport, NetworkAttachment
 from kos.fabric.interface import LocalNetIfc
+from kos.util.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 OnReport = Callable[[ExecReport], None]
 """Called with a finished command's report (on the event loop)."""
@@ -46,7 +46,7 @@ class ExecLauncher:
         if not argv:
             return
         if argv[0] not in self.allowed_programs:
-            log.warning("node %s: %s", self.node, execs.not_allowed(what, argv))
+            log.warning("command not allowed", node=self.node, what=what, program=argv[0])
             return
         cmd = execs.expand(argv, ifname=ifc.name, ipv4=ifc.guest_ip, mac=ifc.guest_mac)
         task = asyncio.create_task(self._run(what, cmd, on_report))
@@ -59,7 +59,7 @@ class ExecLauncher:
         labels = (self.m.node, what, str(report.exit_status), lg)
         self.m.exec_duration.labels(*labels).observe(seconds)
         self.m.exec_count.labels(*labels).inc()
-        log.info("node %s: %s %s exited %d", self.node, what, cmd, report.exit_status)
+        log.info("command exited", node=self.node, what=what, command=cmd, exit_status=report.exit_status)
         if on_report is not None:
             on_report(report)
 

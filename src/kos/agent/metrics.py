@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter
 
 from kos import __version__
 from kos.util.loopmetrics import LoopGauge, LoopHistogram
@@ -58,10 +58,6 @@ class AgentMetricFamilies:
         self.exec_count = Counter(
             "attachment_exec_status_count", "Post-create/post-delete commands run.",
             ["node", "what", "exitStatus", "lgComplaints"], namespace=ns, subsystem=sub, registry=r,
-        )  # fmt: skip
-        self.vn_relevance_delay = Gauge(
-            "vn_relevance_aggregate_delay_seconds", "Detected under-estimation of VN relevance times.", ["node"],
-            namespace=ns, subsystem=sub, registry=r,
         )  # fmt: skip
         self.fabric_count = Counter("fabric_count", "Fabric in use.", ["node", "fabric"], namespace=ns, subsystem=sub,
                                     registry=r)  # fmt: skip

@@ -17,8 +17,6 @@ and deletes the orphans, so a restart tears nothing live down.
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 from typing import Any
 
 from kos.agent import translate
@@ -32,8 +30,10 @@ from kos.client.indexer import Indexer
 from kos.client.workqueue import WorkQueue
 from kos.fabric.interface import DuplicateInterface, Fabric, FabricError, LocalNetIfc, RemoteNetIfc
 from kos.util.clock import Clock
+from kos.util.log import get_logger
+from kos.util.timing import ERR, Timed
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 NUDGE_RETRY = 0.2
 """Seconds before retrying a creation whose (VNI, IP) another NA's interface still holds."""
@@ -125,27 +125,22 @@ class InterfaceReconciler:
                     await self.fabric.delete_local_ifc(ifc)
                 else:
                     await self.fabric.delete_remote_ifc(ifc)
-                log.info("node %s: deleted orphan interface %s", self.node, ifc)
+                log.info("deleted orphan interface", node=self.node, interface=ifc)
                 return
             except FabricError as e:
-                log.warning("node %s: deleting orphan %s failed (%s); retrying", self.node, ifc, e)
+                log.warning("deleting orphan interface failed; retrying", node=self.node, interface=ifc, error=e)
                 await self.clock.sleep(ORPHAN_RETRY)
 
     # --- delete and create -------------------------------------------------------------------
 
     async def _delete(self, key: str, ifc: Interface, att: NetworkAttachment | None) -> None:
         op = "DeleteLocalIfc" if ifc.local else "DeleteRemoteIfc"
-        t0 = time.perf_counter()
-        try:
+        with Timed(self.m.fabric_latency, self.m.node, op):
             if ifc.local is not None:
                 await self.fabric.delete_local_ifc(ifc.local)
             else:
                 assert ifc.remote is not None
                 await self.fabric.delete_remote_ifc(ifc.remote)
-        except FabricError:
-            self.m.fabric_latency.labels(self.m.node, op, "err").observe(time.perf_counter() - t0)
-            raise
-        self.m.fabric_latency.labels(self.m.node, op, "ok").observe(time.perf_counter() - t0)
         self.table.forget(key)
         if ifc.local is not None:
             self.m.local_attachments.labels(self.m.node).dec()
@@ -159,19 +154,19 @@ class InterfaceReconciler:
 
     async def _create_local(self, key: str, att: NetworkAttachment) -> list[str]:
         ifc = translate.local_ifc(att)
-        t0 = time.perf_counter()
-        try:
-            await self.fabric.create_local_ifc(ifc)
-        except DuplicateInterface as e:
-            self._nudge_holder(ifc.vni, ifc.guest_ip, key)
-            self.m.fabric_latency.labels(self.m.node, "CreateLocalIfc", "err").observe(time.perf_counter() - t0)
-            raise RetrySoon(str(e), NUDGE_RETRY) from e
-        except FabricError as e:
-            self.m.fabric_latency.labels(self.m.node, "CreateLocalIfc", "err").observe(time.perf_counter() - t0)
-            log.warning("node %s: creating %s for %s failed: %s", self.node, ifc.name, key, e)
+        failed: FabricError | None = None
+        with Timed(self.m.fabric_latency, self.m.node, "CreateLocalIfc") as t:
+            try:
+                await self.fabric.create_local_ifc(ifc)
+            except DuplicateInterface as e:
+                self._nudge_holder(ifc.vni, ifc.guest_ip, key)
+                raise RetrySoon(str(e), NUDGE_RETRY) from e
+            except FabricError as e:
+                t.outcome, failed = ERR, e
+        if failed is not None:
+            log.warning("creating local interface failed", node=self.node, interface=ifc.name, key=key, error=failed)
             self.create_failed.add(key)
-            return [str(e)]
-        self.m.fabric_latency.labels(self.m.node, "CreateLocalIfc", "ok").observe(time.perf_counter() - t0)
+            return [str(failed)]
         rec = Interface(local=ifc, post_delete_exec=att.spec.post_delete_exec)
         self.table.record(key, rec)
         self.m.local_attachments.labels(self.m.node).inc()
@@ -193,17 +188,12 @@ class InterfaceReconciler:
 
     async def _create_remote(self, key: str, att: NetworkAttachment) -> None:
         ifc = translate.remote_ifc(att)
-        t0 = time.perf_counter()
-        try:
-            await self.fabric.create_remote_ifc(ifc)
-        except DuplicateInterface as e:
-            self._nudge_holder(ifc.vni, ifc.guest_ip, key)
-            self.m.fabric_latency.labels(self.m.node, "CreateRemoteIfc", "err").observe(time.perf_counter() - t0)
-            raise RetrySoon(str(e), NUDGE_RETRY) from e
-        except FabricError:
-            self.m.fabric_latency.labels(self.m.node, "CreateRemoteIfc", "err").observe(time.perf_counter() - t0)
-            raise
-        self.m.fabric_latency.labels(self.m.node, "CreateRemoteIfc", "ok").observe(time.perf_counter() - t0)
+        with Timed(self.m.fabric_latency, self.m.node, "CreateRemoteIfc"):
+            try:
+                await self.fabric.create_remote_ifc(ifc)
+            except DuplicateInterface as e:
+                self._nudge_holder(ifc.vni, ifc.guest_ip, key)
+                raise RetrySoon(str(e), NUDGE_RETRY) from e
         self.table.record(key, Interface(remote=ifc))
         self.m.remote_attachments.labels(self.m.node).inc()
         self._observe_remote(ifc.vni, att)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import logging
 import urllib.parse
 from typing import Any
 
@@ -25,8 +24,9 @@ from kos.fabric.sim import SimFabric, SimNetwork
 from kos.http.messages import Reply, Request, Response
 from kos.http.probes import serve_probes
 from kos.http.server import HTTPServer
+from kos.util.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 HOST_IP_BASE = int(ipaddress.IPv4Address("100.64.0.0"))
 
@@ -90,7 +90,7 @@ class SimNodes:
 
         await asyncio.gather(*(start_one(a) for a in self.agents.values()))
         self.ready.set()
-        log.info("%d simulated nodes running", len(self.agents))
+        log.info("simulated nodes running", nodes=len(self.agents))
 
     async def stop(self) -> None:
         await asyncio.gather(*(a.stop() for a in self.agents.values()), return_exceptions=True)

@@ -17,14 +17,12 @@ re-addressed meanwhile is left alone).
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 
 import msgspec
 
 from kos.agent.interfaces import Interface, key_of
 from kos.agent.metrics import BoundMetrics
-from kos.api.errors import Conflict, NotFound, StatusError
+from kos.api.errors import Conflict, NotFound
 from kos.api.types import (
     SECTION_IMPL,
     SECTION_SPEC,
@@ -35,8 +33,10 @@ from kos.api.types import (
 from kos.client.api import API
 from kos.client.controller import RetrySoon
 from kos.util.clock import Clock
+from kos.util.log import get_logger
+from kos.util.timing import Timed
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 SWEEP_DELAY = 1.0
 """Seconds a departure from the local watch waits for others before one sweep handles them all."""
@@ -72,20 +72,14 @@ class StatusWriter:
             st, mac_address=mac, ifc_name=name, host_ip=self.host_ip, post_create_exec_report=report,
             errors=NetworkAttachmentErrors(ipam=st.errors.ipam, host=tuple(status_errs)),
         ))  # fmt: skip
-        t0 = time.perf_counter()
-        err_label = "err" if status_errs else "ok"
-        try:
-            updated = await self.api.update_status(new)
-        except NotFound:
-            self.m.status_latency.labels(self.m.node, err_label, "nf").observe(time.perf_counter() - t0)
-            return
-        except Conflict as e:
-            self.m.status_latency.labels(self.m.node, err_label, "err").observe(time.perf_counter() - t0)
-            raise RetrySoon(f"status of {key} changed meanwhile: {e.message}") from e
-        except StatusError:
-            self.m.status_latency.labels(self.m.node, err_label, "err").observe(time.perf_counter() - t0)
-            raise
-        self.m.status_latency.labels(self.m.node, err_label, "ok").observe(time.perf_counter() - t0)
+        with Timed(self.m.status_latency, self.m.node, "err" if status_errs else "ok") as t:
+            try:
+                updated = await self.api.update_status(new)
+            except NotFound:
+                t.outcome = "nf"
+                return
+            except Conflict as e:
+                raise RetrySoon(f"status of {key} changed meanwhile: {e.message}") from e
         if not st.host_ip:
             impl = updated.extended_metadata.write_time(SECTION_IMPL)
             spec = att.extended_metadata.write_time(SECTION_SPEC)
@@ -103,7 +97,7 @@ class StatusWriter:
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # the apiserver may be away; try again later
-                log.info("agent %s: clearing stale status fields failed: %s; retrying", self.node, e)
+                log.info("clearing stale status fields failed; retrying", node=self.node, error=e)
                 self.sweep_wanted.set()
 
     async def sweep(self) -> None:
@@ -123,7 +117,8 @@ class StatusWriter:
                 await self.api.patch(
                     NetworkAttachment, na.metadata.namespace, na.metadata.name, patch, subresource="status"
                 )
-                log.info("agent %s: cleared the implementation fields of %s, which lost its address", self.node,
-                         key_of(na))  # fmt: skip
+                log.info(
+                    "cleared the implementation fields of an NA without an address", node=self.node, key=key_of(na)
+                )
             except (NotFound, Conflict):
                 pass  # deleted or changed since the list: a later sweep looks again if it still matters

@@ -37,7 +37,6 @@ check is not atomic with the write.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,9 +47,10 @@ from kos.apiserver.cache import DELETED, CacheEvent, Cacher, Entry
 from kos.apiserver.registry import Registry
 from kos.storage.interface import Guard, Store
 from kos.util.clock import REAL_CLOCK, Clock
+from kos.util.log import get_logger
 from kos.util.tasks import UniqueQueue, cancel_and_wait
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 IN_USE_FINALIZER = "network.example.com/address-in-use"
 """Kept on a deleted IPLock while a NetworkAttachment still shows its address; the apiserver removes it."""
@@ -286,7 +286,7 @@ class ProtectionController:
             except Invalid:
                 pass  # shown again meanwhile: the holder letting go brings it back
             except Exception as e:  # a lost race, storage trouble: look again shortly
-                log.info("address protection of IPLock %s: %s; will look again", key, e)
+                log.info("address protection failed; will look again", iplock=key, error=e)
                 self.clock.call_later(self.retry_delay, self.queue.put, key)
 
     async def _complete(self, key: str) -> None:
@@ -300,7 +300,7 @@ class ProtectionController:
             return codec.replace_meta(old.obj, finalizers=tuple(f for f in m.finalizers if f != IN_USE_FINALIZER))
 
         await self.registry.guaranteed_update(ns, name, drop, expected=None, subresource=None, dry_run=False)
-        log.info("IPLock %s: no attachment shows its address any more; its deletion completes", key)
+        log.info("no attachment shows the address any more; the lock's deletion completes", iplock=key)
 
 
 def _protected(lock: Any) -> bool:

@@ -20,7 +20,6 @@ import asyncio
 import bisect
 import heapq
 import itertools
-import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -35,9 +34,10 @@ from kos.api.selectors import FieldSelector, LabelSelector
 from kos.apiserver.watchers import Watcher, WatcherIndex
 from kos.storage.interface import Compacted, Event, EventType, Store, StoreError
 from kos.util.clock import REAL_CLOCK, Clock
+from kos.util.log import get_logger
 from kos.util.tasks import cancel_and_wait
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 ADDED, MODIFIED, DELETED, BOOKMARK = b"ADDED", b"MODIFIED", b"DELETED", b"BOOKMARK"
 
@@ -380,7 +380,7 @@ class Cacher:
         self.revision = rev
         self._written = {r: e for r, e in self._written.items() if r > rev}
         self.ready.set()
-        log.info("watch cache loaded revision=%d objects=%d", rev, len(items))
+        log.info("watch cache loaded", revision=rev, objects=len(items))
 
     async def _run(self) -> None:
         backoff = 0.1
@@ -398,7 +398,7 @@ class Cacher:
                 if self._on_reload is not None:
                     self._on_reload()
             except StoreError as e:
-                log.warning("store watch failed (%s); resuming from revision %d", e, self.revision)
+                log.warning("store watch failed; resuming", error=e, revision=self.revision)
                 await self.clock.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             except Exception as e:  # a bug: fail loudly but keep serving what we have
@@ -437,7 +437,7 @@ class Cacher:
                     hint = written.pop(e.revision, None) if written else None
                     applied.append(cache.apply(e.type, rest, e.value, e.revision, hint))
                 except msgspec.DecodeError:
-                    log.error("undecodable value at %s revision %d; skipped", e.key, e.revision)
+                    log.error("undecodable value skipped", key=e.key, revision=e.revision)
             self.revision = e.revision
         if applied and self._on_events is not None:
             self._on_events(applied)

@@ -11,7 +11,6 @@ JSON, or as a Table when kubectl asks for one. Watches stream from
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from typing import Any
 
@@ -27,8 +26,9 @@ from kos.apiserver.registry import ListResult, Registry
 from kos.apiserver.resourcepath import ResourcePath
 from kos.http.messages import Reply, Request
 from kos.util.clock import Clock
+from kos.util.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class RequestMetrics:
@@ -98,7 +98,7 @@ class ResourceAPI:
             code = 499
             raise
         except Exception as e:
-            log.exception("internal error serving %s %s", method, tail)
+            log.exception("internal error serving a request", method=method, path=tail)
             return error_reply(errors.InternalError(f"an internal error occurred: {type(e).__name__}: {e}"))
         finally:
             inflight.dec()

@@ -32,8 +32,9 @@ from kos.storage.interface import Store
 from kos.storage.url import open_store
 from kos.util import gctune
 from kos.util.clock import REAL_CLOCK, Clock
+from kos.util.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -147,7 +148,7 @@ class APIServer:
         self.http = HTTPServer(self.build_app(), s.host, s.port, limits=s.http_limits(), ssl=self.ssl)
         await self.http.start()
         self.port = self.http.port
-        log.info("kos apiserver serving on %s with storage %s", self.url, s.storage)
+        log.info("kos apiserver serving", url=self.url, storage=s.storage)
 
     def _on_reload(self) -> None:
         if self.gc is not None:

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 from collections.abc import Callable
 from typing import Annotated, Literal
 
@@ -66,9 +65,10 @@ from kos.apiserver.metrics import APIServerMetrics
 from kos.apiserver.registry import Registry, WatchOptions
 from kos.apiserver.watchers import Watcher
 from kos.util.clock import Timer
+from kos.util.log import get_logger
 from kos.util.tasks import cancel_and_wait
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 MAX_FRAME = 1 << 20
 """Largest frame read at all (aiohttp closes the connection with 1009 past it); fields are bounded tighter."""
@@ -284,7 +284,7 @@ class _Outbox:
                             entry[1].flush()
                 self._notify_room()
         except (ConnectionError, RuntimeError) as e:  # the connection is gone: stop queueing for it
-            log.debug("watchmux: writing failed: %r", e)
+            log.debug("watchmux: writing failed", error=repr(e))
             self.closed = True
             self.room.set()
             self.flushing.set()
@@ -297,7 +297,7 @@ class _Outbox:
             return
         loop = asyncio.get_running_loop()
         if self.sending and (self.ws.closed or loop.time() - self.send_started > self.limits.stall_timeout):
-            log.info("watchmux: dropping a client that does not read (%d bytes unsent)", self.queued())
+            log.info("watchmux: dropping a client that does not read", unsent_bytes=self.queued())
             if self.transport is not None:
                 self.transport.abort()
             self.close()
@@ -351,7 +351,7 @@ class MuxConnection(_Outbox):
     def refuse(self, wid: int, err: StatusError) -> None:
         """An ERROR event on the id the request named (then that id's end), or on NO_ID if it is taken or absent."""
         if wid in self.watches or wid in self.starting:
-            log.info("watchmux: refused a request for open watch %d: %s", wid, err)
+            log.info("watchmux: refused a request for an open watch", watch_id=wid, error=err)
             wid = NO_ID
         self._record(wid, _error_line(err))
         if wid != NO_ID:
@@ -406,7 +406,7 @@ class MuxConnection(_Outbox):
                     self.refuse(wid, e)
                 return
             if isinstance(e, Exception):  # a bug: say so on that watch alone
-                log.exception("watchmux: opening watch %d failed", wid)
+                log.exception("watchmux: opening a watch failed", watch_id=wid)
                 if not self.closed:
                     self.refuse(wid, InternalError(f"opening the watch failed: {type(e).__name__}"))
                 return

@@ -12,7 +12,6 @@ and this task writes them as the client drains.
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -28,8 +27,9 @@ from kos.apiserver.registry import Registry
 from kos.apiserver.watchers import Watcher
 from kos.http.messages import ChunkSink, Reply, Request, Streaming
 from kos.util.clock import Clock
+from kos.util.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _HEADERS = {"Cache-Control": "no-cache, private"}
 
@@ -147,4 +147,4 @@ class _Stream:
         m.watch_bytes.labels(plural).inc(w.sent_bytes)
         if w.close_reason:  # dropped for falling behind, however the stream then ended
             m.slow_watchers.labels(plural).inc()
-            log.info("closed a %s watch: %s", plural, w.close_reason)
+            log.info("closed a watch", resource=plural, reason=w.close_reason)

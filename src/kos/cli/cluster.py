@@ -3,6 +3,9 @@
 `kos up` runs one until Ctrl-C; `kos demo` runs one around a driver run. A child
 that exits unexpectedly is reported and restarted (with backoff); a shutdown
 stops every child (SIGTERM, then SIGKILL) and leaves nothing running.
+
+The polls, the restart backoff and the grace before SIGKILL are timers on an injected clock
+(`kos.util.clock`); the one real-time bound is the HTTP timeout of a single readiness probe.
 """
 
 from __future__ import annotations
@@ -13,9 +16,17 @@ import dataclasses
 import signal
 import socket
 import sys
-import time
 import urllib.request
 from pathlib import Path
+
+from kos.util.clock import REAL_CLOCK, Clock
+
+POLL_INTERVAL = 0.1
+"""Seconds between readiness probes of a starting child."""
+SUPERVISE_INTERVAL = 0.5
+"""Seconds between checks that every child still runs."""
+STOP_GRACE = 10.0
+"""Seconds a child has after SIGTERM before it is killed."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -43,6 +54,7 @@ class Child:
     proc: asyncio.subprocess.Process | None = None
     restarts: int = 0
     log_file: object = None
+    clock: Clock = REAL_CLOCK
 
     async def start(self) -> None:
         f = open(self.log_path, "ab")  # noqa: SIM115, ASYNC230 - closed in stop(); opening a log is instant
@@ -53,8 +65,8 @@ class Child:
         )  # fmt: skip
 
     async def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        deadline = self.clock.monotonic() + timeout
+        while self.clock.monotonic() < deadline:
             if self.proc is not None and self.proc.returncode is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
             try:
@@ -63,7 +75,7 @@ class Child:
                 ok = False
             if ok:
                 return
-            await asyncio.sleep(0.1)
+            await self.clock.sleep(POLL_INTERVAL)
         raise RuntimeError(f"{self.name} was not ready within {timeout:.0f}s:\n{self.tail()}")
 
     def tail(self, n: int = 15) -> str:
@@ -77,16 +89,20 @@ class Child:
         if p is not None and p.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 p.send_signal(signal.SIGTERM)
+            timer = self.clock.call_later(STOP_GRACE, _kill, p)
             try:
-                await asyncio.wait_for(p.wait(), 10)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    p.kill()
                 await p.wait()
+            finally:
+                timer.cancel()
         f = self.log_file
         if f is not None:
             f.close()  # type: ignore[attr-defined]
             self.log_file = None
+
+
+def _kill(p: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        p.kill()
 
 
 def _get_ok(url: str) -> bool:
@@ -105,8 +121,9 @@ class ClusterSettings:
 
 
 class Cluster:
-    def __init__(self, s: ClusterSettings) -> None:
+    def __init__(self, s: ClusterSettings, *, clock: Clock = REAL_CLOCK) -> None:
         self.s = s
+        self.clock = clock
         s.state_dir.mkdir(parents=True, exist_ok=True)
         logs = s.state_dir / "logs"
         logs.mkdir(exist_ok=True)
@@ -127,6 +144,8 @@ class Cluster:
             Child("simnodes", ["simnodes", "--server", self.server, "--count", str(s.nodes), "--listen",
                                f"127.0.0.1:{nodes_port}", *lvl], f"{self.nodes_url}/readyz", logs / "simnodes.log"),
         ]  # fmt: skip
+        for child in self.children:
+            child.clock = clock
         self.kubeconfig = s.state_dir / "kubeconfig"
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
@@ -149,7 +168,7 @@ class Cluster:
 
     async def _supervise(self) -> None:
         while not self._stopping:
-            await asyncio.sleep(0.5)
+            await self.clock.sleep(SUPERVISE_INTERVAL)
             for child in self.children:
                 p = child.proc
                 if p is None or p.returncode is None or self._stopping:
@@ -158,7 +177,7 @@ class Cluster:
                 delay = min(30.0, 0.5 * 2 ** min(child.restarts, 6))
                 print(f"kos: {child.name} exited with {p.returncode} (restart #{child.restarts} in {delay:.1f}s); "
                       f"its log: {child.log_path}\n{child.tail(5)}", file=sys.stderr, flush=True)  # fmt: skip
-                await asyncio.sleep(delay)
+                await self.clock.sleep(delay)
                 if not self.stopping():
                     await child.start()
 

@@ -22,7 +22,11 @@ from kos.cli.driver import drive, print_summary
 from kos.cli.settings import at_least, positive
 from kos.client.rest import Client
 from kos.driver.run import DriverError, DriverSettings
+from kos.util.clock import REAL_CLOCK, Clock
 from kos.verify import check
+
+VERIFY_INTERVAL = 0.5
+"""Seconds between checks of the invariants while the system settles."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -63,7 +67,8 @@ def settings_from(args: argparse.Namespace) -> DemoSettings:
     )  # fmt: skip
 
 
-def run(args: DemoSettings) -> int:
+def run(args: DemoSettings, *, clock: Clock = REAL_CLOCK) -> int:
+    """The demo on `clock` (its polls, settling and the cluster's timers)."""
     console = Console()
 
     async def main(stop: asyncio.Event) -> int:
@@ -71,11 +76,11 @@ def run(args: DemoSettings) -> int:
             state = args.state_dir or Path(tmp)
             output = args.output or Path(f"kos-demo-{time.strftime('%Y%m%d-%H%M%S')}")
             console.print(f"starting kos: apiserver (SQLite), controller manager, {args.nodes} simulated nodes …")
-            cluster = Cluster(ClusterSettings(state_dir=state, nodes=args.nodes))
+            cluster = Cluster(ClusterSettings(state_dir=state, nodes=args.nodes), clock=clock)
             try:
-                t0 = time.monotonic()
+                t0 = clock.monotonic()
                 await cluster.start()
-                console.print(f"up in {time.monotonic() - t0:.1f}s at {cluster.server}; driving "
+                console.print(f"up in {clock.monotonic() - t0:.1f}s at {cluster.server}; driving "
                               f"{args.num_attachments} attachments at {args.rate:g} operations/s …")  # fmt: skip
                 task = asyncio.create_task(drive(driver_settings(args, cluster.server, output), console))
                 waiter = asyncio.create_task(stop.wait())
@@ -126,7 +131,8 @@ def _report(summary: dict[str, Any], path: Path | None, problems: list[str], con
 
 
 async def _verify(cluster: Cluster, settle: float, expect_empty: str = "") -> list[str]:
-    deadline = time.monotonic() + settle
+    clock = cluster.clock
+    deadline = clock.monotonic() + settle
     while True:
         problems = (await check.violations(cluster.server, cluster.nodes_url)).violations
         if expect_empty:
@@ -135,9 +141,9 @@ async def _verify(cluster: Cluster, settle: float, expect_empty: str = "") -> li
                 nas, _ = await c.list(NetworkAttachment, expect_empty)
             problems += [f"left behind: IPLock {lk.metadata.name}" for lk in locks]
             problems += [f"left behind: NetworkAttachment {na.metadata.name}" for na in nas]
-        if not problems or time.monotonic() > deadline:
+        if not problems or clock.monotonic() > deadline:
             return problems
-        await asyncio.sleep(0.5)
+        await clock.sleep(VERIFY_INTERVAL)
 
 
 async def _delete_run(server: str, namespace: str) -> None:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import math
 import re
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,8 +21,6 @@ from kos.cli.settings import SettingError, at_least, existing_file, fraction, ht
 from kos.driver import report
 from kos.driver.run import Driver
 from kos.driver.settings import DriverError, DriverSettings, parse_nodes
-
-log = logging.getLogger(__name__)
 
 _DURATION_PART = re.compile(r"([0-9]{1,15}(?:\.[0-9]{1,15})?)(ms|s|m|h)?")
 """One term of a duration (ASCII digits, bounded); `1m30s` is two. Matched with `fullmatch`/`finditer` only."""
@@ -196,8 +192,9 @@ async def drive(settings: DriverSettings, console: Console) -> tuple[dict[str, A
         last = [0.0]
 
         def lines(d: Driver) -> None:
-            if mode == "lines" and time.monotonic() - last[0] >= 5:
-                last[0] = time.monotonic()
+            now = d.clock.monotonic()
+            if mode == "lines" and now - last[0] >= 5:
+                last[0] = now
                 ready = sum(1 for r in d.records if not math.isnan(r.ready))
                 console.print(f"run {d.run_id}: {d.ops_done}/{total} operations, {d.creates} created, "
                               f"{d.deletes} deleted, {ready} ready")  # fmt: skip

@@ -6,14 +6,17 @@ import argparse
 import asyncio
 import dataclasses
 import sys
-import time
 
 import aiohttp
 
 from kos.api.errors import StatusError
 from kos.cli.common import add_logging_flags, run_until_signalled
 from kos.cli.settings import http_url, number_at_least
+from kos.util.clock import REAL_CLOCK, Clock
 from kos.verify import check
+
+RECHECK_INTERVAL = 0.5
+"""Seconds between checks while `--wait` lasts."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,9 +67,11 @@ def settings_from(args: argparse.Namespace) -> VerifySettings:
                           no_require_ready=args.no_require_ready)  # fmt: skip
 
 
-def run(args: VerifySettings) -> int:
+def run(args: VerifySettings, *, clock: Clock = REAL_CLOCK) -> int:
+    """Check, re-checking on `clock` while `--wait` lasts, then follow the attachments for `--watch` of it."""
+
     async def main(stop: asyncio.Event) -> int:
-        deadline = time.monotonic() + args.wait
+        deadline = clock.monotonic() + args.wait
         report = check.Report([], [], "")
         while True:
             try:
@@ -75,12 +80,12 @@ def run(args: VerifySettings) -> int:
                 problems = report.violations
             except (StatusError, aiohttp.ClientError, OSError) as e:
                 problems = [f"cannot read the system: {e}"]
-            if not problems or time.monotonic() >= deadline or stop.is_set():
+            if not problems or clock.monotonic() >= deadline or stop.is_set():
                 break
-            await asyncio.sleep(0.5)
+            await clock.sleep(RECHECK_INTERVAL)
         if args.watch > 0 and report.revision:
             try:
-                problems += await check.watch_addresses(args.server, report.revision, args.watch)
+                problems += await check.watch_addresses(args.server, report.revision, args.watch, clock=clock)
             except (StatusError, aiohttp.ClientError, OSError) as e:
                 problems.append(f"cannot follow the attachments: {e}")
         for p in problems:

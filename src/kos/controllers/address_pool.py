@@ -11,15 +11,15 @@ retried at once instead of after their backoff (ARCHITECTURE §12.2).
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Set
 
 from kos.api import cidr, names
 from kos.api.types import IPLock
 from kos.controllers.addresses import AddressSets
+from kos.util.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class AddressPool:
@@ -35,7 +35,9 @@ class AddressPool:
         """The lock's address is taken (a lock with a malformed name is logged and ignored)."""
         t = names.parse_lock_name(lock.metadata.name)
         if t is None:
-            log.warning("ignoring IPLock %s/%s: malformed name", lock.metadata.namespace, lock.metadata.name)
+            log.warning(
+                "ignoring IPLock with a malformed name", namespace=lock.metadata.namespace, name=lock.metadata.name
+            )
             return
         ref = (t.vni, t.address)
         self._lock_refs[ref] = self._lock_refs.get(ref, 0) + 1

@@ -10,8 +10,6 @@ address nor releases the lock it named.
 from __future__ import annotations
 
 import datetime
-import logging
-import time
 
 import msgspec
 from prometheus_client import Histogram
@@ -22,8 +20,10 @@ from kos.client.api import API
 from kos.client.controller import Retry
 from kos.controllers.lock_analysis import Analysis, AttachmentData
 from kos.controllers.metrics import IPAMMetrics, ok
+from kos.util.log import get_logger
+from kos.util.timing import Timed
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def observe_since_client_write(
@@ -71,16 +71,14 @@ class AddressStatusWriter:
         )
         if new_status == st:
             return False
-        t0 = time.perf_counter()
-        try:
-            updated = await self.api.update_status(msgspec.structs.replace(na, status=new_status))
-        except NotFound:
-            self.metrics.update_latency.labels(ok(bool(errs)), "nf").observe(time.perf_counter() - t0)
-            raise Retry(f"{key} is gone") from None
-        except StatusError as e:
-            self.metrics.update_latency.labels(ok(bool(errs)), "err").observe(time.perf_counter() - t0)
-            raise Retry(f"Failed to write into status of NetworkAttachment {key}: {e}") from e
-        self.metrics.update_latency.labels(ok(bool(errs)), "ok").observe(time.perf_counter() - t0)
+        with Timed(self.metrics.update_latency, ok(bool(errs))) as t:
+            try:
+                updated = await self.api.update_status(msgspec.structs.replace(na, status=new_status))
+            except NotFound:
+                t.outcome = "nf"
+                raise Retry(f"{key} is gone") from None
+            except StatusError as e:
+                raise Retry(f"Failed to write into status of NetworkAttachment {key}: {e}") from e
         if lock is not None:
             observe_since_client_write(self.metrics.client_write_to_address, na, a, data,
                                        updated.extended_metadata.write_time(SECTION_ADDRESS))  # fmt: skip
@@ -88,5 +86,5 @@ class AddressStatusWriter:
             data.anticipating_rv = na.metadata.resource_version
             data.anticipated_rv = updated.metadata.resource_version
             data.anticipation_subnet_uid = a.subnet_uid
-            log.debug("assigned %s to %s", ip, key)
+            log.debug("assigned address", key=key, ip=ip)
         return True

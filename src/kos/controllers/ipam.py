@@ -38,7 +38,6 @@ who waits for a full subnet), `lock_analysis` (steps 1-2, no API calls),
 
 from __future__ import annotations
 
-import logging
 import random
 
 from kos.api import cidr, names
@@ -61,8 +60,6 @@ from kos.controllers.lock_analysis import Analysis, AttachmentData, LockSorter, 
 from kos.controllers.lock_release import LockReleaser
 from kos.controllers.metrics import IPAMMetrics
 from kos.util.clock import REAL_CLOCK, Clock
-
-log = logging.getLogger(__name__)
 
 RUN_OUT = "Referenced subnet has run out of IPs"
 NA_INDEX_SUBNET = "subnet"

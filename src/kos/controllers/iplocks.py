@@ -18,8 +18,6 @@ Each create and delete is timed into `kos_ipam_lock_latency_seconds`.
 from __future__ import annotations
 
 import datetime
-import logging
-import time
 
 from kos.api import names
 from kos.api.errors import AlreadyExists, Conflict, Invalid, NotFound, StatusError, is_precondition_failed
@@ -28,8 +26,10 @@ from kos.api.types import API_VERSION, IPLock, IPLockSpec, NetworkAttachment
 from kos.client.api import API
 from kos.client.controller import Retry
 from kos.controllers.metrics import IPAMMetrics
+from kos.util.log import get_logger
+from kos.util.timing import ERR, Timed
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 CREATE_ATTEMPTS = 3
 """Creates of one lock name that may each find it gone again before IPAM gives up for this sync."""
@@ -103,48 +103,40 @@ class LockClient:
         """
         ns, lname = wanted.metadata.namespace, wanted.metadata.name
         for _ in range(CREATE_ATTEMPTS):
-            t0 = time.perf_counter()
-            try:
-                lock = await self.api.create(wanted)
-            except AlreadyExists:
-                self.metrics.lock_latency.labels("create", "err").observe(time.perf_counter() - t0)
+            with Timed(self.metrics.lock_latency, "create") as t:
                 try:
-                    existing = await self.api.get(IPLock, ns, lname)
-                except NotFound:
-                    continue  # deleted in between: try to create it again
+                    return await self.api.create(wanted), True
+                except AlreadyExists:
+                    t.outcome = ERR
+                except Invalid as e:
+                    raise Refused(f"Failed to create IPLock {lname}: {e.message}") from e
                 except StatusError as e:
-                    raise Retry(f"failed to fetch allegedly existing IPLock {ns}/{lname}: {e}") from e
-                if owned_by(existing, na):
-                    log.info("recovered IPLock %s/%s for %s", ns, lname, key)
-                    return existing, False
-                raise Retry(f"cache incoherence at {lname}") from None  # the address stays marked as taken
-            except Invalid as e:
-                self.metrics.lock_latency.labels("create", "err").observe(time.perf_counter() - t0)
-                raise Refused(f"Failed to create IPLock {lname}: {e.message}") from e
+                    raise CreateFailed(f"Create of IPLock {lname} for {key} failed: {e}") from e
+            # it exists: ours from an attempt whose answer was lost, or another NA's
+            try:
+                existing = await self.api.get(IPLock, ns, lname)
+            except NotFound:
+                continue  # deleted in between: try to create it again
             except StatusError as e:
-                self.metrics.lock_latency.labels("create", "err").observe(time.perf_counter() - t0)
-                raise CreateFailed(f"Create of IPLock {lname} for {key} failed: {e}") from e
-            self.metrics.lock_latency.labels("create", "ok").observe(time.perf_counter() - t0)
-            return lock, True
+                raise Retry(f"failed to fetch allegedly existing IPLock {ns}/{lname}: {e}") from e
+            if owned_by(existing, na):
+                log.info("recovered IPLock", namespace=ns, name=lname, key=key)
+                return existing, False
+            raise Retry(f"cache incoherence at {lname}") from None  # the address stays marked as taken
         raise Retry(f"IPLock {lname} keeps appearing and disappearing")
 
     async def release(self, key: str, lock: IPLock) -> None:
         """Delete `lock` (held by NA `key`) if it is still that lock; StatusError for failures to retry."""
-        t0 = time.perf_counter()
-        try:
-            await self.api.delete(IPLock, lock.metadata.namespace, lock.metadata.name, uid=lock.metadata.uid)
-        except NotFound:
-            pass
-        except Conflict as e:
-            if not is_precondition_failed(e):
-                self.metrics.lock_latency.labels("delete", "err").observe(time.perf_counter() - t0)
-                raise
-            # the name now belongs to another lock: ours is already gone
-        except StatusError:
-            self.metrics.lock_latency.labels("delete", "err").observe(time.perf_counter() - t0)
-            raise
-        self.metrics.lock_latency.labels("delete", "ok").observe(time.perf_counter() - t0)
-        log.debug("released IPLock %s/%s of %s", lock.metadata.namespace, lock.metadata.name, key)
+        with Timed(self.metrics.lock_latency, "delete"):
+            try:
+                await self.api.delete(IPLock, lock.metadata.namespace, lock.metadata.name, uid=lock.metadata.uid)
+            except NotFound:
+                pass
+            except Conflict as e:
+                if not is_precondition_failed(e):
+                    raise
+                # the name now belongs to another lock: ours is already gone
+        log.debug("released IPLock", namespace=lock.metadata.namespace, name=lock.metadata.name, key=key)
 
     async def fetch_named(self, na: NetworkAttachment, vni: int, address: int) -> IPLock | None:
         """The live lock of `address` in `vni` if one of `na`'s name controls it, else None (reference §4.3 B3)."""

@@ -8,7 +8,6 @@ check are served on `--metrics-listen`.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import random
 
 from prometheus_client import CollectorRegistry
@@ -25,8 +24,9 @@ from kos.controllers.metrics import IPAMMetrics, SubnetValidatorMetrics
 from kos.controllers.subnet_validator import SubnetValidator
 from kos.http.probes import serve_probes
 from kos.http.server import HTTPServer
+from kos.util.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 CONTROLLERS = ("subnet-validator", "ipam")
 
@@ -89,4 +89,4 @@ class ControllerManager:
     async def _serve_metrics(self) -> None:
         self._probes = await serve_probes(self.settings.metrics_host, self.settings.metrics_port, self.registry)
         self.metrics_port = self._probes.port
-        log.info("controller-manager metrics on http://%s:%d/metrics", self.settings.metrics_host, self.metrics_port)
+        log.info("serving metrics", host=self.settings.metrics_host, port=self.metrics_port)

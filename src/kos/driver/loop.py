@@ -11,7 +11,6 @@ on the injected clock's monotonic time; one that is already late runs at once an
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import random
 import time
@@ -27,8 +26,9 @@ from kos.driver.pingtests import PingTests
 from kos.driver.records import Record, Slot
 from kos.driver.settings import DriverSettings
 from kos.util.clock import Clock
+from kos.util.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 MAX_DELETE_BACKOFF = 5.0
 """Seconds; a refused delete is retried after 0.1 s, doubling up to this."""
@@ -151,7 +151,7 @@ class ScheduleLoop:
             slot.current = None
             self.failed_creates += 1
             self.metrics.failed_creates.labels(self.metrics.run_id).inc()
-            log.warning("create of %s failed: %s", r.name, e)
+            log.warning("create failed", name=r.name, error=e)
             return
         r.create_latency = self.clock.monotonic() - t0
         self.metrics.create.labels(self.metrics.run_id).observe(r.create_latency)
@@ -187,6 +187,6 @@ class ScheduleLoop:
             except StatusError as e:
                 if self.observer.stopped:
                     return False
-                log.info("delete of %s failed (%s); retrying in %.1fs", name, e, backoff)
+                log.info("delete failed; retrying", name=name, error=e, retry_in=backoff)
                 await self.clock.sleep(backoff)
                 backoff = min(backoff * 2, MAX_DELETE_BACKOFF)

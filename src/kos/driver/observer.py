@@ -9,7 +9,6 @@ ping test sets `stopped` when the settings say to stop on it; the schedule loop 
 
 from __future__ import annotations
 
-import logging
 import math
 
 from kos.api.types import SECTION_ADDRESS, SECTION_IMPL, SECTION_SPEC, NetworkAttachment
@@ -18,8 +17,9 @@ from kos.driver.pingtests import Domain
 from kos.driver.records import Record
 from kos.driver.settings import DriverSettings
 from kos.util.clock import Clock
+from kos.util.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 OUT_OF_ADDRESSES = "run out of IPs"
 """An IPAM error that is waiting, not breakage: the NA gets an address once one is freed."""
@@ -94,9 +94,9 @@ class Observer:
             return
         self.metrics.observe_closed(r)
         if math.isnan(r.addressed):
-            log.info("NA %s never got an address", r.name)
+            log.info("NA never got an address", name=r.name)
         elif math.isnan(r.ready):
-            log.info("NA %s never became ready", r.name)
+            log.info("NA never became ready", name=r.name)
         self.domains[r.vni].closed(r)
 
     def close_all(self) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -48,10 +47,11 @@ from kos.driver.settings import (
 )
 from kos.driver.summary import Counts, summary
 from kos.util.clock import REAL_CLOCK, Clock
+from kos.util.log import get_logger
 
 __all__ = ["RUN_ID", "Driver", "DriverError", "DriverSettings", "parse_nodes"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 SUBNET_VALIDATION_TIMEOUT = 60.0
 """Seconds the set-up waits for the controller manager to validate the run's subnets."""
@@ -148,9 +148,9 @@ class Driver:
             informer.add_handlers(self.observer.observe, lambda _old, new: self.observer.observe(new))
             informer.start()
             await informer.wait_synced(30)
-            log.warning("run %s: %d networks, %d slots, avgPeers %.2f, breakPoint %d, %d NAs at %.1f ops/s",
-                        self.run_id, len(self.plan.networks), self.plan.num_slots, self.plan.avg_peers,
-                        self.plan.break_point, s.num_attachments, s.rate)  # fmt: skip
+            log.warning("run starting", run=self.run_id, networks=len(self.plan.networks), slots=self.plan.num_slots,
+                        avg_peers=round(self.plan.avg_peers, 2), break_point=self.plan.break_point,
+                        attachments=s.num_attachments, rate=s.rate)  # fmt: skip
             try:
                 await self._schedule(client, slots, offsets, on_progress)
             finally:

@@ -25,7 +25,7 @@ class LoggerFabric:
     async def create_local_ifc(self, ifc: LocalNetIfc) -> None:
         self.pairs.take(ifc.vni, ifc.guest_ip)
         self.local[ifc.name] = ifc
-        log.info("create local interface", node=self.node, interface=ifc.name, vni=f"{ifc.vni:#x}",
+        log.info("create local interface", node=self.node, interface=ifc.name, vni=ifc.vni,
                  mac=ifc.guest_mac, ip=ifc.guest_ip)  # fmt: skip
 
     async def delete_local_ifc(self, ifc: LocalNetIfc) -> None:
@@ -36,7 +36,7 @@ class LoggerFabric:
     async def create_remote_ifc(self, ifc: RemoteNetIfc) -> None:
         self.pairs.take(ifc.vni, ifc.guest_ip)
         self.remote[ifc.guest_mac] = ifc
-        log.info("create remote interface", node=self.node, vni=f"{ifc.vni:#x}", mac=ifc.guest_mac, ip=ifc.guest_ip,
+        log.info("create remote interface", node=self.node, vni=ifc.vni, mac=ifc.guest_mac, ip=ifc.guest_ip,
                  host=ifc.host_ip)  # fmt: skip
 
     async def delete_remote_ifc(self, ifc: RemoteNetIfc) -> None:

@@ -10,12 +10,11 @@ owner), then a unicast frame to the MAC that owner answers with. The result is
 where it was delivered, or where and why it was dropped. This makes
 connectivity and isolation testable at 1,000 nodes without OVS.
 
-An optional per-operation latency imitates a real switch.
+An optional per-operation latency, on an injected clock, imitates a real switch.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
 from collections.abc import Iterable
@@ -26,6 +25,7 @@ import msgspec
 from kos.fabric import flows
 from kos.fabric.flows import Flow
 from kos.fabric.interface import LocalNetIfc, Pairs, RemoteNetIfc
+from kos.util.clock import REAL_CLOCK, Clock
 
 VTEP_PORT = 1
 BROADCAST = "ff:ff:ff:ff:ff:ff"
@@ -292,10 +292,19 @@ class SimFabric:
     name = "sim"
 
     def __init__(
-        self, network: SimNetwork, node: str, host_ip: str, *, latency: float = 0.0, state_path: str | None = None
+        self,
+        network: SimNetwork,
+        node: str,
+        host_ip: str,
+        *,
+        latency: float = 0.0,
+        state_path: str | None = None,
+        clock: Clock = REAL_CLOCK,
     ) -> None:
+        """`latency`: seconds of `clock` each create and delete takes (a real switch's time), 0 for none."""
         self.switch = network.switch(node, host_ip)
         self.latency = latency
+        self.clock = clock
         self.state_path = state_path
         if state_path is not None and os.path.exists(state_path):
             self._load(state_path)
@@ -327,7 +336,7 @@ class SimFabric:
 
     async def _delay(self) -> None:
         if self.latency > 0:
-            await asyncio.sleep(self.latency)
+            await self.clock.sleep(self.latency)
 
     async def create_local_ifc(self, ifc: LocalNetIfc) -> None:
         sw = self.switch

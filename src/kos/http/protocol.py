@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import logging
 import typing
 from collections.abc import Awaitable, Callable
 
@@ -41,8 +40,9 @@ from kos.http.chunked import ChunkWriter
 from kos.http.limits import HTTPLimits
 from kos.http.messages import Application, Reply, Request, Streaming, Upgrade
 from kos.http.parser import Refusal, RequestParser
+from kos.util.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 LINGER = 0.5
 """Seconds a refused connection reads and discards before it closes, so the client sees the answer."""
@@ -160,7 +160,7 @@ class HTTPProtocol(_FlowControl):
         if isinstance(failure, Refusal):
             self._reply_and_close(self._app.refuse(failure.status, str(failure)))
         else:
-            log.error("serving a request failed: %r", failure)
+            log.error("serving a request failed", error=repr(failure))
             self._reply_and_close(self._app.refuse(500, f"an internal error occurred: {failure!r}"))
 
     def _continue(self) -> None:
@@ -320,7 +320,7 @@ class HTTPProtocol(_FlowControl):
         now = self._loop.time()
         deadline, what = self._deadline()
         if deadline is not None and now >= deadline:
-            log.debug("closing a connection: %s", what)
+            log.debug("closing a connection", reason=what)
             self._dead = True
             t.abort()
             return

@@ -57,6 +57,11 @@ Why it looks the way it does:
   large prefix then neither exceeds gRPC's message limits nor mixes two points in
   time.
 
+* **Retries on the injected clock.** The retry windows (`retry_timeout`, a call's `window`) and the
+  backoff between rounds of failed attempts read a `kos.util.clock.Clock`, so tests drive failover
+  without waiting. What bounds real I/O stays on real time: each attempt's gRPC deadline
+  (`request_timeout`) and the wait for a watch stream's creation (`asyncio.wait_for` on the loop).
+
 Keys are stored under `prefix` (etcd key = prefix + store key), and the prefix is
 stripped on the way out, so several stores can share one etcd.
 """
@@ -64,7 +69,6 @@ stripped on the way out, so several stores can share one etcd.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -85,6 +89,7 @@ from kos.storage.interface import (
     Unavailable,
     guard_holds,
 )
+from kos.util.clock import REAL_CLOCK, Clock
 from kos.util.log import get_logger
 
 log = get_logger(__name__)
@@ -171,7 +176,10 @@ class EtcdStore:
         prefix: str = "/registry/kos",
         request_timeout: float = 3.0,
         retry_timeout: float = 15.0,
+        clock: Clock = REAL_CLOCK,
     ) -> None:
+        """`clock` times the retry windows and the backoff between rounds of failed attempts; each attempt's
+        own deadline (`request_timeout`) bounds a gRPC call, so it is gRPC's (real time)."""
         if not endpoints:
             raise ValueError("EtcdStore needs at least one endpoint")
         root = prefix.rstrip("/")
@@ -181,6 +189,7 @@ class EtcdStore:
         self._cur = 0
         self._timeout = request_timeout
         self._retry_timeout = retry_timeout
+        self._clock = clock
         self._closed = False
         self._watches: set[Any] = set()
 
@@ -193,9 +202,11 @@ class EtcdStore:
         connect_timeout: float = 5.0,
         request_timeout: float = 3.0,
         retry_timeout: float = 15.0,
+        clock: Clock = REAL_CLOCK,
     ) -> EtcdStore:
         """Connect to the first endpoint that answers; Unavailable if none does within `connect_timeout`."""
-        store = cls(endpoints, prefix=prefix, request_timeout=request_timeout, retry_timeout=retry_timeout)
+        store = cls(endpoints, prefix=prefix, request_timeout=request_timeout, retry_timeout=retry_timeout,
+                    clock=clock)  # fmt: skip
         try:
             await store._rpc("connect", "Range", rpc.RangeRequest(key=store._root, limit=1), window=connect_timeout)
         except BaseException:
@@ -235,14 +246,15 @@ class EtcdStore:
         """
         self._check_open()
         window = self._retry_timeout if window is None else window
-        deadline = time.monotonic() + window
+        clock = self._clock
+        deadline = clock.monotonic() + window
         ambiguous = False
         tries = 0
         delay = 0.02
         while True:
             i = self._cur
             ep = self._eps[i]
-            timeout = min(self._timeout, max(deadline - time.monotonic(), 0.25))
+            timeout = min(self._timeout, max(deadline - clock.monotonic(), 0.25))
             try:
                 return await getattr(ep.kv, method)(req, timeout=timeout, metadata=_HASLEADER), ambiguous
             except asyncio.CancelledError:
@@ -257,14 +269,14 @@ class EtcdStore:
                 ambiguous = ambiguous or not _not_sent(e)
                 self._failed(i, e)
                 tries += 1
-                if time.monotonic() >= deadline:
+                if clock.monotonic() >= deadline:
                     eps = ", ".join(str(x) for x in self._eps)
                     raise Unavailable(
                         f"etcd {what} failed: cannot reach etcd at {eps} ({tries} attempts in {window:g} s); "
                         f"last error from {ep}: {_describe(e)}"
                     ) from e
                 if tries % len(self._eps) == 0:  # a full round failed: back off before the next
-                    await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                    await clock.sleep(min(delay, max(0.0, deadline - clock.monotonic())))
                     delay = min(delay * 2, 0.5)
 
     # --- reads ------------------------------------------------------------------------------
@@ -458,7 +470,7 @@ class EtcdStore:
                     raise _unexpected("watch", ep, e) from e
                 # the stream broke: resume from `last` on the next endpoint
                 self._failed(i, e)
-                now = time.monotonic()
+                now = self._clock.monotonic()
                 failed_at = now if failed_at is None else failed_at
                 tries += 1
                 if now - failed_at >= self._retry_timeout:
@@ -468,7 +480,7 @@ class EtcdStore:
                         f"{self._retry_timeout:.0f} s; last error from {ep}: {_describe(e)}"
                     ) from e
                 if tries % len(self._eps) == 0:
-                    await asyncio.sleep(delay)
+                    await self._clock.sleep(delay)
                     delay = min(delay * 2, 0.5)
             finally:
                 self._watches.discard(call)

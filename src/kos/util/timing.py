@@ -84,7 +84,10 @@ class Timed:
 
     def __exit__(self, t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None) -> None:
         seconds = time.perf_counter() - self._t0
-        if t is not None and not issubclass(t, Exception):
+        if t is None:
+            outcome = self.outcome
+        elif issubclass(t, Exception):
+            outcome = ERR if self.outcome == OK else self.outcome
+        else:
             return  # cancelled: no latency to speak of
-        outcome = ERR if t is not None and self.outcome == OK else self.outcome
         self._family.labels(*self._labels, outcome).observe(seconds)

@@ -11,6 +11,7 @@ import aiohttp
 from kos.api.errors import StatusError
 from kos.api.types import IPLock, NetworkAttachment, Subnet
 from kos.client.rest import Client
+from kos.util.clock import REAL_CLOCK, Clock
 from kos.verify.fabric import fabric_violations
 from kos.verify.history import AddressHistory, follow
 from kos.verify.invariants import address_violations, ownerless_locks, readiness_violations, subnet_violations
@@ -78,12 +79,13 @@ async def violations(server: str, nodes_endpoint: str | None = None, *, require_
     return Report(out, ownerless_locks(snap.locks), snap.revision)
 
 
-async def watch_addresses(server: str, revision: str, seconds: float) -> list[str]:
-    """Invariant 1 at every revision for `seconds` after `revision`: each moment two NAs showed one address."""
+async def watch_addresses(server: str, revision: str, seconds: float, *, clock: Clock = REAL_CLOCK) -> list[str]:
+    """Invariant 1 at every revision for `seconds` of `clock` after `revision`: each moment two NAs showed one
+    address."""
     async with Client(server, user_agent="kos-verify") as client:
         nas, _ = await client.list(NetworkAttachment, resource_version=revision, resource_version_match="Exact")
         history = AddressHistory(nas, revision)
-        await follow(client, history, seconds)
+        await follow(client, history, seconds, clock=clock)
     return history.violations
 
 

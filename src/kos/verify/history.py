@@ -12,10 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
+from typing import Any
 
 from kos.api.types import NetworkAttachment
 from kos.client.rest import Client
+from kos.util.clock import REAL_CLOCK, Clock
+from kos.util.log import get_logger
+
+log = get_logger(__name__)
 
 Address = tuple[int, str]
 """(VNI, IPv4 address)."""
@@ -68,8 +73,12 @@ class AddressHistory:
             self._report(self.revision, addr, self.holders[addr])
 
 
-async def follow(client: Client, history: AddressHistory, seconds: float | None = None) -> None:
-    """Feed `history` with every attachment change after its revision, for `seconds` (None: until cancelled)."""
+async def follow(
+    client: Client, history: AddressHistory, seconds: float | None = None, *, clock: Clock = REAL_CLOCK
+) -> None:
+    """Feed `history` with every attachment change after its revision, for `seconds` of `clock` (None: until
+    cancelled). Logs "following attachments" (info) as it starts: every change after `rv` is followed from
+    then on, however late the watch opens."""
 
     async def run() -> None:
         while True:  # the server ends a watch after its timeout: resume from the last revision seen
@@ -79,10 +88,30 @@ async def follow(client: Client, history: AddressHistory, seconds: float | None 
                 elif ev.resource_version:
                     history.revision = ev.resource_version
 
+    log.info("following attachments", rv=history.revision, seconds=seconds)
     if seconds is None:
         await run()
         return
+    await run_for(clock, seconds, run())
+
+
+async def run_for(clock: Clock, seconds: float, coro: Coroutine[Any, Any, None]) -> None:
+    """Run `coro` until it ends or `seconds` of `clock` pass (then cancel it and return)."""
+    task = asyncio.ensure_future(coro)
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        task.cancel()
+
+    timer = clock.call_later(seconds, expire)
     try:
-        await asyncio.wait_for(run(), seconds)
-    except TimeoutError:
-        pass
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if not expired or (current is not None and current.cancelling()):
+            raise  # cancelled from outside, not by the timer
+    finally:
+        timer.cancel()
+        task.cancel()
