@@ -64,6 +64,9 @@ Why it looks the way it does:
 
 Keys are stored under `prefix` (etcd key = prefix + store key), and the prefix is
 stripped on the way out, so several stores can share one etcd.
+
+Two classes: `_Cluster` is the endpoints, the current one, and failover for calls
+and watch streams; `EtcdStore` turns the Store contract into etcd requests over it.
 """
 
 from __future__ import annotations
@@ -168,7 +171,130 @@ class _Endpoint:
         return f"{self.host}:{self.port}"
 
 
+class _Cluster:
+    """The endpoints and which one is current: calls and watch streams that fail over between them."""
+
+    def __init__(
+        self, endpoints: list[tuple[str, int]], *, request_timeout: float, retry_timeout: float, clock: Clock
+    ) -> None:
+        self.eps = [_Endpoint(h, p) for h, p in endpoints]
+        self.cur = 0
+        self.timeout = request_timeout
+        """Seconds one attempt may take (gRPC's deadline: real time)."""
+        self.retry_timeout = retry_timeout
+        """Seconds of `clock` a call or a broken watch keeps failing over before Unavailable."""
+        self.clock = clock
+        self.closed = False
+        self.watches: set[Any] = set()
+
+    def check_open(self) -> None:
+        if self.closed:
+            raise Unavailable("store is closed")
+
+    def failed(self, i: int, e: BaseException) -> None:
+        """Endpoint `i` failed: move on to the next one (unless another caller already has)."""
+        if self.cur == i:
+            self.cur = (i + 1) % len(self.eps)
+            if len(self.eps) > 1:
+                log.warning("etcd endpoint failed", endpoint=self.eps[i], err=_describe(e), next=self.eps[self.cur])
+
+    async def rpc(self, what: str, method: str, req: Any, *, window: float | None = None) -> tuple[Any, bool]:
+        """Call `KV.<method>(req)` on the current endpoint, failing over until it succeeds or the window ends.
+
+        Returns the response and whether an earlier attempt failed ambiguously (a write it
+        carried may have been applied). Each attempt waits at most `request_timeout`.
+        """
+        self.check_open()
+        window = self.retry_timeout if window is None else window
+        clock = self.clock
+        deadline = clock.monotonic() + window
+        ambiguous = False
+        tries = 0
+        delay = 0.02
+        while True:
+            i = self.cur
+            ep = self.eps[i]
+            timeout = min(self.timeout, max(deadline - clock.monotonic(), 0.25))
+            try:
+                return await getattr(ep.kv, method)(req, timeout=timeout, metadata=_HASLEADER), ambiguous
+            except asyncio.CancelledError:
+                if self.closed and _current_task_not_cancelled():
+                    raise Unavailable("store is closed") from None
+                raise
+            except Exception as e:
+                if self.closed:
+                    raise Unavailable("store is closed") from None
+                if not _retryable(e):
+                    raise _unexpected(what, ep, e) from e
+                ambiguous = ambiguous or not _not_sent(e)
+                self.failed(i, e)
+                tries += 1
+                if clock.monotonic() >= deadline:
+                    eps = ", ".join(str(x) for x in self.eps)
+                    raise Unavailable(
+                        f"etcd {what} failed: cannot reach etcd at {eps} ({tries} attempts in {window:g} s); "
+                        f"last error from {ep}: {_describe(e)}"
+                    ) from e
+                if tries % len(self.eps) == 0:  # a full round failed: back off before the next
+                    await clock.sleep(min(delay, max(0.0, deadline - clock.monotonic())))
+                    delay = min(delay * 2, 0.5)
+
+    async def create_watch(self, call: Any, ep: _Endpoint, start: bytes, end: bytes, last: int) -> Any:
+        """Open the watch of [start, end) after revision `last` on `call`; its first response.
+
+        Raises _StreamEndedError when the endpoint does not create it, TimeoutError after `request_timeout`.
+        """
+        create = rpc.WatchCreateRequest(
+            key=start,
+            range_end=end,
+            # start at `last`, not last + 1: etcd then reports compaction exactly when
+            # `last` < compact revision; the event at `last` itself is dropped by the watch
+            start_revision=max(last, 1),
+            prev_kv=True,
+            fragment=True,
+        )
+        await call.write(rpc.WatchRequest(create_request=create))
+        resp = await asyncio.wait_for(call.read(), self.timeout)
+        if not isinstance(resp, rpc.WatchResponse) or not resp.created:
+            raise _StreamEndedError(f"watch on {ep} was not created")
+        return resp
+
+    def watch_failed(self, prefix: str, i: int, ep: _Endpoint, e: BaseException, failed_at: float | None) -> float:
+        """A watch stream on endpoint `i` failed with `e`: fail over, and return since when (clock seconds) the
+        watch has been failing. Raises what ends the watch instead: Unavailable when closed or once failing for
+        `retry_timeout`, `e` itself when it is a StoreError (Compacted), a StoreError when it is not retryable."""
+        if self.closed:
+            raise Unavailable("store is closed") from None
+        if isinstance(e, StoreError):
+            raise e
+        if isinstance(e, rpc.AioRpcError) and not _retryable(e):
+            raise _unexpected("watch", ep, e) from e
+        # the stream broke: resume from `last` on the next endpoint
+        self.failed(i, e)
+        now = self.clock.monotonic()
+        failed_at = now if failed_at is None else failed_at
+        if now - failed_at >= self.retry_timeout:
+            eps = ", ".join(str(x) for x in self.eps)
+            raise Unavailable(
+                f"etcd watch of {prefix!r}: cannot reach etcd at {eps} for "
+                f"{self.retry_timeout:.0f} s; last error from {ep}: {_describe(e)}"
+            ) from e
+        return failed_at
+
+    async def close(self) -> None:
+        """Stop every call and watch (they end with Unavailable) and close the channels."""
+        if self.closed:
+            return
+        self.closed = True
+        for call in list(self.watches):
+            call.cancel()
+        for ep in self.eps:
+            await ep.channel.close()
+
+
 class EtcdStore:
+    """The Store contract on etcd: keys under the prefix, compare-and-swap transactions, resuming watches."""
+
     def __init__(
         self,
         endpoints: list[tuple[str, int]],
@@ -185,13 +311,9 @@ class EtcdStore:
         root = prefix.rstrip("/")
         self._root = root.encode()
         self._cut = len(self._root)
-        self._eps = [_Endpoint(h, p) for h, p in endpoints]
-        self._cur = 0
-        self._timeout = request_timeout
-        self._retry_timeout = retry_timeout
-        self._clock = clock
-        self._closed = False
-        self._watches: set[Any] = set()
+        self._cluster = _Cluster(endpoints, request_timeout=request_timeout, retry_timeout=retry_timeout, clock=clock)
+        self._eps = self._cluster.eps
+        self._rpc = self._cluster.rpc
 
     @classmethod
     async def open(
@@ -214,7 +336,7 @@ class EtcdStore:
             raise
         return store
 
-    # --- plumbing ---------------------------------------------------------------------------
+    # --- keys -------------------------------------------------------------------------------
 
     def _key(self, key: str) -> bytes:
         return self._root + key.encode()
@@ -226,58 +348,6 @@ class EtcdStore:
 
     def _kv(self, kv: Any) -> KeyValue:
         return KeyValue(kv.key[self._cut :].decode(), kv.value, kv.create_revision, kv.mod_revision)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise Unavailable("store is closed")
-
-    def _failed(self, i: int, e: BaseException) -> None:
-        """Endpoint `i` failed: move on to the next one (unless another caller already has)."""
-        if self._cur == i:
-            self._cur = (i + 1) % len(self._eps)
-            if len(self._eps) > 1:
-                log.warning("etcd endpoint failed", endpoint=self._eps[i], err=_describe(e), next=self._eps[self._cur])
-
-    async def _rpc(self, what: str, method: str, req: Any, *, window: float | None = None) -> tuple[Any, bool]:
-        """Call `KV.<method>(req)` on the current endpoint, failing over until it succeeds or the window ends.
-
-        Returns the response and whether an earlier attempt failed ambiguously (a write it
-        carried may have been applied). Each attempt waits at most `request_timeout`.
-        """
-        self._check_open()
-        window = self._retry_timeout if window is None else window
-        clock = self._clock
-        deadline = clock.monotonic() + window
-        ambiguous = False
-        tries = 0
-        delay = 0.02
-        while True:
-            i = self._cur
-            ep = self._eps[i]
-            timeout = min(self._timeout, max(deadline - clock.monotonic(), 0.25))
-            try:
-                return await getattr(ep.kv, method)(req, timeout=timeout, metadata=_HASLEADER), ambiguous
-            except asyncio.CancelledError:
-                if self._closed and _current_task_not_cancelled():
-                    raise Unavailable("store is closed") from None
-                raise
-            except Exception as e:
-                if self._closed:
-                    raise Unavailable("store is closed") from None
-                if not _retryable(e):
-                    raise _unexpected(what, ep, e) from e
-                ambiguous = ambiguous or not _not_sent(e)
-                self._failed(i, e)
-                tries += 1
-                if clock.monotonic() >= deadline:
-                    eps = ", ".join(str(x) for x in self._eps)
-                    raise Unavailable(
-                        f"etcd {what} failed: cannot reach etcd at {eps} ({tries} attempts in {window:g} s); "
-                        f"last error from {ep}: {_describe(e)}"
-                    ) from e
-                if tries % len(self._eps) == 0:  # a full round failed: back off before the next
-                    await clock.sleep(min(delay, max(0.0, deadline - clock.monotonic())))
-                    delay = min(delay * 2, 0.5)
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -403,31 +473,20 @@ class EtcdStore:
         return self._watch(prefix, after_revision)
 
     async def _watch(self, prefix: str, after: int) -> AsyncIterator[_Events]:
-        self._check_open()
+        c = self._cluster
+        c.check_open()
         start, end = self._range(prefix)
         last = after  # every event up to `last` has been delivered
         failed_at: float | None = None
         delay = 0.02
         tries = 0
         while True:
-            i = self._cur
-            ep = self._eps[i]
+            i = c.cur
+            ep = c.eps[i]
             call = ep.watch.Watch(metadata=_HASLEADER)
-            self._watches.add(call)
+            c.watches.add(call)
             try:
-                create = rpc.WatchCreateRequest(
-                    key=start,
-                    range_end=end,
-                    # start at `last`, not last + 1: etcd then reports compaction exactly when
-                    # `last` < compact revision; the event at `last` itself is dropped below
-                    start_revision=max(last, 1),
-                    prev_kv=True,
-                    fragment=True,
-                )
-                await call.write(rpc.WatchRequest(create_request=create))
-                resp = await asyncio.wait_for(call.read(), self._timeout)
-                if not isinstance(resp, rpc.WatchResponse) or not resp.created:
-                    raise _StreamEndedError(f"watch on {ep} was not created")
+                resp = await c.create_watch(call, ep, start, end, last)
                 failed_at = None  # the retry window restarts; the backoff only once events flow
                 pending: _Events = []
                 while True:
@@ -458,32 +517,17 @@ class EtcdStore:
                     if not isinstance(resp, rpc.WatchResponse):
                         raise _StreamEndedError(f"watch stream from {ep} ended")
             except asyncio.CancelledError:
-                if self._closed and _current_task_not_cancelled():
+                if c.closed and _current_task_not_cancelled():
                     raise Unavailable("store is closed") from None
                 raise
             except (Exception, _StreamEndedError) as e:
-                if self._closed:
-                    raise Unavailable("store is closed") from None
-                if isinstance(e, StoreError):
-                    raise
-                if isinstance(e, rpc.AioRpcError) and not _retryable(e):
-                    raise _unexpected("watch", ep, e) from e
-                # the stream broke: resume from `last` on the next endpoint
-                self._failed(i, e)
-                now = self._clock.monotonic()
-                failed_at = now if failed_at is None else failed_at
+                failed_at = c.watch_failed(prefix, i, ep, e, failed_at)  # raises when the watch must end
                 tries += 1
-                if now - failed_at >= self._retry_timeout:
-                    eps = ", ".join(str(x) for x in self._eps)
-                    raise Unavailable(
-                        f"etcd watch of {prefix!r}: cannot reach etcd at {eps} for "
-                        f"{self._retry_timeout:.0f} s; last error from {ep}: {_describe(e)}"
-                    ) from e
-                if tries % len(self._eps) == 0:
-                    await self._clock.sleep(delay)
+                if tries % len(c.eps) == 0:
+                    await c.clock.sleep(delay)
                     delay = min(delay * 2, 0.5)
             finally:
-                self._watches.discard(call)
+                c.watches.discard(call)
                 call.cancel()
 
     async def compact(self, revision: int) -> None:
@@ -498,13 +542,7 @@ class EtcdStore:
             pass  # already compacted at or beyond `target`
 
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        for call in list(self._watches):
-            call.cancel()
-        for ep in self._eps:
-            await ep.channel.close()
+        await self._cluster.close()
 
 
 class _StreamEndedError(Exception):
