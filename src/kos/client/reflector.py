@@ -99,13 +99,15 @@ class Reflector(Generic[T]):
         """Relists because the server had not reached our revision (a replaced or restored store)."""
         self.failures = 0
         """Unexpected failures (not a StatusError: a malformed event line, a bug), each followed by a relist."""
-        self._backoff = 0.1
+        self.initial_backoff = 0.1
+        """Seconds of the first backoff after a failure (doubled per failure up to `max_backoff`, ×0.5–1.5)."""
+        self._backoff = self.initial_backoff
 
     async def run(self) -> None:
         """List and watch until cancelled. Never returns otherwise, and never fails: every failure is
         logged and followed by a resume, a relist, or a backoff (with jitter) and a relist."""
         need_list = True
-        self._backoff = 0.1
+        self._backoff = self.initial_backoff
         while True:
             try:
                 if need_list and self.streaming_list:
@@ -150,7 +152,7 @@ class Reflector(Generic[T]):
             timeout_seconds=random.randint(*self.watch_timeout),
         ):
             self._apply(ev.type, ev.object, ev.resource_version)
-            self._backoff = 0.1
+            self._backoff = self.initial_backoff
 
     async def _back_off(self, why: str) -> None:
         """Sleep the current backoff with jitter (×0.5–1.5), then double it up to `max_backoff`."""
