@@ -73,6 +73,8 @@ import asyncio, json, sys, time, uvloop
 sys.path.insert(0, sys.argv[1])
 from kos.api.types import NetworkAttachment
 from kos.client.rest import Client
+import kos
+assert kos.__file__.startswith(sys.argv[1]), (kos.__file__, sys.argv[1])
 url, calls, events = f"http://127.0.0.1:{sys.argv[2]}", int(sys.argv[3]), int(sys.argv[4])
 
 async def main():

@@ -44,7 +44,10 @@ def decode(line: bytes) -> RawEvent:
 
 def split(body: bytes) -> list[bytes]:
     """The non-empty lines of a whole watch body (or of one multiplexer record)."""
-    return [ln for ln in body.split(LINE_END) if ln.strip()]
+    lines = body.splitlines()  # event JSON never holds a raw CR or LF: strings escape them
+    if b"" in lines:
+        lines = [ln for ln in lines if ln]
+    return lines
 
 
 class LineSplitter:

@@ -204,6 +204,8 @@ class HTTPPool:
         self._idle: collections.deque[_Conn] = collections.deque()
         self._count = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._streams: set[_Conn] = set()
+        """The connections of open watches (closed by `close`, which ends those watches)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         self._head = f"Host: {host}:{self.port}\r\nUser-Agent: {user_agent}\r\nAccept: application/json\r\n".encode()
         self._closed = False
@@ -319,6 +321,7 @@ class HTTPPool:
     ) -> AsyncGenerator[list[bytes], None]:
         """A watch on a connection of its own (see `kos.client.transport.Transport.stream`)."""
         c = await self._connect()
+        self._streams.add(c)
         try:
             w = _Watch()
             status, body, got = await c.send(self._encode("GET", path, query, None, headers), False, None, w)
@@ -342,12 +345,16 @@ class HTTPPool:
                 w.wakeup.clear()
                 await w.wakeup.wait()
         finally:
+            self._streams.discard(c)
             c.close()
 
     async def close(self) -> None:
+        """Close every connection: idle ones, and those of open watches (which then fail with ConnectionFailed)."""
         self._closed = True
         while self._idle:
             self._idle.pop().close()
+        for c in list(self._streams):
+            c.close()
 
     def __repr__(self) -> str:
         scheme = "https" if self.ssl else "http"

@@ -206,15 +206,8 @@ class Client:
         up — and the resourceVersion returned is the one the remaining pages were served at.
         """
         res = BY_TYPE[cls]
-        params: dict[str, str] = {}
-        if label_selector:
-            params["labelSelector"] = label_selector
-        if field_selector:
-            params["fieldSelector"] = field_selector
-        if resource_version:
-            params["resourceVersion"] = resource_version
-        if resource_version_match:
-            params["resourceVersionMatch"] = resource_version_match
+        params = _given({"labelSelector": label_selector, "fieldSelector": field_selector,
+                         "resourceVersion": resource_version, "resourceVersionMatch": resource_version_match})  # fmt: skip
         first = dict(params)
         if limit:
             params["limit"] = str(limit)
@@ -324,14 +317,9 @@ class Client:
         if send_initial_events:
             params["sendInitialEvents"] = "true"
             params["resourceVersionMatch"] = "NotOlderThan"
-        if resource_version:
-            params["resourceVersion"] = resource_version
-        if label_selector:
-            params["labelSelector"] = label_selector
-        if field_selector:
-            params["fieldSelector"] = field_selector
-        if timeout_seconds is not None:
-            params["timeoutSeconds"] = str(timeout_seconds)
+        params.update(_given({"resourceVersion": resource_version, "labelSelector": label_selector,
+                              "fieldSelector": field_selector,
+                              "timeoutSeconds": "" if timeout_seconds is None else str(timeout_seconds)}))  # fmt: skip
         if self._limiter is not None:
             await self._limiter.wait()
         decode = self._event_decoder(cls).decode
@@ -352,6 +340,11 @@ class Client:
         if d is None:
             d = self._event_decoders[cls] = EventDecoder(self._decoder(cls), self._shared)
         return d
+
+
+def _given(options: dict[str, str]) -> dict[str, str]:
+    """The options that are set (non-empty), as query parameters."""
+    return {k: v for k, v in options.items() if v}
 
 
 def _status_error(code: int, data: bytes) -> StatusError:

@@ -256,3 +256,26 @@ def test_urls_say_whether_tls_is_used(ca: trustme.CA) -> None:
     default = HTTPPool("https://example.com")
     assert default.ssl is not None and default.ssl.verify_mode == ssl.CERT_REQUIRED and default.ssl.check_hostname
     assert default.port == 443
+
+
+async def test_closing_the_pool_ends_its_open_watches() -> None:
+    started = asyncio.Event()
+
+    async def handler(r: _Reader, w: asyncio.StreamWriter, n: int) -> None:
+        await r.head()
+        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        await w.drain()
+        started.set()
+        await r.head()  # until the client closes
+
+    async with serving(handler) as (port, _):
+        async with Client(f"http://127.0.0.1:{port}") as c:
+
+            async def follow() -> None:
+                async for _ in c.watch(NetworkAttachment, "ns"):
+                    pass
+
+            task = asyncio.create_task(follow())
+            await asyncio.wait_for(started.wait(), 5)
+        with pytest.raises(ServiceUnavailable, match="watch of networkattachments interrupted"):
+            await asyncio.wait_for(task, 5)
