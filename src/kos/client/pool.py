@@ -44,6 +44,7 @@ STREAM_HIGH_WATER = 1 << 20
 """Bytes of a watch's lines buffered for a slow reader before the socket stops being read."""
 
 _Result = tuple[int, bytes, dict[bytes, bytes]]
+_C = typing.TypeVar("_C", bound="_Conn")
 
 
 class _Watch:
@@ -61,7 +62,9 @@ class _Watch:
 
 
 class _Conn(asyncio.Protocol):
-    __slots__ = ("_body", "_done", "_got_bytes", "_headers", "_parser", "_reused", "closed", "transport", "watch")
+    """A pooled connection: one call at a time, its answer parsed whole."""
+
+    __slots__ = ("_body", "_done", "_got_bytes", "_headers", "_parser", "_reused", "closed", "transport")
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -72,8 +75,6 @@ class _Conn(asyncio.Protocol):
         self._headers: dict[bytes, bytes] = {}
         self._got_bytes = False
         self._reused = False
-        self.watch: _Watch | None = None
-        """Set once a 2xx watch response's headers arrived: its body goes there as lines."""
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -90,10 +91,6 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        w = self.watch
-        if w is not None and not w.ended and w.error is None:
-            w.error = ConnectionFailed(f"the watch connection closed: {exc or 'EOF'}")
-            w.wakeup.set()
         if self._done is not None and not self._done.done():
             retry = self._reused and not self._got_bytes
             self._fail(ConnectionFailed(f"connection closed by the server: {exc or 'EOF'}", retryable=retry))
@@ -102,37 +99,10 @@ class _Conn(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers[name.lower()] = value
 
-    def on_headers_complete(self) -> None:
-        fut = self._done
-        if fut is not None and self.watch is not None and not fut.done():
-            status = self._parser.get_status_code()
-            if 200 <= status < 300:  # a watch: the head is the answer, the body streams on
-                fut.set_result((status, b"", self._headers))
-            else:
-                self.watch = None  # a refusal: read its whole body (a Status) as a call's
-
     def on_body(self, body: bytes) -> None:
-        w = self.watch
-        if w is None:
-            self._body.append(body)
-            return
-        lines = w.splitter.feed(body)
-        if lines:
-            w.batches.append(lines)
-            w.wakeup.set()
-        w.queued += len(body)
-        if w.queued > STREAM_HIGH_WATER and self.transport is not None:
-            self.transport.pause_reading()
+        self._body.append(body)
 
     def on_message_complete(self) -> None:
-        w = self.watch
-        if w is not None:
-            if w.splitter.tail.strip():  # a last line without its newline
-                w.batches.append([w.splitter.tail])
-            w.ended = True
-            w.wakeup.set()
-            self.close()
-            return
         fut = self._done
         if fut is not None and not fut.done():
             fut.set_result((self._parser.get_status_code(), b"".join(self._body), self._headers))
@@ -148,29 +118,84 @@ class _Conn(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    async def send(self, data: bytes, reused: bool, timeout: float | None, watch: _Watch | None = None) -> _Result:
-        """Write a request; its answer (for a watch: the head of a 2xx, or a whole refusal)."""
+    async def send(self, data: bytes, reused: bool, timeout: float | None) -> _Result:
+        """Write a request; its answer (status, body, headers), or ConnectionFailed / TimeoutError."""
         assert self.transport is not None
         loop = asyncio.get_running_loop()
-        self._done = loop.create_future()
+        fut: asyncio.Future[_Result] = loop.create_future()
+        self._done = fut
         self._body = []
         self._headers = {}
         self._got_bytes = False
         self._reused = reused
-        self.watch = watch
         self._parser = httptools.HttpResponseParser(self)
         self.transport.write(data)
-        if timeout is None:
-            return await self._done
+        if timeout is None:  # a watch: no bound on its head (it may wait for a resourceVersion)
+            return await fut
         # a timer, not asyncio.wait_for: on Python 3.11 that wraps every request in a task of its own
         timer = loop.call_later(timeout, self._timed_out, timeout)
         try:
-            return await self._done
+            return await fut
         finally:
             timer.cancel()
 
     def _timed_out(self, timeout: float) -> None:
         self._fail(TimeoutError(f"no response within {timeout:g}s"))
+        self.close()
+
+
+class _WatchConn(_Conn):
+    """A watch's own connection: the head of a 2xx answer, then its body as line batches (`watch`).
+
+    A separate class so that the callbacks a watch needs (httptools calls every `on_*` a protocol
+    has) cost the pooled calls nothing.
+    """
+
+    __slots__ = ("refused", "watch")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watch = _Watch()
+        self.refused = False
+        """A non-2xx answer: its whole body is read as a call's (a Status)."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        w = self.watch
+        if not w.ended and w.error is None:
+            w.error = ConnectionFailed(f"the watch connection closed: {exc or 'EOF'}")
+            w.wakeup.set()
+        super().connection_lost(exc)
+
+    def on_headers_complete(self) -> None:
+        fut = self._done
+        status = self._parser.get_status_code()
+        if not 200 <= status < 300:
+            self.refused = True
+        elif fut is not None and not fut.done():  # the head is the answer; the body streams on
+            fut.set_result((status, b"", self._headers))
+
+    def on_body(self, body: bytes) -> None:
+        if self.refused:
+            self._body.append(body)
+            return
+        w = self.watch
+        lines = w.splitter.feed(body)
+        if lines:
+            w.batches.append(lines)
+            w.wakeup.set()
+        w.queued += len(body)
+        if w.queued > STREAM_HIGH_WATER and self.transport is not None:
+            self.transport.pause_reading()
+
+    def on_message_complete(self) -> None:
+        if self.refused:
+            super().on_message_complete()
+            return
+        w = self.watch
+        if w.splitter.tail.strip():  # a last line without its newline
+            w.batches.append([w.splitter.tail])
+        w.ended = True
+        w.wakeup.set()
         self.close()
 
 
@@ -204,19 +229,19 @@ class HTTPPool:
         self._idle: collections.deque[_Conn] = collections.deque()
         self._count = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._streams: set[_Conn] = set()
+        self._streams: set[_WatchConn] = set()
         """The connections of open watches (closed by `close`, which ends those watches)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         self._head = f"Host: {host}:{self.port}\r\nUser-Agent: {user_agent}\r\nAccept: application/json\r\n".encode()
         self._closed = False
 
-    async def _connect(self) -> _Conn:
+    async def _connect(self, protocol: type[_C]) -> _C:
         loop = asyncio.get_running_loop()
         try:
             if self.ssl is None:
-                _, c = await loop.create_connection(_Conn, self.host, self.port)
+                _, c = await loop.create_connection(protocol, self.host, self.port)
             else:
-                _, c = await loop.create_connection(_Conn, self.host, self.port, ssl=self.ssl,
+                _, c = await loop.create_connection(protocol, self.host, self.port, ssl=self.ssl,
                                                     server_hostname=self.host)  # fmt: skip
         except ssl_.SSLCertVerificationError as e:
             raise ConnectionFailed(
@@ -238,7 +263,7 @@ class HTTPPool:
             if self._count < self.limit:
                 self._count += 1
                 try:
-                    c = await self._connect()
+                    c = await self._connect(_Conn)
                 except BaseException:  # a cancelled connect frees its slot too, or the pool shrinks for good
                     self._count -= 1
                     self._wake()
@@ -297,7 +322,18 @@ class HTTPPool:
         timeout: float = 60.0,
     ) -> Response:
         """One call over a pooled connection (see `kos.client.transport.Transport.request`)."""
-        data = self._encode(method, path, query, body, headers)
+        # `_encode`, inlined: this is every call's path
+        if query:
+            path = f"{path}?{urllib.parse.urlencode(query)}"
+        head = [f"{method} {path} HTTP/1.1\r\n".encode(), self._head]
+        if headers:
+            head.append(_header_lines(headers).encode("latin-1"))
+        if body is not None:
+            head.append(b"Content-Length: %d\r\n" % len(body))
+        head.append(b"\r\n")
+        if body:
+            head.append(body)
+        data = b"".join(head)
         for attempt in (0, 1):
             c, reused = await self._acquire()
             try:
@@ -320,15 +356,16 @@ class HTTPPool:
         self, path: str, *, query: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None
     ) -> AsyncGenerator[list[bytes], None]:
         """A watch on a connection of its own (see `kos.client.transport.Transport.stream`)."""
-        c = await self._connect()
+        c = await self._connect(_WatchConn)
         self._streams.add(c)
         try:
-            w = _Watch()
-            status, body, got = await c.send(self._encode("GET", path, query, None, headers), False, None, w)
-            if c.watch is None:  # refused: the whole answer was read
+            # the answer's head (2xx), or the whole answer (refused); no timeout
+            status, body, got = await c.send(self._encode("GET", path, query, None, headers), False, None)
+            if c.refused:  # the whole answer was read
                 raise StreamRefused(Response(status, body, got))
             transport = c.transport
             assert transport is not None
+            w = c.watch
             batches = w.batches
             while True:
                 while batches:
