@@ -11,27 +11,40 @@ client process measures its own CPU time (`time.process_time`):
 - calls: N `Client.get` calls, 32 at a time, over the default transport;
 - watch: one `Client.watch` reading E events (every line distinct);
 - shared watch: 10 watches of one `Client(share_events=True)` reading the same E lines
-  (the simulated nodes' case: one decode, ten deliveries).
+  (one decode, ten deliveries);
+- mux shared watch: the same over the WebSocket watch multiplexer (`watch_mux=True`), the
+  simulated nodes' case (the canned server sends 64-line records, one per message).
 
 Reported per figure: the median over --runs of µs of client CPU per call / per event.
 With several `--src` trees (e.g. a worktree of the commit before a change, and this
 one), the runs are interleaved (A B A B ...) so both see the same machine state.
+
+On a loaded machine whole processes differ by ±20%; `--same-process N` with two trees
+loads both into one process and alternates N short segments (3,000 calls each, a watch
+every fifth), which resolves a few percent: it reports both medians and the median of
+the pairwise after/before ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import importlib
 import json
-import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
+
+import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 
 SERVER = r"""
-import asyncio, sys, uvloop
+import asyncio, json, sys, uvloop
+from aiohttp import web
 sys.path.insert(0, sys.argv[2])
 from kos.api import codec
 from kos.api.meta import ObjectMeta
@@ -60,64 +73,123 @@ class P(asyncio.Protocol):
             head, _, self.buf = self.buf.partition(b"\r\n\r\n")
             self.t.write(WATCH if b"watch=" in head.split(b"\r\n", 1)[0] else GET)
 
+async def mux(request):
+    ws = web.WebSocketResponse(max_msg_size=0)
+    await ws.prepare(request)
+    async for msg in ws:
+        frame = json.loads(msg.data)
+        if frame["op"] == "watch":
+            wid = frame["id"]
+            for c in chunks:
+                await ws.send_bytes(b"%d %d\n%b" % (wid, len(c), c))
+            await ws.send_bytes(b"%d 0\n" % wid)
+    return ws
+
 async def main():
     s = await asyncio.get_running_loop().create_server(P, "127.0.0.1", 0)
-    print(s.sockets[0].getsockname()[1], flush=True)
+    app = web.Application()
+    app.router.add_get("/apis/network.example.com/v1alpha1/watchmux", mux)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    print(s.sockets[0].getsockname()[1], runner.addresses[0][1], flush=True)
     await asyncio.get_running_loop().connect_read_pipe(asyncio.Protocol, sys.stdin)
     await asyncio.sleep(3600)
 uvloop.run(main())
 """
 
-CLIENT = r"""
-import asyncio, json, sys, time, uvloop
-sys.path.insert(0, sys.argv[1])
-from kos.api.types import NetworkAttachment
-from kos.client.rest import Client
-import kos
-assert kos.__file__.startswith(sys.argv[1]), (kos.__file__, sys.argv[1])
-url, calls, events = f"http://127.0.0.1:{sys.argv[2]}", int(sys.argv[3]), int(sys.argv[4])
 
-async def main():
-    out = {}
-    async with Client(url) as c:
-        await c.get(NetworkAttachment, "ns", "a")
-        left = [calls]
-        async def worker():
-            while left[0] > 0:
-                left[0] -= 1
-                await c.get(NetworkAttachment, "ns", "a")
-        t = time.process_time()
-        await asyncio.gather(*(worker() for _ in range(32)))
-        out["call_us"] = (time.process_time() - t) / calls * 1e6
-        t = time.process_time()
-        n = 0
-        async for ev in c.watch(NetworkAttachment, "ns", resource_version="1"):
-            n += 1
-        assert n == events, n
-        out["watch_event_us"] = (time.process_time() - t) / events * 1e6
-    async with Client(url, share_events=True) as c:
-        async def one():
-            k = 0
-            async for ev in c.watch(NetworkAttachment, "ns", resource_version="1"):
-                k += 1
-            return k
-        t = time.process_time()
-        got = await asyncio.gather(*(one() for _ in range(10)))
-        assert got == [events] * 10, got
-        out["shared_watch_event_us"] = (time.process_time() - t) / (10 * events) * 1e6
-    print(json.dumps(out))
-uvloop.run(main())
-"""
+def load(src: str) -> tuple[Any, Any]:
+    """(Client, NetworkAttachment) of the kos tree at `src`; several trees can be loaded in one process."""
+    for m in [m for m in sys.modules if m == "kos" or m.startswith("kos.")]:
+        del sys.modules[m]
+    sys.path.insert(0, src)
+    try:
+        rest = importlib.import_module("kos.client.rest")
+        types = importlib.import_module("kos.api.types")
+    finally:
+        sys.path.remove(src)
+    assert rest.__file__.startswith(src), (rest.__file__, src)
+    return rest.Client, types.NetworkAttachment
+
+
+async def calls(client: Any, na: Any, n: int) -> float:
+    """µs of CPU per `get`, 32 at a time."""
+    left = [n]
+
+    async def worker() -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            await client.get(na, "ns", "a")
+
+    t = time.process_time()
+    await asyncio.gather(*(worker() for _ in range(32)))
+    return (time.process_time() - t) / n * 1e6
+
+
+async def watches(client: Any, na: Any, events: int, n: int = 1) -> float:
+    """µs of CPU per delivered event, `n` watches of `client` at once."""
+
+    async def one() -> int:
+        return sum([1 async for _ in client.watch(na, "ns", resource_version="1")])
+
+    t = time.process_time()
+    got = await asyncio.gather(*(one() for _ in range(n)))
+    assert got == [events] * n, got
+    return (time.process_time() - t) / (n * events) * 1e6
+
+
+async def child(src: str, ports: list[str], n_calls: int, events: int) -> dict[str, float]:
+    """Every figure for one tree, in this process."""
+    client_cls, na = load(src)
+    url, mux_url = (f"http://127.0.0.1:{p}" for p in ports)
+    out: dict[str, float] = {}
+    async with client_cls(url) as c:
+        await c.get(na, "ns", "a")
+        out["call_us"] = await calls(c, na, n_calls)
+        out["watch_event_us"] = await watches(c, na, events)
+    async with client_cls(url, share_events=True) as c:
+        out["shared_watch_event_us"] = await watches(c, na, events, 10)
+    async with client_cls(mux_url, watch_mux=True, share_events=True) as c:
+        await watches(c, na, events)  # the WebSocket connects
+        out["mux_shared_watch_event_us"] = await watches(c, na, events, 10)
+    return out
+
+
+async def same_process(srcs: list[str], ports: list[str], segments: int, events: int) -> dict[str, float]:
+    """Two trees in this process, alternating short segments (3,000 calls; a watch every fifth)."""
+    (cb, nb), (cn, nn) = load(srcs[0]), load(srcs[1])
+    url = f"http://127.0.0.1:{ports[0]}"
+    async with cb(url) as before, cn(url) as after:
+        await calls(before, nb, 2000)
+        await calls(after, nn, 2000)
+        rb: list[float] = []
+        ra: list[float] = []
+        wb: list[float] = []
+        wa: list[float] = []
+        for i in range(segments):
+            order = [(before, nb, rb, wb), (after, nn, ra, wa)]
+            for c, na, r, w in order if i % 2 else order[::-1]:
+                r.append(await calls(c, na, 3000))
+                if i % 5 == 0:
+                    w.append(await watches(c, na, events))
+    med = statistics.median
+    return {"call_us_before": med(rb), "call_us_after": med(ra), "call_pairwise_ratio": med(a / b for b, a in zip(rb, ra, strict=True)),
+            "watch_event_us_before": med(wb), "watch_event_us_after": med(wa), "segments": segments}  # fmt: skip
+
+
+def serve(src: str, events: int) -> tuple[subprocess.Popen[str], list[str]]:
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(events), src], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert server.stdout is not None
+    return server, server.stdout.readline().split()
 
 
 def once(src: str, calls: int, events: int) -> dict[str, float]:
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(events), src], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    server, ports = serve(src, events)
     try:
-        assert server.stdout is not None
-        port = server.stdout.readline().strip()
-        env = dict(os.environ, PYTHONPATH=src)
-        out = subprocess.run([sys.executable, "-c", CLIENT, src, port, str(calls), str(events)], env=env,
+        out = subprocess.run([sys.executable, __file__, "--child", src, *ports, str(calls), str(events)],
                              capture_output=True, text=True, check=True)  # fmt: skip
         result: dict[str, float] = json.loads(out.stdout)
         return result
@@ -127,13 +199,27 @@ def once(src: str, calls: int, events: int) -> dict[str, float]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        src, port, mux_port, n_calls, events = sys.argv[2:7]
+        print(json.dumps(uvloop.run(child(src, [port, mux_port], int(n_calls), int(events)))))
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--calls", type=int, default=20_000)
     ap.add_argument("--events", type=int, default=50_000)
     ap.add_argument("--src", action="append", help="a source tree to measure (default: this one's src)")
+    ap.add_argument("--same-process", type=int, default=0, metavar="SEGMENTS",
+                    help="with two --src: load both in one process and alternate SEGMENTS short segments")  # fmt: skip
     args = ap.parse_args()
     srcs = [str(Path(s).resolve()) for s in args.src or [ROOT / "src"]]
+    if args.same_process:
+        assert len(srcs) == 2, "--same-process compares two trees"
+        server, ports = serve(srcs[1], 20_000)
+        try:
+            print(json.dumps({"srcs": srcs, **uvloop.run(same_process(srcs, ports, args.same_process, 20_000))}))
+        finally:
+            server.kill()
+        return
     results: dict[str, list[dict[str, float]]] = {s: [] for s in srcs}
     for _ in range(args.runs):
         for s in srcs:

@@ -334,8 +334,16 @@ class HTTPPool:
         if body:
             head.append(body)
         data = b"".join(head)
+        idle = self._idle
         for attempt in (0, 1):
-            c, reused = await self._acquire()
+            # an idle connection without a coroutine of `_acquire` (the common case, on every call's path)
+            while idle and idle[-1].closed:
+                idle.pop()
+                self._count -= 1
+            if idle:
+                c, reused = idle.pop(), True
+            else:
+                c, reused = await self._acquire()
             try:
                 status, payload, got = await c.send(data, reused, timeout)
             except ConnectionFailed as e:
