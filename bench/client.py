@@ -20,9 +20,9 @@ With several `--src` trees (e.g. a worktree of the commit before a change, and t
 one), the runs are interleaved (A B A B ...) so both see the same machine state.
 
 On a loaded machine whole processes differ by ±20%; `--same-process N` with two trees
-loads both into one process and alternates N short segments (3,000 calls each, a watch
-every fifth), which resolves a few percent: it reports both medians and the median of
-the pairwise after/before ratios.
+loads both into one process and alternates N short segments (3,000 calls each; every
+fifth, a watch and 10 multiplexed shared watches), which resolves a few percent: it
+reports both medians and the median of the pairwise after/before ratios.
 """
 
 from __future__ import annotations
@@ -76,13 +76,20 @@ class P(asyncio.Protocol):
 async def mux(request):
     ws = web.WebSocketResponse(max_msg_size=0)
     await ws.prepare(request)
+
+    async def serve(wid):  # the watches take turns per record, as a change reaches every watch at once
+        for c in chunks:
+            await ws.send_bytes(b"%d %d\n%b" % (wid, len(c), c))
+            await asyncio.sleep(0)
+        await ws.send_bytes(b"%d 0\n" % wid)
+
+    tasks = set()
     async for msg in ws:
         frame = json.loads(msg.data)
         if frame["op"] == "watch":
-            wid = frame["id"]
-            for c in chunks:
-                await ws.send_bytes(b"%d %d\n%b" % (wid, len(c), c))
-            await ws.send_bytes(b"%d 0\n" % wid)
+            t = asyncio.ensure_future(serve(frame["id"]))
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
     return ws
 
 async def main():
@@ -158,25 +165,33 @@ async def child(src: str, ports: list[str], n_calls: int, events: int) -> dict[s
 
 
 async def same_process(srcs: list[str], ports: list[str], segments: int, events: int) -> dict[str, float]:
-    """Two trees in this process, alternating short segments (3,000 calls; a watch every fifth)."""
+    """Two trees in this process, alternating short segments: 3,000 calls each; every fifth segment also
+    one HTTP watch and 10 multiplexed watches of a `share_events` client (the simulated nodes' shape)."""
     (cb, nb), (cn, nn) = load(srcs[0]), load(srcs[1])
-    url = f"http://127.0.0.1:{ports[0]}"
-    async with cb(url) as before, cn(url) as after:
+    url, mux_url = (f"http://127.0.0.1:{p}" for p in ports)
+    async with (cb(url) as before, cn(url) as after, cb(mux_url, watch_mux=True, share_events=True) as mb,
+                cn(mux_url, watch_mux=True, share_events=True) as ma):  # fmt: skip
         await calls(before, nb, 2000)
         await calls(after, nn, 2000)
-        rb: list[float] = []
-        ra: list[float] = []
-        wb: list[float] = []
-        wa: list[float] = []
+        await watches(mb, nb, events)
+        await watches(ma, nn, events)
+        r: dict[str, list[float]] = {k: [] for k in ("cb", "ca", "wb", "wa", "mb", "ma")}
         for i in range(segments):
-            order = [(before, nb, rb, wb), (after, nn, ra, wa)]
-            for c, na, r, w in order if i % 2 else order[::-1]:
-                r.append(await calls(c, na, 3000))
+            order = [(before, mb, nb, "b"), (after, ma, nn, "a")]
+            for c, m, na, x in order if i % 2 else order[::-1]:
+                r["c" + x].append(await calls(c, na, 3000))
                 if i % 5 == 0:
-                    w.append(await watches(c, na, events))
+                    r["w" + x].append(await watches(c, na, events))
+                    r["m" + x].append(await watches(m, na, events, 10))
     med = statistics.median
-    return {"call_us_before": med(rb), "call_us_after": med(ra), "call_pairwise_ratio": med(a / b for b, a in zip(rb, ra, strict=True)),
-            "watch_event_us_before": med(wb), "watch_event_us_after": med(wa), "segments": segments}  # fmt: skip
+
+    def ratio(b: str, a: str) -> float:
+        return med(y / x for x, y in zip(r[b], r[a], strict=True))
+
+    return {"call_us_before": med(r["cb"]), "call_us_after": med(r["ca"]), "call_ratio": ratio("cb", "ca"),
+            "watch_event_us_before": med(r["wb"]), "watch_event_us_after": med(r["wa"]), "watch_ratio": ratio("wb", "wa"),
+            "mux_shared_event_us_before": med(r["mb"]), "mux_shared_event_us_after": med(r["ma"]),
+            "mux_shared_ratio": ratio("mb", "ma"), "segments": segments}  # fmt: skip
 
 
 def serve(src: str, events: int) -> tuple[subprocess.Popen[str], list[str]]:

@@ -11,6 +11,7 @@ before returns the event it decoded to, without decoding again.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Any
 
 import msgspec
@@ -24,7 +25,10 @@ __all__ = ["ADDED", "BOOKMARK", "DELETED", "ERROR", "INITIAL_EVENTS_END", "MODIF
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 SHARED_EVENTS = 4096
-"""Event lines a shared cache remembers (~1 KB each for a NetworkAttachment)."""
+"""Event lines a shared cache remembers at most (~1 KB each for a NetworkAttachment)."""
+_EVICT = SHARED_EVENTS // 4
+"""When full, the oldest quarter goes at once: `next(iter(d))` after many deletions from a dict's front
+skips their holes (~700 of them on average here, 3.7 µs per eviction measured), a batch pays that once."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -85,7 +89,8 @@ class EventDecoder:
         self.received += 1
         out = WatchEvent(typ, obj, obj.metadata.resource_version)
         if shared is not None:
-            if len(shared) >= SHARED_EVENTS:
-                del shared[next(iter(shared))]  # the oldest: the lines of one change arrive together
+            if len(shared) >= SHARED_EVENTS:  # the oldest: the lines of one change arrive together
+                for old in list(itertools.islice(shared, _EVICT)):
+                    del shared[old]
             shared[line] = out
         return out
