@@ -39,8 +39,10 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from kos.api import watchframe  # noqa: E402
 from kos.api.meta import ObjectMeta  # noqa: E402
 from kos.api.types import NetworkAttachment, NetworkAttachmentSpec, Subnet, SubnetSpec  # noqa: E402
+from kos.client.pool import HTTPPool  # noqa: E402
 from kos.client.rest import Client  # noqa: E402
 from kos.driver import distribution  # noqa: E402
 from kos.testing.process import APIServerProcess, KosProcess, free_port  # noqa: E402
@@ -144,13 +146,13 @@ async def observe(client: Client, rv: str, ideal: Ideal, stop: asyncio.Event) ->
 
 
 async def broadcast(url: str, rv: str, counts: list[int], i: int) -> None:
-    async with aiohttp.ClientSession() as s, s.get(
-        f"{url}/apis/network.example.com/v1alpha1/networkattachments",
-        params={"watch": "1", "resourceVersion": rv}, timeout=aiohttp.ClientTimeout(total=None),
-    ) as r:  # fmt: skip
-        async for line in r.content:
-            if line.startswith(b'{"type":"') and not line.startswith(b'{"type":"BOOKMARK'):
-                counts[i] += 1
+    pool = HTTPPool(url)
+    try:
+        async for lines in pool.stream("/apis/network.example.com/v1alpha1/networkattachments",
+                                       query={"watch": "1", "resourceVersion": rv}):  # fmt: skip
+            counts[i] += sum(watchframe.decode(line).type != watchframe.BOOKMARK for line in lines)
+    finally:
+        await pool.close()
 
 
 def rss_mb(pid: int) -> float:

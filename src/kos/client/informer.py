@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from kos.client.indexer import Indexer, IndexFunc, Lister
 from kos.client.reflector import ListWatcher, Reflector
-from kos.client.rest import ADDED, DELETED
+from kos.client.watchevents import ADDED, DELETED
 from kos.util.clock import REAL_CLOCK, Clock
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,11 @@ ahead of the server's, as after the server restarted on a fresh store (memory://
 or on an etcd restored from a backup; retrying that revision would wait forever,
 so list again from the current state (client-go's isTooLargeResourceVersionError,
 kubernetes #91073). Lists are always consistent reads (resourceVersion unset), so
-the relist cannot be too large itself. Other failures back off exponentially with
-jitter.
+the relist cannot be too large itself. Other `StatusError`s (a broken connection is a
+`ServiceUnavailable`) back off exponentially with jitter, then watch again from the last
+seen revision. Any other failure (a watch line that does not decode, an object of the wrong
+shape, a bug) is logged with its traceback, backed off the same way, and followed by a
+relist: the informer never stops silently with a frozen cache.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from kos.api.errors import Gone, InternalError, ServiceUnavailable, StatusError, is_too_large_resource_version
 from kos.client.indexer import Indexer, key_of
-from kos.client.rest import ADDED, BOOKMARK, DELETED, MODIFIED, WatchEvent
+from kos.client.watchevents import ADDED, BOOKMARK, DELETED, MODIFIED, WatchEvent
 from kos.util.clock import REAL_CLOCK, Clock
 
 log = logging.getLogger(__name__)
@@ -94,10 +97,17 @@ class Reflector(Generic[T]):
         self.relists = 0
         self.too_large_relists = 0
         """Relists because the server had not reached our revision (a replaced or restored store)."""
+        self.failures = 0
+        """Unexpected failures (not a StatusError: a malformed event line, a bug), each followed by a relist."""
+        self.initial_backoff = 0.1
+        """Seconds of the first backoff after a failure (doubled per failure up to `max_backoff`, ×0.5–1.5)."""
+        self._backoff = self.initial_backoff
 
     async def run(self) -> None:
+        """List and watch until cancelled. Never returns otherwise, and never fails: every failure is
+        logged and followed by a resume, a relist, or a backoff (with jitter) and a relist."""
         need_list = True
-        backoff = 0.1
+        self._backoff = self.initial_backoff
         while True:
             try:
                 if need_list and self.streaming_list:
@@ -107,17 +117,7 @@ class Reflector(Generic[T]):
                 if need_list:
                     await self._list_and_replace()
                     need_list = False
-                async for ev in self.client.watch(
-                    self.cls,
-                    self.namespace,
-                    resource_version=self.resource_version,
-                    label_selector=self.label_selector,
-                    field_selector=self.field_selector,
-                    allow_bookmarks=True,
-                    timeout_seconds=random.randint(*self.watch_timeout),
-                ):
-                    self._apply(ev.type, ev.object, ev.resource_version)
-                    backoff = 0.1
+                await self._watch()
             except asyncio.CancelledError:
                 raise
             except Gone:
@@ -133,10 +133,33 @@ class Reflector(Generic[T]):
                     self.too_large_relists += 1
                     continue
                 # the list itself failed (a too-large answer to it included: it would come again): back off
-                delay = backoff * (0.5 + random.random())
-                log.info("%s: watch failed (%s); retrying in %.2fs", self.name, e, delay)
-                await self.clock.sleep(delay)
-                backoff = min(backoff * 2, self.max_backoff)
+                await self._back_off(f"watch failed ({e})")
+            except Exception as e:  # a malformed event, an object that does not decode, a bug: start over
+                log.warning("%s: watch failed: %s: %s", self.name, type(e).__name__, e, exc_info=True)
+                need_list = True
+                self.failures += 1
+                await self._back_off("listing again")
+
+    async def _watch(self) -> None:
+        """Follow the watch from the last seen revision until the server ends it."""
+        async for ev in self.client.watch(
+            self.cls,
+            self.namespace,
+            resource_version=self.resource_version,
+            label_selector=self.label_selector,
+            field_selector=self.field_selector,
+            allow_bookmarks=True,
+            timeout_seconds=random.randint(*self.watch_timeout),
+        ):
+            self._apply(ev.type, ev.object, ev.resource_version)
+            self._backoff = self.initial_backoff
+
+    async def _back_off(self, why: str) -> None:
+        """Sleep the current backoff with jitter (×0.5–1.5), then double it up to `max_backoff`."""
+        delay = self._backoff * (0.5 + random.random())
+        log.info("%s: %s; retrying in %.2fs", self.name, why, delay)
+        await self.clock.sleep(delay)
+        self._backoff = min(self._backoff * 2, self.max_backoff)
 
     async def _stream(self) -> None:
         """A streaming list: collect the initial state up to the end bookmark, replace the store, then follow."""

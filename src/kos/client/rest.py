@@ -3,19 +3,21 @@
 One client serves every kind, driven by the resource table; objects go in and
 come out as the frozen API types. Errors come back as the same `StatusError`
 classes the server raised (`except NotFound:` works across the wire), and a
-connection failure is a `ServiceUnavailable`. Connections are pooled and kept
-alive; an optional token bucket bounds the request rate (`qps`/`burst`, as
-client-go's).
+connection failure is a `ServiceUnavailable`. The client reaches the server only
+through a `kos.client.transport.Transport` (one call; one watch stream): by
+default keep-alive HTTP/1.1 connections (`HTTPPool`, TLS for https:// with the
+`ssl` context given), wrapped in the WebSocket watch multiplexer with
+`watch_mux`; tests pass `kos.testing.transport.MockTransport`. An optional token
+bucket bounds the request rate (`qps`/`burst`, as client-go's).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
+import ssl as ssl_
 from collections.abc import AsyncIterator
 from typing import Any, Generic, TypeVar
 
-import aiohttp
 import msgspec
 
 from kos.api import codec
@@ -23,29 +25,30 @@ from kos.api.errors import Expired, ServiceUnavailable, StatusError
 from kos.api.meta import Status, status
 from kos.api.resources import BY_TYPE, Resource
 from kos.api.types import API_VERSION, Object
+from kos.client.pool import HTTPPool
 from kos.client.ratelimit import TokenBucket
-from kos.client.transport import ConnectionFailed, HTTPPool
+from kos.client.transport import ConnectionFailed, StreamRefused, Transport
+from kos.client.watchevents import (
+    ADDED,
+    BOOKMARK,
+    DELETED,
+    ERROR,
+    INITIAL_EVENTS_END,
+    MODIFIED,
+    SHARED_EVENTS,
+    EventDecoder,
+    WatchEvent,
+)
 from kos.client.watchmux import WatchMux
+
+__all__ = [
+    "ADDED", "BOOKMARK", "DELETED", "ERROR", "INITIAL_EVENTS_END", "MODIFIED", "SHARED_EVENTS", "Client",
+    "WatchEvent", "open_transport",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=Object)
-
-ADDED, MODIFIED, DELETED, BOOKMARK, ERROR = "ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"
-
-
-class _RawEvent(msgspec.Struct, gc=False):
-    type: str
-    object: msgspec.Raw
-
-
-class _Meta(msgspec.Struct, rename="camel", gc=False):
-    resource_version: str = ""
-    annotations: dict[str, str] = msgspec.field(default_factory=dict)
-
-
-class _PartialObject(msgspec.Struct, gc=False):
-    metadata: _Meta = msgspec.field(default_factory=_Meta)
 
 
 class _ListMeta(msgspec.Struct, rename="camel", gc=False):
@@ -58,23 +61,31 @@ class _List(msgspec.Struct, Generic[T], gc=False):
     items: list[T]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class WatchEvent:
-    type: str
-    """ADDED, MODIFIED, DELETED or BOOKMARK."""
-    object: Any
-    """The object (None for a BOOKMARK)."""
-    resource_version: str
-    initial_events_end: bool = False
-    """A BOOKMARK that ends the initial state of a streaming list (`send_initial_events`)."""
+_CONTENT_TYPES: dict[str, dict[str, str]] = {}
+"""The Content-Type header of a body, one mapping per media type (not one per call)."""
 
 
-INITIAL_EVENTS_END = "k8s.io/initial-events-end"
-SHARED_EVENTS = 4096
-"""Event lines a `share_events` client remembers (~1 KB each for a NetworkAttachment)."""
+def open_transport(
+    server: str, *, ssl: ssl_.SSLContext | None = None, connections: int = 100, user_agent: str = "kos",
+    watch_mux: bool = False,
+) -> Transport:  # fmt: skip
+    """The default transport to `server` (http:// or https://): an `HTTPPool` of at most `connections`
+    call connections (0: unbounded), its watches multiplexed over one WebSocket with `watch_mux`."""
+    pool = HTTPPool(server, limit=connections, user_agent=user_agent, ssl=ssl)
+    if not watch_mux:
+        return pool
+    ws_url = "ws" + server[4:] if server.startswith("http") else server
+    return WatchMux(pool, ws_url + f"/apis/{API_VERSION}/watchmux", ssl=pool.ssl, user_agent=user_agent)
 
 
 class Client:
+    """The typed client of one apiserver (`server`: its URL) or of whatever `transport` reaches.
+
+    `transport` replaces the default one (`open_transport(server, ssl=..., connections=...,
+    watch_mux=...)`); `timeout` bounds each call (seconds); `share_events` lets watches that
+    receive the same event line share one decoded object.
+    """
+
     def __init__(
         self,
         server: str,
@@ -86,47 +97,31 @@ class Client:
         timeout: float = 60.0,
         watch_mux: bool = False,
         share_events: bool = False,
+        ssl: ssl_.SSLContext | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.server = server.rstrip("/")
         self.user_agent = user_agent
         self._limiter = TokenBucket(qps, max(burst, 1)) if qps > 0 else None
-        self._connections = connections
         self._timeout = timeout
-        self._session: aiohttp.ClientSession | None = None
         self._decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
-        self._mux: WatchMux | None = None
-        # requests go over the lean keep-alive transport (plain http); anything else uses aiohttp
-        self._pool = (
-            HTTPPool(self.server, limit=connections, user_agent=user_agent)
-            if self.server.startswith("http://")
-            else None
-        )
+        self.transport: Transport = transport if transport is not None else open_transport(
+            self.server, ssl=ssl, connections=connections, user_agent=user_agent, watch_mux=watch_mux
+        )  # fmt: skip
         self.watch_mux = watch_mux
-        """Carry all watches over one multiplexed WebSocket (kos extension) instead of a connection each."""
-        self.watch_events_received = 0
-        """Watch events (not bookmarks) received by this client, for dissemination accounting."""
+        """Whether the default transport carries all watches over one multiplexed WebSocket (kos extension)."""
         self._shared: dict[bytes, WatchEvent] | None = {} if share_events else None
         """With `share_events`: recent event lines and what they decoded to, for watches that receive the same line."""
+        self._event_decoders: dict[type[Any], EventDecoder] = {}
         self.list_objects_received = 0
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300),
-                headers={"User-Agent": self.user_agent, "Accept": "application/json"},
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
-                skip_auto_headers=("Accept-Encoding",),
-            )
-        return self._session
+    def watch_events_received(self) -> int:
+        """Watch events (not bookmarks) received by this client, for dissemination accounting."""
+        return sum(d.received for d in self._event_decoders.values())
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-        if self._mux is not None:
-            await self._mux.close()
-        if self._session is not None:
-            await self._session.close()
+        await self.transport.close()
 
     async def __aenter__(self) -> Client:
         return self
@@ -159,28 +154,20 @@ class Client:
     ) -> bytes:
         if self._limiter is not None:
             await self._limiter.wait()
-        if self._pool is not None:
-            try:
-                code, data = await self._pool.request(
-                    method, path, params=params, body=body, content_type=content_type, timeout=self._timeout
-                )
-            except (TimeoutError, ConnectionFailed) as e:
-                raise ServiceUnavailable(f"cannot reach {self.server}: {type(e).__name__}: {e}") from e
-            if code >= 300:
-                raise _status_error(code, data)
-            return data
-        headers = {"Content-Type": content_type} if body is not None else None
+        headers = None
+        if body is not None:
+            headers = _CONTENT_TYPES.get(content_type)
+            if headers is None:
+                headers = _CONTENT_TYPES[content_type] = {"Content-Type": content_type}
         try:
-            async with self.session.request(
-                method, self.server + path, params=params, data=body, headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-            ) as r:  # fmt: skip
-                data = await r.read()
-                if r.status >= 300:
-                    raise _status_error(r.status, data)
-                return data
-        except (TimeoutError, aiohttp.ClientConnectionError) as e:
+            r = await self.transport.request(
+                method, path, query=params, body=body, headers=headers, timeout=self._timeout
+            )
+        except (TimeoutError, ConnectionFailed) as e:
             raise ServiceUnavailable(f"cannot reach {self.server}: {type(e).__name__}: {e}") from e
+        if r.status >= 300:
+            raise _status_error(r.status, r.body)
+        return r.body
 
     def _decoder(self, t: type[Any]) -> msgspec.json.Decoder[Any]:
         d = self._decoders.get(t)
@@ -219,15 +206,8 @@ class Client:
         up — and the resourceVersion returned is the one the remaining pages were served at.
         """
         res = BY_TYPE[cls]
-        params: dict[str, str] = {}
-        if label_selector:
-            params["labelSelector"] = label_selector
-        if field_selector:
-            params["fieldSelector"] = field_selector
-        if resource_version:
-            params["resourceVersion"] = resource_version
-        if resource_version_match:
-            params["resourceVersionMatch"] = resource_version_match
+        params = _given({"labelSelector": label_selector, "fieldSelector": field_selector,
+                         "resourceVersion": resource_version, "resourceVersionMatch": resource_version_match})  # fmt: skip
         first = dict(params)
         if limit:
             params["limit"] = str(limit)
@@ -337,66 +317,34 @@ class Client:
         if send_initial_events:
             params["sendInitialEvents"] = "true"
             params["resourceVersionMatch"] = "NotOlderThan"
-        if resource_version:
-            params["resourceVersion"] = resource_version
-        if label_selector:
-            params["labelSelector"] = label_selector
-        if field_selector:
-            params["fieldSelector"] = field_selector
-        if timeout_seconds is not None:
-            params["timeoutSeconds"] = str(timeout_seconds)
+        params.update(_given({"resourceVersion": resource_version, "labelSelector": label_selector,
+                              "fieldSelector": field_selector,
+                              "timeoutSeconds": "" if timeout_seconds is None else str(timeout_seconds)}))  # fmt: skip
         if self._limiter is not None:
             await self._limiter.wait()
-        if self.watch_mux:
-            if self._mux is None:
-                self._mux = WatchMux(
-                    self.session, self.server.replace("http", "ws", 1) + f"/apis/{API_VERSION}/watchmux"
-                )
-            request: dict[str, Any] = {k: v for k, v in params.items() if k != "watch"}
-            request["resource"] = res.plural
-            if namespace:
-                request["namespace"] = namespace
-            if timeout_seconds is not None:
-                request["timeoutSeconds"] = timeout_seconds
-            async for line in self._mux.lines(request):
-                ev = self._watch_event(line, cls)
-                if ev is not None:
-                    yield ev
-            return
+        decode = self._event_decoder(cls).decode
+        stream = self.transport.stream(self.path(res, namespace), query=params)
         try:
-            async with self.session.get(self.server + self.path(res, namespace), params=params) as r:
-                if r.status >= 300:
-                    raise _status_error(r.status, await r.read())
-                async for line in r.content:
-                    if not line.strip():
-                        continue
-                    ev = self._watch_event(line, cls)
-                    if ev is not None:
-                        yield ev
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as e:
-            raise ServiceUnavailable(f"watch of {res.plural} interrupted: {type(e).__name__}: {e}") from e
+            async for lines in stream:
+                for line in lines:
+                    yield decode(line)
+        except ConnectionFailed as e:
+            raise ServiceUnavailable(f"watch of {res.plural} interrupted: {e}") from e
+        except StreamRefused as e:
+            raise _status_error(e.response.status, e.response.body) from None
+        finally:
+            await stream.aclose()
 
-    def _watch_event(self, line: bytes, cls: type[T]) -> WatchEvent | None:
-        shared = self._shared
-        if shared is not None:
-            got = shared.get(line)
-            if got is not None:
-                self.watch_events_received += 1
-                return got
-        ev = self._decoder(_RawEvent).decode(line)
-        if ev.type == BOOKMARK:
-            meta = self._decoder(_PartialObject).decode(ev.object).metadata
-            return WatchEvent(BOOKMARK, None, meta.resource_version, meta.annotations.get(INITIAL_EVENTS_END) == "true")
-        if ev.type == ERROR:
-            raise StatusError.from_status(self._decoder(Status).decode(ev.object))
-        obj = self._decoder(cls).decode(ev.object)
-        self.watch_events_received += 1
-        out = WatchEvent(ev.type, obj, obj.metadata.resource_version)
-        if shared is not None:
-            if len(shared) >= SHARED_EVENTS:
-                del shared[next(iter(shared))]  # the oldest: the lines of one change arrive together
-            shared[line] = out
-        return out
+    def _event_decoder(self, cls: type[Any]) -> EventDecoder:
+        d = self._event_decoders.get(cls)
+        if d is None:
+            d = self._event_decoders[cls] = EventDecoder(self._decoder(cls), self._shared)
+        return d
+
+
+def _given(options: dict[str, str]) -> dict[str, str]:
+    """The options that are set (non-empty), as query parameters."""
+    return {k: v for k, v in options.items() if v}
 
 
 def _status_error(code: int, data: bytes) -> StatusError:

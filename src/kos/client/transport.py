@@ -1,206 +1,94 @@
-"""A lean HTTP/1.1 client for request/response calls: keep-alive connections parsed by httptools.
+"""The one seam between the typed client and the network: `Transport`, two operations.
 
-Profiles of the controller manager, the agents and the driver showed a third of
-their CPU inside aiohttp's client machinery per request (request and response
-objects, timeouts, payload writers, stream readers). kos's requests are small
-JSON bodies to one server, so this transport does only that: a pool of
-persistent connections, one request at a time each, the request written in
-one `write`, the response parsed by httptools (Content-Length or chunked). Watches
-stay on aiohttp (long-lived streams, WebSockets).
+`Client` (and through it every reflector and informer) talks to the apiserver only
+through this protocol, as httpx's `Client` does through its transports:
 
-A request on a reused connection that the server had already closed (idle
-keep-alive timeout) is retried once on a fresh connection when no byte of a
-response arrived: the server never saw it.
+- `request(method, path, query, body, headers, timeout)` sends one call and returns a
+  `Response` (status, headers, body), whatever the status; it raises `ConnectionFailed`
+  when no answer came (refused, reset, TLS failure) and `TimeoutError` after `timeout`.
+- `stream(path, query, headers)` opens a watch and returns an async generator of its event
+  lines, in batches: each item is a list of the lines (bytes without the newline, framed as
+  `kos.api.watchframe` says) that arrived together, so the per-event loop is the caller's
+  own `for` and not a generator step per line; it ends when the
+  server ends the watch, raises `StreamRefused` if the server answered with a non-2xx
+  status, `ConnectionFailed` if the connection broke. Closing the iterator (`aclose`, or
+  leaving an `async for` early) cancels the watch.
+
+Implementations: `kos.client.pool.HTTPPool` (keep-alive HTTP/1.1 connections, plain or
+TLS through an `ssl.SSLContext`), `kos.client.watchmux.WatchMux` (wraps another
+transport: its calls go through, its watches share one WebSocket), and
+`kos.testing.transport.MockTransport` (a handler function, no sockets).
+
+Failover (issue 13) is one more wrapper with the same shape: a transport holding one
+inner transport per apiserver endpoint that sends each call to the current endpoint
+and, on `ConnectionFailed` (or a 503/429 `Response` it chooses to treat so), marks it
+down and tries the next — calls are idempotent only where Kubernetes says so, so it
+retries a call only when `ConnectionFailed.retryable` says the server never saw it
+(or the method is safe). A stream that fails is not retried by the transport: the
+reflector above resumes it from its last resourceVersion, and that new `stream` call
+lands on whichever endpoint is current. Nothing in `Client` or `Reflector` changes.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import typing
-import urllib.parse
+import dataclasses
+from collections.abc import AsyncGenerator, Mapping
+from typing import Protocol
 
-import httptools
+__all__ = ["ConnectionFailed", "Response", "StreamRefused", "Transport"]
 
 
 class ConnectionFailed(Exception):
+    """No answer: the connection could not be made, broke, or its TLS handshake failed.
+
+    `retryable` is True when the request surely never reached the server (a reused keep-alive
+    connection that the server had closed), so sending it again cannot apply it twice.
+    """
+
     def __init__(self, msg: str, *, retryable: bool = False) -> None:
         super().__init__(msg)
         self.retryable = retryable
 
 
-class _Conn(asyncio.Protocol):
-    __slots__ = ("_body", "_done", "_got_bytes", "_headers", "_parser", "_reused", "closed", "transport")
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self._parser = httptools.HttpResponseParser(self)
-        self._done: asyncio.Future[tuple[int, bytes, dict[bytes, bytes]]] | None = None
-        self._body: list[bytes] = []
-        self._headers: dict[bytes, bytes] = {}
-        self._got_bytes = False
-        self._reused = False
-
-    # asyncio.Protocol
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports do not subclass asyncio.Transport, so no isinstance check here
-        self.transport = typing.cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        self._got_bytes = True
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError as e:
-            self._fail(ConnectionFailed(f"malformed HTTP response: {e}"))
-            self.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self._done is not None and not self._done.done():
-            retry = self._reused and not self._got_bytes
-            self._fail(ConnectionFailed(f"connection closed by the server: {exc or 'EOF'}", retryable=retry))
-
-    # httptools callbacks
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers[name.lower()] = value
-
-    def on_body(self, body: bytes) -> None:
-        self._body.append(body)
-
-    def on_message_complete(self) -> None:
-        fut = self._done
-        if fut is not None and not fut.done():
-            fut.set_result((self._parser.get_status_code(), b"".join(self._body), self._headers))
-        if not self._parser.should_keep_alive():
-            self.close()
-
-    def _fail(self, e: Exception) -> None:
-        if self._done is not None and not self._done.done():
-            self._done.set_exception(e)
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-    async def send(self, data: bytes, reused: bool, timeout: float) -> tuple[int, bytes, dict[bytes, bytes]]:
-        assert self.transport is not None
-        loop = asyncio.get_running_loop()
-        self._done = loop.create_future()
-        self._body = []
-        self._headers = {}
-        self._got_bytes = False
-        self._reused = reused
-        self._parser = httptools.HttpResponseParser(self)
-        self.transport.write(data)
-        # a timer, not asyncio.wait_for: on Python 3.11 that wraps every request in a task of its own
-        timer = loop.call_later(timeout, self._timed_out, timeout)
-        try:
-            return await self._done
-        finally:
-            timer.cancel()
-
-    def _timed_out(self, timeout: float) -> None:
-        self._fail(TimeoutError(f"no response within {timeout:g}s"))
-        self.close()
+@dataclasses.dataclass(slots=True)
+class Response:
+    status: int
+    """The HTTP status code."""
+    body: bytes
+    headers: Mapping[bytes, bytes] = dataclasses.field(default_factory=dict)
+    """Header names in lower case, as bytes (what the wire carried, undecoded)."""
 
 
-class HTTPPool:
-    def __init__(self, url: str, *, limit: int = 64, user_agent: str = "kos") -> None:
-        u = urllib.parse.urlsplit(url)
-        if u.scheme != "http":
-            raise ValueError(f"the lean transport speaks plain http, not {u.scheme!r}")
-        self.host = u.hostname or "127.0.0.1"
-        self.port = u.port or 80
-        self.limit = limit if limit > 0 else 1 << 30
-        self._idle: collections.deque[_Conn] = collections.deque()
-        self._count = 0
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._head = (
-            f"Host: {self.host}:{self.port}\r\nUser-Agent: {user_agent}\r\nAccept: application/json\r\n".encode()
-        )
-        self._closed = False
+class StreamRefused(Exception):
+    """The server answered a watch with a non-2xx status: `response` is that answer (its body a Status)."""
 
-    async def _acquire(self) -> tuple[_Conn, bool]:
-        while True:
-            while self._idle:
-                c = self._idle.pop()
-                if not c.closed:
-                    return c, True
-                self._count -= 1
-            if self._count < self.limit:
-                self._count += 1
-                try:
-                    _, c = await asyncio.get_running_loop().create_connection(_Conn, self.host, self.port)
-                except BaseException as e:  # a cancelled connect frees its slot too, or the pool shrinks for good
-                    self._count -= 1
-                    self._wake()
-                    if isinstance(e, OSError):
-                        raise ConnectionFailed(f"cannot connect to {self.host}:{self.port}: {e}") from e
-                    raise
-                return c, False
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(fut)
-            try:
-                await fut
-            except asyncio.CancelledError:
-                if fut.cancelled():
-                    self._waiters.remove(fut)  # a caller that gave up leaves no waiter behind
-                else:
-                    self._wake()  # woken, then cancelled: pass the wake-up on
-                raise
+    def __init__(self, response: Response) -> None:
+        super().__init__(f"HTTP {response.status}")
+        self.response = response
 
-    def _wake(self) -> None:
-        while self._waiters:
-            w = self._waiters.popleft()
-            if not w.done():
-                w.set_result(None)
-                return
 
-    def _release(self, c: _Conn) -> None:
-        if c.closed or self._closed:
-            self._count -= 1
-            c.close()
-        else:
-            self._idle.append(c)
-        self._wake()
+class Transport(Protocol):
+    """How the client reaches an apiserver (see the module docstring for the contract)."""
 
     async def request(
-        self, method: str, path: str, *, params: dict[str, str] | None = None, body: bytes | None = None,
-        content_type: str = "application/json", timeout: float = 60.0,
-    ) -> tuple[int, bytes]:  # fmt: skip
-        if params:
-            path = f"{path}?{urllib.parse.urlencode(params)}"
-        head = [f"{method} {path} HTTP/1.1\r\n".encode(), self._head]
-        if body is not None:
-            head.append(f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n".encode())
-        head.append(b"\r\n")
-        if body:
-            head.append(body)
-        data = b"".join(head)
-        for attempt in (0, 1):
-            c, reused = await self._acquire()
-            try:
-                status, payload, _ = await c.send(data, reused, timeout)
-            except ConnectionFailed as e:
-                c.close()
-                self._release(c)
-                if e.retryable and attempt == 0:
-                    continue
-                raise
-            except BaseException:
-                c.close()
-                self._release(c)
-                raise
-            self._release(c)
-            return status, payload
-        raise ConnectionFailed("unreachable")
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> Response:
+        """One call: `path` is absolute (`/apis/...`), `query` is encoded here; `headers` add to the defaults."""
+        ...
+
+    def stream(
+        self, path: str, *, query: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None
+    ) -> AsyncGenerator[list[bytes], None]:
+        """The event lines of one watch in batches, until the server ends it (closable: `aclose()`)."""
+        ...
 
     async def close(self) -> None:
-        self._closed = True
-        while self._idle:
-            self._idle.pop().close()
-
-    def __repr__(self) -> str:
-        return f"HTTPPool({self.host}:{self.port}, {self._count} connections)"
+        """Close every connection; the transport is not used again."""
+        ...

@@ -1,10 +1,16 @@
 """The client side of multiplexed watches: many watches of one Client over one WebSocket.
 
-See `kos.apiserver.watchmux` for the protocol. `Client(watch_mux=True)` routes
-its watches here; each yields exactly the event lines an HTTP watch would, so
-reflectors and informers do not know the difference. If the connection drops,
-every open watch fails with ServiceUnavailable and its reflector resumes from
-its last revision on a new connection.
+See `kos.apiserver.watchmux` for the protocol. `WatchMux` is a `Transport` that wraps
+another one (`Client(watch_mux=True)` wraps its `HTTPPool` in it): calls go to the inner
+transport unchanged; each watch of a resource is sent as a frame on the shared
+WebSocket, and yields exactly the event lines an HTTP watch would, so reflectors and
+informers do not know the difference (a stream that names no resource collection goes
+to the inner transport). If the connection drops, every open watch fails with
+`ConnectionFailed` and its reflector resumes from its last revision on a new connection.
+
+The WebSocket is aiohttp's client (RFC 6455 framing, masking, ping/pong, close
+handshake): the one place the client keeps aiohttp. Over https it uses the same
+`ssl.SSLContext` as the inner transport (wss://, certificate and host name verified).
 """
 
 from __future__ import annotations
@@ -14,17 +20,33 @@ import collections
 import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterator
+import ssl as ssl_
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import aiohttp
 import msgspec
 
-from kos.api.errors import ServiceUnavailable
+from kos.api import watchframe
+from kos.api.types import API_VERSION
+from kos.client.transport import ConnectionFailed, Response, Transport
 
 log = logging.getLogger(__name__)
 
 _END = b""
+_PREFIX = f"/apis/{API_VERSION}/"
+
+
+def _watch_target(path: str) -> tuple[str, str | None] | None:
+    """(resource, namespace or None) of a collection path, or None for any other path."""
+    if not path.startswith(_PREFIX):
+        return None
+    parts = path[len(_PREFIX) :].split("/")
+    if len(parts) == 1 and parts[0]:
+        return parts[0], None
+    if len(parts) == 3 and parts[0] == "namespaces" and parts[1] and parts[2]:
+        return parts[2], parts[1]
+    return None
 
 
 class _Stream:
@@ -37,9 +59,16 @@ class _Stream:
 
 
 class WatchMux:
-    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
-        self.session = session
+    """A `Transport`: `inner`'s calls, and watches over one WebSocket to `url` (ws:// or wss://)."""
+
+    def __init__(
+        self, inner: Transport, url: str, *, ssl: ssl_.SSLContext | None = None, user_agent: str = "kos"
+    ) -> None:
+        self.inner = inner
         self.url = url
+        self.ssl = ssl
+        self.user_agent = user_agent
+        self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._connecting: asyncio.Lock | None = None
         self._streams: dict[int, _Stream] = {}
@@ -54,10 +83,14 @@ class WatchMux:
             self._connecting = asyncio.Lock()
         async with self._connecting:
             if self._ws is None or self._ws.closed:
+                if self._session is None:
+                    self._session = aiohttp.ClientSession(headers={"User-Agent": self.user_agent})
                 try:
-                    self._ws = await self.session.ws_connect(self.url, max_msg_size=0, heartbeat=30.0, compress=0)
+                    self._ws = await self._session.ws_connect(
+                        self.url, max_msg_size=0, heartbeat=30.0, compress=0, ssl=self.ssl if self.ssl else True
+                    )
                 except (aiohttp.ClientError, OSError) as e:
-                    raise ServiceUnavailable(f"cannot open the watch connection to {self.url}: {e}") from e
+                    raise ConnectionFailed(f"cannot open the watch connection to {self.url}: {e}") from e
                 self._reader = asyncio.create_task(self._read(self._ws), name="watchmux-reader")
                 self._sender = asyncio.create_task(self._send(self._ws), name="watchmux-sender")
             return self._ws
@@ -77,14 +110,14 @@ class WatchMux:
                     return
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        error: BaseException = ServiceUnavailable("the watch connection closed")
+        error: BaseException = ConnectionFailed("the watch connection closed")
         try:
             async for msg in ws:
                 if msg.type != aiohttp.WSMsgType.BINARY:
                     continue
                 self._dispatch(msg.data)
         except Exception as e:  # any failure ends every watch on this connection
-            error = ServiceUnavailable(f"the watch connection failed: {e}")
+            error = ConnectionFailed(f"the watch connection failed: {e}")
         for s in self._streams.values():
             s.error = error
             s.wakeup.set()
@@ -106,8 +139,36 @@ class WatchMux:
             s.chunks.append(body if size else _END)
             s.wakeup.set()
 
-    async def lines(self, request: dict[str, Any]) -> AsyncIterator[bytes]:
-        """The event lines of one watch, until the server ends it."""
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> Response:
+        """A call, through the inner transport."""
+        return await self.inner.request(method, path, query=query, body=body, headers=headers, timeout=timeout)
+
+    async def stream(
+        self, path: str, *, query: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None
+    ) -> AsyncGenerator[list[bytes], None]:
+        """The event lines of one watch, in batches (one per record), until the server ends it."""
+        target = _watch_target(path)
+        if target is None:
+            async for lines in self.inner.stream(path, query=query, headers=headers):
+                yield lines
+            return
+        request: dict[str, Any] = {k: v for k, v in (query or {}).items() if k != "watch"}
+        request["resource"] = target[0]
+        if target[1] is not None:
+            request["namespace"] = target[1]
+        async for lines in self._lines(request):
+            yield lines
+
+    async def _lines(self, request: dict[str, Any]) -> AsyncGenerator[list[bytes], None]:
         await self._connection()
         wid = next(self._ids)
         stream = self._streams[wid] = _Stream()
@@ -124,9 +185,7 @@ class WatchMux:
                 if chunk is _END:
                     ended = True
                     return
-                for line in chunk.splitlines():
-                    if line:
-                        yield line
+                yield watchframe.split(chunk)
         finally:
             self._streams.pop(wid, None)
             if not ended and stream.error is None:
@@ -140,3 +199,6 @@ class WatchMux:
                     await t
         if self._ws is not None:
             await self._ws.close()
+        if self._session is not None:
+            await self._session.close()
+        await self.inner.close()

@@ -9,6 +9,8 @@ from typing import Any
 
 import aiohttp
 
+from kos.api import watchframe
+
 GV = "/apis/network.example.com/v1alpha1"
 
 
@@ -104,8 +106,9 @@ class RawAPI:
         async with self.session.get(self.base + path, params=q, timeout=aiohttp.ClientTimeout(total=None)) as r:
             if r.status != 200:
                 raise AssertionError(f"watch failed: {r.status} {await r.text()}")
-            async for line in r.content:
-                if line.strip():
+            lines = watchframe.LineSplitter()
+            async for chunk in r.content.iter_any():
+                for line in lines.feed(chunk):
                     yield json.loads(line)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from kos.client.rest import WatchEvent
+from kos.client.watchevents import WatchEvent
 
 
 def with_rv(obj: Any, rv: int) -> Any:

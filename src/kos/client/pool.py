@@ -1,0 +1,406 @@
+"""The lean HTTP/1.1 transport: keep-alive connections parsed by httptools, plain or TLS.
+
+Profiles of the controller manager, the agents and the driver showed a third of
+their CPU inside aiohttp's client machinery per request (request and response
+objects, timeouts, payload writers, stream readers). kos's requests are small
+JSON bodies to one server, so this transport does only that: a pool of
+persistent connections, one request at a time each, the request written in
+one `write`, the response parsed by httptools (Content-Length or chunked).
+
+Watches (`stream`) get a connection of their own, outside the pool's limit (a
+watch holds it for minutes; counting it would starve calls), closed when the
+watch ends. The body's chunks are cut into lines as they arrive and handed over
+in batches; past `STREAM_HIGH_WATER` bytes not yet taken by the reader, the socket
+stops being read until the reader catches up (TCP then pushes back on the server).
+
+`https://` URLs are served over TLS with the `ssl.SSLContext` given (the system's
+default context when none is): asyncio's TLS transport, the certificate verified
+against the context's CAs and the URL's host name (`server_hostname`). A
+certificate that does not verify fails the call with a `ConnectionFailed` that
+says so. `http://` with a context is refused: a URL says which it is.
+
+A request on a reused connection that the server had already closed (idle
+keep-alive timeout) is retried once on a fresh connection when no byte of a
+response arrived: the server never saw it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ssl as ssl_
+import typing
+import urllib.parse
+from collections.abc import AsyncGenerator, Mapping
+
+import httptools
+
+from kos.api.watchframe import LineSplitter
+from kos.client.transport import ConnectionFailed, Response, StreamRefused
+
+__all__ = ["STREAM_HIGH_WATER", "HTTPPool"]
+
+STREAM_HIGH_WATER = 1 << 20
+"""Bytes of a watch's lines buffered for a slow reader before the socket stops being read."""
+
+_Result = tuple[int, bytes, dict[bytes, bytes]]
+_C = typing.TypeVar("_C", bound="_Conn")
+
+
+class _Watch:
+    """The receiving side of a watch on a connection: line batches, end or error, and a wake-up."""
+
+    __slots__ = ("batches", "ended", "error", "queued", "splitter", "wakeup")
+
+    def __init__(self) -> None:
+        self.batches: collections.deque[list[bytes]] = collections.deque()
+        self.splitter = LineSplitter()
+        self.queued = 0
+        self.ended = False
+        self.error: Exception | None = None
+        self.wakeup = asyncio.Event()
+
+
+class _Conn(asyncio.Protocol):
+    """A pooled connection: one call at a time, its answer parsed whole."""
+
+    __slots__ = ("_body", "_done", "_got_bytes", "_headers", "_parser", "_reused", "closed", "transport")
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self._parser = httptools.HttpResponseParser(self)
+        self._done: asyncio.Future[_Result] | None = None
+        self._body: list[bytes] = []
+        self._headers: dict[bytes, bytes] = {}
+        self._got_bytes = False
+        self._reused = False
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, so no isinstance check here
+        self.transport = typing.cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._got_bytes = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as e:
+            self._fail(ConnectionFailed(f"malformed HTTP response: {e}"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._done is not None and not self._done.done():
+            retry = self._reused and not self._got_bytes
+            self._fail(ConnectionFailed(f"connection closed by the server: {exc or 'EOF'}", retryable=retry))
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.lower()] = value
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        fut = self._done
+        if fut is not None and not fut.done():
+            fut.set_result((self._parser.get_status_code(), b"".join(self._body), self._headers))
+        if not self._parser.should_keep_alive():
+            self.close()
+
+    def _fail(self, e: Exception) -> None:
+        if self._done is not None and not self._done.done():
+            self._done.set_exception(e)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    async def send(self, data: bytes, reused: bool, timeout: float | None) -> _Result:
+        """Write a request; its answer (status, body, headers), or ConnectionFailed / TimeoutError."""
+        assert self.transport is not None
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[_Result] = loop.create_future()
+        self._done = fut
+        self._body = []
+        self._headers = {}
+        self._got_bytes = False
+        self._reused = reused
+        self._parser = httptools.HttpResponseParser(self)
+        self.transport.write(data)
+        if timeout is None:  # a watch: no bound on its head (it may wait for a resourceVersion)
+            return await fut
+        # a timer, not asyncio.wait_for: on Python 3.11 that wraps every request in a task of its own
+        timer = loop.call_later(timeout, self._timed_out, timeout)
+        try:
+            return await fut
+        finally:
+            timer.cancel()
+
+    def _timed_out(self, timeout: float) -> None:
+        self._fail(TimeoutError(f"no response within {timeout:g}s"))
+        self.close()
+
+
+class _WatchConn(_Conn):
+    """A watch's own connection: the head of a 2xx answer, then its body as line batches (`watch`).
+
+    A separate class so that the callbacks a watch needs (httptools calls every `on_*` a protocol
+    has) cost the pooled calls nothing.
+    """
+
+    __slots__ = ("refused", "watch")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watch = _Watch()
+        self.refused = False
+        """A non-2xx answer: its whole body is read as a call's (a Status)."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        w = self.watch
+        if not w.ended and w.error is None:
+            w.error = ConnectionFailed(f"the watch connection closed: {exc or 'EOF'}")
+            w.wakeup.set()
+        super().connection_lost(exc)
+
+    def on_headers_complete(self) -> None:
+        fut = self._done
+        status = self._parser.get_status_code()
+        if not 200 <= status < 300:
+            self.refused = True
+        elif fut is not None and not fut.done():  # the head is the answer; the body streams on
+            fut.set_result((status, b"", self._headers))
+
+    def on_body(self, body: bytes) -> None:
+        if self.refused:
+            self._body.append(body)
+            return
+        w = self.watch
+        lines = w.splitter.feed(body)
+        if lines:
+            w.batches.append(lines)
+            w.wakeup.set()
+        w.queued += len(body)
+        if w.queued > STREAM_HIGH_WATER and self.transport is not None:
+            self.transport.pause_reading()
+
+    def on_message_complete(self) -> None:
+        if self.refused:
+            super().on_message_complete()
+            return
+        w = self.watch
+        if w.splitter.tail.strip():  # a last line without its newline
+            w.batches.append([w.splitter.tail])
+        w.ended = True
+        w.wakeup.set()
+        self.close()
+
+
+def _header_lines(headers: Mapping[str, str] | None) -> str:
+    return "".join(f"{k}: {v}\r\n" for k, v in headers.items()) if headers else ""
+
+
+class HTTPPool:
+    """A `Transport` to one server over keep-alive HTTP/1.1 connections (at most `limit` for calls).
+
+    `url` is `http://host:port` or `https://host:port`; `ssl` is the TLS context for https
+    (default: `ssl.create_default_context()`, the system's CAs). Raises ValueError for
+    another scheme, or a context with http.
+    """
+
+    def __init__(
+        self, url: str, *, limit: int = 64, user_agent: str = "kos", ssl: ssl_.SSLContext | None = None
+    ) -> None:
+        u = urllib.parse.urlsplit(url)
+        if u.scheme == "https":
+            self.ssl: ssl_.SSLContext | None = ssl if ssl is not None else ssl_.create_default_context()
+        elif u.scheme == "http":
+            if ssl is not None:
+                raise ValueError(f"an SSL context was given for a plain http URL ({url}): use https://")
+            self.ssl = None
+        else:
+            raise ValueError(f"the HTTP transport speaks http and https, not {u.scheme!r} ({url})")
+        self.host = u.hostname or "127.0.0.1"
+        self.port = u.port or (443 if self.ssl else 80)
+        self.limit = limit if limit > 0 else 1 << 30
+        self._idle: collections.deque[_Conn] = collections.deque()
+        self._count = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._streams: set[_WatchConn] = set()
+        """The connections of open watches (closed by `close`, which ends those watches)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self._head = f"Host: {host}:{self.port}\r\nUser-Agent: {user_agent}\r\nAccept: application/json\r\n".encode()
+        self._closed = False
+
+    async def _connect(self, protocol: type[_C]) -> _C:
+        loop = asyncio.get_running_loop()
+        try:
+            if self.ssl is None:
+                _, c = await loop.create_connection(protocol, self.host, self.port)
+            else:
+                _, c = await loop.create_connection(protocol, self.host, self.port, ssl=self.ssl,
+                                                    server_hostname=self.host)  # fmt: skip
+        except ssl_.SSLCertVerificationError as e:
+            raise ConnectionFailed(
+                f"TLS to {self.host}:{self.port}: the server's certificate did not verify: {e.verify_message}"
+            ) from e
+        except ssl_.SSLError as e:
+            raise ConnectionFailed(f"TLS handshake with {self.host}:{self.port} failed: {e}") from e
+        except OSError as e:
+            raise ConnectionFailed(f"cannot connect to {self.host}:{self.port}: {e}") from e
+        return c
+
+    async def _acquire(self) -> tuple[_Conn, bool]:
+        while True:
+            while self._idle:
+                c = self._idle.pop()
+                if not c.closed:
+                    return c, True
+                self._count -= 1
+            if self._count < self.limit:
+                self._count += 1
+                try:
+                    c = await self._connect(_Conn)
+                except BaseException:  # a cancelled connect frees its slot too, or the pool shrinks for good
+                    self._count -= 1
+                    self._wake()
+                    raise
+                return c, False
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            try:
+                await fut
+            except asyncio.CancelledError:
+                if fut.cancelled():
+                    self._waiters.remove(fut)  # a caller that gave up leaves no waiter behind
+                else:
+                    self._wake()  # woken, then cancelled: pass the wake-up on
+                raise
+
+    def _wake(self) -> None:
+        while self._waiters:
+            w = self._waiters.popleft()
+            if not w.done():
+                w.set_result(None)
+                return
+
+    def _release(self, c: _Conn) -> None:
+        if c.closed or self._closed:
+            self._count -= 1
+            c.close()
+        else:
+            self._idle.append(c)
+        self._wake()
+
+    def _encode(
+        self, method: str, path: str, query: Mapping[str, str] | None, body: bytes | None,
+        headers: Mapping[str, str] | None,
+    ) -> bytes:  # fmt: skip
+        if query:
+            path = f"{path}?{urllib.parse.urlencode(query)}"
+        head = [f"{method} {path} HTTP/1.1\r\n".encode(), self._head]
+        if headers:
+            head.append(_header_lines(headers).encode("latin-1"))
+        if body is not None:
+            head.append(b"Content-Length: %d\r\n" % len(body))
+        head.append(b"\r\n")
+        if body:
+            head.append(body)
+        return b"".join(head)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> Response:
+        """One call over a pooled connection (see `kos.client.transport.Transport.request`)."""
+        # `_encode`, inlined: this is every call's path
+        if query:
+            path = f"{path}?{urllib.parse.urlencode(query)}"
+        head = [f"{method} {path} HTTP/1.1\r\n".encode(), self._head]
+        if headers:
+            head.append(_header_lines(headers).encode("latin-1"))
+        if body is not None:
+            head.append(b"Content-Length: %d\r\n" % len(body))
+        head.append(b"\r\n")
+        if body:
+            head.append(body)
+        data = b"".join(head)
+        idle = self._idle
+        for attempt in (0, 1):
+            # an idle connection without a coroutine of `_acquire` (the common case, on every call's path)
+            while idle and idle[-1].closed:
+                idle.pop()
+                self._count -= 1
+            if idle:
+                c, reused = idle.pop(), True
+            else:
+                c, reused = await self._acquire()
+            try:
+                status, payload, got = await c.send(data, reused, timeout)
+            except ConnectionFailed as e:
+                c.close()
+                self._release(c)
+                if e.retryable and attempt == 0:
+                    continue
+                raise
+            except BaseException:
+                c.close()
+                self._release(c)
+                raise
+            self._release(c)
+            return Response(status, payload, got)
+        raise ConnectionFailed("unreachable")
+
+    async def stream(
+        self, path: str, *, query: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None
+    ) -> AsyncGenerator[list[bytes], None]:
+        """A watch on a connection of its own (see `kos.client.transport.Transport.stream`)."""
+        c = await self._connect(_WatchConn)
+        self._streams.add(c)
+        try:
+            # the answer's head (2xx), or the whole answer (refused); no timeout
+            status, body, got = await c.send(self._encode("GET", path, query, None, headers), False, None)
+            if c.refused:  # the whole answer was read
+                raise StreamRefused(Response(status, body, got))
+            transport = c.transport
+            assert transport is not None
+            w = c.watch
+            batches = w.batches
+            while True:
+                while batches:
+                    lines = batches.popleft()
+                    yield lines
+                if w.queued > STREAM_HIGH_WATER:
+                    w.queued = 0
+                    transport.resume_reading()
+                if w.ended:
+                    return
+                if w.error is not None:
+                    raise w.error
+                w.queued = 0
+                w.wakeup.clear()
+                await w.wakeup.wait()
+        finally:
+            self._streams.discard(c)
+            c.close()
+
+    async def close(self) -> None:
+        """Close every connection: idle ones, and those of open watches (which then fail with ConnectionFailed)."""
+        self._closed = True
+        while self._idle:
+            self._idle.pop().close()
+        for c in list(self._streams):
+            c.close()
+
+    def __repr__(self) -> str:
+        scheme = "https" if self.ssl else "http"
+        return f"HTTPPool({scheme}://{self.host}:{self.port}, {self._count} connections)"
