@@ -5,7 +5,9 @@ of lines `{"type":"<TYPE>","object":<object JSON>}\\n` (kube-apiserver's
 `application/json` watch encoding: `k8s.io/apimachinery/pkg/watch/json`, one
 `metav1.WatchEvent` per line). Lines do not line up with the transport's chunks
 or messages: a chunk may end inside a line, or hold many. This module is the one
-place that knows the framing: `frame` builds a line, `LineSplitter` cuts a byte
+place that knows the framing: `frame` builds a line (`error_frame` an ERROR line) — every server
+path that sends events (the HTTP watch, the multiplexer, the watch cache's pre-encoded lines, bookmarks)
+frames with it, so a line is the same bytes whichever way it travels — `LineSplitter` cuts a byte
 stream back into lines, `split` reads a body known to be whole, and `RawEvent`
 decodes a line's type while leaving its object undecoded (the caller knows its
 type). Pure data, no I/O, so the server, the client, the tests and the benchmarks
@@ -25,6 +27,11 @@ def frame(typ: str | bytes, obj: bytes) -> bytes:
     """One watch line: `typ` (e.g. "ADDED") and the object's JSON bytes, newline included."""
     t = typ.encode() if isinstance(typ, str) else typ
     return b'{"type":"' + t + b'","object":' + obj + b"}" + LINE_END
+
+
+def error_frame(status: bytes) -> bytes:
+    """An ERROR line carrying `status`, the JSON of a metav1.Status (e.g. a 410 Gone for a too-old resourceVersion)."""
+    return b'{"type":"ERROR","object":' + status + b"}" + LINE_END
 
 
 class RawEvent(msgspec.Struct, gc=False):

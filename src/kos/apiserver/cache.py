@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 from sortedcontainers import SortedDict
 
-from kos.api import codec, errors, watchevents
+from kos.api import codec, errors, watchframe
 from kos.api.errors import Expired, ServiceUnavailable, Timeout
 from kos.api.resources import ALL as ALL_RESOURCES
 from kos.api.resources import Resource
@@ -95,7 +95,7 @@ class CacheEvent:
         ln = self._lines.get(typ)
         if ln is None:
             entry = self.deleted_entry() if typ == DELETED else self.cur
-            ln = self._lines[typ] = watchevents.event_line(typ, entry.json())
+            ln = self._lines[typ] = watchframe.frame(typ, entry.json())
         return ln
 
 

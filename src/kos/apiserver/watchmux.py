@@ -56,7 +56,7 @@ from typing import Annotated, Literal
 import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from kos.api import codec, watchevents
+from kos.api import codec, watchframe
 from kos.api.errors import BadRequest, InternalError, StatusError, too_many_requests
 from kos.api.resources import BY_PLURAL
 from kos.apiserver import listoptions, urlparts
@@ -163,7 +163,7 @@ def _query(f: _Frame) -> dict[str, str]:
 
 
 def _error_line(err: StatusError) -> bytes:
-    return watchevents.error_line(codec.encode(err.to_status()))
+    return watchframe.error_frame(codec.encode(err.to_status()))
 
 
 class _Outbox:

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from kos.api import watchevents
+from kos.api import watchframe
 from kos.api.resources import Resource
 from kos.api.selectors import FieldSelector, LabelSelector
 from kos.api.types import API_VERSION
@@ -90,7 +90,7 @@ def _send_initial(w: Watcher, cache: ResourceCache, namespace: str | None, opts:
         if w.render is not None:
             w.push(w.render("ADDED", e), e.rev)
         else:
-            w.push(watchevents.event_line(watchevents.ADDED, e.json()), e.rev)
+            w.push(watchframe.frame(watchframe.ADDED, e.json()), e.rev)
     if opts.send_initial_events and opts.allow_bookmarks:
         w.push(bookmark(cache.resource, rev, initial_events_end=True), rev)
 
@@ -101,7 +101,7 @@ def bookmark(resource: Resource, rev: int, *, initial_events_end: bool = False) 
     if initial_events_end:
         meta["annotations"] = {"k8s.io/initial-events-end": "true"}
     obj = {"kind": resource.kind, "apiVersion": API_VERSION, "metadata": meta}
-    return watchevents.event_line(watchevents.BOOKMARK, msgspec.json.encode(obj))
+    return watchframe.frame(watchframe.BOOKMARK, msgspec.json.encode(obj))
 
 
 def stop_watch(cache: ResourceCache, w: Watcher) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from kos.api import codec, errors, watchevents
+from kos.api import codec, errors, watchframe
 from kos.api.errors import StatusError
 from kos.apiserver import listoptions, negotiation, params, resourcepath, table, urlparts
 from kos.apiserver.cache import Entry
@@ -70,7 +70,7 @@ class WatchStreams:
                 raise
         except errors.Gone as gone:  # Kubernetes reports a too-old watch as an ERROR event in a 200 stream
             self.observer.observe("watch", resource, "", 200, time.perf_counter() - t0)
-            line = watchevents.error_line(codec.encode(gone.to_status()))
+            line = watchframe.error_frame(codec.encode(gone.to_status()))
 
             async def gone_body(sink: ChunkSink) -> None:
                 sink.write(line)
@@ -92,7 +92,7 @@ class WatchStreams:
         def render(typ: str, entry: Entry) -> bytes:
             body = table.render_table(res, [entry], resource_version=entry.rev, now=clock.now(),
                                       version=version, include_object=include)  # fmt: skip
-            return watchevents.event_line(typ.encode(), body)
+            return watchframe.frame(typ, body)
 
         return render
 
