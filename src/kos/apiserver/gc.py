@@ -16,7 +16,6 @@ scans everything once, which also cleans up after deletions it missed while down
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 from kos.api import codec
@@ -26,9 +25,10 @@ from kos.api.types import API_VERSION
 from kos.apiserver.cache import DELETED, CacheEvent, Cacher, Entry
 from kos.apiserver.registry import FOREGROUND_FINALIZER, ORPHAN_FINALIZER, DeleteRequest, Registry
 from kos.util.clock import REAL_CLOCK, Clock
+from kos.util.log import get_logger
 from kos.util.tasks import UniqueQueue, cancel_and_wait
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 Ref = tuple[str, str]  # (plural, "namespace/name")
 
@@ -144,11 +144,11 @@ class GarbageCollector:
             except (NotFound, Conflict):
                 pass
             except StatusError as e:
-                log.warning("gc of %s/%s failed: %s; will retry", ref[0], ref[1], e)
+                log.warning("gc failed; will retry", namespace=ref[0], name=ref[1], error=e)
                 await self.clock.sleep(self.retry_delay)
                 self._enqueue(ref)
             except Exception:
-                log.exception("gc of %s/%s failed", *ref)
+                log.exception("gc failed", namespace=ref[0], name=ref[1])
 
     def _owner_entry(self, uid: str) -> Entry | None:
         ref = self.uids.get(uid)
@@ -207,8 +207,8 @@ class GarbageCollector:
                                             from_cache=True)  # fmt: skip
         if finished:  # else finalizers hold it (an IPLock whose address is still shown: address protection)
             self.deleted += 1
-        log.info("gc %s %s %s/%s: its owners are gone or being deleted", "deleted" if finished else "is deleting",
-                 registry.resource.kind, meta.namespace, meta.name)  # fmt: skip
+        log.info("owners are gone or being deleted", action="deleted" if finished else "deleting",
+                 kind=registry.resource.kind, namespace=meta.namespace, name=meta.name)  # fmt: skip
 
     async def _finish_owner(self, registry: Registry, entry: Entry) -> bool:
         """An owner being deleted with `orphan` or `foregroundDeletion` (Kubernetes' `orphanDependents` and

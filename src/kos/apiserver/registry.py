@@ -12,7 +12,6 @@ kind's admission (`subnet_admission.py`) and its rules that span other objects
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
@@ -47,7 +46,6 @@ __all__ = [  # the option and result types are the registry's interface; they li
     "SubnetAdmission", "WatchOptions", "WriteRules", "parse_rv",
 ]  # fmt: skip
 
-log = logging.getLogger(__name__)
 
 MAX_RETRIES = 32
 WRITE_VISIBLE_TIMEOUT = 10.0

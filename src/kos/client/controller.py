@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kos.api.errors import StatusError
 from kos.client.informer import Informer
 from kos.client.workqueue import ShutDown, WorkQueue
+from kos.util.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class Retry(Exception):
@@ -53,7 +53,7 @@ class Controller(abc.ABC):
         self.on_synced()
         for i in range(self.workers):
             self._tasks.append(asyncio.create_task(self._worker(), name=f"{self.name}-worker-{i}"))
-        log.info("%s: %d workers started", self.name, self.workers)
+        log.info("workers started", controller=self.name, workers=self.workers)
 
     def on_synced(self) -> None:
         """Hook: called once every informer has synced, before the workers start."""
@@ -95,16 +95,16 @@ async def work(
             queue.done(key)
             raise
         except RetrySoon as e:
-            log.debug("%s: %s: retrying soon: %s", name, key, e)
+            log.debug("retrying soon", controller=name, key=key, reason=e)
             queue.add_after(key, e.delay)
         except Retry as e:
-            log.debug("%s: %s: retrying: %s", name, key, e)
+            log.debug("retrying", controller=name, key=key, reason=e)
             queue.add_rate_limited(key)
         except retried as e:
-            log.info("%s: %s: %s; retrying", name, key, e)
+            log.info("sync refused; retrying", controller=name, key=key, error=e)
             queue.add_rate_limited(key)
         except Exception:
-            log.exception("%s: %s: sync failed; retrying", name, key)
+            log.exception("sync failed; retrying", controller=name, key=key)
             queue.add_rate_limited(key)
         else:
             queue.forget(key)

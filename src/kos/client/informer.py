@@ -8,7 +8,6 @@ controller's worker reads the current state from the lister.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -16,8 +15,9 @@ from kos.client.indexer import Indexer, IndexFunc, Lister
 from kos.client.reflector import ListWatcher, Reflector
 from kos.client.watchevents import ADDED, DELETED
 from kos.util.clock import REAL_CLOCK, Clock
+from kos.util.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 T = TypeVar("T")
 
@@ -83,7 +83,7 @@ class Informer(Generic[T]):
                 for update in self._on_update:
                     update(old, new)
         except Exception:  # a handler bug must not stop the informer
-            log.exception("%s: event handler failed", self.reflector.name)
+            log.exception("event handler failed", informer=self.reflector.name)
 
     def start(self) -> None:
         if self._task is None:

@@ -23,7 +23,6 @@ relist: the informer never stops silently with a frozen cache.
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Generic, Protocol, TypeVar
@@ -32,8 +31,9 @@ from kos.api.errors import Gone, InternalError, ServiceUnavailable, StatusError,
 from kos.client.indexer import Indexer, key_of
 from kos.client.watchevents import ADDED, BOOKMARK, DELETED, MODIFIED, WatchEvent
 from kos.util.clock import REAL_CLOCK, Clock
+from kos.util.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 T = TypeVar("T")
 
@@ -121,21 +121,19 @@ class Reflector(Generic[T]):
             except asyncio.CancelledError:
                 raise
             except Gone:
-                log.info("%s: resourceVersion %s is too old; listing again", self.name, self.resource_version)
+                log.info("resourceVersion is too old; listing again", informer=self.name, rv=self.resource_version)
                 need_list = True
             except StatusError as e:
                 if is_too_large_resource_version(e) and not need_list:
-                    log.info(
-                        "%s: resourceVersion %s is ahead of the server (%s); listing again",
-                        self.name, self.resource_version, e,
-                    )  # fmt: skip
+                    log.info("resourceVersion is ahead of the server; listing again", informer=self.name,
+                             rv=self.resource_version, error=e)  # fmt: skip
                     need_list = True
                     self.too_large_relists += 1
                     continue
                 # the list itself failed (a too-large answer to it included: it would come again): back off
                 await self._back_off(f"watch failed ({e})")
             except Exception as e:  # a malformed event, an object that does not decode, a bug: start over
-                log.warning("%s: watch failed: %s: %s", self.name, type(e).__name__, e, exc_info=True)
+                log.warning("watch failed", informer=self.name, error_type=type(e).__name__, error=e, exc_info=True)
                 need_list = True
                 self.failures += 1
                 await self._back_off("listing again")
@@ -157,7 +155,7 @@ class Reflector(Generic[T]):
     async def _back_off(self, why: str) -> None:
         """Sleep the current backoff with jitter (×0.5–1.5), then double it up to `max_backoff`."""
         delay = self._backoff * (0.5 + random.random())
-        log.info("%s: %s; retrying in %.2fs", self.name, why, delay)
+        log.info("backing off", informer=self.name, reason=why, retry_in_s=round(delay, 3))
         await self.clock.sleep(delay)
         self._backoff = min(self._backoff * 2, self.max_backoff)
 

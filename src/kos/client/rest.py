@@ -13,7 +13,6 @@ bucket bounds the request rate (`qps`/`burst`, as client-go's).
 
 from __future__ import annotations
 
-import logging
 import ssl as ssl_
 from collections.abc import AsyncIterator
 from typing import Any, Generic, TypeVar
@@ -40,13 +39,14 @@ from kos.client.watchevents import (
     WatchEvent,
 )
 from kos.client.watchmux import WatchMux
+from kos.util.log import get_logger
 
 __all__ = [
     "ADDED", "BOOKMARK", "DELETED", "ERROR", "INITIAL_EVENTS_END", "MODIFIED", "SHARED_EVENTS", "Client",
     "WatchEvent", "open_transport",
 ]  # fmt: skip
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 T = TypeVar("T", bound=Object)
 
@@ -221,11 +221,13 @@ class Client:
                 if "continue" not in params:
                     raise
                 if inconsistent_ok and e.continue_token:
-                    log.info("list of %s: %s; going on from the current state", res.plural, e.message)
+                    log.info(
+                        "list snapshot expired; going on from the current state", resource=res.plural, reason=e.message
+                    )
                     params["continue"] = e.continue_token
                     rv = ""  # the remaining pages come from a newer snapshot
                     continue
-                log.info("list of %s: the snapshot of its first page expired; listing everything again", res.plural)
+                log.info("list snapshot of the first page expired; listing everything again", resource=res.plural)
                 items, rv, params = [], "", dict(first)
                 continue
             page = dec.decode(data)

@@ -19,7 +19,6 @@ import asyncio
 import collections
 import contextlib
 import itertools
-import logging
 import ssl as ssl_
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
@@ -30,8 +29,9 @@ import msgspec
 from kos.api import watchframe
 from kos.api.types import API_VERSION
 from kos.client.transport import ConnectionFailed, Response, Transport
+from kos.util.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _END = b""
 _PREFIX = f"/apis/{API_VERSION}/"
@@ -134,7 +134,7 @@ class WatchMux:
             s = self._streams.get(int(wid_s))
             if s is None:
                 if wid_s == b"-1" and size:  # the server refused a frame that named no watch it could answer on
-                    log.warning("the watch multiplexer refused a request: %s", body[:1000].decode(errors="replace"))
+                    log.warning("the watch multiplexer refused a request", answer=body[:1000].decode(errors="replace"))
                 continue
             s.chunks.append(body if size else _END)
             s.wakeup.set()
