@@ -1,7 +1,8 @@
 """Prometheus metrics for work queues, named as the original KOS names them (reference §8.1).
 
-`kos_workqueue_*` with a `name` label (`sv`, `ipam`, `ca`). Several queues in one
-process share the metric families of one registry.
+`kos_workqueue_*` with a `name` label (`sv`, `ipam`: the controller manager's queues; the
+agent's `ca` queue has none). Several queues in one process share the metric families of
+one registry.
 """
 
 from __future__ import annotations

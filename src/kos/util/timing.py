@@ -21,7 +21,7 @@ BaseException that is not an Exception) observes nothing: it did not finish, so 
 `time.perf_counter` (durations, not timers: nothing waits on this clock, so it is not kos.util.clock's).
 
 Cost: one small object per timed block (slots, no dict) — about what the `try`/`except` it replaces costs;
-the label values tuple is the one `labels()` needed anyway. docs/operations.md has the figures.
+the label values tuple is the one `labels()` needed anyway. docs/metrics.md has the figures.
 """
 
 from __future__ import annotations
