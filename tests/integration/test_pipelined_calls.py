@@ -1,4 +1,4 @@
-"""The two HTTP front ends on one port: calls served by the lean one, the rest handed to aiohttp mid-connection.
+"""Calls and everything else on one keep-alive connection, served in order by the one HTTP layer (kos.http).
 
 Raw sockets, so the tests control exactly what shares a connection: keep-alive
 calls, pipelined calls, a watch after calls on the same connection, discovery
