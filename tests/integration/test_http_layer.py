@@ -10,13 +10,16 @@ watch multiplexer to the official Kubernetes client and a plain ssl client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
-from kos.apiserver.server import APIServer, Settings
+from kos.apiserver.server import APIServer
+from kos.testing.apiserver import running_apiserver
 from kos.testing.rawsocket import mux_records, read_head, read_response, request, ws_json, ws_message, ws_upgrade
 
 P = "/apis/network.example.com/v1alpha1"
@@ -94,8 +97,9 @@ async def test_a_head_request_gets_the_length_and_no_body(server: APIServer) -> 
 # --- TLS ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def tls_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[APIServer, ssl.SSLContext]]:
+@contextlib.asynccontextmanager
+async def tls_apiserver(ca_dir: Path, *, check_cache: bool = True) -> AsyncIterator[tuple[APIServer, ssl.SSLContext]]:
+    """An apiserver serving HTTPS with a throw-away CA (trustme), and a client context trusting it."""
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
@@ -103,15 +107,17 @@ async def tls_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
     cert.configure_cert(server_ctx)
     client_ctx = ssl.create_default_context()
     ca.configure_trust(client_ctx)
-    ca_file = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca_file = ca_dir / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
-    s = APIServer(Settings(port=0, shutdown_timeout=1.0), ssl=server_ctx)
-    await s.start()
-    s.ca_file = str(ca_file)  # type: ignore[attr-defined]
-    try:
+    async with running_apiserver(shutdown_timeout=1.0, ssl=server_ctx, check_cache=check_cache) as s:
+        s.ca_file = str(ca_file)  # type: ignore[attr-defined]
         yield s, client_ctx
-    finally:
-        await s.stop()
+
+
+@pytest.fixture
+async def tls_server(tmp_path: Path) -> AsyncIterator[tuple[APIServer, ssl.SSLContext]]:
+    async with tls_apiserver(tmp_path) as pair:
+        yield pair
 
 
 async def test_a_call_a_watch_and_the_multiplexer_over_tls(tls_server: tuple[APIServer, ssl.SSLContext]) -> None:
@@ -196,13 +202,14 @@ async def test_an_http_1_0_watch_streams_unchunked_and_closes(server: APIServer)
         writer.close()
 
 
-async def test_shutdown_over_tls_ends_a_watch_within_seconds(tls_server: tuple[APIServer, ssl.SSLContext]) -> None:
-    server, ctx = tls_server
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=ctx, server_hostname="127.0.0.1")
-    try:
-        writer.write(request("GET", f"{SUBNETS}?watch=1"))
-        assert (await read_head(reader))[0] == 200
-        await server.stop()  # the fixture's stop then finds it stopped
-        assert await asyncio.wait_for(reader.read(), 5) == b"0\r\n\r\n"  # the stream's end, then the close
-    finally:
-        writer.close()
+async def test_shutdown_over_tls_ends_a_watch_within_seconds(tmp_path: Path) -> None:
+    # the test stops the server itself, so there is no cache left to check afterwards
+    async with tls_apiserver(tmp_path, check_cache=False) as (server, ctx):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=ctx, server_hostname="127.0.0.1")
+        try:
+            writer.write(request("GET", f"{SUBNETS}?watch=1"))
+            assert (await read_head(reader))[0] == 200
+            await server.stop()  # the context's stop then finds it stopped
+            assert await asyncio.wait_for(reader.read(), 5) == b"0\r\n\r\n"  # the stream's end, then the close
+        finally:
+            writer.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import ssl as _ssl
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -19,15 +20,21 @@ from kos.util.clock import REAL_CLOCK, Clock
 
 @contextlib.asynccontextmanager
 async def running_apiserver(
-    storage: str = "memory://", *, clock: Clock = REAL_CLOCK, check_cache: bool = True, **settings: Any
+    storage: str = "memory://",
+    *,
+    clock: Clock = REAL_CLOCK,
+    check_cache: bool = True,
+    ssl: _ssl.SSLContext | None = None,
+    **settings: Any,
 ) -> AsyncIterator[APIServer]:
-    """An apiserver with `Settings` overridden by `settings`, on `clock`; stopped afterwards.
+    """An apiserver with `Settings` overridden by `settings`, on `clock`, serving HTTPS if `ssl` is given;
+    stopped afterwards.
 
     Unless `check_cache` is false, the watch cache is checked against the store (AssertionError) after a body
     that ended without an error, before the server stops.
     """
     s = dataclasses.replace(Settings(storage=storage, host="127.0.0.1", port=0), **settings)
-    server = APIServer(s, clock=clock)
+    server = APIServer(s, clock=clock, ssl=ssl)
     await server.start()
     try:
         yield server
