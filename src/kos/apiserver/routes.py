@@ -14,6 +14,8 @@ not the prefix (404). Errors, including the HTTP layer's own refusals (431,
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Awaitable, Callable
 
 import msgspec
@@ -103,6 +105,9 @@ class Routes:
             return error_reply(MethodNotAllowed(f"{request.method} is not allowed on {request.path}"))
         if request.fields is None:
             return error_reply(BadRequest("the watch multiplexer is a WebSocket: send an Upgrade request"))
+        refused = _refused_handshake(request)
+        if refused is not None:  # answered here: a handshake aiohttp refuses leaves the connection its HTTP server's
+            return refused
         return await self.watchmux(request)
 
     # --- documents and probes ------------------------------------------------------------------
@@ -147,6 +152,25 @@ class Routes:
         if c.failed is not None:
             return f"watch cache failed: {c.failed}"
         return None
+
+
+def _refused_handshake(request: Request) -> Reply | None:
+    """The answer to an upgrade that is not a WebSocket handshake aiohttp would complete (RFC 6455 §4.2.1), or
+    None; a version other than 13 is 426 with the one spoken (§4.4)."""
+    upgrade = (request.header(b"upgrade") or "").lower()
+    if "websocket" not in (t.strip() for t in upgrade.split(",")):
+        return error_reply(BadRequest(f"the watch multiplexer upgrades only to websocket, not {upgrade!r}"))
+    try:
+        key = base64.b64decode(request.header(b"sec-websocket-key") or "", validate=True)
+    except binascii.Error:
+        key = b""
+    if len(key) != 16:
+        return error_reply(BadRequest("Sec-WebSocket-Key must be 16 bytes in base64"))
+    if request.header(b"sec-websocket-version") != "13":
+        body = codec.encode(status_object(code=426, reason="BadRequest",
+                                          message="the watch multiplexer speaks WebSocket version 13"))  # fmt: skip
+        return Reply(426, body, {"Sec-WebSocket-Version": "13"})
+    return None
 
 
 def _probe(request: Request) -> Reply | None:

@@ -517,14 +517,15 @@ class WatchMuxServer:
 
     async def serve(self, request: web.BaseRequest) -> web.StreamResponse:
         if self.stopping:
-            raise web.HTTPServiceUnavailable(text="the apiserver is shutting down")
+            return _closing(web.Response(status=503, text="the apiserver is shutting down"))
         client = request.remote or ""
         try:
             self.per_client.acquire(client)
         except StatusError as e:  # 429 before the upgrade
-            return web.Response(body=codec.encode(e.to_status()), status=e.code, content_type="application/json",
-                                headers={"Retry-After": str(e.details.retry_after_seconds)}
-                                if e.details is not None and e.details.retry_after_seconds else None)  # fmt: skip
+            return _closing(web.Response(body=codec.encode(e.to_status()), status=e.code,
+                                         content_type="application/json",
+                                         headers={"Retry-After": str(e.details.retry_after_seconds)}
+                                         if e.details is not None and e.details.retry_after_seconds else None))  # fmt: skip
         try:
             return await self._serve(request, client)
         finally:
@@ -532,7 +533,10 @@ class WatchMuxServer:
 
     async def _serve(self, request: web.BaseRequest, client: str) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=HEARTBEAT, compress=False, timeout=2.0)
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except web.HTTPException as e:  # a handshake aiohttp refuses (kos.apiserver.routes checks it first)
+            return _closing(web.Response(status=e.status, text=e.text))
         conn = MuxConnection(ws, self.registries, self.metrics, limits=self.limits, quota=self.quota,
                              client=client, transport=request.transport)  # fmt: skip
         self.connections.add(conn)
@@ -563,3 +567,10 @@ class WatchMuxServer:
         conns = list(self.connections)
         if conns:
             await asyncio.gather(*(c.shutdown(timeout) for c in conns), return_exceptions=True)
+
+
+def _closing(resp: web.Response) -> web.Response:
+    """An answer that ends the connection: never leave it to aiohttp as an HTTP/1.1 server of its own (its bounds
+    are not the layer's: no head timeout)."""
+    resp.force_close()
+    return resp

@@ -19,7 +19,7 @@ _REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
 
 class Request:
     """One parsed request: `method` ("GET"), `path` and `query` as sent (str, latin-1, not decoded), `headers`
-    (lower-cased name → last value, bytes), `body` (bytes, de-chunked), the peer's address `remote` ("" if none)."""
+    (lower-cased name → its first value, bytes, as Go's Header.Get), `body` (bytes, de-chunked), the peer's address `remote` ("" if none)."""
 
     __slots__ = ("body", "fields", "headers", "method", "path", "query", "remote", "version")
 
@@ -124,9 +124,25 @@ def head(status: int, content_type: bytes, headers: dict[str, str] | None, frami
     parts = [b"HTTP/1.1 %d %b\r\nContent-Type: %b\r\n%b" % (status, _REASONS.get(status, b"Unknown"), content_type,
                                                             framing)]  # fmt: skip
     if headers:
-        parts.extend(f"{k}: {v}\r\n".encode("latin-1") for k, v in headers.items())
+        parts.extend(field_lines(headers))
     parts.append(b"\r\n")
     return b"".join(parts)
+
+
+def field_lines(headers: dict[str, str]) -> list[bytes]:
+    """Header lines (`Name: value\\r\\n`) as UTF-8 bytes (obs-text to HTTP, RFC 9110 §5.5, as Go sends them).
+
+    A value may carry text a client sent (a Warning names the unknown fields of a body, and JSON keys may hold
+    CR, LF or NUL): every control character becomes a space, as Go's net/http does for CR and LF, so no value
+    can end the head or add a field of its own (response splitting).
+    """
+    out = []
+    for k, v in headers.items():
+        line = f"{k}: {v}"
+        if not line.isprintable():
+            line = "".join(c if c.isprintable() else " " for c in line)
+        out.append(line.encode() + b"\r\n")
+    return out
 
 
 def encode_reply(reply: Reply, with_body: bool = True, close: bool = False) -> bytes:
@@ -138,7 +154,7 @@ def encode_reply(reply: Reply, with_body: bool = True, close: bool = False) -> b
         return first + b"\r\n" + body if with_body else first + b"\r\n"
     parts = [first]
     if headers:
-        parts.extend(f"{k}: {v}\r\n".encode("latin-1") for k, v in headers.items())
+        parts.extend(field_lines(headers))
     if close:
         parts.append(b"Connection: close\r\n")
     parts.append(b"\r\n")

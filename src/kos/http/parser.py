@@ -28,9 +28,10 @@ class Refusal(Exception):
 class _Parse:
     """The request being parsed (its parts, as httptools hands them over)."""
 
-    __slots__ = ("body", "body_bytes", "fields", "headers", "url")
+    __slots__ = ("body", "body_bytes", "fields", "headers", "url", "version")
 
     def __init__(self) -> None:
+        self.version = "1.1"
         self.url = b""
         self.headers: dict[bytes, bytes] = {}
         self.fields: list[tuple[bytes, bytes]] = []
@@ -54,6 +55,9 @@ class RequestParser:
         self._max_headers = limits.max_headers
         self._max_head = limits.max_head_bytes
         self._max_body = limits.max_body
+        self._max_wire = limits.max_body + limits.max_head_bytes
+        """Bytes a body may take on the wire with its chunk framing and trailer section."""
+        self._wire = 0
         self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpRequestParser(self)
         self._cur = _Parse()
@@ -78,8 +82,14 @@ class RequestParser:
             raise (e.__context__ or e) from None
         except httptools.HttpParserError as e:
             raise Refusal(400, f"malformed HTTP request: {e}") from None
-        if self.in_head and self.in_message:
-            self._check_partial_head(data)
+        if self.in_message:
+            if self.in_head:
+                self._check_partial_head(data)
+            else:  # a read ended inside a body: bound it with its framing and trailers (httptools holds a trailer
+                self._wire += len(data)  # field whole until it ends; Go refuses excessive chunk overhead too)
+                if self._wire > self._max_wire:
+                    raise Refusal(413, f"Request entity too large: the body with its chunked framing and trailers "
+                                       f"exceeds {self._max_wire} bytes")  # fmt: skip
         return None
 
     def _check_partial_head(self, data: bytes) -> None:
@@ -115,12 +125,26 @@ class RequestParser:
         if len(fields) >= self._max_headers:
             raise Refusal(431, f"too many request headers: the limit is {self._max_headers}")
         fields.append((name, value))
-        self._cur.headers[name.lower()] = value
+        headers, key = self._cur.headers, name.lower()
+        if key not in headers:
+            headers[key] = value
+        elif key == b"host":  # RFC 9112 §3.2: exactly one
+            raise Refusal(400, "too many Host headers")
+        # else the first counts, as Go's Header.Get reads it (so kube-apiserver, and a proxy in front of it)
 
     def on_headers_complete(self) -> None:
         self.in_head = False
-        self._head_bytes = self._line_bytes = 0
-        h = self._cur.headers
+        self._head_bytes = self._line_bytes = self._wire = 0
+        cur = self._cur
+        h = cur.headers
+        version = cur.version = self._parser.get_http_version()
+        if version != "1.1":
+            _check_version(version, h)
+        elif b"host" not in h:
+            raise Refusal(400, "missing required Host header")  # RFC 9112 §3.2, as Go answers
+        te = h.get(b"transfer-encoding")
+        if te is not None and te.strip().lower() != b"chunked":  # llhttp refuses a final coding other than chunked
+            raise Refusal(501, f"unsupported transfer encoding: {te.decode('latin-1')}")  # RFC 9112 §6.1, as Go
         length = h.get(b"content-length")
         if length is not None and content_length_over(length, self._max_body):
             raise Refusal(413, f"Request entity too large: limit is {self._max_body} bytes")
@@ -128,7 +152,8 @@ class RequestParser:
         if expect is not None:
             if expect.lower() != b"100-continue":
                 raise Refusal(417, f"Expect: {expect.decode('latin-1')} is not supported")
-            self._expect_continue()
+            if version == "1.1":  # RFC 9110 §10.1.1: ignored in an HTTP/1.0 request
+                self._expect_continue()
 
     def on_body(self, body: bytes) -> None:
         cur = self._cur
@@ -142,9 +167,32 @@ class RequestParser:
         self.in_message = False
         self.in_head = True
         p, cur = self._parser, self._cur
-        path, _, query = cur.url.partition(b"?")
+        url = cur.url
+        if url[:1] != b"/":
+            url = _origin_form(url)
+        path, _, query = url.partition(b"?")
         upgrade = p.should_upgrade()
         body = cur.body[0] if len(cur.body) == 1 else b"".join(cur.body)
         req = Request(p.get_method().decode(), path.decode("latin-1"), query.decode("latin-1"), cur.headers, body,
-                      self.remote, p.get_http_version(), cur.fields if upgrade else None)  # fmt: skip
+                      self.remote, cur.version, cur.fields if upgrade else None)  # fmt: skip
         self._deliver(req, upgrade or not p.should_keep_alive())
+
+
+def _check_version(version: str, headers: dict[bytes, bytes]) -> None:
+    """An HTTP/1.0 request may not be chunked (RFC 9112 §6.1: its framing is faulty); versions other than 1.x are
+    505 (RFC 9110 §15.6.6; Go answers the same)."""
+    if version != "1.0":
+        raise Refusal(505, f"HTTP/{version} is not supported: this server speaks HTTP/1.1")
+    if b"transfer-encoding" in headers:
+        raise Refusal(400, "an HTTP/1.0 request cannot carry Transfer-Encoding")
+
+
+def _origin_form(url: bytes) -> bytes:
+    """The path and query of an absolute-form target (`http://host/path?q`, RFC 9112 §3.2.2: a server MUST
+    accept it); other forms (`*`, CONNECT's authority) are left as they are."""
+    scheme, sep, rest = url.partition(b"://")
+    if not sep or scheme.lower() not in (b"http", b"https"):
+        return url
+    cut = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=len(rest))
+    tail = rest[cut:]
+    return tail if tail.startswith(b"/") else b"/" + tail

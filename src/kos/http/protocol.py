@@ -102,6 +102,10 @@ class HTTPProtocol(_FlowControl):
         lim = self._limits = limits or HTTPLimits()
         self._max_input = lim.max_head_bytes + lim.max_body
         self._max_pipelined = lim.max_pipelined
+        self._max_queued_bytes = lim.max_body
+        self._queued_bytes = 0
+        """Bodies of the requests waiting in `_queue`: reading pauses past one largest body, so a client that
+        pipelines large bodies behind a long answer (a watch) makes the server hold one, not `max_pipelined`."""
         self.transport = None
         self._parser = RequestParser(lim, self._enqueue, self._continue)
         self._queue: collections.deque[tuple[Request | Reply | None, bool]] = collections.deque()
@@ -172,9 +176,11 @@ class HTTPProtocol(_FlowControl):
     def _enqueue(self, req: Request, close: bool) -> None:
         queue = self._queue
         queue.append((req, close))
+        if req.body:
+            self._queued_bytes += len(req.body)
         if self._worker is None:
             self._worker = self._loop.create_task(self._serve_queue())
-        elif len(queue) >= self._max_pipelined:
+        elif len(queue) >= self._max_pipelined or self._queued_bytes > self._max_queued_bytes:
             self._pause_reading()
 
     # --- serving -------------------------------------------------------------------------------
@@ -188,7 +194,13 @@ class HTTPProtocol(_FlowControl):
                 if self.transport is None:
                     return
                 item, close = queue.popleft()
-                if self._read_paused and len(queue) <= self._max_pipelined // 2:
+                if isinstance(item, Request) and item.body:
+                    self._queued_bytes -= len(item.body)
+                if (
+                    self._read_paused
+                    and len(queue) <= self._max_pipelined // 2
+                    and (self._queued_bytes <= self._max_queued_bytes // 2)
+                ):
                     self._resume_reading()
                 if item is None:  # an error that could not be answered: just close
                     self._close_after_error()
@@ -199,6 +211,11 @@ class HTTPProtocol(_FlowControl):
                     return
                 if not await self._answer(item, close):
                     return
+        except Exception as e:  # a failure past the application's answer (a stream's body): cut the connection
+            log.error("serving a request failed", error=repr(e))
+            if self.transport is not None:
+                self.transport.abort()
+            return
         finally:
             self._worker = None
         self._since = self._loop.time()
@@ -208,7 +225,11 @@ class HTTPProtocol(_FlowControl):
 
     async def _answer(self, req: Request, close: bool) -> bool:
         """Serve one request and write its answer; False when the connection is done (closed or handed over)."""
-        resp = await self._app.serve(req)
+        try:
+            resp = await self._app.serve(req)
+        except Exception as e:  # a bug, not the client's: answered, never a connection left hanging
+            log.error("serving a request failed", method=req.method, path=req.path, error=repr(e))
+            resp, close = self._app.refuse(500, f"an internal error occurred: {type(e).__name__}"), True
         if self.transport is None:
             if isinstance(resp, Streaming) and resp.abandon is not None:
                 resp.abandon()

@@ -48,8 +48,10 @@ class HTTPServer:
             return p
 
         self._listener = await asyncio.get_running_loop().create_server(
-            protocol, self.host, self.port, backlog=self.backlog, reuse_address=True, ssl=self.ssl
-        )
+            protocol, self.host, self.port, backlog=self.backlog, reuse_address=True, ssl=self.ssl,
+            # a TLS handshake is part of the head's time (Go's ReadHeaderTimeout covers it); asyncio's default is 60 s
+            ssl_handshake_timeout=limits.header_timeout if self.ssl is not None else None,
+        )  # fmt: skip
         sockets = self._listener.sockets
         if sockets:  # learn the port when asked for port 0
             self.port = sockets[0].getsockname()[1]
