@@ -226,6 +226,10 @@ def main() -> None:
     ap.add_argument("--same-process", type=int, default=0, metavar="SEGMENTS",
                     help="with two --src: load both in one process and alternate SEGMENTS short segments")  # fmt: skip
     args = ap.parse_args()
+    # in a child process: this one loads kos from the trees under test (--src), not from the venv
+    subprocess.run(
+        [sys.executable, "-c", "from kos.util import calibration; calibration.print_calibration()"], check=False
+    )
     srcs = [str(Path(s).resolve()) for s in args.src or [ROOT / "src"]]
     if args.same_process:
         assert len(srcs) == 2, "--same-process compares two trees"

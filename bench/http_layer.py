@@ -30,18 +30,9 @@ import sys
 import time
 from typing import Any
 
+from kos.util import calibration
+
 NS = "/apis/network.example.com/v1alpha1/namespaces/bench/subnets"
-
-
-def calibrate() -> float:
-    def once() -> float:
-        t = time.perf_counter()
-        s = 0
-        for i in range(10_000_000):
-            s += i
-        return time.perf_counter() - t
-
-    return statistics.median(once() for _ in range(5))
 
 
 def free_port() -> int:
@@ -177,7 +168,7 @@ def main() -> None:
     ap.add_argument("--against", default="uvicorn", choices=["uvicorn", "kos"],
                     help="the B side: uvicorn, or kos from the current tree (with --src for A)")  # fmt: skip
     args = ap.parse_args()
-    print(f"calibration: 10M-iteration Python loop {calibrate():.2f} s (median of 5)", flush=True)
+    calibration.print_calibration()
     a_src = os.path.abspath(args.src) if args.src else None
     results: dict[str, list[tuple[float, float, float, float]]] = {"A": [], "B": []}
     for r in range(args.rounds):

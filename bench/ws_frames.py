@@ -20,6 +20,8 @@ from wsproto import ConnectionType
 from wsproto.connection import Connection
 from wsproto.events import BytesMessage
 
+from kos.util import calibration
+
 
 class _Discard:
     def write(self, data: bytes) -> None:
@@ -53,19 +55,8 @@ def _wsproto(n: int, data: bytes) -> float:
     return (time.perf_counter() - t) / n * 1e6
 
 
-def _calibrate() -> float:
-    def once() -> float:
-        t = time.perf_counter()
-        s = 0
-        for i in range(10_000_000):
-            s += i
-        return time.perf_counter() - t
-
-    return statistics.median(once() for _ in range(5))
-
-
 def main() -> None:
-    print(f"calibration: 10M-iteration Python loop {_calibrate():.2f} s (median of 5)")
+    calibration.print_calibration()
     for size in (300, 16384, 262144):
         data = b"x" * size
         a = statistics.median(asyncio.run(_aiohttp(20000, data)) for _ in range(5))
