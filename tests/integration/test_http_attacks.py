@@ -321,6 +321,27 @@ async def test_an_http_1_0_expectation_is_ignored(server: APIServer) -> None:
         writer.close()
 
 
+async def test_an_http_1_0_client_asking_for_keep_alive_is_told_so_and_kept() -> None:
+    """RFC 9112 Appendix C.2.2: an HTTP/1.0 connection persists only if the response says `Connection: keep-alive`
+    (ApacheBench `ab -k` needs it); without the request's keep-alive the connection closes after the answer."""
+    async with running_apiserver() as server:
+        keep = request("GET", SUBNETS, version="1.0", headers={"Connection": "keep-alive"})
+        reader, writer = await exchange(server.port, keep + keep)
+        try:
+            for _ in range(2):
+                status, headers, _ = await read_response(reader)
+                assert status == 200 and headers.get("connection") == "keep-alive"
+        finally:
+            writer.close()
+        reader, writer = await exchange(server.port, request("GET", SUBNETS, version="1.0"))
+        try:
+            status, headers, _ = await read_response(reader)
+            assert status == 200 and headers.get("connection") == "close"
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+        finally:
+            writer.close()
+
+
 # --- TLS ------------------------------------------------------------------------------------------
 
 

@@ -145,18 +145,23 @@ def field_lines(headers: dict[str, str]) -> list[bytes]:
     return out
 
 
-def encode_reply(reply: Reply, with_body: bool = True, close: bool = False) -> bytes:
-    """The bytes of a whole response; `with_body` False for HEAD (the length is still the body's)."""
+def encode_reply(reply: Reply, with_body: bool = True, close: bool = False, keep_alive: bool = False) -> bytes:
+    """The bytes of a whole response; `with_body` False for HEAD (the length is still the body's).
+
+    `close`: the connection closes after it (`Connection: close`). `keep_alive`: say `Connection: keep-alive`,
+    which an HTTP/1.0 client needs to reuse the connection (RFC 9112 §9.3 and Appendix C.2.2)."""
     status, body, headers, ctype = reply
     first = b"HTTP/1.1 %d %b\r\nContent-Type: %b\r\nContent-Length: %d\r\n" % (
         status, _REASONS.get(status, b"Unknown"), ctype, len(body))  # fmt: skip
-    if headers is None and not close:
+    if headers is None and not close and not keep_alive:
         return first + b"\r\n" + body if with_body else first + b"\r\n"
     parts = [first]
     if headers:
         parts.extend(field_lines(headers))
     if close:
         parts.append(b"Connection: close\r\n")
+    elif keep_alive:
+        parts.append(b"Connection: keep-alive\r\n")
     parts.append(b"\r\n")
     if with_body:
         parts.append(body)

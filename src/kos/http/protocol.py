@@ -236,7 +236,7 @@ class HTTPProtocol(_FlowControl):
             return False
         if isinstance(resp, Reply):
             close = close or self._closing
-            self._write(resp, req.method != "HEAD", close)
+            self._write(resp, req.method != "HEAD", close, not close and req.version == "1.0")
         elif isinstance(resp, Streaming):
             close = await stream(self.transport, req, resp, self._wait_drained) or close
         elif req.fields is not None:
@@ -250,9 +250,9 @@ class HTTPProtocol(_FlowControl):
             return False
         return self.transport is not None
 
-    def _write(self, reply: Reply, with_body: bool, close: bool) -> None:
+    def _write(self, reply: Reply, with_body: bool, close: bool, keep_alive: bool = False) -> None:
         assert self.transport is not None
-        self.transport.write(messages.encode_reply(reply, with_body, close))
+        self.transport.write(messages.encode_reply(reply, with_body, close, keep_alive))
 
     def _hand_over(self, req: Request, resp: Upgrade) -> None:
         """Give the connection to the upgraded protocol: its request replayed, then what followed it."""
