@@ -342,6 +342,18 @@ async def test_an_http_1_0_client_asking_for_keep_alive_is_told_so_and_kept() ->
             writer.close()
 
 
+async def test_a_watch_for_a_client_that_asked_to_close_says_connection_close(server: APIServer) -> None:
+    """RFC 9112 §9.6: a server that will close the connection after a response sends `Connection: close` in it,
+    a streamed (chunked) one included."""
+    reader, writer = await exchange(server.port, request("GET", f"{SUBNETS}?watch=1", close=True))
+    try:
+        status, headers = await read_head(reader)
+        assert status == 200 and headers.get("connection") == "close"
+        assert headers.get("transfer-encoding") == "chunked"
+    finally:
+        writer.close()
+
+
 # --- TLS ------------------------------------------------------------------------------------------
 
 

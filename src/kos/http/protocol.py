@@ -238,7 +238,8 @@ class HTTPProtocol(_FlowControl):
             close = close or self._closing
             self._write(resp, req.method != "HEAD", close, not close and req.version == "1.0")
         elif isinstance(resp, Streaming):
-            close = await stream(self.transport, req, resp, self._wait_drained) or close
+            close = close or self._closing
+            close = await stream(self.transport, req, resp, self._wait_drained, close) or close
         elif req.fields is not None:
             self._hand_over(req, resp)
             return False
@@ -349,11 +350,19 @@ class HTTPProtocol(_FlowControl):
         self._timer = self._loop.call_at(poll if deadline is None else min(deadline, poll), self._check_time)
 
 
-async def stream(t: asyncio.Transport, req: Request, resp: Streaming, drain: Callable[[], Awaitable[None]]) -> bool:
+async def stream(
+    t: asyncio.Transport, req: Request, resp: Streaming, drain: Callable[[], Awaitable[None]], close: bool = False
+) -> bool:
     """Write a streaming response on `t`: its head, then its body as `resp.body` writes it (chunked to an
-    HTTP/1.1 client, raw to an HTTP/1.0 one), then its end. Whether the connection must close after it."""
+    HTTP/1.1 client, raw to an HTTP/1.0 one), then its end. Whether the connection must close after it.
+    `close`: the connection closes after this answer anyway (the client asked), which the head then says."""
     chunked = req.version == "1.1"
-    framing = b"Transfer-Encoding: chunked\r\n" if chunked else b"Connection: close\r\n"
+    if not chunked:
+        framing = b"Connection: close\r\n"
+    elif close:
+        framing = b"Transfer-Encoding: chunked\r\nConnection: close\r\n"
+    else:
+        framing = b"Transfer-Encoding: chunked\r\n"
     t.write(messages.head(resp.status, resp.content_type, resp.headers, framing))
     if req.method == "HEAD":
         if resp.abandon is not None:
