@@ -1,10 +1,11 @@
 """kos.pki: the chain verifies, over a real TLS connection too; SANs, CN and O are as asked; keys are private;
-an existing PKI is never replaced unless asked; a minted kubeconfig works with the official Python client."""
+an existing PKI is never replaced unless asked; a minted kubeconfig works with the official Python client and kubectl."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import ssl
 import stat
 from pathlib import Path
@@ -191,3 +192,29 @@ async def test_a_minted_kubeconfig_works_with_the_kubernetes_client(pki: Path, t
     async with server:
         assert await asyncio.to_thread(call) == "alice"
     assert srv.peers == ["alice"]
+
+
+@pytest.mark.kubectl
+@pytest.mark.skipif(
+    shutil.which("kubectl") is None, reason="kubectl is not on PATH (tests/integration/test_kubectl.py installs it)"
+)
+async def test_the_admin_kubeconfig_works_with_kubectl(tmp_path: Path) -> None:
+    srv, server = await _start_with_admin_kubeconfig(tmp_path)
+    async with server:
+        proc = await asyncio.create_subprocess_exec(
+            "kubectl", "--kubeconfig", str(tmp_path / "pki" / "admin.kubeconfig"), "version", "-o", "json",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert json.loads(out)["serverVersion"]["gitVersion"] == "kos:admin", err
+    assert srv.peers and set(srv.peers) == {"kos:admin"}
+
+
+async def _start_with_admin_kubeconfig(tmp_path: Path) -> tuple[_Server, asyncio.Server]:
+    """A PKI whose admin.kubeconfig names the server started on it (the port is known only once it listens)."""
+    pki = tmp_path / "pki"
+    made = directory.init(pki, ["127.0.0.1"])
+    srv, server, port = await _start(pki)
+    config = kubeconfig(f"https://127.0.0.1:{port}", made[directory.CA].cert_pem(), made[directory.ADMIN], "kos:admin")
+    directory.write_private(pki / "admin.kubeconfig", config)
+    return srv, server
