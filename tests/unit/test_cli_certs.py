@@ -42,6 +42,13 @@ def test_init_without_server_writes_no_kubeconfig(tmp_path: Path) -> None:
     assert not (tmp_path / "admin.kubeconfig").exists()
 
 
+def test_a_forced_init_without_server_removes_the_kubeconfig_of_the_replaced_ca(tmp_path: Path) -> None:
+    assert main(["certs", "init", "--pki", str(tmp_path), "--hosts", "h.example", "--server", SERVER]) == 0
+    assert (tmp_path / "admin.kubeconfig").exists()
+    assert main(["certs", "init", "--pki", str(tmp_path), "--hosts", "h.example", "--force"]) == 0
+    assert not (tmp_path / "admin.kubeconfig").exists()
+
+
 def test_init_refuses_an_existing_pki(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["certs", "init", "--pki", str(tmp_path), "--hosts", "h.example"]) == 0
     before = (tmp_path / "ca.crt").read_bytes()

@@ -129,8 +129,10 @@ def run(settings: InitSettings | IssueSettings) -> int:
 def _init(s: InitSettings) -> None:
     made = directory.init(s.pki, s.hosts, force=s.force)
     print(f"wrote the PKI in {s.pki}: " + ", ".join(f"{n}.crt/.key" for n in made), file=sys.stderr)
-    if s.server:
-        path = s.pki / ADMIN_KUBECONFIG
+    path = s.pki / ADMIN_KUBECONFIG
+    if not s.server:
+        path.unlink(missing_ok=True)  # one left by an earlier init would name the replaced CA
+    else:
         config = kubeconfig(s.server, made[directory.CA].cert_pem(), made[directory.ADMIN], directory.ADMIN_USER)
         directory.write_private(path, config, force=True)
         print(f"wrote {path} for {directory.ADMIN_USER} at {s.server}", file=sys.stderr)
