@@ -322,18 +322,7 @@ class HTTPPool:
         timeout: float = 60.0,
     ) -> Response:
         """One call over a pooled connection (see `kos.client.transport.Transport.request`)."""
-        # `_encode`, inlined: this is every call's path
-        if query:
-            path = f"{path}?{urllib.parse.urlencode(query)}"
-        head = [f"{method} {path} HTTP/1.1\r\n".encode(), self._head]
-        if headers:
-            head.append(_header_lines(headers).encode("latin-1"))
-        if body is not None:
-            head.append(b"Content-Length: %d\r\n" % len(body))
-        head.append(b"\r\n")
-        if body:
-            head.append(body)
-        data = b"".join(head)
+        data = self._encode(method, path, query, body, headers)
         idle = self._idle
         for attempt in (0, 1):
             # an idle connection without a coroutine of `_acquire` (the common case, on every call's path)
