@@ -19,6 +19,7 @@ import msgspec
 from kos.api import errors
 from kos.api.errors import BadRequest, MethodNotAllowed, StatusError
 from kos.apiserver import listoptions, negotiation, params, patch, resourcepath, urlparts
+from kos.apiserver.auth.user import UNSECURED, UserInfo
 from kos.apiserver.decoding import decode_object, decode_patch, delete_request
 from kos.apiserver.encoding import error_reply, list_reply, object_reply
 from kos.apiserver.metrics import APIServerMetrics
@@ -73,7 +74,7 @@ class ResourceAPI:
         self._inflight_mutating = metrics.inflight.labels("mutating")
         self._inflight_read = metrics.inflight.labels("readOnly")
 
-    async def serve(self, req: Request, tail: str) -> Reply:
+    async def serve(self, req: Request, tail: str, user: UserInfo = UNSECURED) -> Reply:
         """Serve one call: `tail` is the raw path after `PREFIX/`. Never raises a StatusError: it is the reply."""
         t0 = time.perf_counter()
         method = req.method

@@ -34,6 +34,9 @@ from kos.api.errors import (
 from kos.api.meta import status as status_object
 from kos.api.types import GROUP, VERSION
 from kos.apiserver import discovery
+from kos.apiserver.auth.attributes import Attributes
+from kos.apiserver.auth.gate import Gate
+from kos.apiserver.auth.user import UserInfo
 from kos.apiserver.cache import Cacher
 from kos.apiserver.encoding import error_reply
 from kos.apiserver.handlers import ResourceAPI
@@ -45,7 +48,7 @@ from kos.http.messages import Reply, Request, Response
 from kos.http.probes import Probes
 
 Handler = Callable[[Request], Awaitable[Response]]
-MuxHandler = Callable[[Request], Awaitable[Response]]
+MuxHandler = Callable[[Request, UserInfo], Awaitable[Response]]
 
 _PREFIX_SLASH = PREFIX + "/"
 _MUX = "watchmux"
@@ -64,7 +67,9 @@ class Routes:
         watchmux: MuxHandler,
         cacher: Cacher,
         metrics: APIServerMetrics,
+        gate: Gate | None = None,
     ) -> None:
+        self.gate = gate or Gate.insecure()
         self.api = api
         self.watches = watches
         self.watchmux = watchmux
@@ -76,21 +81,38 @@ class Routes:
         self._add_probes()
 
     async def serve(self, request: Request) -> Response:
+        """Authenticate (401 `Status` for bad or missing credentials), then route; resource requests are
+        authorized by their handlers (which parse the path), the others here."""
+        gate = self.gate
+        try:
+            user = await gate.authenticate(request)
+        except StatusError as e:
+            return error_reply(e)
         path = request.path
         if path.startswith(_PREFIX_SLASH) and len(path) > len(_PREFIX_SLASH):
             tail = path[len(_PREFIX_SLASH) :]
             method = request.method
             if tail == _MUX:
-                return await self._watchmux(request)
+                return await self._watchmux(request, user)
             if method == "GET" and wants_watch(method, tail, request.query):
-                return await self.watches.serve(request, tail)
-            return await self.api.serve(request, tail)
+                return await self.watches.serve(request, tail, user)
+            return await self.api.serve(request, tail, user)
         handler = self.exact.get(path)
+        namespace = None
+        if handler is None:
+            if path.startswith(_NAMESPACE) and "/" not in path[len(_NAMESPACE) :] and len(path) > len(_NAMESPACE):
+                namespace = path[len(_NAMESPACE) :]
+            else:
+                return error_reply(NotFound(f"the server could not find the requested resource ({path})"))
+        if gate.authorizer is not None:
+            try:
+                await gate.authorize(_path_attributes(user, request, namespace))
+            except StatusError as e:
+                return error_reply(e)
         if handler is not None:
             return await handler(request)
-        if path.startswith(_NAMESPACE) and "/" not in path[len(_NAMESPACE) :] and len(path) > len(_NAMESPACE):
-            return await self.namespaces.get(request, path[len(_NAMESPACE) :])
-        return error_reply(NotFound(f"the server could not find the requested resource ({path})"))
+        assert namespace is not None
+        return await self.namespaces.get(request, namespace)
 
     def refuse(self, status: int, message: str) -> Reply:
         cls = _REFUSALS.get(status)
@@ -100,7 +122,7 @@ class Routes:
                                           message=message))  # fmt: skip
         return Reply(status, body)
 
-    async def _watchmux(self, request: Request) -> Response:
+    async def _watchmux(self, request: Request, user: UserInfo) -> Response:
         if request.method != "GET":
             return error_reply(MethodNotAllowed(f"{request.method} is not allowed on {request.path}"))
         if request.fields is None:
@@ -108,7 +130,7 @@ class Routes:
         refused = _refused_handshake(request)
         if refused is not None:  # answered here: a handshake aiohttp refuses leaves the connection its HTTP server's
             return refused
-        return await self.watchmux(request)
+        return await self.watchmux(request, user)
 
     # --- documents and probes ------------------------------------------------------------------
 
@@ -152,6 +174,19 @@ class Routes:
         if c.failed is not None:
             return f"watch cache failed: {c.failed}"
         return None
+
+
+def _path_attributes(user: UserInfo, request: Request, namespace: str | None) -> Attributes:
+    """A non-resource request's attributes; kos' implicit namespaces (`/api/v1/namespaces[/{name}]`) are
+    resource requests on the core group's `namespaces`, as in Kubernetes."""
+    verb = request.method.lower()
+    if namespace is not None:
+        return Attributes(user, "get" if verb == "head" else verb, api_version="v1", resource="namespaces",
+                          name=namespace)  # fmt: skip
+    if request.path == "/api/v1/namespaces":
+        return Attributes(user, "list" if verb in ("get", "head") else verb, api_version="v1",
+                          resource="namespaces")  # fmt: skip
+    return Attributes(user, verb, resource_request=False, path=request.path)
 
 
 def _refused_handshake(request: Request) -> Reply | None:

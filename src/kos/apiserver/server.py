@@ -17,6 +17,8 @@ from kos.api import resources
 from kos.apiserver import bookmarks, watchmux
 from kos.apiserver import limits as quotas
 from kos.apiserver.address_protection import AddressBook, AttachmentStatusRule, LockDeletionRule, ProtectionController
+from kos.apiserver.auth.gate import Gate
+from kos.apiserver.auth.user import UserInfo
 from kos.apiserver.cache import Cacher
 from kos.apiserver.gc import GarbageCollector
 from kos.apiserver.handlers import RequestMetrics, ResourceAPI
@@ -82,8 +84,11 @@ class APIServer:
         store: Store | None = None,
         clock: Clock = REAL_CLOCK,
         ssl: ssl.SSLContext | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.settings = settings
+        self.gate = gate or Gate.insecure()
+        """Authentication, authorization and admission (`kos.apiserver.auth`); insecure unless given."""
         self.clock = clock
         self.metrics = APIServerMetrics()
         self._store = store
@@ -221,10 +226,10 @@ class APIServer:
             logger=_ClientErrorsQuiet(logging.getLogger("aiohttp.server")),
         )  # fmt: skip
 
-        async def upgrade(request: Request) -> Upgrade:
+        async def upgrade(request: Request, user: UserInfo) -> Upgrade:
             return Upgrade(ws)
 
-        return Routes(api, watches, upgrade, self.cacher, self.metrics)
+        return Routes(api, watches, upgrade, self.cacher, self.metrics, self.gate)
 
 
 class _ClientErrorsQuiet(logging.LoggerAdapter):  # type: ignore[type-arg]

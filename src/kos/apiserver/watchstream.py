@@ -18,6 +18,7 @@ from typing import Any
 from kos.api import codec, errors, watchframe
 from kos.api.errors import StatusError
 from kos.apiserver import listoptions, negotiation, params, resourcepath, table, urlparts
+from kos.apiserver.auth.user import UNSECURED, UserInfo
 from kos.apiserver.cache import Entry
 from kos.apiserver.encoding import error_reply
 from kos.apiserver.handlers import RequestMetrics
@@ -51,7 +52,7 @@ class WatchStreams:
         self.quota = quota
         self.observer = observer
 
-    async def serve(self, req: Request, tail: str) -> Reply | Streaming:
+    async def serve(self, req: Request, tail: str, user: UserInfo = UNSECURED) -> Reply | Streaming:
         t0 = time.perf_counter()
         resource = ""
         try:

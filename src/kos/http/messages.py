@@ -19,9 +19,11 @@ _REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
 
 class Request:
     """One parsed request: `method` ("GET"), `path` and `query` as sent (str, latin-1, not decoded), `headers`
-    (lower-cased name → its first value, bytes, as Go's Header.Get), `body` (bytes, de-chunked), the peer's address `remote` ("" if none)."""
+    (lower-cased name → its first value, bytes, as Go's Header.Get), `body` (bytes, de-chunked), the peer's address `remote` ("" if none),
+    and over TLS the certificate the client presented, `peer_cert` (DER bytes, verified against the server's
+    client CAs in the handshake; None if none was presented)."""
 
-    __slots__ = ("body", "fields", "headers", "method", "path", "query", "remote", "version")
+    __slots__ = ("body", "fields", "headers", "method", "path", "peer_cert", "query", "remote", "version")
 
     def __init__(
         self,
@@ -33,6 +35,7 @@ class Request:
         remote: str,
         version: str = "1.1",
         fields: list[tuple[bytes, bytes]] | None = None,
+        peer_cert: bytes | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -42,6 +45,7 @@ class Request:
         self.remote = remote
         self.version = version
         self.fields = fields
+        self.peer_cert = peer_cert
         """Every header as sent (case and duplicates kept): only for an upgrade, which replays them."""
 
     def header(self, name: bytes) -> str | None:
