@@ -51,6 +51,7 @@ _.is_enabled_for
 _.pytest_asyncio_loop_factories
 _.config
 _.etcd_server
+_.etcd_tls_server  # requested by name (getfixturevalue) in tests/contract/conftest.py
 _.pytestmark
 _.anything
 

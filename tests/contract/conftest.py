@@ -10,7 +10,7 @@ from kos.storage.interface import Store
 from kos.storage.memory import MemoryStore
 from kos.storage.sqlite import SQLiteStore
 
-BACKENDS = ["memory", "sqlite", "etcd"]
+BACKENDS = ["memory", "sqlite", "etcd", "etcd-mtls"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -24,10 +24,11 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     else:
         if shutil.which("etcd") is None:
             pytest.skip("etcd is not installed (make test installs etcd-server when run as root)")
-        etcd = request.getfixturevalue("etcd_server")
+        # etcd-mtls: the same contract over mutual TLS (client certificate, --client-cert-auth)
+        etcd = request.getfixturevalue("etcd_tls_server" if kind == "etcd-mtls" else "etcd_server")
         from kos.storage.etcd import EtcdStore
 
-        s = await EtcdStore.open(etcd.endpoints, prefix=f"/test-{request.node.name}")
+        s = await EtcdStore.open(etcd.endpoints, prefix=f"/test-{request.node.name}", tls=etcd.store_tls())
     try:
         yield s
     finally:
@@ -39,6 +40,17 @@ def etcd_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-un
     from kos.testing.etcd import EtcdProcess
 
     proc = EtcdProcess.start(tmp_path_factory.mktemp("etcd"))
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def etcd_tls_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from kos.testing.etcd import EtcdProcess
+
+    proc = EtcdProcess.start(tmp_path_factory.mktemp("etcd-tls"), tls=True)
     try:
         yield proc
     finally:

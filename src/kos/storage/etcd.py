@@ -57,6 +57,10 @@ Why it looks the way it does:
   large prefix then neither exceeds gRPC's message limits nor mixes two points in
   time.
 
+* **Mutual TLS when asked.** With an `EtcdTLS` (kos.storage.etcd_tls: the CA, the client certificate and
+  key), every endpoint's channel is a grpc secure channel; aetcd's `Client` could not do this, our own
+  channels can. A refused handshake is retried and failed over like any unreachable member, and the final
+  `Unavailable` says that the handshake failed and names the files.
 * **Retries on the injected clock.** The retry windows (`retry_timeout`, a call's `window`) and the
   backoff between rounds of failed attempts read a `kos.util.clock.Clock`, so tests drive failover
   without waiting. What bounds real I/O stays on real time: each attempt's gRPC deadline
@@ -77,6 +81,7 @@ from typing import Any
 
 from aetcd import rpc
 
+from kos.storage.etcd_tls import EtcdTLS
 from kos.storage.interface import (
     Compacted,
     Deleted,
@@ -124,6 +129,8 @@ _OUT_OF_RANGE = rpc.StatusCode.OUT_OF_RANGE
 
 _NOT_SENT = ("failed to connect", "connection refused", "etcdserver: no leader", "too many requests")
 """gRPC details meaning the request never reached a member that could apply it."""
+_TLS_FAILED = ("TSI_", "andshake", "SSL_ERROR", "CERTIFICATE_VERIFY")
+"""gRPC details of a failed TLS handshake (either side refused the other's certificate)."""
 
 
 def _retryable(e: Exception) -> bool:
@@ -160,10 +167,15 @@ def _prefix_end(prefix: bytes) -> bytes:
 class _Endpoint:
     __slots__ = ("channel", "host", "kv", "port", "watch")
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, credentials: Any = None) -> None:
+        """A channel to `host:port`: over TLS with `credentials` (grpc.ChannelCredentials), else in clear."""
         self.host = host
         self.port = port
-        self.channel: Any = rpc.insecure_channel(f"{host}:{port}", options=_CHANNEL_OPTIONS)
+        target = f"{host}:{port}"
+        if credentials is None:
+            self.channel: Any = rpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        else:
+            self.channel = rpc.secure_channel(target, credentials, options=_CHANNEL_OPTIONS)
         self.kv: Any = rpc.KVStub(self.channel)
         self.watch: Any = rpc.WatchStub(self.channel)
 
@@ -175,9 +187,17 @@ class _Cluster:
     """The endpoints and which one is current: calls and watch streams that fail over between them."""
 
     def __init__(
-        self, endpoints: list[tuple[str, int]], *, request_timeout: float, retry_timeout: float, clock: Clock
+        self,
+        endpoints: list[tuple[str, int]],
+        *,
+        request_timeout: float,
+        retry_timeout: float,
+        clock: Clock,
+        tls: EtcdTLS | None = None,
     ) -> None:
-        self.eps = [_Endpoint(h, p) for h, p in endpoints]
+        self.tls = tls
+        credentials = tls.load() if tls is not None else None
+        self.eps = [_Endpoint(h, p, credentials) for h, p in endpoints]
         self.cur = 0
         self.timeout = request_timeout
         """Seconds one attempt may take (gRPC's deadline: real time)."""
@@ -186,6 +206,16 @@ class _Cluster:
         self.clock = clock
         self.closed = False
         self.watches: set[Any] = set()
+
+    def tls_hint(self, e: BaseException) -> str:
+        """What to check when `e` is a failed TLS handshake (gRPC's details only say "TSI_..."), else ""."""
+        details = (e.details() or "") if isinstance(e, rpc.AioRpcError) else ""
+        if self.tls is None or not any(s in details for s in _TLS_FAILED):
+            return ""
+        return (
+            f" (the TLS handshake failed: etcd's certificate must chain to cacert and name the endpoint's host, "
+            f"and etcd's --trusted-ca-file must have signed our cert; {self.tls})"
+        )
 
     def check_open(self) -> None:
         if self.closed:
@@ -233,7 +263,7 @@ class _Cluster:
                     eps = ", ".join(str(x) for x in self.eps)
                     raise Unavailable(
                         f"etcd {what} failed: cannot reach etcd at {eps} ({tries} attempts in {window:g} s); "
-                        f"last error from {ep}: {_describe(e)}"
+                        f"last error from {ep}: {_describe(e)}{self.tls_hint(e)}"
                     ) from e
                 if tries % len(self.eps) == 0:  # a full round failed: back off before the next
                     await clock.sleep(min(delay, max(0.0, deadline - clock.monotonic())))
@@ -277,7 +307,7 @@ class _Cluster:
             eps = ", ".join(str(x) for x in self.eps)
             raise Unavailable(
                 f"etcd watch of {prefix!r}: cannot reach etcd at {eps} for "
-                f"{self.retry_timeout:.0f} s; last error from {ep}: {_describe(e)}"
+                f"{self.retry_timeout:.0f} s; last error from {ep}: {_describe(e)}{self.tls_hint(e)}"
             ) from e
         return failed_at
 
@@ -303,15 +333,22 @@ class EtcdStore:
         request_timeout: float = 3.0,
         retry_timeout: float = 15.0,
         clock: Clock = REAL_CLOCK,
+        tls: EtcdTLS | None = None,
     ) -> None:
         """`clock` times the retry windows and the backoff between rounds of failed attempts; each attempt's
-        own deadline (`request_timeout`) bounds a gRPC call, so it is gRPC's (real time)."""
+        own deadline (`request_timeout`) bounds a gRPC call, so it is gRPC's (real time).
+
+        With `tls`, every endpoint is reached over (mutual) TLS; its files are read here, and EtcdTLSError
+        names the one that cannot be used.
+        """
         if not endpoints:
             raise ValueError("EtcdStore needs at least one endpoint")
         root = prefix.rstrip("/")
         self._root = root.encode()
         self._cut = len(self._root)
-        self._cluster = _Cluster(endpoints, request_timeout=request_timeout, retry_timeout=retry_timeout, clock=clock)
+        self._cluster = _Cluster(
+            endpoints, request_timeout=request_timeout, retry_timeout=retry_timeout, clock=clock, tls=tls
+        )
         self._eps = self._cluster.eps
         self._rpc = self._cluster.rpc
 
@@ -325,10 +362,14 @@ class EtcdStore:
         request_timeout: float = 3.0,
         retry_timeout: float = 15.0,
         clock: Clock = REAL_CLOCK,
+        tls: EtcdTLS | None = None,
     ) -> EtcdStore:
-        """Connect to the first endpoint that answers; Unavailable if none does within `connect_timeout`."""
+        """Connect to the first endpoint that answers; Unavailable if none does within `connect_timeout`.
+
+        `tls` as for the constructor (EtcdTLSError for an unusable file, before any connection).
+        """
         store = cls(endpoints, prefix=prefix, request_timeout=request_timeout, retry_timeout=retry_timeout,
-                    clock=clock)  # fmt: skip
+                    clock=clock, tls=tls)  # fmt: skip
         try:
             await store._rpc("connect", "Range", rpc.RangeRequest(key=store._root, limit=1), window=connect_timeout)
         except BaseException:

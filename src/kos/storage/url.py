@@ -1,19 +1,34 @@
-"""Open a store from its URL: `memory://`, `sqlite:///path/state.db`, `etcd://h1:p1,h2:p2[/prefix]`.
+"""Open a store from its URL: `memory://`, `sqlite:///path/state.db`, `etcd://h1:p1,h2:p2[/prefix][?tls]`.
 
 `memory://?revision=N` starts the store at revision N instead of the clock (see
 `interface.initial_revision`): a store behind its clients, as an etcd restored from
 an old backup without `--bump-revision` would be — for testing how clients recover.
+
+`etcd://h1:2379,h2:2379/prefix?cacert=/p/ca.crt&cert=/p/client.crt&key=/p/client.key` reaches etcd over
+TLS: `cacert` is the CA that signed etcd's serving certificates (TLS is on when it is given), `cert` and
+`key` the client certificate etcd's `--client-cert-auth` asks for (both or neither). The names are
+etcdctl's `--cacert`, `--cert` and `--key`. Any other query key is an error, as is a file that cannot be
+read: the message names what to fix.
 """
 
 from __future__ import annotations
 
 import urllib.parse
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kos.storage.interface import Store
 
+if TYPE_CHECKING:
+    from kos.storage.etcd_tls import EtcdTLS
+
+
+ETCD_TLS_KEYS = ("cacert", "cert", "key")
+"""The etcd URL's query keys (etcdctl's flag names)."""
+
 
 class StoreURLError(ValueError):
-    pass
+    """The storage URL cannot be used; the message quotes it and says what to fix."""
 
 
 async def open_store(url: str) -> Store:
@@ -41,14 +56,50 @@ async def open_store(url: str) -> Store:
 
         return await SQLiteStore.open(path, sync=sync)
     if scheme == "etcd":
-        hosts, _, prefix = rest.partition("/")
-        endpoints = []
-        for h in hosts.split(","):
-            host, _, port = h.rpartition(":")
-            if not host or not port.isascii() or not port.isdigit() or len(port) > 5 or int(port) > 65535:
-                raise StoreURLError(f"storage URL {url!r}: endpoint {h!r} must be host:port")
-            endpoints.append((host, int(port)))
-        from kos.storage.etcd import EtcdStore
-
-        return await EtcdStore.open(endpoints, prefix="/" + prefix.strip("/") if prefix else "/registry/kos")
+        return await _open_etcd(url, rest)
     raise StoreURLError(f"storage URL {url!r}: unknown scheme {scheme!r}; use memory://, sqlite:/// or etcd://")
+
+
+async def _open_etcd(url: str, rest: str) -> Store:
+    where, _, query = rest.partition("?")
+    hosts, _, prefix = where.partition("/")
+    endpoints = []
+    for h in hosts.split(","):
+        host, _, port = h.rpartition(":")
+        if not host or not port.isascii() or not port.isdigit() or len(port) > 5 or int(port) > 65535:
+            raise StoreURLError(f"storage URL {url!r}: endpoint {h!r} must be host:port")
+        endpoints.append((host, int(port)))
+    from kos.storage.etcd import EtcdStore
+    from kos.storage.etcd_tls import EtcdTLSError
+
+    try:
+        tls = _etcd_tls(url, query)
+        return await EtcdStore.open(endpoints, prefix="/" + prefix.strip("/") if prefix else "/registry/kos", tls=tls)
+    except EtcdTLSError as e:
+        raise StoreURLError(f"storage URL {url!r}: {e}") from None
+
+
+def _etcd_tls(url: str, query: str) -> EtcdTLS | None:
+    """The TLS files named by an etcd URL's query (None for none). Raises StoreURLError for an unknown,
+    repeated or empty key, or for cert/key without cacert."""
+    files: dict[str, Path] = {}
+    for name, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
+        if name not in ETCD_TLS_KEYS:
+            raise StoreURLError(
+                f"storage URL {url!r}: unknown query key {name!r}; an etcd URL takes "
+                "cacert=<CA file>, cert=<client certificate file> and key=<client key file>"
+            )
+        if name in files:
+            raise StoreURLError(f"storage URL {url!r}: {name} is given twice")
+        if not value:
+            raise StoreURLError(f"storage URL {url!r}: {name} names no file")
+        files[name] = Path(value)
+    if not files:
+        return None
+    if "cacert" not in files:
+        raise StoreURLError(
+            f"storage URL {url!r}: cert and key need cacert=<file> too, the CA that signed etcd's certificate"
+        )
+    from kos.storage.etcd_tls import EtcdTLS
+
+    return EtcdTLS(files["cacert"], files.get("cert"), files.get("key"))

@@ -8,6 +8,13 @@ tests, and `leader()` says which member leads. `stop()` ends every member (SIGTE
 then SIGKILL) and removes the data directories; members still running when the
 interpreter exits are killed, so a crashed test run leaves no etcd behind.
 
+With `tls=True` (`EtcdProcess.start(workdir, tls=True)`, or `cluster(..., tls=True)`) every member serves
+its client port over mutual TLS, as a production etcd does: `--cert-file/--key-file` (a serving certificate
+for 127.0.0.1 and localhost), `--trusted-ca-file` and `--client-cert-auth`, with https:// client URLs (peers
+still talk in clear on loopback). The test PKI is minted by kos.pki into `workdir/pki-<tag>/`: `ca.crt`, the
+members' `server.crt/.key`, and `client.crt/.key` (CN `kos-apiserver`) — see `EtcdProcess.tls`; `url` then
+carries them as `?cacert=…&cert=…&key=…`.
+
 Free ports come from binding port 0 and releasing it, which can race with other
 processes; a member that fails with "address already in use" is retried on new ports.
 Logs stay in `workdir/<name>.log` and their tail is quoted in every startup error.
@@ -19,16 +26,22 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import ipaddress
 import json
 import os
 import pathlib
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 import weakref
+
+from kos.pki import authority, directory
+from kos.storage.etcd_tls import EtcdTLS
 
 _START_TIMEOUT = 15.0
 _PORT_RETRIES = 3
@@ -45,11 +58,12 @@ class _Member:
     peer_port: int
     data_dir: pathlib.Path
     log_path: pathlib.Path
+    scheme: str = "http"
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{self.scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -89,16 +103,53 @@ def _log_tail(path: pathlib.Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
 
 
-def _http_json(url: str, body: bytes | None = None, timeout: float = 1.0) -> dict[str, object]:
+@dataclasses.dataclass(frozen=True)
+class TLSFiles:
+    """The test PKI of a TLS etcd (PEM files): what a client needs, and what the members serve."""
+
+    cacert: pathlib.Path
+    """The CA that signed the members' serving certificate and the client certificate."""
+    cert: pathlib.Path
+    """A client certificate etcd accepts (CN `kos-apiserver`)."""
+    key: pathlib.Path
+    server_cert: pathlib.Path
+    """The members' serving certificate: SANs 127.0.0.1 and localhost."""
+    server_key: pathlib.Path
+
+    @classmethod
+    def mint(cls, pki: pathlib.Path) -> TLSFiles:
+        """A fresh CA, serving certificate and client certificate, written into `pki`."""
+        ca = authority.new_ca("etcd-test-ca")
+        server = authority.issue_server(ca, "etcd", ["localhost"], [ipaddress.ip_address("127.0.0.1")])
+        pki.mkdir(parents=True, exist_ok=True)
+        for name, identity in (("ca", ca), ("server", server), ("client", authority.issue_client(ca, "kos-apiserver"))):
+            directory.write(pki, name, identity, force=True)
+        return cls(pki / "ca.crt", pki / "client.crt", pki / "client.key", pki / "server.crt", pki / "server.key")
+
+    @property
+    def query(self) -> str:
+        """The storage URL's query for these files: `cacert=…&cert=…&key=…`."""
+        return urllib.parse.urlencode({"cacert": self.cacert, "cert": self.cert, "key": self.key}, safe="/")
+
+    def client_context(self) -> ssl.SSLContext:
+        """An ssl context that trusts the CA and presents the client certificate (for etcd's HTTP endpoints)."""
+        ctx = ssl.create_default_context(cafile=str(self.cacert))
+        ctx.load_cert_chain(self.cert, self.key)
+        return ctx
+
+
+def _http_json(
+    url: str, body: bytes | None = None, timeout: float = 1.0, context: ssl.SSLContext | None = None
+) -> dict[str, object]:
     req = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
+    with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
         data = json.loads(resp.read())
     return data if isinstance(data, dict) else {}
 
 
-def _healthy(m: _Member) -> bool:
+def _healthy(m: _Member, context: ssl.SSLContext | None) -> bool:
     try:
-        return _http_json(m.client_url + "/health", timeout=0.5).get("health") == "true"
+        return _http_json(m.client_url + "/health", timeout=0.5, context=context).get("health") == "true"
     except (OSError, ValueError):
         return False
 
@@ -106,27 +157,33 @@ def _healthy(m: _Member) -> bool:
 class EtcdProcess:
     """One or more local etcd members; `endpoints` lists every member's client (host, port)."""
 
-    def __init__(self, workdir: pathlib.Path, members: list[_Member], cluster_token: str) -> None:
+    def __init__(
+        self, workdir: pathlib.Path, members: list[_Member], cluster_token: str, tls: TLSFiles | None = None
+    ) -> None:
         self.workdir = workdir
         self._members = members
         self._token = cluster_token
+        self.tls = tls
+        """The test PKI when the members serve mutual TLS, else None."""
+        self._context = tls.client_context() if tls is not None else None
         self.endpoints: list[tuple[str, int]] = [("127.0.0.1", m.client_port) for m in members]
         _live.add(self)
 
     # --- construction -----------------------------------------------------------------------
 
     @classmethod
-    def start(cls, workdir: pathlib.Path) -> EtcdProcess:
-        """A single member on free loopback ports, healthy on return."""
-        return cls.cluster(workdir, members=1)
+    def start(cls, workdir: pathlib.Path, *, tls: bool = False) -> EtcdProcess:
+        """A single member on free loopback ports, healthy on return; serving mutual TLS if `tls`."""
+        return cls.cluster(workdir, members=1, tls=tls)
 
     @classmethod
-    def cluster(cls, workdir: pathlib.Path, members: int = 3) -> EtcdProcess:
-        """A `members`-member loopback cluster, every member healthy on return."""
+    def cluster(cls, workdir: pathlib.Path, members: int = 3, *, tls: bool = False) -> EtcdProcess:
+        """A `members`-member loopback cluster, every member healthy on return; serving mutual TLS if `tls`."""
         if shutil.which("etcd") is None:
             raise EtcdStartError("etcd is not on PATH (Debian: apt-get install etcd-server)")
         workdir = pathlib.Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
+        files = TLSFiles.mint(workdir / f"pki-{os.getpid()}-{time.monotonic_ns()}") if tls else None
         last: EtcdStartError | None = None
         for attempt in range(_PORT_RETRIES):
             ports = _free_ports(2 * members)
@@ -138,10 +195,11 @@ class EtcdProcess:
                     peer_port=ports[2 * i + 1],
                     data_dir=workdir / f"etcd-m{i}-{tag}.data",
                     log_path=workdir / f"etcd-m{i}-{tag}.log",
+                    scheme="https" if tls else "http",
                 )
                 for i in range(members)
             ]
-            proc = cls(workdir, ms, cluster_token=f"kos-{tag}")
+            proc = cls(workdir, ms, cluster_token=f"kos-{tag}", tls=files)
             try:
                 for i in range(members):
                     proc._spawn(i, new=True)
@@ -172,6 +230,13 @@ class EtcdProcess:
             "--log-level", "warn",
             "--logger", "zap",
         ]  # fmt: skip
+        if self.tls is not None:
+            args += [
+                "--cert-file", str(self.tls.server_cert),
+                "--key-file", str(self.tls.server_key),
+                "--trusted-ca-file", str(self.tls.cacert),
+                "--client-cert-auth",
+            ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
         # A child inherits its parent thread's signal mask, and event-loop worker threads
         # (uvloop's `to_thread`) block every signal: etcd would then ignore SIGTERM.
@@ -194,7 +259,7 @@ class EtcdProcess:
                         f"etcd member {m.name} exited with status {code} while starting "
                         f"(client {m.client_url}); log {m.log_path}:\n{_log_tail(m.log_path)}"
                     )
-                if _healthy(m):
+                if _healthy(m, self._context):
                     pending.remove(i)
             if not pending:
                 return
@@ -210,8 +275,16 @@ class EtcdProcess:
 
     @property
     def url(self) -> str:
-        """The kos storage URL for this etcd: `etcd://127.0.0.1:PORT[,127.0.0.1:PORT...]`."""
-        return "etcd://" + ",".join(f"{h}:{p}" for h, p in self.endpoints)
+        """The kos storage URL for this etcd: `etcd://127.0.0.1:PORT[,127.0.0.1:PORT...]`, with
+        `?cacert=…&cert=…&key=…` when it serves TLS."""
+        url = "etcd://" + ",".join(f"{h}:{p}" for h, p in self.endpoints)
+        return url if self.tls is None else f"{url}?{self.tls.query}"
+
+    def store_tls(self) -> EtcdTLS | None:
+        """The store's TLS settings for this etcd (its CA and the client certificate), None when in clear."""
+        if self.tls is None:
+            return None
+        return EtcdTLS(self.tls.cacert, self.tls.cert, self.tls.key)
 
     @property
     def members(self) -> int:
@@ -236,7 +309,7 @@ class EtcdProcess:
             if not m.running():
                 continue
             try:
-                st = _http_json(m.client_url + "/v3/maintenance/status", b"{}")
+                st = _http_json(m.client_url + "/v3/maintenance/status", b"{}", context=self._context)
             except (OSError, ValueError):
                 continue
             header = st.get("header")
@@ -295,4 +368,4 @@ class EtcdProcess:
         return f"EtcdProcess({self.url}, members={len(self._members)})"
 
 
-__all__ = ["EtcdProcess", "EtcdStartError"]
+__all__ = ["EtcdProcess", "EtcdStartError", "TLSFiles"]
