@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,10 @@ from kos.storage.memory import MemoryStore
 from kos.testing.apiserver import running_apiserver
 
 PORT, VNIS, PER_VNI = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+SERVER = {}
+if len(sys.argv) > 4:  # bench/tls.py: argv[4] is a script whose server_options(*argv[5:]) gives ssl= (and gate=)
+    import runpy
+    SERVER = runpy.run_path(sys.argv[4])["server_options"](*sys.argv[5:])
 from kos.util import gctune
 gctune.tune()  # as `kos apiserver` does
 
@@ -194,7 +199,7 @@ def obj(v, i, gen):
                                        ifc_name=f"gen{gen}"))
 
 async def main():
-    async with running_apiserver(port=PORT, watch_cache_size=1_000_000, check_cache=False) as server:
+    async with running_apiserver(port=PORT, watch_cache_size=1_000_000, check_cache=False, **SERVER) as server:
         store = server.store
         revs = {}
         for v in range(1, VNIS + 1):
@@ -250,7 +255,7 @@ class _Counter(asyncio.Protocol):
 
 
 async def fanout_client(port: int, rv: str, paths: list[str], server: subprocess.Popen[str], events: int,
-                        expected: int) -> dict[str, float]:  # fmt: skip
+                        expected: int, ssl: Any = None) -> dict[str, float]:  # fmt: skip
     loop = asyncio.get_running_loop()
     total = [0]
     target = [expected]
@@ -259,7 +264,7 @@ async def fanout_client(port: int, rv: str, paths: list[str], server: subprocess
     for i in range(0, len(paths), 500):
         batch = paths[i : i + 500]
         conns = await asyncio.gather(*(loop.create_connection(lambda p=p: _Counter(total, p, done, target),  # type: ignore[misc]
-                                                              "127.0.0.1", port) for p in batch))  # fmt: skip
+                                                              "127.0.0.1", port, ssl=ssl) for p in batch))  # fmt: skip
         transports += [t for t, _ in conns]
     await asyncio.sleep(1.0)  # all watches registered
     assert server.stdin is not None and server.stdout is not None
@@ -277,11 +282,14 @@ async def fanout_client(port: int, rv: str, paths: list[str], server: subprocess
             "server_cpu_us_per_event": stats["cpu_s"] / events * 1e6}  # fmt: skip
 
 
-def bench_fanout(watchers: int, vnis: int, events: int, indexed: bool, tmp: Path) -> dict[str, Any]:
+def bench_fanout(watchers: int, vnis: int, events: int, indexed: bool, tmp: Path,
+                 server_options: Sequence[str] = (), ssl: Any = None) -> dict[str, Any]:  # fmt: skip
+    """`server_options`: a script and its arguments giving the server's ssl and gate (bench/tls.py); `ssl`:
+    the watch connections' client context."""
     port = free_port()
     per_vni = 4
-    server = subprocess.Popen([*pin(0), sys.executable, "-c", FANOUT_SERVER, str(port), str(vnis), str(per_vni)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    server = subprocess.Popen([*pin(0), sys.executable, "-c", FANOUT_SERVER, str(port), str(vnis), str(per_vni),
+                               *server_options], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
         assert server.stdout is not None
         rv = json.loads(server.stdout.readline())["rv"]
@@ -289,7 +297,7 @@ def bench_fanout(watchers: int, vnis: int, events: int, indexed: bool, tmp: Path
         sel = "fieldSelector=status.addressVNI%3D{v}" if indexed else "labelSelector=vni%3D{v}"
         paths = [f"{base}?watch=1&resourceVersion={rv}&{sel.format(v=w % vnis + 1)}" for w in range(watchers)]
         matching = watchers // vnis
-        return asyncio.run(fanout_client(port, str(rv), paths, server, events, events * matching)) | {
+        return asyncio.run(fanout_client(port, str(rv), paths, server, events, events * matching, ssl)) | {
             "watchers": watchers, "matching_per_event": matching, "indexed": indexed}  # fmt: skip
     finally:
         if server.stdin:

@@ -19,15 +19,25 @@ each process used (all share the machine's 2 cores).
 Shapes: `small` = many small networks (--num-nets 100 --top-net-size 10); `large` =
 the original driver's default (--num-nets 10 --top-net-size 100: every change fans
 out to dozens of nodes). `--light`: p50/p99 create→ready at --rate 20.
+
+`--tls`: the secure cluster instead of the plain one. A kos.pki CA made for the run (`SecureCluster`);
+`kos apiserver --tls-cert-file --tls-private-key-file --client-ca-file` (HTTPS, x509 client-certificate
+authentication, the built-in authorization); the controller manager, the simulated nodes and the driver
+each reach it with `--kubeconfig` holding a client certificate of their own role. Without `--tls` the
+apiserver runs with `--insecure` (plain HTTP, no authentication) where that flag exists. bench/tls.py runs
+both and reports secure ÷ plain.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import math
 import os
+import re
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -39,6 +49,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from kos.pki import directory  # noqa: E402
+from kos.pki.authority import issue_client  # noqa: E402
+from kos.pki.kubeconfig import kubeconfig  # noqa: E402
 from kos.testing.process import APIServerProcess, KosProcess, free_port  # noqa: E402
 from kos.util import calibration  # noqa: E402
 
@@ -96,16 +109,71 @@ def sim_counters(port: int, keep: Path) -> dict[str, float]:
     return out
 
 
+@functools.cache
+def _has_flag(command: str, flag: str) -> bool:
+    """Whether `kos <command> --help` lists `flag` (the secure flags arrive branch by branch)."""
+    run = subprocess.run([sys.executable, "-m", "kos", command, "--help"], capture_output=True, text=True, check=False)
+    return re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", run.stdout) is not None
+
+
+class SecureCluster:
+    """The PKI of `--tls` trials: a CA, the apiserver's serving certificate for 127.0.0.1, and one client
+    identity per role (ARCHITECTURE §10), written as kubeconfigs for each trial's server URL."""
+
+    ROLES = {
+        "controller-manager": ("system:kos:controller-manager", ()),
+        "simnodes": ("kos:admin", ("system:masters",)),  # one process for 100 nodes (see simnode_args)
+        "driver": ("kos:bench-driver", ("kos:users",)),
+    }
+
+    def __init__(self, pki: Path) -> None:
+        made = directory.init(pki, ["127.0.0.1", "localhost"], force=True)
+        self.pki = pki
+        self.ca = made[directory.CA]
+        self.identities = {role: issue_client(self.ca, user, groups) for role, (user, groups) in self.ROLES.items()}
+        self.context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        missing = [f for f in ("--tls-cert-file", "--client-ca-file") if not _has_flag("apiserver", f)]
+        missing += [f"{c} --kubeconfig" for c in ("controller-manager", "simnodes", "driver")
+                    if not _has_flag(c, "--kubeconfig")]  # fmt: skip
+        if missing:
+            raise SystemExit(f"--tls needs what this tree lacks: kos apiserver {', '.join(missing)}")
+
+    def apiserver_args(self) -> list[str]:
+        return ["--tls-cert-file", str(self.pki / "apiserver.crt"), "--tls-private-key-file",
+                str(self.pki / "apiserver.key"), "--client-ca-file", str(self.pki / "ca.crt")]  # fmt: skip
+
+    def client_args(self, role: str, server_url: str, d: Path) -> list[str]:
+        """`--kubeconfig FILE` for `role` at `server_url`, the file written into the trial's directory `d`."""
+        user = self.ROLES[role][0]
+        path = d / f"{role}.kubeconfig"
+        directory.write_private(path, kubeconfig(server_url, self.ca.cert_pem(), self.identities[role], user))
+        return ["--kubeconfig", str(path)]
+
+
+def _start_apiserver(storage: str, d: Path, tls: SecureCluster | None) -> APIServerProcess:
+    if tls is None:
+        insecure = ["--insecure"] if _has_flag("apiserver", "--insecure") else []
+        return APIServerProcess(storage, d / "apiserver.log", extra=["--log-level", "warning", *insecure]).wait_ready()
+    server = APIServerProcess(storage, d / "apiserver.log", extra=["--log-level", "warning", *tls.apiserver_args()])
+    server.url = server.url.replace("http://", "https://")
+    server.wait_http(server.url + "/readyz", context=tls.context)
+    return server
+
+
 def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, threads: int,
-          profile: str = "", profile_dir: Path | None = None, criterion: str = "strict") -> dict[str, Any]:  # fmt: skip
+          profile: str = "", profile_dir: Path | None = None, criterion: str = "strict",
+          tls: SecureCluster | None = None) -> dict[str, Any]:  # fmt: skip
     d = tmp / f"{shape}-{rate:g}-{time.time_ns()}"
     d.mkdir()
-    server = APIServerProcess(storage.replace("STATE", str(d)), d / "apiserver.log",
-                              extra=["--log-level", "warning"]).wait_ready()  # fmt: skip
+    server = _start_apiserver(storage.replace("STATE", str(d)), d, tls)
+
+    def client(role: str) -> list[str]:
+        return ["--server", server.url] if tls is None else tls.client_args(role, server.url, d)
+
     cm_port, sim_port = free_port(), free_port()
-    cm = KosProcess(["controller-manager", "--server", server.url, "--metrics-listen", f"127.0.0.1:{cm_port}",
+    cm = KosProcess(["controller-manager", *client("controller-manager"), "--metrics-listen", f"127.0.0.1:{cm_port}",
                      "--log-level", "warning", *os.environ.get("BENCH_CM_ARGS", "").split()], d / "cm.log")  # fmt: skip
-    sim = KosProcess(["simnodes", "--server", server.url, "--count", "100", "--listen", f"127.0.0.1:{sim_port}",
+    sim = KosProcess(["simnodes", *client("simnodes"), "--count", "100", "--listen", f"127.0.0.1:{sim_port}",
                       "--log-level", "warning"], d / "sim.log")  # fmt: skip
     try:
         cm.wait_http(f"http://127.0.0.1:{cm_port}/healthz", timeout=60)
@@ -116,7 +184,7 @@ def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, thre
         out = d / "run"
         spy = None
         drv = subprocess.Popen(
-            [sys.executable, "-m", "kos", "driver", "--server", server.url, "--nodes", "node-:100", *SHAPES[shape],
+            [sys.executable, "-m", "kos", "driver", *client("driver"), "--nodes", "node-:100", *SHAPES[shape],
              "--num-attachments", str(n), "--rate", str(rate), "--threads", str(threads), "--wait-after-delete", "10s",
              "--seed", "1", "--output", str(out), "--progress", "none", "--log-level", "error"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -146,7 +214,7 @@ def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, thre
         p99_all, missed = p99_with_misses(out)
         kept_up = s["achieved_rate"] >= 0.95 * rate
         holds = {"strict": kept_up and p99_all <= 1.0, "ready": kept_up and (lat["p99"] or 99.0) <= 1.0}
-        return {"shape": shape, "rate": rate, "holds": holds[criterion], "holds_by": holds,
+        return {"shape": shape, "rate": rate, "tls": tls is not None, "holds": holds[criterion], "holds_by": holds,
                 "achieved_rate": s["achieved_rate"],
                 "latency_seconds": s["latency_seconds"],
                 "p99_counting_misses": p99_all if p99_all != math.inf else None, "missed": missed,
@@ -174,12 +242,12 @@ def show(t: dict[str, Any]) -> None:
 
 
 def search(shape: str, start: float, seconds: float, tmp: Path, storage: str, threads: int,
-           criterion: str) -> dict[str, Any]:  # fmt: skip
+           criterion: str, tls: SecureCluster | None = None) -> dict[str, Any]:  # fmt: skip
     trials = []
     lo, hi = 0.0, None
     rate = start
     while hi is None:
-        t = trial(shape, rate, seconds, tmp, storage, threads, criterion=criterion)
+        t = trial(shape, rate, seconds, tmp, storage, threads, criterion=criterion, tls=tls)
         show(t)
         trials.append(t)
         if t["holds"]:
@@ -190,7 +258,7 @@ def search(shape: str, start: float, seconds: float, tmp: Path, storage: str, th
         if hi is None or hi - lo <= max(20, 0.08 * hi):
             break
         rate = (lo + hi) / 2 if lo else hi / 2
-        t = trial(shape, rate, seconds, tmp, storage, threads, criterion=criterion)
+        t = trial(shape, rate, seconds, tmp, storage, threads, criterion=criterion, tls=tls)
         show(t)
         trials.append(t)
         if t["holds"]:
@@ -211,6 +279,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=16, help="driver workers")
     ap.add_argument("--storage", default="memory://", help="apiserver storage (STATE = the trial's directory)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--tls", action="store_true", help="HTTPS with client-certificate identities, authorization on")
     ap.add_argument(
         "--profile",
         choices=["apiserver", "controller-manager", "simnodes", "driver"],
@@ -235,18 +304,19 @@ def main() -> int:
             args.keep.mkdir(parents=True, exist_ok=True)
             tmp = args.keep
         shapes = ["small", "large"] if args.shape == "both" else ([] if args.shape == "none" else [args.shape])
+        tls = SecureCluster(tmp / "pki") if args.tls else None
         if args.rates:
             for shape in shapes:
                 results[shape] = {"trials": []}
                 for rate in (float(r) for r in args.rates.split(",")):
                     t = trial(shape, rate, args.seconds, tmp, args.storage, args.threads, args.profile,
-                              args.profile_dir, args.criterion)  # fmt: skip
+                              args.profile_dir, args.criterion, tls)  # fmt: skip
                     show(t)
                     results[shape]["trials"].append(t)
             shapes = []
         for shape in shapes:
             print(f"== {shape} networks: searching the highest rate that holds", flush=True)
-            r = search(shape, args.start, args.seconds, tmp, args.storage, args.threads, args.criterion)
+            r = search(shape, args.start, args.seconds, tmp, args.storage, args.threads, args.criterion, tls)
             results[shape] = r
             print(
                 f"   {shape}: holds ({args.criterion}) at --rate {r['best_rate']:.0f}: "
@@ -254,7 +324,7 @@ def main() -> int:
             )
         if args.light:
             print("== light load: --rate 20", flush=True)
-            light = [trial("small", 20, 30, tmp, args.storage, 1) for _ in range(3)]
+            light = [trial("small", 20, 30, tmp, args.storage, 1, tls=tls) for _ in range(3)]
             for t in light:
                 show(t)
             results["light"] = light
