@@ -20,12 +20,14 @@ Shapes: `small` = many small networks (--num-nets 100 --top-net-size 10); `large
 the original driver's default (--num-nets 10 --top-net-size 100: every change fans
 out to dozens of nodes). `--light`: p50/p99 create→ready at --rate 20.
 
-`--tls`: the secure cluster instead of the plain one. A kos.pki CA made for the run (`SecureCluster`);
-`kos apiserver --tls-cert-file --tls-private-key-file --client-ca-file` (HTTPS, x509 client-certificate
-authentication, the built-in authorization); the controller manager, the simulated nodes and the driver
-each reach it with `--kubeconfig` holding a client certificate of their own role. Without `--tls` the
-apiserver runs with `--insecure` (plain HTTP, no authentication) where that flag exists. bench/tls.py runs
-both and reports secure ÷ plain.
+`--tls`: the secure cluster instead of the plain one, as `kos up` runs it (`SecureCluster`: kos.cli.clusterpki's
+identities, made once per run): `kos apiserver --tls-cert-file --tls-private-key-file --client-ca-file
+--token-auth-file` (HTTPS, x509 and token authentication, the built-in authorization and node restriction);
+the controller manager with its client certificate, the simulated nodes with their shared token kubeconfig
+and one token per node (`--node-tokens`), the driver as a user in `kos:users` with a client certificate.
+The probe listeners stay plain (`--insecure`) in both modes: only this script reads them. Without `--tls`
+the apiserver runs `--insecure` (plain HTTP, no authentication). bench/tls.py runs both and reports
+secure ÷ plain.
 """
 
 from __future__ import annotations
@@ -116,44 +118,56 @@ def _has_flag(command: str, flag: str) -> bool:
     return re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", run.stdout) is not None
 
 
+def _plain_listener() -> list[str]:
+    """`--insecure` for the controller manager's and simulated nodes' probe listeners, where it exists: they are
+    polled by this script, not on the measured path, in both modes."""
+    return ["--insecure"] if _has_flag("controller-manager", "--insecure") else []
+
+
 class SecureCluster:
-    """The PKI of `--tls` trials: a CA, the apiserver's serving certificate for 127.0.0.1, and one client
-    identity per role (ARCHITECTURE §10), written as kubeconfigs for each trial's server URL."""
+    """What `--tls` trials run with: `kos up`'s identities (kos.cli.clusterpki: a CA, the apiserver's serving
+    certificate, the controller manager's client certificate, one bearer token per simulated node and the
+    nodes' shared token kubeconfig), made once in `state`; the driver is a user in `kos:users` with a client
+    certificate. Kubeconfigs are written again for each trial's server URL."""
 
-    ROLES = {
-        "controller-manager": ("system:kos:controller-manager", ()),
-        "simnodes": ("kos:admin", ("system:masters",)),  # one process for 100 nodes (see simnode_args)
-        "driver": ("kos:bench-driver", ("kos:users",)),
-    }
+    NODES = [f"node-{i}" for i in range(100)]
 
-    def __init__(self, pki: Path) -> None:
-        made = directory.init(pki, ["127.0.0.1", "localhost"], force=True)
-        self.pki = pki
-        self.ca = made[directory.CA]
-        self.identities = {role: issue_client(self.ca, user, groups) for role, (user, groups) in self.ROLES.items()}
-        self.context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-        missing = [f for f in ("--tls-cert-file", "--client-ca-file") if not _has_flag("apiserver", f)]
+    def __init__(self, state: Path) -> None:
+        missing = [f"apiserver {f}" for f in ("--tls-cert-file", "--client-ca-file", "--token-auth-file")
+                   if not _has_flag("apiserver", f)]  # fmt: skip
         missing += [f"{c} --kubeconfig" for c in ("controller-manager", "simnodes", "driver")
                     if not _has_flag(c, "--kubeconfig")]  # fmt: skip
-        if missing:
-            raise SystemExit(f"--tls needs what this tree lacks: kos apiserver {', '.join(missing)}")
+        if missing or not _has_flag("simnodes", "--node-tokens"):
+            raise SystemExit(f"--tls needs what this tree lacks: {', '.join(missing) or 'simnodes --node-tokens'}")
+        self.state = state
+        self.ids = self.prepare("https://127.0.0.1:1")
+        ca = directory.load(self.ids.pki, directory.CA)
+        self.driver = issue_client(ca, "kos:bench-driver", ["kos:users"])
+        self.context = ssl.create_default_context(cafile=str(self.ids.ca_file))
+
+    def prepare(self, server: str) -> Any:
+        from kos.cli import clusterpki  # (issue 12: kos up's identities)
+
+        return clusterpki.prepare(self.state, server, [], self.NODES)
 
     def apiserver_args(self) -> list[str]:
-        return ["--tls-cert-file", str(self.pki / "apiserver.crt"), "--tls-private-key-file",
-                str(self.pki / "apiserver.key"), "--client-ca-file", str(self.pki / "ca.crt")]  # fmt: skip
+        crt, key = self.ids.cert(directory.APISERVER)
+        return ["--tls-cert-file", str(crt), "--tls-private-key-file", str(key), "--client-ca-file",
+                str(self.ids.ca_file), "--token-auth-file", str(self.ids.node_tokens)]  # fmt: skip
 
-    def client_args(self, role: str, server_url: str, d: Path) -> list[str]:
-        """`--kubeconfig FILE` for `role` at `server_url`, the file written into the trial's directory `d`."""
-        user = self.ROLES[role][0]
-        path = d / f"{role}.kubeconfig"
-        directory.write_private(path, kubeconfig(server_url, self.ca.cert_pem(), self.identities[role], user))
-        return ["--kubeconfig", str(path)]
+    def client_args(self, server: str, d: Path) -> dict[str, list[str]]:
+        """Each client process's flags for the trial's `server`, the driver's kubeconfig written into `d`."""
+        ids = self.prepare(server)
+        driver = d / "driver.kubeconfig"
+        directory.write_private(driver, kubeconfig(server, ids.ca_pem, self.driver, "kos:bench-driver"), force=True)
+        return {"controller-manager": ["--kubeconfig", str(ids.controller_manager_kubeconfig)],
+                "simnodes": ["--kubeconfig", str(ids.simnodes_kubeconfig), "--node-tokens", str(ids.node_tokens)],
+                "driver": ["--kubeconfig", str(driver)]}  # fmt: skip
 
 
 def _start_apiserver(storage: str, d: Path, tls: SecureCluster | None) -> APIServerProcess:
-    if tls is None:
-        insecure = ["--insecure"] if _has_flag("apiserver", "--insecure") else []
-        return APIServerProcess(storage, d / "apiserver.log", extra=["--log-level", "warning", *insecure]).wait_ready()
+    if tls is None:  # (APIServerProcess adds --insecure where the tree has it)
+        return APIServerProcess(storage, d / "apiserver.log", extra=["--log-level", "warning"]).wait_ready()
     server = APIServerProcess(storage, d / "apiserver.log", extra=["--log-level", "warning", *tls.apiserver_args()])
     server.url = server.url.replace("http://", "https://")
     server.wait_http(server.url + "/readyz", context=tls.context)
@@ -166,15 +180,14 @@ def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, thre
     d = tmp / f"{shape}-{rate:g}-{time.time_ns()}"
     d.mkdir()
     server = _start_apiserver(storage.replace("STATE", str(d)), d, tls)
-
-    def client(role: str) -> list[str]:
-        return ["--server", server.url] if tls is None else tls.client_args(role, server.url, d)
-
+    plain = {role: ["--server", server.url] for role in ("controller-manager", "simnodes", "driver")}
+    client = plain if tls is None else tls.client_args(server.url, d)
     cm_port, sim_port = free_port(), free_port()
-    cm = KosProcess(["controller-manager", *client("controller-manager"), "--metrics-listen", f"127.0.0.1:{cm_port}",
-                     "--log-level", "warning", *os.environ.get("BENCH_CM_ARGS", "").split()], d / "cm.log")  # fmt: skip
-    sim = KosProcess(["simnodes", *client("simnodes"), "--count", "100", "--listen", f"127.0.0.1:{sim_port}",
-                      "--log-level", "warning"], d / "sim.log")  # fmt: skip
+    cm = KosProcess(["controller-manager", *client["controller-manager"], "--metrics-listen", f"127.0.0.1:{cm_port}",
+                     *_plain_listener(), "--log-level", "warning", *os.environ.get("BENCH_CM_ARGS", "").split()],
+                    d / "cm.log")  # fmt: skip
+    sim = KosProcess(["simnodes", *client["simnodes"], "--count", "100", "--listen", f"127.0.0.1:{sim_port}",
+                      *_plain_listener(), "--log-level", "warning"], d / "sim.log")  # fmt: skip
     try:
         cm.wait_http(f"http://127.0.0.1:{cm_port}/healthz", timeout=60)
         sim.wait_http(f"http://127.0.0.1:{sim_port}/readyz", timeout=120)
@@ -184,7 +197,7 @@ def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, thre
         out = d / "run"
         spy = None
         drv = subprocess.Popen(
-            [sys.executable, "-m", "kos", "driver", *client("driver"), "--nodes", "node-:100", *SHAPES[shape],
+            [sys.executable, "-m", "kos", "driver", *client["driver"], "--nodes", "node-:100", *SHAPES[shape],
              "--num-attachments", str(n), "--rate", str(rate), "--threads", str(threads), "--wait-after-delete", "10s",
              "--seed", "1", "--output", str(out), "--progress", "none", "--log-level", "error"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -304,7 +317,7 @@ def main() -> int:
             args.keep.mkdir(parents=True, exist_ok=True)
             tmp = args.keep
         shapes = ["small", "large"] if args.shape == "both" else ([] if args.shape == "none" else [args.shape])
-        tls = SecureCluster(tmp / "pki") if args.tls else None
+        tls = SecureCluster(tmp / "secure") if args.tls else None
         if args.rates:
             for shape in shapes:
                 results[shape] = {"trials": []}

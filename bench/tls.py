@@ -90,7 +90,7 @@ async def main():
 
     await asyncio.gather(*(create(w, 0) for w in range(CONNS)))  # every connection open, handshakes done
     n = 0
-    cpu0, t0 = cpu(PID), time.perf_counter()
+    cpu0, t0, own0 = cpu(PID), time.perf_counter(), time.process_time()
     stop = t0 + SECONDS
 
     async def worker(w):
@@ -102,11 +102,12 @@ async def main():
             n += 1
 
     await asyncio.gather(*(worker(w) for w in range(CONNS)))
-    elapsed, server_cpu = time.perf_counter() - t0, cpu(PID) - cpu0
+    elapsed, server_cpu, client_cpu = time.perf_counter() - t0, cpu(PID) - cpu0, time.process_time() - own0
     listed = json.loads((await pool.request("GET", PATH, query={"limit": "1"})).body)
     stored = len(listed["items"]) + int(listed["metadata"].get("remainingItemCount", 0))
     await pool.close()
-    print(json.dumps({"creates": n, "seconds": elapsed, "server_cpu_s": server_cpu, "stored": stored}))
+    print(json.dumps({"creates": n, "seconds": elapsed, "server_cpu_s": server_cpu, "client_cpu_s": client_cpu,
+                      "stored": stored}))
 
 uvloop.run(main())
 """
@@ -130,43 +131,46 @@ def client_context(pki: Path) -> ssl.SSLContext:
 
 
 def server_context(pki: Path) -> ssl.SSLContext:
-    """The apiserver's TLS: its certificate, TLS 1.2+, asking for client certificates of the CA."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(pki / "apiserver.crt", pki / "apiserver.key")
-    ctx.load_verify_locations(pki / "ca.crt")
-    ctx.verify_mode = ssl.CERT_OPTIONAL  # as kube-apiserver: anonymous may still reach /healthz
-    return ctx
+    """The apiserver's TLS as `kos apiserver --tls-cert-file --tls-private-key-file --client-ca-file` makes it
+    (kos.http.tls.server_context where this tree has it): TLS 1.2+, client certificates of the CA asked for."""
+    try:
+        from kos.http import tls
+    except ImportError:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(pki / "apiserver.crt", pki / "apiserver.key")
+        ctx.load_verify_locations(pki / "ca.crt")
+        ctx.verify_mode = ssl.CERT_OPTIONAL  # as kube-apiserver: anonymous may still reach /healthz
+        return ctx
+    return tls.server_context(tls.ServingFiles(pki / "apiserver.crt", pki / "apiserver.key", (pki / "ca.crt",)))
 
 
-def secure_gate(pki: Path) -> Any:
-    """The gate `kos apiserver --client-ca-file` builds (x509 authentication, the built-in authorization),
-    or None when this tree has no authentication yet."""
+def secure_gate(pki: Path) -> tuple[Any, str]:
+    """The secure gate — x509 authentication against the CA (kos.apiserver.auth.config.build_gate), the built-in
+    authorization and the node restriction (kos.apiserver.auth.authz.build) — and what it holds; (None, why)
+    when this tree has no authentication yet."""
     from kos.apiserver.auth import config
-
-    build = getattr(config, "build_gate", None)
-    if build is None:
-        return None
-    return build(config.AuthSettings(client_ca_file=pki / "ca.crt"))
-
-
-def secure_label(pki: Path) -> str:
     from kos.testing.apiserver import running_apiserver
 
-    if secure_gate(pki) is None or "gate" not in inspect.signature(running_apiserver).parameters:
-        return "TLS only (HTTPS, client certificates verified; no authentication/authorization in this tree)"
-    return "HTTPS + x509 client-certificate authentication + built-in authorization"
+    build = getattr(config, "build_gate", None)
+    if build is None or "gate" not in inspect.signature(running_apiserver).parameters:
+        return None, "TLS only (HTTPS, client certificates verified; no authentication in this tree)"
+    settings = config.AuthSettings(client_ca_file=pki / "ca.crt")
+    try:
+        from kos.apiserver.auth.authz import build as authz
+    except ImportError:
+        return build(settings), "HTTPS + x509 client-certificate authentication (no authorization in this tree)"
+    gate = build(settings, authorizer=authz.build_authorizer(settings), admission=authz.build_admission())
+    return gate, "HTTPS + x509 client-certificate authentication + built-in authorization + node restriction"
 
 
 def server_options(mode: str, pki: str) -> dict[str, Any]:
     """`running_apiserver` keywords for `mode` (called in the server's process by bench/apiserver.py)."""
     if mode == "plain":
         return {}
-    from kos.testing.apiserver import running_apiserver
-
     opts: dict[str, Any] = {"ssl": server_context(Path(pki))}
-    gate = secure_gate(Path(pki))
-    if gate is not None and "gate" in inspect.signature(running_apiserver).parameters:
+    gate, _ = secure_gate(Path(pki))
+    if gate is not None:
         opts["gate"] = gate
     return opts
 
@@ -189,7 +193,11 @@ def creates(mode: str, pki: Path, seconds: float, conns: int) -> dict[str, Any]:
         r = json.loads(out)
         if not r["creates"] + conns <= r["stored"] <= r["creates"] + 2 * conns + 1:  # + warm-up, + the fanout one
             raise RuntimeError(f"{r['creates']} creates answered 201 but {r['stored']} objects are stored")
-        return {"creates_per_s": r["creates"] / r["seconds"], "server_cpu_us": r["server_cpu_s"] / r["creates"] * 1e6}
+        return {
+            "creates_per_s": r["creates"] / r["seconds"],
+            "server_cpu_us": r["server_cpu_s"] / r["creates"] * 1e6,
+            "client_cpu_us": r["client_cpu_s"] / r["creates"] * 1e6,
+        }
     finally:
         if server.stdin:
             server.stdin.close()
@@ -264,7 +272,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         pki = make_pki(tmp / "pki")
-        results["secure"] = secure_label(pki)
+        results["secure"] = secure_gate(pki)[1]
         print(f"secure = {results['secure']}", flush=True)
         runs: dict[str, dict[str, list[dict[str, Any]]]] = {"creates": {m: [] for m in MODES},
                                                             "deliveries": {m: [] for m in MODES}}  # fmt: skip
@@ -276,7 +284,7 @@ def main() -> int:
                 w = deliveries(m, pki, args.watchers, vnis, args.events, tmp)
                 runs["deliveries"][m].append(w)
                 print(f"  round {i + 1} {m:6s}: {c['creates_per_s']:7.0f} creates/s ({c['server_cpu_us']:6.1f} µs "
-                      f"server CPU each), {w['deliveries_per_s']:7.0f} deliveries/s ({w['server_cpu_us']:6.1f} µs "
+                      f"server CPU, {c['client_cpu_us']:6.1f} µs load generator CPU each), {w['deliveries_per_s']:7.0f} deliveries/s ({w['server_cpu_us']:6.1f} µs "
                       "server CPU per event)", flush=True)  # fmt: skip
         print(f"== medians of {args.rounds} rounds ({args.connections} connections, {args.watchers} watchers "
               f"with 10 matching each event)")  # fmt: skip

@@ -48,7 +48,8 @@ class KosProcess:
             return ""
 
     def wait_http(self, url: str, timeout: float = 20.0, context: ssl.SSLContext | None = None) -> None:
-        """Until `url` answers 200 (`context`: the TLS client context for an https URL)."""
+        """Poll `url` until it answers 200 (https verified with `context`); RuntimeError if the process exits or
+        `timeout` seconds pass first."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
