@@ -200,7 +200,7 @@ def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, thre
             [sys.executable, "-m", "kos", "driver", *client["driver"], "--nodes", "node-:100", *SHAPES[shape],
              "--num-attachments", str(n), "--rate", str(rate), "--threads", str(threads), "--wait-after-delete", "10s",
              "--seed", "1", "--output", str(out), "--progress", "none", "--log-level", "error"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=(d / "driver.log").open("wb"),
         )  # fmt: skip
         if profile and profile_dir is not None:  # py-spy on one process while the driver runs (collapsed stacks)
             pid = drv.pid if profile == "driver" else procs[profile]
@@ -222,6 +222,9 @@ def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, thre
         cpu = {k: cpu_seconds(p) - before[k] for k, p in procs.items()}
         cpu["driver"] = drv_cpu
         watches = sim_counters(sim_port, d)
+        if not (out / "summary.json").exists():
+            raise RuntimeError(f"kos driver exited {drv.returncode} without a summary:\n"
+                               + (d / "driver.log").read_text(errors="replace")[-3000:])  # fmt: skip
         s = json.loads((out / "summary.json").read_text())
         lat = s["latency_seconds"]["create_to_ready"]
         p99_all, missed = p99_with_misses(out)

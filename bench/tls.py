@@ -251,7 +251,8 @@ def summarize(name: str, unit: str, key: str, runs: dict[str, list[dict[str, Any
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=5, help="rounds of creates and deliveries (plain and secure each)")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="rounds of creates and deliveries (plain and secure each; 0: only the holding rate)")  # fmt: skip
     ap.add_argument("--seconds", type=float, default=5.0, help="duration of each create run")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--events", type=int, default=20_000, help="events per delivery run")
@@ -286,10 +287,11 @@ def main() -> int:
                 print(f"  round {i + 1} {m:6s}: {c['creates_per_s']:7.0f} creates/s ({c['server_cpu_us']:6.1f} µs "
                       f"server CPU, {c['client_cpu_us']:6.1f} µs load generator CPU each), {w['deliveries_per_s']:7.0f} deliveries/s ({w['server_cpu_us']:6.1f} µs "
                       "server CPU per event)", flush=True)  # fmt: skip
-        print(f"== medians of {args.rounds} rounds ({args.connections} connections, {args.watchers} watchers "
-              f"with 10 matching each event)")  # fmt: skip
-        results["creates"] = summarize("apiserver creates", "/s", "creates_per_s", runs["creates"])
-        results["deliveries"] = summarize("watch deliveries", "/s", "deliveries_per_s", runs["deliveries"])
+        if args.rounds:
+            print(f"== medians of {args.rounds} rounds ({args.connections} connections, {args.watchers} watchers "
+                  f"with 10 matching each event)")  # fmt: skip
+            results["creates"] = summarize("apiserver creates", "/s", "creates_per_s", runs["creates"])
+            results["deliveries"] = summarize("watch deliveries", "/s", "deliveries_per_s", runs["deliveries"])
         lacking = "" if args.no_throughput else throughput_ready()
         if lacking:
             print(f"== holding rate skipped: this tree lacks {lacking}", flush=True)
