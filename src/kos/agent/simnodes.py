@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import ssl
 import urllib.parse
 from typing import Any
 
@@ -100,9 +101,11 @@ class SimNodes:
 
     # --- HTTP --------------------------------------------------------------------------------
 
-    async def serve(self, host: str, port: int) -> int:
+    async def serve(self, host: str, port: int, *, ssl: ssl.SSLContext | None = None) -> int:
+        """Serve the nodes endpoint on `host:port` (0: any; returns the port), over TLS with `ssl`. OSError if the
+        address cannot be bound."""
         routes = {"/nodes": self._nodes, "/nodes/": self._fabric, "/trace": self._trace, "/traces": self._traces}
-        self._probes = await serve_probes(host, port, self.registry, routes=routes,
+        self._probes = await serve_probes(host, port, self.registry, routes=routes, ssl=ssl,
                                           readyz=lambda: None if self.ready.is_set() else "agents starting")  # fmt: skip
         self.port = self._probes.port
         return self.port

@@ -26,6 +26,7 @@ from kos.agent import execs
 from kos.agent.connection_agent import AgentSettings, ConnectionAgent
 from kos.agent.metrics import AgentMetricFamilies
 from kos.api import names
+from kos.cli import serving
 from kos.cli.common import UsageError, add_logging_flags, run_until_signalled
 from kos.cli.settings import SettingError, absolute_paths, at_least, host_port, http_url, ipv4
 from kos.client.rest import Client
@@ -67,6 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="worker tasks (default 32 with --fabric ovs, whose calls batch; else 2)",
     )
     p.add_argument("--metrics-listen", type=host_port, default=("127.0.0.1", 9294), help="HOST:PORT for /metrics")
+    serving.add_arguments(p, "--metrics-listen")
     p.add_argument(
         "--watch-mux",
         default=True,
@@ -135,6 +137,8 @@ class AgentCommand:
     ovsdb: str
     ovs_rundir: str
     ovs_datapath: str
+    tls: serving.ServingTLS = serving.PLAIN
+    """How the metrics listener serves (kos.cli.serving)."""
 
 
 def settings_from(args: argparse.Namespace) -> AgentCommand:
@@ -145,7 +149,7 @@ def settings_from(args: argparse.Namespace) -> AgentCommand:
         server=args.server, agent=AgentSettings(args.node, args.host_ip, args.allowed_programs, workers),
         fabric=args.fabric, metrics_listen=args.metrics_listen, watch_mux=args.watch_mux, sim_state=args.sim_state,
         lock_file=args.lock_file or f"/tmp/kos-agent-{args.node}.lock", ovsdb=args.ovsdb,
-        ovs_rundir=args.ovs_rundir, ovs_datapath=args.ovs_datapath,
+        ovs_rundir=args.ovs_rundir, ovs_datapath=args.ovs_datapath, tls=serving.settings_from(args),
     )  # fmt: skip
 
 
@@ -169,7 +173,12 @@ def run(s: AgentCommand) -> int:
         agent = ConnectionAgent(client, fabric, s.agent, AgentMetricFamilies(reg))
         host, port = s.metrics_listen
         try:
-            probes = await serve_probes(host, port, reg, healthz=lambda: "ok" if agent.started.is_set() else "starting")
+            ctx = serving.server_context(s.tls, host, component="kos-agent")
+        except (OSError, ValueError) as e:
+            raise SettingError(serving.CERT_FLAG, f"cannot serve TLS with it: {e}") from None
+        try:
+            probes = await serve_probes(host, port, reg, ssl=ctx,
+                                        healthz=lambda: "ok" if agent.started.is_set() else "starting")  # fmt: skip
         except OSError as e:
             raise SettingError("--metrics-listen", f"cannot serve metrics on {host}:{port}: {e}") from None
         await agent.start()

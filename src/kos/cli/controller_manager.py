@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 
+from kos.cli import serving
 from kos.cli.common import add_logging_flags, run_until_signalled
 from kos.cli.settings import SettingError, at_least, host_port, http_url, number_at_least
 from kos.controllers.manager import CONTROLLERS, ControllerManager, Settings
@@ -26,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qps", type=number_at_least(0), default=0.0, help="client request rate limit (0: none)")
     p.add_argument("--burst", type=at_least(1), default=200, help="client burst when --qps is set")
     p.add_argument("--metrics-listen", type=host_port, default=("127.0.0.1", 9295), help="HOST:PORT for /metrics")
+    serving.add_arguments(p, "--metrics-listen")
     p.add_argument("--seed", type=int, default=None, help="seed for address choice (reproducible runs)")
     p.add_argument(
         "--watch-mux",
@@ -47,7 +50,20 @@ def controller_list(value: str) -> tuple[str, ...]:
     return chosen
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
+@dataclasses.dataclass(frozen=True, slots=True)
+class ControllerManagerCommand:
+    """Everything `kos controller-manager` runs with, checked: the manager's settings and how its metrics
+    listener serves."""
+
+    settings: Settings
+    tls: serving.ServingTLS
+
+
+def settings_from(args: argparse.Namespace) -> ControllerManagerCommand:
+    return ControllerManagerCommand(manager_settings(args), serving.settings_from(args))
+
+
+def manager_settings(args: argparse.Namespace) -> Settings:
     ipam_workers = args.workers or args.ipam_workers
     sv_workers = args.workers or args.subnet_validator_workers
     chosen = args.controllers
@@ -59,9 +75,15 @@ def settings_from(args: argparse.Namespace) -> Settings:
     )  # fmt: skip
 
 
-def run(settings: Settings) -> int:
+def run(command: ControllerManagerCommand) -> int:
+    settings = command.settings
+
     async def main(stop: asyncio.Event) -> int:
-        cm = ControllerManager(settings)
+        try:
+            ctx = serving.server_context(command.tls, settings.metrics_host, component="kos-controller-manager")
+        except (OSError, ValueError) as e:
+            raise SettingError(serving.CERT_FLAG, f"cannot serve TLS with it: {e}") from None
+        cm = ControllerManager(dataclasses.replace(settings, metrics_ssl=ctx))
         try:
             await cm.start()
         except OSError as e:

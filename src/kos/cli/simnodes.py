@@ -9,6 +9,7 @@ import os
 
 from kos.agent.simnodes import SimNodes
 from kos.api import names
+from kos.cli import serving
 from kos.cli.common import add_logging_flags, run_until_signalled
 from kos.cli.settings import SettingError, absolute_paths, at_least, host_port, http_url, number_at_least
 
@@ -34,6 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=("127.0.0.1", 9380),
         help="HOST:PORT for the nodes endpoint (/nodes, /nodes/NAME/fabric, /trace, /metrics)",
     )
+    serving.add_arguments(p, "--listen")
     add_logging_flags(p)  # fmt: skip
 
 
@@ -49,6 +51,8 @@ class SimNodesSettings:
     allowed_programs: frozenset[str]
     per_node_metrics: bool
     listen: tuple[str, int]
+    tls: serving.ServingTLS = serving.PLAIN
+    """How the nodes endpoint serves (kos.cli.serving)."""
 
 
 def settings_from(args: argparse.Namespace) -> SimNodesSettings:
@@ -58,7 +62,7 @@ def settings_from(args: argparse.Namespace) -> SimNodesSettings:
     return SimNodesSettings(
         server=args.server, count=args.count, name_prefix=args.name_prefix, latency=args.latency,
         workers=args.workers, allowed_programs=args.allowed_programs, per_node_metrics=args.per_node_metrics,
-        listen=args.listen,
+        listen=args.listen, tls=serving.settings_from(args),
     )  # fmt: skip
 
 
@@ -68,10 +72,15 @@ def run(s: SimNodesSettings) -> int:
                          allowed_programs=s.allowed_programs, per_node_metrics=s.per_node_metrics)  # fmt: skip
         host, port = s.listen
         try:
-            port = await nodes.serve(host, port)
+            ctx = serving.server_context(s.tls, host, component="kos-simnodes")
+        except (OSError, ValueError) as e:
+            raise SettingError(serving.CERT_FLAG, f"cannot serve TLS with it: {e}") from None
+        try:
+            port = await nodes.serve(host, port, ssl=ctx)
         except OSError as e:
             raise SettingError("--listen", f"cannot serve on {host}:{port}: {e}") from None
-        print(f"kos simnodes: nodes endpoint http://{host}:{port} (pid {os.getpid()})", flush=True)
+        scheme = "http" if ctx is None else "https"
+        print(f"kos simnodes: nodes endpoint {scheme}://{host}:{port} (pid {os.getpid()})", flush=True)
         starting = asyncio.create_task(nodes.start())
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)

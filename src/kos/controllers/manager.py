@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import ssl
 
 from prometheus_client import CollectorRegistry
 
@@ -43,6 +44,8 @@ class Settings:
     metrics_port: int = 9295
     seed: int | None = None
     watch_mux: bool = True
+    metrics_ssl: ssl.SSLContext | None = None
+    """TLS of the metrics listener (kos.cli.serving makes it); None: plain HTTP."""
 
 
 class ControllerManager:
@@ -87,6 +90,7 @@ class ControllerManager:
         await self.client.close()
 
     async def _serve_metrics(self) -> None:
-        self._probes = await serve_probes(self.settings.metrics_host, self.settings.metrics_port, self.registry)
+        s = self.settings
+        self._probes = await serve_probes(s.metrics_host, s.metrics_port, self.registry, ssl=s.metrics_ssl)
         self.metrics_port = self._probes.port
-        log.info("serving metrics", host=self.settings.metrics_host, port=self.metrics_port)
+        log.info("serving metrics", host=s.metrics_host, port=self.metrics_port, scheme=self._probes.scheme)

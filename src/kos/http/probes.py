@@ -4,6 +4,9 @@
     ...
     await server.stop(1.0)
 
+Over TLS when given an `ssl` context (issue 12: every listener is HTTPS unless a command is told
+`--insecure`; the context comes from the command's serving flags, kos.cli.serving).
+
 `/metrics` is the Prometheus text exposition of `registry`; `/healthz` and `/livez`
 say the process runs; `/readyz` runs the `readyz` check (None: ready, 200 "ok";
 a reason: 503 with it), as Kubernetes' probe endpoints do. A process may add its
@@ -13,6 +16,7 @@ way; any other path is 404, and a method other than GET or HEAD on a probe 405.
 
 from __future__ import annotations
 
+import ssl as ssl_
 from collections.abc import Awaitable, Callable, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -82,9 +86,10 @@ async def serve_probes(
     readyz: Check = _ok,
     healthz: Callable[[], str] | None = None,
     routes: Mapping[str, Handler] | None = None,
+    ssl: ssl_.SSLContext | None = None,
 ) -> HTTPServer:
-    """Start serving `Probes` on `host:port` (0: any free port; the server's `port` says which). OSError if the
-    address cannot be bound."""
-    server = HTTPServer(Probes(registry, readyz=readyz, healthz=healthz, routes=routes), host, port)
+    """Start serving `Probes` on `host:port` (0: any free port; the server's `port` says which), over TLS with
+    `ssl` (plain HTTP without). OSError if the address cannot be bound."""
+    server = HTTPServer(Probes(registry, readyz=readyz, healthz=healthz, routes=routes), host, port, ssl=ssl)
     await server.start()
     return server
