@@ -89,7 +89,7 @@ class Cluster:
                                        extra=["--log-level", "warning"]).wait_ready()  # fmt: skip
         port = free_port()
         self.cm = KosProcess(["controller-manager", "--server", self.server.url, "--metrics-listen",
-                              f"127.0.0.1:{port}", "--log-level", "warning"], self.logs / "cm.log")  # fmt: skip
+                              f"127.0.0.1:{port}", "--insecure", "--log-level", "warning"], self.logs / "cm.log")  # fmt: skip
         self.cm.wait_http(f"http://127.0.0.1:{port}/healthz")
         for h in self.lab.hosts:
             self.start_agent(h.name)

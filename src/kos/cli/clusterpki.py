@@ -183,9 +183,13 @@ def write_node_tokens(path: Path, nodes: Sequence[str]) -> dict[str, str]:
 def read_node_tokens(path: Path) -> dict[str, str]:
     """node → token from a file `write_node_tokens` wrote ({} if there is none); other lines are ignored."""
     try:
-        text = path.read_text()
+        return read_node_tokens_text(path.read_text())
     except FileNotFoundError:
         return {}
+
+
+def read_node_tokens_text(text: str) -> dict[str, str]:
+    """node → token from the text of a node token file; lines of other users are ignored."""
     out: dict[str, str] = {}
     for line in text.splitlines():
         fields = line.split(",", 3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -46,13 +47,15 @@ class KosProcess:
         except OSError:
             return ""
 
-    def wait_http(self, url: str, timeout: float = 20.0) -> None:
+    def wait_http(self, url: str, timeout: float = 20.0, context: ssl.SSLContext | None = None) -> None:
+        """Poll `url` until it answers 200 (https verified with `context`); RuntimeError if the process exits or
+        `timeout` seconds pass first."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"kos {' '.join(self.args)} exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                with urllib.request.urlopen(url, timeout=1) as r:
+                with urllib.request.urlopen(url, timeout=1, context=context) as r:
                     if r.status == 200:
                         return
             except OSError:
