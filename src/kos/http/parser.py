@@ -63,6 +63,8 @@ class RequestParser:
         self._cur = _Parse()
         self.remote = ""
         """The peer's address, given to every request."""
+        self.peer_cert: bytes | None = None
+        """The client's certificate (DER) over TLS, read once per connection, given to every request."""
         self.in_message = False
         self.in_head = True
         self.since = self._loop.time()
@@ -174,7 +176,7 @@ class RequestParser:
         upgrade = p.should_upgrade()
         body = cur.body[0] if len(cur.body) == 1 else b"".join(cur.body)
         req = Request(p.get_method().decode(), path.decode("latin-1"), query.decode("latin-1"), cur.headers, body,
-                      self.remote, cur.version, cur.fields if upgrade else None)  # fmt: skip
+                      self.remote, cur.version, cur.fields if upgrade else None, self.peer_cert)  # fmt: skip
         self._deliver(req, upgrade or not p.should_keep_alive())
 
 

@@ -94,9 +94,15 @@ class APIServerProcess(KosProcess):
         self.port = port or free_port()
         self.url = f"http://{host}:{self.port}"
         super().__init__(
-            ["apiserver", "--storage", storage, "--listen", f"{host}:{self.port}", *(extra or [])], log_path
+            ["apiserver", "--storage", storage, "--listen", f"{host}:{self.port}", *_plain_unless_tls(extra or [])],
+            log_path,
         )
 
     def wait_ready(self, timeout: float = 20.0) -> APIServerProcess:
         self.wait_http(self.url + "/readyz", timeout)
         return self
+
+
+def _plain_unless_tls(extra: list[str]) -> list[str]:
+    """`--insecure` (plain HTTP, no authentication) unless the flags given ask for TLS."""
+    return extra if "--tls-cert-file" in extra else ["--insecure", *extra]
