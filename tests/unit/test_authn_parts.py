@@ -145,3 +145,33 @@ async def test_repeated_header_values_are_kept_only_when_a_name_repeats() -> Non
     assert many.headers[b"x-a"] == b"1"  # the first still counts for everyone else
     assert many.header_values(b"x-a") == [b"1", b"2", b"4"] and many.header_values(b"x-b") == [b"3"]
     assert many.repeated == {b"x-a": [b"1", b"2", b"4"]}
+
+
+async def test_a_new_ca_bundle_forgets_every_verdict() -> None:
+    old, new = new_ca("ca"), new_ca("ca-2")
+    auth = X509Authenticator([old.cert])
+    der = issue_client(old, "alice").cert.public_bytes(DER)
+    assert await auth.authenticate(request(der)) == UserInfo("alice", "", (AUTHENTICATED,))
+    auth.set_cas([new.cert])
+    with pytest.raises(Unauthorized, match="not issued by a client CA"):
+        await auth.authenticate(request(der))
+
+
+async def test_a_certificate_is_refused_outside_its_validity_on_a_live_connection() -> None:
+    """The handshake checked the dates when the connection began; a request after expiry is refused anyway."""
+    ca = new_ca("ca")
+    cert = issue_client(ca, "alice").cert
+    now = [cert.not_valid_after_utc.timestamp() - 1]
+    x509_auth = X509Authenticator([ca.cert], wall=lambda: now[0])
+    proxy_auth = RequestHeaderAuthenticator([ca.cert], wall=lambda: now[0])
+    req = request(cert.public_bytes(DER), [(b"X-Remote-User", b"bob")])
+    assert await x509_auth.authenticate(req) == UserInfo("alice", "", (AUTHENTICATED,))
+    assert await proxy_auth.authenticate(req) == UserInfo("bob", "", (AUTHENTICATED,))
+    now[0] += 2
+    with pytest.raises(Unauthorized, match="client certificate has expired"):
+        await x509_auth.authenticate(req)
+    with pytest.raises(Unauthorized, match="front-proxy certificate has expired"):
+        await proxy_auth.authenticate(req)
+    now[0] = cert.not_valid_before_utc.timestamp() - 1
+    with pytest.raises(Unauthorized, match="not yet valid"):
+        await x509_auth.authenticate(req)

@@ -58,6 +58,15 @@ def client_usage(cert: x509.Certificate) -> bool:
     return ExtendedKeyUsageOID.CLIENT_AUTH in eku or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in eku
 
 
+def validity(cert: x509.Certificate) -> tuple[float, float]:
+    """The certificate's validity period as POSIX seconds (not before, not after).
+
+    The handshake checked it when the connection began; the authenticators check it again per request (one
+    comparison), as Kubernetes verifies per request, so a connection outliving its certificate is refused.
+    """
+    return cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
+
+
 def common_name(cert: x509.Certificate) -> str:
     """The subject's (first) CN, "" if none."""
     cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)

@@ -90,8 +90,13 @@ class TokenReviewAuthenticator:
         task = self._pending.get(key)
         if task is None:
             task = self._pending[key] = asyncio.ensure_future(self._review(key, token))
-            task.add_done_callback(lambda _t: self._pending.pop(key, None))
-        return await asyncio.shield(task)
+            task.add_done_callback(lambda t: self._done(key, t))
+        return await asyncio.shield(task)  # a caller that goes away leaves the review to the others
+
+    def _done(self, key: bytes, task: asyncio.Task[UserInfo | None]) -> None:
+        self._pending.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter may have gone
 
     async def _review(self, key: bytes, token: str) -> UserInfo | None:
         body = msgspec.json.encode({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",

@@ -4,13 +4,15 @@ its CN, in the groups named by its O attributes (k8s.io/apiserver `pkg/authentic
 
 A certificate with no CN names nobody (the request goes on to the other authenticators, as in Kubernetes); one
 not issued by these CAs (a front-proxy certificate, whose CA the TLS layer also trusts), or not meant for
-client authentication, is refused. The verdict on a certificate is cached by its DER bytes: a connection
-hands the same bytes object to each of its requests, so a request costs one dict lookup.
+client authentication, is refused, as is one outside its validity period. The verdict on a certificate is
+cached by its DER bytes: a connection hands the same bytes object to each of its requests, so a request costs
+one dict lookup and a comparison of the time with the certificate's expiry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from cryptography import x509
 
@@ -24,19 +26,26 @@ from kos.pki.authority import user_of
 CACHE_SIZE = 4096
 """Certificates remembered; past it the oldest verdict is dropped (and recomputed if seen again)."""
 
-_NOBODY = ""
-"""The cached verdict on a certificate without a CN: it names no user."""
+Verdict = tuple[UserInfo | None, str, float, float]
+"""What a certificate means: its user (None: it names nobody), why it is refused ("" if it is not), and when it
+is valid (POSIX seconds, from and until)."""
 
 
 class X509Authenticator:
     """Users from client certificates issued by `cas` (see the module docstring)."""
 
-    __slots__ = ("_cas", "_verdicts")
+    __slots__ = ("_cas", "_verdicts", "_wall")
 
-    def __init__(self, cas: Sequence[x509.Certificate]) -> None:
+    def __init__(self, cas: Sequence[x509.Certificate], *, wall: Callable[[], float] = time.time) -> None:
         self._cas = tuple(cas)
-        self._verdicts: dict[bytes, UserInfo | str] = {}
-        """DER → the user, `_NOBODY`, or why the certificate is refused."""
+        self._wall = wall
+        """The wall time in POSIX seconds (tests move it)."""
+        self._verdicts: dict[bytes, Verdict] = {}
+
+    def set_cas(self, cas: Sequence[x509.Certificate]) -> None:
+        """Replace the CA bundle (its file changed) and forget every verdict."""
+        self._cas = tuple(cas)
+        self._verdicts.clear()
 
     async def authenticate(self, request: Request) -> UserInfo | None:
         """The certificate's user; None without a certificate or a CN. Raises `Unauthorized` for a certificate
@@ -47,20 +56,21 @@ class X509Authenticator:
         verdict = self._verdicts.get(der)
         if verdict is None:
             verdict = remember(self._verdicts, der, self.judge(der), CACHE_SIZE)
-        if isinstance(verdict, UserInfo):
-            return verdict
-        if verdict == _NOBODY:
-            return None
-        raise Unauthorized(f"Unauthorized: {verdict}")
+        user, refusal, start, end = verdict
+        if refusal:
+            raise Unauthorized(f"Unauthorized: {refusal}")
+        if not start <= self._wall() <= end:
+            raise Unauthorized("Unauthorized: the client certificate has expired or is not yet valid")
+        return user
 
-    def judge(self, der: bytes) -> UserInfo | str:
-        """The user a certificate (DER) names, `""` if it names none, or why it is refused."""
+    def judge(self, der: bytes) -> Verdict:
+        """What a certificate (DER) means (see `Verdict`)."""
         cert = certs.parse(der)
         if cert is None:
-            return "the client certificate cannot be parsed"
+            return None, "the client certificate cannot be parsed", 0.0, 0.0
         if not certs.issued_by_any(cert, self._cas):
-            return "the client certificate is not issued by a client CA (--client-ca-file)"
+            return None, "the client certificate is not issued by a client CA (--client-ca-file)", 0.0, 0.0
         if not certs.client_usage(cert):
-            return "the client certificate is not for client authentication (extended key usage)"
+            return None, "the client certificate is not for client authentication (extended key usage)", 0.0, 0.0
         name, groups = user_of(cert)
-        return authenticated(name, "", groups) if name else _NOBODY
+        return (authenticated(name, "", groups) if name else None), "", *certs.validity(cert)
