@@ -36,7 +36,7 @@ def test_a_fresh_state_directory_gets_the_pki_kubeconfigs_and_tokens_with_secret
               "simnodes-serving"):  # fmt: skip
         assert {f"{n}.crt", f"{n}.key"} <= names, n
         assert stat.S_IMODE((ids.pki / f"{n}.key").stat().st_mode) == 0o600
-    for secret in (ids.admin_kubeconfig, ids.controller_manager_kubeconfig, ids.node_tokens):
+    for secret in (ids.admin_kubeconfig, ids.controller_manager_kubeconfig, ids.node_tokens, ids.simnodes_kubeconfig):
         assert stat.S_IMODE(secret.stat().st_mode) == 0o600, secret
     assert stat.S_IMODE(ids.pki.stat().st_mode) == 0o700
     assert _sans(ids.pki / "apiserver.crt") == ["127.0.0.1", "localhost"]
@@ -49,11 +49,15 @@ def test_a_fresh_state_directory_gets_the_pki_kubeconfigs_and_tokens_with_secret
         assert user_of(cert) == (user, groups)
         cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ids.ca_pem))
     lines = ids.node_tokens.read_text().splitlines()
-    assert len(lines) == len(NODES)
-    for line, node in zip(lines, NODES, strict=True):
+    assert len(lines) == len(NODES) + 1
+    for line, node in zip(lines, [*NODES, "kos:simnodes"], strict=True):
         token, user, uid, groups = line.split(",")
         assert (user, uid, groups) == (f"system:node:{node}", node, '"system:nodes"') and len(token) >= 40
-    assert len({ln.split(",")[0] for ln in lines}) == len(NODES)
+    assert len({ln.split(",")[0] for ln in lines}) == len(lines)
+    # the simulated nodes' shared connection: a token (never a certificate, which would name every node's call)
+    shared = yaml.safe_load(ids.simnodes_kubeconfig.read_text())
+    assert shared["users"][0] == {"name": "system:node:kos:simnodes", "user": {"token": lines[-1].split(",")[0]}}
+    assert base64.b64decode(shared["clusters"][0]["cluster"]["certificate-authority-data"]) == ids.ca_pem
 
 
 def test_a_second_start_keeps_the_ca_certificates_and_tokens(tmp_path: Path) -> None:
@@ -70,10 +74,12 @@ def test_a_new_listen_host_reissues_only_the_apiserver_certificate_and_fewer_nod
     after = _files(tmp_path)
     changed = {k for k in after if after[k] != before.get(k)}
     assert changed == {"pki/apiserver.crt", "pki/apiserver.key", "kubeconfig", "controller-manager.kubeconfig",
-                       "node-tokens.csv"}  # fmt: skip
+                       "simnodes.kubeconfig", "node-tokens.csv"}  # fmt: skip
     assert _sans(ids.pki / "apiserver.crt") == ["10.1.2.3", "127.0.0.1", "localhost"]
     assert clusterpki.read_node_tokens(ids.node_tokens) == {
-        n: t for n, t in clusterpki.read_node_tokens_text(before["node-tokens.csv"].decode()).items() if n in NODES[:2]
+        n: t
+        for n, t in clusterpki.read_node_tokens_text(before["node-tokens.csv"].decode()).items()
+        if n in [*NODES[:2], "kos:simnodes"]
     }
 
 

@@ -202,8 +202,7 @@ class Cluster:
             return ["--server", self.server]
         if who == "controller-manager":
             return ["--kubeconfig", str(ids.controller_manager_kubeconfig)]
-        return ["--server", self.server, "--certificate-authority", str(ids.ca_file),
-                "--node-tokens", str(ids.node_tokens)]  # fmt: skip
+        return ["--kubeconfig", str(ids.simnodes_kubeconfig), "--node-tokens", str(ids.node_tokens)]
 
     def client_args(self) -> list[str]:
         """The flags a kos client command (driver, verify) reaches this cluster with, as the admin."""

@@ -12,6 +12,9 @@
     <state-dir>/controller-manager.kubeconfig       the controller manager's (0600)
     <state-dir>/node-tokens.csv                     one bearer token per simulated node (0600), Kubernetes'
                                                     token-file format: token,system:node:<name>,<name>,"system:nodes"
+                                                    (the apiserver's --token-auth-file, kos simnodes --node-tokens)
+    <state-dir>/simnodes.kubeconfig                 the simulated nodes' shared connection (0600): a token for
+                                                    `system:node:kos:simnodes` in `system:nodes`
 
 The directory is the one `kos certs init` writes, so `kos certs issue --pki <state-dir>/pki` mints more users.
 A second start with the same state directory keeps the CA and every certificate that the CA signed, that is
@@ -19,10 +22,17 @@ valid for a while yet and (for serving certificates) names the hosts needed; it 
 stale. Simulated nodes get bearer tokens, not certificates: a token is 32 random bytes (`secrets`), where a
 certificate costs a key pair and a signature — the cost at 1,000 nodes is in bench/up_start.py. Tokens of the
 nodes kept are kept too; the file holds exactly the nodes of this run.
+
+The simulated nodes share one connection pool and one multiplexed watch connection; each node's calls carry
+its own token (`Client.with_headers`), and the shared connection's watches run as `system:node:kos:simnodes`:
+a node's read rights, and no write, since no attachment can name `kos:simnodes` (not a valid node name). It
+is a token and not a client certificate on purpose: the x509 authenticator comes before bearer tokens in the
+union (as in kube-apiserver), so a certificate on the shared connections would name every node's call.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime
 import ipaddress
@@ -30,18 +40,22 @@ import secrets
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import yaml
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from kos.apiserver.auth.user import CONTROLLER_MANAGER, NODE_USER_PREFIX, NODES_GROUP
 from kos.pki import directory
 from kos.pki.authority import Identity, IPAddress, issue_client, issue_server, new_ca
-from kos.pki.kubeconfig import kubeconfig
+from kos.pki.kubeconfig import CLUSTER_NAME, kubeconfig
 
 PKI_DIR = "pki"
 ADMIN_KUBECONFIG = "kubeconfig"
 CONTROLLER_MANAGER_KUBECONFIG = "controller-manager.kubeconfig"
 NODE_TOKENS = "node-tokens.csv"
+SIMNODES_KUBECONFIG = "simnodes.kubeconfig"
+SIMNODES_NODE = "kos:simnodes"
+"""The pseudo-node whose token the simulated nodes' shared connection carries (not a valid node name)."""
 CM_CLIENT, CM_SERVING, SIMNODES_SERVING = "controller-manager", "controller-manager-serving", "simnodes-serving"
 RENEW_BEFORE = datetime.timedelta(days=7)
 """A certificate that expires sooner than this is issued again at start."""
@@ -56,6 +70,7 @@ class ClusterIdentities:
     admin_kubeconfig: Path
     controller_manager_kubeconfig: Path
     node_tokens: Path
+    simnodes_kubeconfig: Path
 
     @property
     def ca_file(self) -> Path:
@@ -87,12 +102,33 @@ def prepare(state_dir: Path, server: str, hosts: Sequence[str], nodes: Sequence[
     cm = _keep_or_issue(pki, CM_CLIENT, ca, lambda: issue_client(ca, CONTROLLER_MANAGER))
     ca_pem = ca.cert_pem()
     ids = ClusterIdentities(pki, ca_pem, state_dir / ADMIN_KUBECONFIG, state_dir / CONTROLLER_MANAGER_KUBECONFIG,
-                            state_dir / NODE_TOKENS)  # fmt: skip
+                            state_dir / NODE_TOKENS, state_dir / SIMNODES_KUBECONFIG)  # fmt: skip
     directory.write_private(ids.admin_kubeconfig, kubeconfig(server, ca_pem, admin, directory.ADMIN_USER), force=True)
     directory.write_private(ids.controller_manager_kubeconfig, kubeconfig(server, ca_pem, cm, CONTROLLER_MANAGER),
                             force=True)  # fmt: skip
-    write_node_tokens(ids.node_tokens, nodes)
+    tokens = write_node_tokens(ids.node_tokens, [*nodes, SIMNODES_NODE])
+    shared = token_kubeconfig(server, ca_pem, node_user(SIMNODES_NODE), tokens[SIMNODES_NODE])
+    directory.write_private(ids.simnodes_kubeconfig, shared, force=True)
     return ids
+
+
+def token_kubeconfig(server: str, ca_pem: bytes, user: str, token: str) -> bytes:
+    """A kubeconfig for `user` calling `server` with a bearer `token`, trusting `ca_pem`."""
+    context = f"{user}@{CLUSTER_NAME}"
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": CLUSTER_NAME, "cluster": {"server": server,
+                                                        "certificate-authority-data": _b64(ca_pem)}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": context, "context": {"cluster": CLUSTER_NAME, "user": user}}],
+        "current-context": context,
+    }  # fmt: skip
+    return yaml.safe_dump(doc, sort_keys=False).encode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 def _ca(pki: Path) -> Identity:

@@ -18,7 +18,7 @@ from kos.client.controller import Controller
 from kos.client.informer import Informer
 from kos.client.queuemetrics import QueueMetricFamilies
 from kos.client.ratelimit import ExponentialBackoff
-from kos.client.rest import Client
+from kos.client.rest import Client, ClientConfig
 from kos.client.workqueue import WorkQueue
 from kos.controllers.ipam import IPAM
 from kos.controllers.metrics import IPAMMetrics, SubnetValidatorMetrics
@@ -35,6 +35,7 @@ CONTROLLERS = ("subnet-validator", "ipam")
 @dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     server: str
+    """The apiserver's URL, used when `client` is not given."""
     controllers: tuple[str, ...] = CONTROLLERS
     ipam_workers: int = 32
     validator_workers: int = 4
@@ -46,13 +47,15 @@ class Settings:
     watch_mux: bool = True
     metrics_ssl: ssl.SSLContext | None = None
     """TLS of the metrics listener (kos.cli.serving makes it); None: plain HTTP."""
+    client: ClientConfig | None = None
+    """Where and as whom to connect (`--kubeconfig`); None: `server`, no credentials."""
 
 
 class ControllerManager:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.registry = CollectorRegistry()
-        self.client = Client(settings.server, qps=settings.qps, burst=settings.burst,
+        self.client = Client(settings.client or settings.server, qps=settings.qps, burst=settings.burst,
                              user_agent="kos-controller-manager", watch_mux=settings.watch_mux)  # fmt: skip
         self.controllers: list[Controller] = []
         self.queues = QueueMetricFamilies(self.registry)

@@ -11,7 +11,7 @@ import aiohttp
 
 from kos.api.errors import StatusError
 from kos.api.types import IPLock, NetworkAttachment, Subnet
-from kos.client.rest import Client
+from kos.client.rest import Client, ClientConfig
 from kos.util.clock import REAL_CLOCK, Clock
 from kos.verify.fabric import fabric_violations
 from kos.verify.history import AddressHistory, follow
@@ -75,7 +75,7 @@ def nodes_session(nodes_ssl: ssl.SSLContext | None) -> aiohttp.ClientSession:
 
 
 async def violations(
-    server: str, nodes_endpoint: str | None = None, *, require_ready: bool = True,
+    server: str | ClientConfig, nodes_endpoint: str | None = None, *, require_ready: bool = True,
     nodes_ssl: ssl.SSLContext | None = None,
 ) -> Report:  # fmt: skip
     """Every invariant violation in the system at one revision; the nodes' fabrics too with `nodes_endpoint`
@@ -91,7 +91,9 @@ async def violations(
     return Report(out, ownerless_locks(snap.locks), snap.revision)
 
 
-async def watch_addresses(server: str, revision: str, seconds: float, *, clock: Clock = REAL_CLOCK) -> list[str]:
+async def watch_addresses(
+    server: str | ClientConfig, revision: str, seconds: float, *, clock: Clock = REAL_CLOCK
+) -> list[str]:
     """Invariant 1 at every revision for `seconds` of `clock` after `revision`: each moment two NAs showed one
     address."""
     async with Client(server, user_agent="kos-verify") as client:
@@ -102,7 +104,7 @@ async def watch_addresses(server: str, revision: str, seconds: float, *, clock: 
 
 
 async def trace(
-    server: str, nodes_endpoint: str, src: str, dst: str, *, nodes_ssl: ssl.SSLContext | None = None
+    server: str | ClientConfig, nodes_endpoint: str, src: str, dst: str, *, nodes_ssl: ssl.SSLContext | None = None
 ) -> dict[str, Any]:
     """Ask the simulated fabric whether NA `src` reaches NA `dst` (both `namespace/name`), and why not (the
     nodes endpoint verified against `nodes_ssl` over https)."""
