@@ -28,6 +28,7 @@ import urllib.request
 from pathlib import Path
 
 from kos.cli import clusterpki
+from kos.client.config import ClientConfig
 from kos.pki import directory
 from kos.util.clock import REAL_CLOCK, Clock
 
@@ -176,6 +177,7 @@ class Cluster:
                                *self._serving_flags(clusterpki.SIMNODES_SERVING), *lvl],
                   f"{self.nodes_url}/readyz", logs / "simnodes.log"),
         ]  # fmt: skip
+        self._ready_ssl = ready_ssl
         for child in self.children:
             child.clock = clock
             child.ready_ssl = ready_ssl
@@ -207,6 +209,17 @@ class Cluster:
     def client_args(self) -> list[str]:
         """The flags a kos client command (driver, verify) reaches this cluster with, as the admin."""
         return ["--server", self.server] if self.identities is None else ["--kubeconfig", str(self.kubeconfig)]
+
+    def client_config(self) -> ClientConfig:
+        """How a client in this process reaches the apiserver: as the admin (the kubeconfig), or plain."""
+        if self.identities is None:
+            return ClientConfig.for_server(self.server)
+        return ClientConfig.from_kubeconfig(self.kubeconfig)
+
+    @property
+    def nodes_ssl(self) -> ssl.SSLContext | None:
+        """The context the nodes endpoint is verified with (the cluster CA), None when plain."""
+        return self._ready_ssl
 
     def verify_args(self) -> list[str]:
         """`client_args` and the nodes endpoint for `kos verify` and `kos trace`."""

@@ -26,6 +26,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 
 from kos.cli.settings import SettingError, existing_file
+from kos.client.config import ClientConfig
 from kos.pki import directory
 from kos.pki.authority import Identity, issue_server, new_ca
 from kos.util.log import get_logger
@@ -152,7 +153,14 @@ def add_ca_argument(p: argparse.ArgumentParser, endpoint: str) -> None:
     """Add `--nodes-ca-file`: the CA a client of the listener named by `endpoint` verifies it against."""
     p.add_argument(NODES_CA_FLAG, type=_optional_file, default=None,
                    help=f"CA bundle (PEM) that signed the certificate of {endpoint} over https "
-                        "(default: the system's CAs)")  # fmt: skip
+                        "(default: the --kubeconfig's CA, as kos up issues both; else the system's CAs)")  # fmt: skip
+
+
+def kubeconfig_ca(server: str | ClientConfig) -> bytes | None:
+    """The CA bundle the kubeconfig behind `server` trusts (None without a kubeconfig or a CA in it)."""
+    if isinstance(server, ClientConfig) and server.kubeconfig is not None:
+        return server.kubeconfig.ca_pem
+    return None
 
 
 def nodes_client_context(ca_file: Path | None, ca_pem: bytes | None = None) -> ssl.SSLContext | None:

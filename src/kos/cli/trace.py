@@ -49,7 +49,7 @@ def run(args: TraceSettings) -> int:
     async def main(stop: asyncio.Event) -> int:
         try:
             r = await check.trace(args.server, args.nodes_endpoint, args.source, args.destination,
-                                  nodes_ssl=serving.nodes_client_context(args.nodes_ca_file))  # fmt: skip
+                                  nodes_ssl=serving.nodes_client_context(args.nodes_ca_file, serving.kubeconfig_ca(args.server)))  # fmt: skip
         except (StatusError, aiohttp.ClientError, OSError) as e:
             print(f"kos trace: {e}", file=sys.stderr)
             return 2

@@ -79,7 +79,7 @@ def run(args: VerifySettings, *, clock: Clock = REAL_CLOCK) -> int:
     """Check, re-checking on `clock` while `--wait` lasts, then follow the attachments for `--watch` of it."""
 
     async def main(stop: asyncio.Event) -> int:
-        nodes_ssl = serving.nodes_client_context(args.nodes_ca_file)
+        nodes_ssl = serving.nodes_client_context(args.nodes_ca_file, serving.kubeconfig_ca(args.server))
         deadline = clock.monotonic() + args.wait
         report = check.Report([], [], "")
         while True:
