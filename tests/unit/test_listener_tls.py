@@ -10,14 +10,16 @@ import ssl
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from prometheus_client import CollectorRegistry
 
 from kos.cli import serving
 from kos.cli.main import main
 from kos.cli.settings import SettingError
 from kos.http.probes import serve_probes
+from kos.http.tls import ReloadingContext
 from kos.pki import directory
-from kos.pki.authority import issue_server, new_ca
+from kos.pki.authority import issue_server, new_ca, user_of
 
 
 @pytest.fixture
@@ -65,6 +67,26 @@ async def test_files_serve_https_verified_against_their_ca_and_refused_by_anothe
         await server.stop(1.0)
 
 
+async def test_the_certificate_files_are_followed_while_the_listener_runs(pki: Path) -> None:
+    s = serving.ServingTLS(pki / "probes.crt", pki / "probes.key")
+    ctx = serving.server_context(s, "127.0.0.1", component="test")
+    assert isinstance(ctx, ReloadingContext)
+    server = await serve_probes("127.0.0.1", 0, CollectorRegistry(), ssl=ctx)
+    verified = ssl.create_default_context(cafile=pki / "ca.crt")
+    try:
+        _, der = await _get(server.port, verified)
+        assert der is not None and user_of(x509.load_der_x509_certificate(der))[0] == "probes"
+        ca = directory.load(pki, "ca")
+        directory.write(pki, "probes", issue_server(ca, "probes-rotated", ["localhost"], []), force=True)
+        assert ctx.check()  # what the listener's poll does every second
+        _, der = await _get(server.port, verified)
+        assert der is not None and user_of(x509.load_der_x509_certificate(der))[0] == "probes-rotated"
+        assert ctx._timer is not None  # the listener polls ...
+    finally:
+        await server.stop(1.0)
+    assert ctx._timer is None  # ... until it is closed
+
+
 async def test_no_files_serve_a_self_signed_certificate_whose_fingerprint_is_the_one_logged() -> None:
     identity = serving.self_signed("127.0.0.1", "kos-test")
     server = await serve_probes("127.0.0.1", 0, CollectorRegistry(), ssl=serving.memory_context(identity))
@@ -81,8 +103,6 @@ async def test_no_files_serve_a_self_signed_certificate_whose_fingerprint_is_the
 
 
 def test_the_self_signed_certificate_names_localhost_and_the_listen_host_but_no_wildcard_address() -> None:
-    from cryptography import x509
-
     sans = serving.self_signed("10.9.8.7", "c").cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     names = [str(v) for v in sans.value.get_values_for_type(x509.IPAddress)] + sans.value.get_values_for_type(
         x509.DNSName

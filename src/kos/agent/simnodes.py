@@ -31,6 +31,7 @@ from kos.fabric.sim import SimFabric, SimNetwork
 from kos.http.messages import Reply, Request, Response
 from kos.http.probes import serve_probes
 from kos.http.server import HTTPServer
+from kos.http.tls import ReloadingContext
 from kos.util.log import get_logger
 
 log = get_logger(__name__)
@@ -113,7 +114,7 @@ class SimNodes:
 
     # --- HTTP --------------------------------------------------------------------------------
 
-    async def serve(self, host: str, port: int, *, ssl: ssl.SSLContext | None = None) -> int:
+    async def serve(self, host: str, port: int, *, ssl: ssl.SSLContext | ReloadingContext | None = None) -> int:
         """Serve the nodes endpoint on `host:port` (0: any; returns the port), over TLS with `ssl`. OSError if the
         address cannot be bound."""
         routes = {"/nodes": self._nodes, "/nodes/": self._fabric, "/trace": self._trace, "/traces": self._traces}

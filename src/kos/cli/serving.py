@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives import hashes
 
 from kos.cli.settings import SettingError, existing_file
 from kos.client.config import ClientConfig
+from kos.http import tls
+from kos.http.tls import ReloadingContext, ServingFiles
 from kos.pki import directory
 from kos.pki.authority import Identity, issue_server, new_ca
 from kos.util.log import get_logger
@@ -78,17 +80,18 @@ def settings_from(args: argparse.Namespace) -> ServingTLS:
     return ServingTLS(cert, key, insecure)
 
 
-def server_context(s: ServingTLS, host: str, *, component: str) -> ssl.SSLContext | None:
+def server_context(s: ServingTLS, host: str, *, component: str) -> ssl.SSLContext | ReloadingContext | None:
     """The TLS context a listener on `host` serves with under `s` (None: plain HTTP).
 
-    With files: a context that reloads them when they change. Without: a fresh self-signed certificate, whose
-    SHA-256 fingerprint is logged (a warning: clients cannot verify it against a CA they know). Raises
-    ssl.SSLError or OSError if the files do not hold a matching certificate and key.
+    With files: a `ReloadingContext`, which follows them once the listener polls it (kos.http.probes). Without:
+    a fresh self-signed certificate, whose SHA-256 fingerprint is logged (a warning: clients cannot verify it
+    against a CA they know). Raises OSError or `TLSFilesError` (a ValueError) if the files do not hold a
+    matching certificate and key.
     """
     if s.insecure:
         return None
     if s.cert_file is not None and s.key_file is not None:
-        return files_context(s.cert_file, s.key_file)
+        return ReloadingContext(ServingFiles(s.cert_file, s.key_file))
     identity = self_signed(host, component)
     log.warning(
         "serving with a self-signed certificate (no --tls-cert-file given)",
@@ -121,19 +124,6 @@ def fingerprint(identity: Identity) -> str:
     return identity.cert.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
-def _base_context() -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    return ctx
-
-
-def files_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
-    """A server context serving the certificate and key in these files."""
-    ctx = _base_context()
-    ctx.load_cert_chain(cert_file, key_file)
-    return ctx
-
-
 def memory_context(identity: Identity) -> ssl.SSLContext:
     """A server context serving `identity`, which lives only in memory (the ssl module reads files: the PEM
     passes through a private temporary directory, removed at once)."""
@@ -141,9 +131,7 @@ def memory_context(identity: Identity) -> ssl.SSLContext:
         crt, key = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
         directory.write_private(key, identity.key_pem())
         crt.write_bytes(identity.cert_pem())
-        ctx = _base_context()
-        ctx.load_cert_chain(crt, key)
-    return ctx
+        return tls.server_context(ServingFiles(crt, key))
 
 
 NODES_CA_FLAG = "--nodes-ca-file"

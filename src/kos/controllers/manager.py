@@ -25,6 +25,7 @@ from kos.controllers.metrics import IPAMMetrics, SubnetValidatorMetrics
 from kos.controllers.subnet_validator import SubnetValidator
 from kos.http.probes import serve_probes
 from kos.http.server import HTTPServer
+from kos.http.tls import ReloadingContext
 from kos.util.log import get_logger
 
 log = get_logger(__name__)
@@ -45,7 +46,7 @@ class Settings:
     metrics_port: int = 9295
     seed: int | None = None
     watch_mux: bool = True
-    metrics_ssl: ssl.SSLContext | None = None
+    metrics_ssl: ssl.SSLContext | ReloadingContext | None = None
     """TLS of the metrics listener (kos.cli.serving makes it); None: plain HTTP."""
     client: ClientConfig | None = None
     """Where and as whom to connect (`--kubeconfig`); None: `server`, no credentials."""

@@ -4,8 +4,9 @@
     ...
     await server.stop(1.0)
 
-Over TLS when given an `ssl` context (issue 12: every listener is HTTPS unless a command is told
-`--insecure`; the context comes from the command's serving flags, kos.cli.serving).
+Over TLS with `ssl`: every kos listener is HTTPS unless its command is given `--insecure` (the command's
+serving flags make the context, kos.cli.serving). A `kos.http.tls.ReloadingContext` follows its certificate
+files while the server runs (polled from `serve_probes` until the server is closed).
 
 `/metrics` is the Prometheus text exposition of `registry`; `/healthz` and `/livez`
 say the process runs; `/readyz` runs the `readyz` check (None: ready, 200 "ok";
@@ -23,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from kos.http.messages import TEXT, Reply, Request, Response
 from kos.http.server import HTTPServer
+from kos.http.tls import ReloadingContext
 
 Handler = Callable[[Request], Awaitable[Response]]
 Check = Callable[[], str | None]
@@ -86,10 +88,29 @@ async def serve_probes(
     readyz: Check = _ok,
     healthz: Callable[[], str] | None = None,
     routes: Mapping[str, Handler] | None = None,
-    ssl: ssl_.SSLContext | None = None,
+    ssl: ssl_.SSLContext | ReloadingContext | None = None,
 ) -> HTTPServer:
     """Start serving `Probes` on `host:port` (0: any free port; the server's `port` says which), over TLS with
-    `ssl` (plain HTTP without). OSError if the address cannot be bound."""
-    server = HTTPServer(Probes(registry, readyz=readyz, healthz=healthz, routes=routes), host, port, ssl=ssl)
-    await server.start()
-    return server
+    `ssl` (plain HTTP without; a `ReloadingContext` is polled until the server is closed). OSError if the
+    address cannot be bound."""
+    app = Probes(registry, readyz=readyz, healthz=healthz, routes=routes)
+    if not isinstance(ssl, ReloadingContext):
+        server = HTTPServer(app, host, port, ssl=ssl)
+        await server.start()
+        return server
+    reloading = _ReloadingServer(app, host, port, ssl=ssl.context)
+    reloading.reloader = ssl
+    await reloading.start()
+    ssl.start()
+    return reloading
+
+
+class _ReloadingServer(HTTPServer):
+    """An `HTTPServer` whose certificate files are followed by `reloader` until it is closed."""
+
+    reloader: ReloadingContext | None = None
+
+    def close(self) -> None:
+        super().close()
+        if self.reloader is not None:
+            self.reloader.stop()
