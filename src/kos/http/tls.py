@@ -151,7 +151,7 @@ class ReloadingContext:
     def _build(self) -> ssl.SSLContext:
         return server_context(self.files)
 
-    def _hand_out(self, conn: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext) -> None:
+    def _hand_out(self, conn: ssl.SSLObject | ssl.SSLSocket, _name: str | None, _ctx: ssl.SSLContext) -> None:
         current = self.current
         if current is not self.context:
             conn.context = current
