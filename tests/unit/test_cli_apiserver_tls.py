@@ -16,6 +16,7 @@ import pytest
 from cryptography import x509
 
 from kos.cli.apiserver import NO_TLS
+from kos.testing.process import APIServerProcess
 from kos.testing.tlsfiles import TestPKI
 
 KOS = [sys.executable, "-m", "kos", "apiserver", "--listen", "127.0.0.1:0", "--log-level", "warning"]
@@ -109,3 +110,14 @@ def served_serial(ctx: ssl.SSLContext, host: str, port: int) -> int:
         der = s.getpeercert(binary_form=True)
     assert der is not None
     return x509.load_der_x509_certificate(der).serial_number
+
+
+def test_the_process_harness_serves_https_when_given_tls_files(tmp_path: Path) -> None:
+    pki = TestPKI(tmp_path / "pki")
+    tls = ["--tls-cert-file", str(pki.cert_file), "--tls-private-key-file", str(pki.key_file)]
+    server = APIServerProcess("memory://", tmp_path / "apiserver.log", extra=tls, client_ssl=pki.client_context())
+    try:
+        server.wait_ready()
+        assert server.url.startswith("https://")
+    finally:
+        server.stop()

@@ -83,8 +83,8 @@ class APIServer:
     """The apiserver: `start()` opens the store, loads the watch cache and listens (plain HTTP, or TLS when
     `ssl` is given); `stop()` ends it within seconds.
 
-    `ssl` is a fixed `ssl.SSLContext` or a `kos.http.tls.ReloadingContext`, which the server starts polling
-    its files when it starts listening and stops with it. `gate` authenticates and authorizes every request
+    `ssl` is a fixed `ssl.SSLContext` or a `kos.http.tls.ReloadingContext`, whose files are polled while the
+    server listens (`kos.http.server.HTTPServer`). `gate` authenticates and authorizes every request
     (`kos.apiserver.auth`; insecure when not given).
     """
 
@@ -161,12 +161,8 @@ class APIServer:
         self._bookmarks = asyncio.create_task(
             bookmarks.run(self.cacher, self.registries, s.bookmark_interval, self.clock), name="kos-bookmarks"
         )
-        tls = self.ssl
-        listen = tls.context if isinstance(tls, ReloadingContext) else tls
-        self.http = HTTPServer(self.build_app(), s.host, s.port, limits=s.http_limits(), ssl=listen)
+        self.http = HTTPServer(self.build_app(), s.host, s.port, limits=s.http_limits(), ssl=self.ssl)
         await self.http.start()
-        if isinstance(tls, ReloadingContext):
-            tls.start()
         self.port = self.http.port
         log.info("kos apiserver serving", url=self.url, storage=s.storage)
 
@@ -197,8 +193,6 @@ class APIServer:
         t = self.settings.shutdown_timeout
         if self.http is not None:
             self.http.close()
-        if isinstance(self.ssl, ReloadingContext):
-            self.ssl.stop()
         if self._bookmarks is not None:
             self._bookmarks.cancel()
         if self.cacher is not None:  # HTTP watches end their streams; multiplexed ones queue their end records

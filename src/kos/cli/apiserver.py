@@ -125,8 +125,8 @@ def settings_from(args: argparse.Namespace) -> ServeSettings:
     auth = authflags.settings_from(args)
     cert, key = args.tls_cert_file, args.tls_private_key_file
     if args.insecure:
-        given = [f for f in ("--tls-cert-file", "--tls-private-key-file") if getattr(args, _dest(f)) is not None]
-        given += _auth_flags_given(auth)
+        tls = (("--tls-cert-file", cert), ("--tls-private-key-file", key))
+        given = [flag for flag, value in tls if value is not None] + _auth_flags_given(auth)
         if given:
             raise UsageError(f"--insecure serves plain HTTP without authentication: it cannot take {', '.join(given)}")
         return ServeSettings(_server_settings(args), None, auth)
@@ -135,10 +135,6 @@ def settings_from(args: argparse.Namespace) -> ServeSettings:
     if cert is None or key is None:
         raise UsageError("--tls-cert-file and --tls-private-key-file go together: give both")
     return ServeSettings(_server_settings(args), ServingFiles(cert, key, tuple(auth.client_ca_files())), auth)
-
-
-def _dest(flag: str) -> str:
-    return flag.lstrip("-").replace("-", "_")
 
 
 def _auth_flags_given(auth: AuthSettings) -> list[str]:

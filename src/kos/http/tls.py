@@ -21,10 +21,13 @@ verify mode, which is the listening context's: the set of CA files is fixed by t
 certificate is asked for never changes.
 
 A limit of Python's `ssl` (no verify callback; `SSLSocket.get_verified_chain` only from Python 3.13): a
-client certificate that does not chain to one of the client CAs fails the handshake itself (the client gets
-the TLS alert `unknown_ca`) instead of reaching the HTTP layer to be answered 401 as kube-apiserver answers
-it. Which of the CAs verified a certificate the handshake does not say either: the authenticators check
-issuance again with `cryptography` (`kos.apiserver.auth`).
+client certificate that does not chain to one of the client CAs fails the handshake itself — OpenSSL
+answers it with the alert `unknown_ca` — instead of reaching the HTTP layer to be answered 401 as
+kube-apiserver answers it. asyncio's and uvloop's SSL transports then close the connection without
+flushing that alert, so the client sees the connection closed (an end of stream or a reset) during or,
+with TLS 1.3, just after its handshake; a client offering only TLS 1.1 or older sees the same. Nor does
+the handshake say which of the CAs verified a certificate: authentication checks issuance again (with
+`cryptography`) to tell a client certificate from a front proxy's.
 """
 
 from __future__ import annotations
@@ -148,7 +151,7 @@ class ReloadingContext:
     def _build(self) -> ssl.SSLContext:
         return server_context(self.files)
 
-    def _hand_out(self, conn: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext) -> None:
+    def _hand_out(self, conn: ssl.SSLObject | ssl.SSLSocket, _name: str | None, _ctx: ssl.SSLContext) -> None:
         current = self.current
         if current is not self.context:
             conn.context = current
