@@ -14,11 +14,13 @@ Where to connect and as whom is a `kos.client.config.ClientConfig` (server, TLS 
 usually from a kubeconfig (`Client.from_kubeconfig`). `with_headers` makes a client of another identity on
 the same transport and watches (many simulated nodes, one connection pool).
 
-A call answered 429 or 5xx with a `Retry-After: <seconds>` header was not carried out (kube-apiserver's
-in-flight cap, a server shutting down): the client waits that long (at most `RETRY_AFTER_MAX` seconds) on
-its clock and sends it again, at most `MAX_RETRIES` times, whatever the verb — client-go's `checkWait` and
-`maxRetries` (k8s.io/client-go/rest/request.go, with_retry.go). An answer without the header is an error
-at once, as there.
+A call or watch answered 429 or 503 with a `Retry-After: <seconds>` header was not carried out
+(kube-apiserver's in-flight cap, a server shutting down): the client waits that long (at most
+`RETRY_AFTER_MAX` seconds) on its clock and sends it again, at most `MAX_RETRIES` times, whatever the verb —
+client-go's `checkWait` and `maxRetries` (k8s.io/client-go/rest/request.go, with_retry.go). An answer
+without the header is an error at once, as there. client-go waits on every 5xx that carries the header;
+kos not on the others, because its 504 `ResourceVersionTooLarge` (`Retry-After: 1`) tells the reflector to
+list again at once (kos.client.reflector), which ten one-second waits would delay.
 """
 
 from __future__ import annotations
@@ -79,8 +81,8 @@ MAX_RETRIES = 10
 """Times a call answered with `Retry-After` is sent again before its error is returned (client-go's maxRetries)."""
 RETRY_AFTER_MAX = 10.0
 """The longest wait, in seconds, for one `Retry-After` (a larger value waits this long)."""
-_RETRY_STATUS = frozenset({429, *range(500, 600)})
-"""Answers whose `Retry-After` is honoured (client-go's checkWait: 429 and every 5xx)."""
+_RETRY_STATUS = frozenset({429, 503})
+"""Answers whose `Retry-After` is honoured (client-go's checkWait: 429 and every 5xx; see the module docstring)."""
 
 
 def open_transport(
@@ -102,7 +104,7 @@ def open_transport(
 def retry_after(status: int, headers: Mapping[bytes, bytes]) -> float | None:
     """Seconds to wait before sending a call again, or None if this answer does not ask for a retry.
 
-    client-go's rule (request.go `checkWait`, `retryAfterSeconds`): a 429 or 5xx carrying `Retry-After` as an
+    client-go's rule (request.go `checkWait`, `retryAfterSeconds`): a 429 or 503 carrying `Retry-After` as an
     integer number of seconds; bounded here to [0, RETRY_AFTER_MAX]. An HTTP date is not understood (nor
     there): no retry.
     """
