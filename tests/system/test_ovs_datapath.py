@@ -106,7 +106,7 @@ class Cluster:
             ["agent", "--server", self.url, "--node", h.name, "--host-ip", h.ip, "--fabric", "ovs",
              "--ovs-datapath", "netdev", "--ovsdb", h.ovsdb, "--ovs-rundir", str(h.dir),
              "--allowed-programs", f"{TEST_BY_PING},{REMOVE_NETNS}", "--metrics-listen", f"{h.mgmt_ip}:{METRICS_PORT}",
-             "--lock-file", str(h.dir / "agent.lock"), "--log-level", "info"],
+             "--insecure", "--lock-file", str(h.dir / "agent.lock"), "--log-level", "info"],
             self.logs / f"agent-{h.name}-{self.starts}.log", prefix=h.exec(),
         )  # fmt: skip
         self.agents[name] = p
