@@ -55,10 +55,10 @@ def one_line(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_the_controller_manager_takes_the_kubeconfig(node_kubeconfig: Path) -> None:
-    s = parse(controller_manager, ["--kubeconfig", str(node_kubeconfig)])
+    s = parse(controller_manager, ["--kubeconfig", str(node_kubeconfig)]).settings
     assert s.server == SERVER and s.client is not None and s.client.ssl is not None
     assert s.client.ssl.get_ca_certs()[0]["subject"] == ((("commonName", "ca"),),)
-    s = parse(controller_manager, ["--kubeconfig", str(node_kubeconfig), "--server", "https://10.0.0.1:443"])
+    s = parse(controller_manager, ["--kubeconfig", str(node_kubeconfig), "--server", "https://10.0.0.1:443"]).settings
     assert s.server == "https://10.0.0.1:443" and s.client.ssl is not None  # the CA and certificate still apply
 
 
@@ -75,7 +75,7 @@ def test_a_token_from_the_kubeconfig_and_from_the_environment(
 
 
 def test_a_server_alone_is_https_against_the_system_cas() -> None:
-    s = parse(controller_manager, ["--server", SERVER])
+    s = parse(controller_manager, ["--server", SERVER]).settings
     assert s.client.kubeconfig is None and s.client.headers == {}
     assert s.client.ssl is not None and s.client.ssl.check_hostname
 
