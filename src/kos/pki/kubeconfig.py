@@ -77,7 +77,8 @@ class KubeConfigError(Exception):
 class KubeConfig:
     """One context of a kubeconfig, resolved: where the server is, how to trust it, who the client is.
 
-    Secrets (the token, a key's PEM) are kept out of `repr` so that logging a `KubeConfig` leaks nothing.
+    Secrets (the token, a key's PEM) are kept out of `repr` so that logging a `KubeConfig` leaks nothing (and
+    the long PEM of certificates, to keep it one short line).
     File fields are absolute paths; `*_pem` fields hold what the kubeconfig gave inline (`*-data`).
     """
 
@@ -87,10 +88,10 @@ class KubeConfig:
     user: str
     server: str
     namespace: str = "default"
-    ca_pem: bytes | None = None
+    ca_pem: bytes | None = dataclasses.field(default=None, repr=False)
     """The CA bundle to verify the server against (from `certificate-authority[-data]`); None: the system's."""
     insecure_skip_tls_verify: bool = False
-    client_cert_pem: bytes | None = None
+    client_cert_pem: bytes | None = dataclasses.field(default=None, repr=False)
     client_cert_file: Path | None = None
     client_key_pem: bytes | None = dataclasses.field(default=None, repr=False)
     client_key_file: Path | None = None
