@@ -210,3 +210,40 @@ async def test_simulated_nodes_call_with_their_own_tokens_and_watch_as_the_share
 async def cleared(client: Client, name: str) -> bool:
     st = (await client.get(NetworkAttachment, "ns", name)).status
     return not (st.host_ip or st.ifc_name or st.mac_address)
+
+
+async def test_a_rotated_client_certificate_is_presented_on_the_next_connection(pki: PKI) -> None:
+    presented: list[str] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        cert = writer.get_extra_info("ssl_object").getpeercert()
+        presented.append(next(v for rdn in cert["subject"] for k, v in rdn if k == "commonName"))
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    def install(cert: Identity, key: Identity) -> None:  # as a rotation does: new files renamed into place
+        for name, data in (("client.crt", cert.cert_pem()), ("client.key", key.key_pem())):
+            (pki.tmp / f"{name}.new").write_bytes(data)
+            (pki.tmp / f"{name}.new").replace(pki.tmp / name)
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=pki.server_context(ssl.CERT_REQUIRED))
+    try:
+        url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        alice, bob, carol = (issue_client(pki.ca, n) for n in ("alice", "bob", "carol"))
+        install(alice, alice)
+        path = pki.token_kubeconfig(url, "")
+        doc = yaml.safe_load(path.read_text())
+        doc["users"][0]["user"] = {"client-certificate": "client.crt", "client-key": "client.key"}
+        path.write_text(yaml.safe_dump(doc))
+        async with Client.from_kubeconfig(path) as c:
+            assert (await c.transport.request("GET", "/x")).status == 200
+            install(bob, bob)
+            assert (await c.transport.request("GET", "/x")).status == 200
+            install(carol, bob)  # a pair that does not match: the previous one stays in use
+            assert (await c.transport.request("GET", "/x")).status == 200
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert presented == ["alice", "bob", "bob"]

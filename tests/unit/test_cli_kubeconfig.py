@@ -100,17 +100,26 @@ def test_a_bad_kubeconfig_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
 
 def test_simnodes_node_tokens(tmp_path: Path, token_kubeconfig: Path) -> None:
     tokens = tmp_path / "tokens.csv"
-    tokens.write_text(
-        't0,system:node:n0,uid0,"system:nodes"\nt1, system:node:n1, uid1\nt9,kos:admin,admin,system:masters\n'
-    )
+    lines = [
+        't0,system:node:n0,uid0,"system:nodes"',
+        "",
+        "t1,system:node:n1,uid1",
+        ",system:node:n2,uid2",  # an empty token: skipped
+        "t9,kos:admin,admin,system:masters",
+        "t3, system:node:n3,uid3",  # nothing trimmed, as kube-apiserver reads it: the user ' system:node:n3'
+    ]
+    tokens.write_text("\n".join(lines) + "\n")
     s = parse(simnodes, ["--kubeconfig", str(token_kubeconfig), "--count", "2", "--name-prefix", "n",
                          "--node-tokens", str(tokens)])  # fmt: skip
     assert s.node_tokens == {"n0": "t0", "n1": "t1"}
     assert "t0" not in repr(s)
     with pytest.raises(SettingError, match=r"has no token for the user system:node:<node> of n2, n3$"):
         parse(simnodes, ["--server", "http://x:1", "--count", "4", "--name-prefix", "n", "--node-tokens", str(tokens)])
-    tokens.write_text("only,two\n")
-    with pytest.raises(SettingError, match="record 1: at least 3 columns"):
+    tokens.write_text("t,system:node:node-0,u\nonly,two\n")
+    with pytest.raises(SettingError, match=r"tokens.csv:2: a token line needs at least 3 columns"):
+        parse(simnodes, ["--server", "http://x:1", "--count", "1", "--node-tokens", str(tokens)])
+    tokens.write_text("t,,u\n")
+    with pytest.raises(SettingError, match=r"tokens.csv:1: empty user name"):
         parse(simnodes, ["--server", "http://x:1", "--count", "1", "--node-tokens", str(tokens)])
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import ssl as ssl_
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from kos.pki.kubeconfig import KubeConfig, KubeConfigError, load_kubeconfig
 
@@ -22,12 +22,14 @@ __all__ = ["ClientConfig", "KubeConfigError", "check_headers"]
 @dataclasses.dataclass(frozen=True, slots=True)
 class ClientConfig:
     """A server URL, the TLS context to reach it (None: plain http, or the system's CAs for https), and the
-    headers every request carries (`Authorization`; kept out of `repr`). `kubeconfig` is where it came from."""
+    headers every request carries (`Authorization`; kept out of `repr`). `kubeconfig` is where it came from;
+    `before_connect` is called before each new connection (reloading a rotated client certificate)."""
 
     server: str
     ssl: ssl_.SSLContext | None = None
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
     kubeconfig: KubeConfig | None = None
+    before_connect: Callable[[], None] | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         check_headers(self.headers)
@@ -41,7 +43,8 @@ class ClientConfig:
         kc = load_kubeconfig(path, context=context)
         if server:
             kc = dataclasses.replace(kc, server=server.rstrip("/"))
-        return cls(kc.server, kc.ssl_context(), kc.headers(), kc)
+        ctx = kc.ssl_context()
+        return cls(kc.server, ctx, kc.headers(), kc, kc.certificate_reloader(ctx) if ctx is not None else None)
 
     @classmethod
     def for_server(cls, server: str) -> ClientConfig:

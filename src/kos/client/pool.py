@@ -22,7 +22,8 @@ says so. `http://` with a context is refused: a URL says which it is.
 Headers every request carries (`headers`: a bearer token's `Authorization`) are encoded once, into the
 request head's template with Host and User-Agent: they cost a call nothing. A call's own header of the
 same name (spelled the same) replaces the default one for that call — how a client with another identity
-shares the pool (`Client.with_headers`).
+shares the pool (`Client.with_headers`). `before_connect`, if given, is called before each new
+connection (a kubeconfig's client certificate files reloaded when rotated: kos.pki.reload).
 
 A request on a reused connection that the server had already closed (idle
 keep-alive timeout) is retried once on a fresh connection when no byte of a
@@ -36,7 +37,7 @@ import collections
 import ssl as ssl_
 import typing
 import urllib.parse
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 
 import httptools
 
@@ -220,9 +221,10 @@ class HTTPPool:
 
     def __init__(
         self, url: str, *, limit: int = 64, user_agent: str = "kos", ssl: ssl_.SSLContext | None = None,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None, before_connect: Callable[[], None] | None = None,
     ) -> None:  # fmt: skip
         u = urllib.parse.urlsplit(url)
+        self._before_connect = before_connect
         if u.scheme == "https":
             self.ssl: ssl_.SSLContext | None = ssl if ssl is not None else ssl_.create_default_context()
         elif u.scheme == "http":
@@ -248,6 +250,8 @@ class HTTPPool:
 
     async def _connect(self, protocol: type[_C]) -> _C:
         loop = asyncio.get_running_loop()
+        if self._before_connect is not None:
+            self._before_connect()
         try:
             if self.ssl is None:
                 _, c = await loop.create_connection(protocol, self.host, self.port)

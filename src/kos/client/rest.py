@@ -26,9 +26,10 @@ list again at once (kos.client.reflector), which ten one-second waits would dela
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import ssl as ssl_
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -87,17 +88,24 @@ _RETRY_STATUS = frozenset({429, 503})
 
 def open_transport(
     server: str, *, ssl: ssl_.SSLContext | None = None, connections: int = 100, user_agent: str = "kos",
-    watch_mux: bool = False, headers: Mapping[str, str] | None = None,
+    watch_mux: bool = False, headers: Mapping[str, str] | None = None, before_connect: Callable[[], None] | None = None,
 ) -> Transport:  # fmt: skip
     """The default transport to `server` (http:// or https://): an `HTTPPool` of at most `connections`
     call connections (0: unbounded), its watches multiplexed over one WebSocket with `watch_mux`; every
-    request (and the WebSocket's upgrade) carries `headers`."""
-    pool = HTTPPool(server, limit=connections, user_agent=user_agent, ssl=ssl, headers=headers)
+    request (and the WebSocket's upgrade) carries `headers`; `before_connect` is called before each new
+    connection (`ClientConfig.before_connect`)."""
+    pool = HTTPPool(server, limit=connections, user_agent=user_agent, ssl=ssl, headers=headers,
+                    before_connect=before_connect)  # fmt: skip
     if not watch_mux:
         return pool
     ws_url = "ws" + server[4:] if server.startswith("http") else server
     return WatchMux(
-        pool, ws_url + f"/apis/{API_VERSION}/watchmux", ssl=pool.ssl, user_agent=user_agent, headers=headers
+        pool,
+        ws_url + f"/apis/{API_VERSION}/watchmux",
+        ssl=pool.ssl,
+        user_agent=user_agent,
+        headers=headers,
+        before_connect=before_connect,
     )
 
 
@@ -147,7 +155,7 @@ class Client:
     ) -> None:
         config = server if isinstance(server, ClientConfig) else ClientConfig.for_server(server)
         if ssl is not None:
-            config = ClientConfig(config.server, ssl, config.headers, config.kubeconfig)
+            config = dataclasses.replace(config, ssl=ssl, before_connect=None)
         self.config = config
         self.server = config.server
         self.user_agent = user_agent
@@ -157,7 +165,7 @@ class Client:
         self._decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
         self.transport: Transport = transport if transport is not None else open_transport(
             self.server, ssl=config.ssl, connections=connections, user_agent=user_agent, watch_mux=watch_mux,
-            headers=config.headers,
+            headers=config.headers, before_connect=config.before_connect,
         )  # fmt: skip
         self._own_headers: dict[str, str] | None = None
         """A view's identity (`with_headers`): sent with each of its calls; None for the transport's own."""

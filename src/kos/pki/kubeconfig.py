@@ -20,7 +20,6 @@ import binascii
 import dataclasses
 import os
 import ssl
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ import yaml
 from cryptography import x509
 
 from kos.pki.authority import Identity, user_of
+from kos.pki.reload import ClientCertificateFiles, load_pem_pair
 
 __all__ = ["CLUSTER_NAME", "KubeConfig", "KubeConfigError", "kubeconfig", "load_kubeconfig"]
 
@@ -77,7 +77,8 @@ class KubeConfigError(Exception):
 class KubeConfig:
     """One context of a kubeconfig, resolved: where the server is, how to trust it, who the client is.
 
-    Secrets (the token, a key's PEM) are kept out of `repr` so that logging a `KubeConfig` leaks nothing.
+    Secrets (the token, a key's PEM) are kept out of `repr` so that logging a `KubeConfig` leaks nothing (and
+    the long PEM of certificates, to keep it one short line).
     File fields are absolute paths; `*_pem` fields hold what the kubeconfig gave inline (`*-data`).
     """
 
@@ -87,10 +88,10 @@ class KubeConfig:
     user: str
     server: str
     namespace: str = "default"
-    ca_pem: bytes | None = None
+    ca_pem: bytes | None = dataclasses.field(default=None, repr=False)
     """The CA bundle to verify the server against (from `certificate-authority[-data]`); None: the system's."""
     insecure_skip_tls_verify: bool = False
-    client_cert_pem: bytes | None = None
+    client_cert_pem: bytes | None = dataclasses.field(default=None, repr=False)
     client_cert_file: Path | None = None
     client_key_pem: bytes | None = dataclasses.field(default=None, repr=False)
     client_key_file: Path | None = None
@@ -144,6 +145,13 @@ class KubeConfig:
             self._load_client_certificate(ctx)
         return ctx
 
+    def certificate_reloader(self, ctx: ssl.SSLContext) -> ClientCertificateFiles | None:
+        """What reloads the client certificate and key into `ctx` (made by `ssl_context`) when their files
+        change (`kos.pki.reload`), or None when the kubeconfig gives them inline or not at all."""
+        if self.client_cert_file is None or self.client_key_file is None:
+            return None
+        return ClientCertificateFiles(ctx, self.client_cert_file, self.client_key_file)
+
     def _load_client_certificate(self, ctx: ssl.SSLContext) -> None:
         try:
             if self.client_cert_pem is None and self.client_key_pem is None:
@@ -151,13 +159,7 @@ class KubeConfig:
                 return
             cert = self.client_cert_pem or _read(self.path, self.client_cert_file, "client-certificate")
             key = self.client_key_pem or _read(self.path, self.client_key_file, "client-key")
-            fd, name = tempfile.mkstemp(prefix="kos-client-", suffix=".pem")  # mode 0600, O_EXCL
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(cert.rstrip(b"\n") + b"\n" + key)
-                ctx.load_cert_chain(name)
-            finally:
-                os.unlink(name)
+            load_pem_pair(ctx, cert, key)
         except (ssl.SSLError, OSError) as e:
             raise KubeConfigError(
                 f"{self.path}: the client certificate and key of user {self.user!r} do not load: {e}"
