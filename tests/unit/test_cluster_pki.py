@@ -14,6 +14,7 @@ from cryptography import x509
 from kos.cli import clusterpki
 from kos.pki import directory
 from kos.pki.authority import user_of
+from kos.pki.tokenfile import read_token_file
 
 SERVER = "https://127.0.0.1:8080"
 NODES = [f"node-{i}" for i in range(5)]
@@ -48,15 +49,14 @@ def test_a_fresh_state_directory_gets_the_pki_kubeconfigs_and_tokens_with_secret
         cert = x509.load_pem_x509_certificate(base64.b64decode(kc["users"][0]["user"]["client-certificate-data"]))
         assert user_of(cert) == (user, groups)
         cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ids.ca_pem))
-    lines = ids.node_tokens.read_text().splitlines()
-    assert len(lines) == len(NODES) + 1
-    for line, node in zip(lines, [*NODES, "kos:simnodes"], strict=True):
-        token, user, uid, groups = line.split(",")
-        assert (user, uid, groups) == (f"system:node:{node}", node, '"system:nodes"') and len(token) >= 40
-    assert len({ln.split(",")[0] for ln in lines}) == len(lines)
+    records = read_token_file(ids.node_tokens)  # as the apiserver reads it (--token-auth-file)
+    assert [(r.user, r.uid, r.groups) for r in records] == [
+        (f"system:node:{n}", n, ("system:nodes",)) for n in [*NODES, "kos:simnodes"]
+    ]
+    assert len({r.token for r in records}) == len(records) and min(len(r.token) for r in records) >= 40
     # the simulated nodes' shared connection: a token (never a certificate, which would name every node's call)
     shared = yaml.safe_load(ids.simnodes_kubeconfig.read_text())
-    assert shared["users"][0] == {"name": "system:node:kos:simnodes", "user": {"token": lines[-1].split(",")[0]}}
+    assert shared["users"][0] == {"name": "system:node:kos:simnodes", "user": {"token": records[-1].token}}
     assert base64.b64decode(shared["clusters"][0]["cluster"]["certificate-authority-data"]) == ids.ca_pem
 
 
@@ -76,11 +76,10 @@ def test_a_new_listen_host_reissues_only_the_apiserver_certificate_and_fewer_nod
     assert changed == {"pki/apiserver.crt", "pki/apiserver.key", "kubeconfig", "controller-manager.kubeconfig",
                        "simnodes.kubeconfig", "node-tokens.csv"}  # fmt: skip
     assert _sans(ids.pki / "apiserver.crt") == ["10.1.2.3", "127.0.0.1", "localhost"]
-    assert clusterpki.read_node_tokens(ids.node_tokens) == {
-        n: t
-        for n, t in clusterpki.read_node_tokens_text(before["node-tokens.csv"].decode()).items()
-        if n in [*NODES[:2], "kos:simnodes"]
-    }
+    old = tmp_path / "old-tokens.csv"
+    old.write_bytes(before["node-tokens.csv"])
+    kept = {n: t for n, t in clusterpki.read_node_tokens(old).items() if n in [*NODES[:2], "kos:simnodes"]}
+    assert clusterpki.read_node_tokens(ids.node_tokens) == kept and len(kept) == 3
 
 
 def test_without_a_ca_the_whole_pki_is_made_again_and_a_bad_ca_is_an_error(tmp_path: Path) -> None:

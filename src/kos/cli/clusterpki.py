@@ -11,7 +11,7 @@
     <state-dir>/kubeconfig                          the admin's kubeconfig (kubectl --kubeconfig, 0600)
     <state-dir>/controller-manager.kubeconfig       the controller manager's (0600)
     <state-dir>/node-tokens.csv                     one bearer token per simulated node (0600), Kubernetes'
-                                                    token-file format: token,system:node:<name>,<name>,"system:nodes"
+                                                    token-file format: token,system:node:<name>,<name>,system:nodes
                                                     (the apiserver's --token-auth-file, kos simnodes --node-tokens)
     <state-dir>/simnodes.kubeconfig                 the simulated nodes' shared connection (0600): a token for
                                                     `system:node:kos:simnodes` in `system:nodes`
@@ -36,7 +36,6 @@ import base64
 import dataclasses
 import datetime
 import ipaddress
-import secrets
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -48,6 +47,7 @@ from kos.apiserver.auth.user import CONTROLLER_MANAGER, NODE_USER_PREFIX, NODES_
 from kos.pki import directory
 from kos.pki.authority import Identity, IPAddress, issue_client, issue_server, new_ca
 from kos.pki.kubeconfig import CLUSTER_NAME, kubeconfig
+from kos.pki.tokenfile import TokenFileError, TokenRecord, new_token, read_token_file, token_file_text
 
 PKI_DIR = "pki"
 ADMIN_KUBECONFIG = "kubeconfig"
@@ -207,28 +207,23 @@ def node_user(node: str) -> str:
 
 
 def write_node_tokens(path: Path, nodes: Sequence[str]) -> dict[str, str]:
-    """Write one token per node to `path` (0600, `token,system:node:<n>,<n>,"system:nodes"` lines), keeping the
-    tokens of these nodes already in the file; returns node → token. Raises OSError if it cannot be written."""
+    """Write one token per node to `path` (0600; user `system:node:<n>`, uid `<n>`, group `system:nodes`),
+    keeping the tokens of these nodes already in the file; returns node → token. Raises OSError if it cannot
+    be written."""
     kept = read_node_tokens(path)
-    tokens = {n: kept.get(n) or secrets.token_urlsafe(32) for n in nodes}
-    lines = "".join(f'{t},{node_user(n)},{n},"{NODES_GROUP}"\n' for n, t in tokens.items())
-    directory.write_private(path, lines.encode(), force=True)
+    tokens = {n: kept.get(n) or new_token() for n in nodes}
+    records = [TokenRecord(t, node_user(n), n, (NODES_GROUP,)) for n, t in tokens.items()]
+    directory.write_private(path, token_file_text(records).encode(), force=True)
     return tokens
 
 
 def read_node_tokens(path: Path) -> dict[str, str]:
-    """node → token from a file `write_node_tokens` wrote ({} if there is none); other lines are ignored."""
-    try:
-        return read_node_tokens_text(path.read_text())
-    except FileNotFoundError:
+    """node → token of the nodes' lines (`system:node:<n>` with uid `<n>`) of the token file at `path`; {} if
+    there is none or it cannot be read (it is then written anew)."""
+    if not path.exists():
         return {}
-
-
-def read_node_tokens_text(text: str) -> dict[str, str]:
-    """node → token from the text of a node token file; lines of other users are ignored."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        fields = line.split(",", 3)
-        if len(fields) == 4 and fields[0] and fields[1] == node_user(fields[2]):
-            out[fields[2]] = fields[0]
-    return out
+    try:
+        records = read_token_file(path)
+    except TokenFileError:
+        return {}
+    return {r.uid: r.token for r in records if r.user == node_user(r.uid)}

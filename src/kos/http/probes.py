@@ -6,7 +6,7 @@
 
 Over TLS with `ssl`: every kos listener is HTTPS unless its command is given `--insecure` (the command's
 serving flags make the context, kos.cli.serving). A `kos.http.tls.ReloadingContext` follows its certificate
-files while the server runs (polled from `serve_probes` until the server is closed).
+files while the server runs (`HTTPServer` polls it).
 
 `/metrics` is the Prometheus text exposition of `registry`; `/healthz` and `/livez`
 say the process runs; `/readyz` runs the `readyz` check (None: ready, 200 "ok";
@@ -93,24 +93,6 @@ async def serve_probes(
     """Start serving `Probes` on `host:port` (0: any free port; the server's `port` says which), over TLS with
     `ssl` (plain HTTP without; a `ReloadingContext` is polled until the server is closed). OSError if the
     address cannot be bound."""
-    app = Probes(registry, readyz=readyz, healthz=healthz, routes=routes)
-    if not isinstance(ssl, ReloadingContext):
-        server = HTTPServer(app, host, port, ssl=ssl)
-        await server.start()
-        return server
-    reloading = _ReloadingServer(app, host, port, ssl=ssl.context)
-    reloading.reloader = ssl
-    await reloading.start()
-    ssl.start()
-    return reloading
-
-
-class _ReloadingServer(HTTPServer):
-    """An `HTTPServer` whose certificate files are followed by `reloader` until it is closed."""
-
-    reloader: ReloadingContext | None = None
-
-    def close(self) -> None:
-        super().close()
-        if self.reloader is not None:
-            self.reloader.stop()
+    server = HTTPServer(Probes(registry, readyz=readyz, healthz=healthz, routes=routes), host, port, ssl=ssl)
+    await server.start()
+    return server
