@@ -1,5 +1,6 @@
 """kos up's identities (kos.cli.clusterpki): the PKI, kubeconfigs and node tokens in the state directory; secrets
-private; a second start keeps the CA and what it signed, and issues only what is missing or stale."""
+private; a second start keeps the CA and what it signed, and issues only what is missing or stale; each process
+started with its own (kos.cli.cluster), or none with --insecure."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import yaml
 from cryptography import x509
 
 from kos.cli import clusterpki
+from kos.cli.cluster import Cluster, ClusterSettings
 from kos.pki import directory
 from kos.pki.authority import user_of
 from kos.pki.tokenfile import read_token_file
@@ -92,3 +94,26 @@ def test_without_a_ca_the_whole_pki_is_made_again_and_a_bad_ca_is_an_error(tmp_p
     (ids.pki / "ca.key").write_text("garbage")  # never replaced silently: what it signed would be lost
     with pytest.raises(directory.PKIError, match="cannot read ca"):
         clusterpki.prepare(tmp_path, SERVER, ["127.0.0.1"], NODES)
+
+
+def test_kos_up_runs_every_process_with_its_identity_and_insecure_with_none(tmp_path: Path) -> None:
+    c = Cluster(ClusterSettings(state_dir=tmp_path / "s", nodes=2))
+    api, cm, sim = (child.args for child in c.children)
+    pki = tmp_path / "s" / "pki"
+    assert c.server.startswith("https://") and c.nodes_url.startswith("https://")
+    for flag, value in (("--tls-cert-file", pki / "apiserver.crt"), ("--client-ca-file", pki / "ca.crt"),
+                        ("--token-auth-file", tmp_path / "s" / "node-tokens.csv")):  # fmt: skip
+        assert api[api.index(flag) + 1] == str(value)
+    assert cm[cm.index("--kubeconfig") + 1] == str(tmp_path / "s" / "controller-manager.kubeconfig")
+    assert cm[cm.index("--tls-cert-file") + 1] == str(pki / "controller-manager-serving.crt")
+    assert sim[sim.index("--node-tokens") + 1] == str(tmp_path / "s" / "node-tokens.csv")
+    assert sim[sim.index("--kubeconfig") + 1] == str(tmp_path / "s" / "simnodes.kubeconfig")
+    assert sim[sim.index("--tls-cert-file") + 1] == str(pki / "simnodes-serving.crt")
+    assert all(child.ready_ssl is not None and child.ready_url.startswith("https://") for child in c.children)
+    assert not any("--insecure" in args for args in (api, cm, sim))
+    assert c.client_config().headers == {} and c.client_config().ssl is not None  # the admin's certificate
+
+    plain = Cluster(ClusterSettings(state_dir=tmp_path / "p", nodes=2, insecure=True))
+    assert plain.server.startswith("http://") and plain.identities is None
+    assert all("--insecure" in child.args and child.ready_ssl is None for child in plain.children)
+    assert not (tmp_path / "p" / "pki").exists()
