@@ -104,9 +104,9 @@ def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, thre
                               extra=["--log-level", "warning"]).wait_ready()  # fmt: skip
     cm_port, sim_port = free_port(), free_port()
     cm = KosProcess(["controller-manager", "--server", server.url, "--metrics-listen", f"127.0.0.1:{cm_port}",
-                     "--insecure", "--log-level", "warning", *os.environ.get("BENCH_CM_ARGS", "").split()], d / "cm.log")  # fmt: skip
+                     "--log-level", "warning", *os.environ.get("BENCH_CM_ARGS", "").split()], d / "cm.log")  # fmt: skip
     sim = KosProcess(["simnodes", "--server", server.url, "--count", "100", "--listen", f"127.0.0.1:{sim_port}",
-                      "--insecure", "--log-level", "warning"], d / "sim.log")  # fmt: skip
+                      "--log-level", "warning"], d / "sim.log")  # fmt: skip
     try:
         cm.wait_http(f"http://127.0.0.1:{cm_port}/healthz", timeout=60)
         sim.wait_http(f"http://127.0.0.1:{sim_port}/readyz", timeout=120)
