@@ -13,6 +13,7 @@ import ssl as _ssl
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from kos.apiserver.auth.gate import Gate
 from kos.apiserver.server import APIServer, Settings
 from kos.testing.cachecheck import assert_cache_matches_store
 from kos.util.clock import REAL_CLOCK, Clock
@@ -25,16 +26,17 @@ async def running_apiserver(
     clock: Clock = REAL_CLOCK,
     check_cache: bool = True,
     ssl: _ssl.SSLContext | None = None,
+    gate: Gate | None = None,
     **settings: Any,
 ) -> AsyncIterator[APIServer]:
-    """An apiserver with `Settings` overridden by `settings`, on `clock`, serving HTTPS if `ssl` is given;
-    stopped afterwards.
+    """An apiserver with `Settings` overridden by `settings`, on `clock`, serving HTTPS if `ssl` is given,
+    judging requests with `gate` (insecure if None); stopped afterwards.
 
     Unless `check_cache` is false, the watch cache is checked against the store (AssertionError) after a body
     that ended without an error, before the server stops.
     """
     s = dataclasses.replace(Settings(storage=storage, host="127.0.0.1", port=0), **settings)
-    server = APIServer(s, clock=clock, ssl=ssl)
+    server = APIServer(s, clock=clock, ssl=ssl, gate=gate)
     await server.start()
     try:
         yield server
