@@ -11,16 +11,17 @@ from kos.apiserver.auth.authz.policy import BuiltinPolicy
 from kos.apiserver.auth.authz.union import Union
 from kos.apiserver.auth.authz.webhook import SubjectAccessReviewer, WebhookEndpoint
 from kos.apiserver.auth.config import AuthSettings
-from kos.apiserver.auth.gate import Admission, Authorizer
+from kos.apiserver.auth.gate import Admission
 from kos.apiserver.auth.noderestriction import NodeRestriction
 from kos.util.clock import REAL_CLOCK, Clock
 
 
 def build_authorizer(
     s: AuthSettings, clock: Clock = REAL_CLOCK, *, webhook: WebhookEndpoint | None = None
-) -> Authorizer:
+) -> BuiltinPolicy | Union:
     """The built-in roles (`policy`, users' group `s.users_group`), then, if `webhook` is given, delegated
-    SubjectAccessReview to it with `s`'s cache TTLs on `clock`: the union of the two, or the policy alone."""
+    SubjectAccessReview to it with `s`'s cache TTLs on `clock`: the union of the two, or the policy alone.
+    Either has `close()` (await it when the server stops: it ends the webhook's HTTP session)."""
     policy = BuiltinPolicy(s.users_group)
     if webhook is None:
         return policy

@@ -144,3 +144,6 @@ class BuiltinPolicy:
 
     async def authorize(self, attrs: Attributes) -> tuple[Decision, str]:
         return _ALLOW if self.decide(attrs) else _NO_OPINION
+
+    async def close(self) -> None:
+        """Nothing to release (as `Union.close`, so either can be closed)."""
