@@ -128,6 +128,9 @@ class HTTPProtocol(_FlowControl):
         self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         peer = transport.get_extra_info("peername")
         self._parser.remote = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        tls = transport.get_extra_info("ssl_object")  # the handshake is over: the certificate is verified
+        if tls is not None:
+            self._parser.peer_cert = tls.getpeercert(binary_form=True)
         self._timer = self._loop.call_at(self._since + self._limits.header_timeout, self._check_time)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -99,6 +99,13 @@ class Gate:
         if decision is not Decision.ALLOW:
             raise forbidden(attrs, reason)
 
+    async def aclose(self) -> None:
+        """Release what the parts hold (a webhook's HTTP sessions): each part's `aclose`, if it has one."""
+        for part in (self.authenticator, self.authorizer, self.admission_plugin):
+            close = getattr(part, "aclose", None)
+            if close is not None:
+                await close()
+
     def admission(self, attrs: Attributes) -> Admit | None:
         if self.admission_plugin is None:
             return None
