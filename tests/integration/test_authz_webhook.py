@@ -13,8 +13,9 @@ from kos.api.errors import Forbidden
 from kos.api.meta import ObjectMeta
 from kos.api.types import GROUP, VERSION, IPLock, IPLockSpec, Subnet
 from kos.apiserver.auth.attributes import Attributes
+from kos.apiserver.auth.authn.webhook import WebhookEndpoint
 from kos.apiserver.auth.authz.build import build_admission, build_authorizer
-from kos.apiserver.auth.authz.webhook import SubjectAccessReviewer, WebhookEndpoint
+from kos.apiserver.auth.authz.webhook import SubjectAccessReviewer
 from kos.apiserver.auth.config import AuthSettings
 from kos.apiserver.auth.gate import Decision, Gate
 from kos.apiserver.auth.user import AUTHENTICATED, SYSTEM_MASTERS, UserInfo
@@ -46,7 +47,7 @@ async def sar(fake: FakeSubjectAccessReview) -> AsyncIterator[tuple[SubjectAcces
     try:
         yield r, clock
     finally:
-        await r.close()
+        await r.aclose()
 
 
 async def test_the_review_names_the_user_and_the_attributes(
@@ -124,7 +125,7 @@ async def test_bad_credentials_for_the_webhook_are_no_opinion(fake: FakeSubjectA
     try:
         decision, reason = await r.authorize(lock_list())
     finally:
-        await r.close()
+        await r.aclose()
     assert decision is Decision.NO_OPINION and "401" in reason and fake.reviews == 0
 
 
@@ -140,7 +141,7 @@ async def test_an_unreachable_webhook_is_a_denial() -> None:
             await Gate(None, authz).authorize(lock_list())
         assert "the authorization webhook failed" in e.value.message
     finally:
-        await authz.close()
+        await authz.aclose()
 
 
 async def test_in_the_apiserver_the_roles_come_first_and_the_webhook_decides_the_rest(
@@ -169,4 +170,4 @@ async def test_in_the_apiserver_the_roles_come_first_and_the_webhook_decides_the
         finally:
             await root.close()
             await dave.close()
-            await authz.close()
+            await authz.aclose()

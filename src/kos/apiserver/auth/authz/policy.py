@@ -145,5 +145,5 @@ class BuiltinPolicy:
     async def authorize(self, attrs: Attributes) -> tuple[Decision, str]:
         return _ALLOW if self.decide(attrs) else _NO_OPINION
 
-    async def close(self) -> None:
-        """Nothing to release (as `Union.close`, so either can be closed)."""
+    async def aclose(self) -> None:
+        """Nothing to release (as `Union.aclose`, so either can be closed; `Gate.aclose` calls it)."""

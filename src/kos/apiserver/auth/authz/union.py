@@ -31,9 +31,9 @@ class Union:
                 reasons.append(reason)
         return Decision.NO_OPINION, "; ".join(reasons)
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Release what the authorizers hold (the webhook's HTTP session)."""
         for a in self.authorizers:
-            close = getattr(a, "close", None)
+            close = getattr(a, "aclose", None)
             if close is not None:
                 await close()

@@ -15,15 +15,13 @@ with the failure as the reason (a denial unless another authorizer allows), and 
 from __future__ import annotations
 
 import collections
-import dataclasses
-import ssl as ssl_
-from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 import msgspec
 
 from kos.apiserver.auth.attributes import Attributes
+from kos.apiserver.auth.authn.webhook import WebhookEndpoint
 from kos.apiserver.auth.gate import Decision
 from kos.util.clock import REAL_CLOCK, Clock
 from kos.util.log import get_logger
@@ -34,17 +32,6 @@ SAR_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 TIMEOUT = 10.0
 """Seconds one review may take (k8s.io/apiserver's delegating authorizer: 10 s)."""
 MAX_ENTRIES = 10_000
-
-
-@dataclasses.dataclass(frozen=True)
-class WebhookEndpoint:
-    """Where to send reviews: `server` (`https://host:port`, no path), the TLS context that verifies it and
-    presents our client certificate (None: plain HTTP, or the system's CAs for https), and `headers` sent with
-    every review (`Authorization: Bearer ...` from a kubeconfig's token)."""
-
-    server: str
-    ssl: ssl_.SSLContext | None = None
-    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 class _SARStatus(msgspec.Struct):
@@ -110,7 +97,9 @@ class _ExpiringCache:
 class SubjectAccessReviewer:
     """The delegated authorizer (see the module docstring): `authorize(attrs)` → (decision, reason).
 
-    `reviews` counts the reviews actually sent (cache misses). `close()` releases the HTTP session.
+    `endpoint` is where and how to reach the Kubernetes API (`authn.webhook.WebhookEndpoint`: server, TLS
+    context, headers). `reviews` counts the reviews actually sent (cache misses). `aclose()` releases the
+    HTTP session.
     """
 
     def __init__(
@@ -164,7 +153,7 @@ class SubjectAccessReviewer:
                                                   message=data[:200].decode(errors="replace"))  # fmt: skip
         return _DECODE.decode(data).status
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
