@@ -34,6 +34,8 @@ from kos.util.log import get_logger
 
 log = get_logger(__name__)
 
+_READS = frozenset({"get", "list", "watch"})
+
 
 class RequestMetrics:
     """`apiserver_request_total` and `apiserver_request_duration_seconds`, with the label children cached
@@ -101,7 +103,8 @@ class ResourceAPI:
                 attrs = Attributes(user, verb, api_group=GROUP, api_version=VERSION, resource=resource,
                                    subresource=sub, namespace=route.namespace or "", name=route.name)  # fmt: skip
                 await gate.authorize(attrs)
-                admit = gate.admission(attrs)
+                if verb not in _READS:
+                    admit = gate.admission(attrs)
             reply = await self._dispatch(req, query, route, verb, admit)
             code = reply.status
             return reply
