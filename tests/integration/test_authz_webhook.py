@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 
 from kos.api.errors import Forbidden
@@ -16,13 +17,20 @@ from kos.apiserver.auth.attributes import Attributes
 from kos.apiserver.auth.authn.webhook import WebhookEndpoint
 from kos.apiserver.auth.authz.build import build_admission, build_authorizer
 from kos.apiserver.auth.authz.webhook import SubjectAccessReviewer
-from kos.apiserver.auth.config import AuthSettings
+from kos.apiserver.auth.config import AuthSettings, build_gate
 from kos.apiserver.auth.gate import Decision, Gate
 from kos.apiserver.auth.user import AUTHENTICATED, SYSTEM_MASTERS, UserInfo
 from kos.client.rest import Client
 from kos.testing.apiserver import running_apiserver
 from kos.testing.clock import FakeClock
-from kos.testing.kubeauthz import FakeSubjectAccessReview, HeaderAuthenticator, SARRule, user_agent_identity
+from kos.testing.kubeauth import FakeKubeAuth
+from kos.testing.kubeauthz import (
+    SUBJECT_ACCESS_REVIEWS,
+    FakeSubjectAccessReview,
+    HeaderAuthenticator,
+    SARRule,
+    user_agent_identity,
+)
 
 DAVE = UserInfo("dave", uid="u-7", groups=("devs", AUTHENTICATED), extra={"scopes": ("a", "b")})
 
@@ -171,3 +179,27 @@ async def test_in_the_apiserver_the_roles_come_first_and_the_webhook_decides_the
             await root.close()
             await dave.close()
             await authz.aclose()
+
+
+async def test_behind_kubernetes_a_reviewed_token_is_authorized_by_a_review() -> None:
+    """The aggregated-API path: one fake Kubernetes API answers both TokenReview (`kos.testing.kubeauth`) and
+    SubjectAccessReview (this module's rules, as a route of it)."""
+    sar = FakeSubjectAccessReview([SARRule(True, user="dave", verb="list", resource="iplocks")])
+    async with FakeKubeAuth() as kube:
+        kube.tokens["dave-token"] = DAVE
+        kube.route("POST", SUBJECT_ACCESS_REVIEWS, sar.review)
+        endpoint = WebhookEndpoint(kube.url)
+        s = AuthSettings()
+        gate = build_gate(s, authorizer=build_authorizer(s, webhook=endpoint), admission=build_admission(),
+                          token_review=endpoint)  # fmt: skip
+        try:
+            async with running_apiserver(gate=gate) as server:
+                base = f"{server.url}/apis/{GROUP}/{VERSION}/namespaces/ns1"
+                async with aiohttp.ClientSession(headers={"Authorization": "Bearer dave-token"}) as http:
+                    async with http.get(f"{base}/iplocks") as r:
+                        assert r.status == 200
+                    async with http.get(f"{base}/subnets") as r:
+                        assert r.status == 403 and (await r.json())["reason"] == "Forbidden"
+        finally:
+            await gate.aclose()
+    assert kube.token_reviews >= 1 and sar.reviews == 2

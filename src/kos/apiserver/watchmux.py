@@ -89,6 +89,9 @@ MAX_SELECTOR_BYTES = 8 << 20
 HEARTBEAT = 30.0
 """Seconds between pings; a client that has not answered one within half of it loses the connection."""
 NO_ID = -1
+MAX_UPGRADING = 4096
+"""Upgraded connections whose user is remembered until their request is served (the oldest forgotten first:
+such a connection is then anonymous, and its watches are refused)."""
 """The id of records about frames that name no usable watch id."""
 
 
@@ -542,7 +545,10 @@ class WatchMuxServer:
 
         def make() -> asyncio.Protocol:
             handler = ws()
-            self._users[handler] = user
+            users = self._users
+            users[handler] = user
+            if len(users) > MAX_UPGRADING:  # one whose request never reached `serve` (the connection died first)
+                del users[next(iter(users))]
             return handler
 
         return make
