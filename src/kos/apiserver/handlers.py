@@ -1,8 +1,8 @@
 """Verb dispatch of the REST surface: a call (everything but a watch) against the kind's `Registry`.
 
 Handlers are generic, driven by the resource table: a request is routed
-(`resourcepath`), authorized on a secure server (`kos.apiserver.auth`: 403 before
-anything else is read; a write's admission check goes to the registry with it),
+(`resourcepath`), authorized on a secure server (`kos.apiserver.auth`: 403 before the
+body is decoded; a write's admission check goes to the registry with it),
 its query and body checked (`listoptions`, `params`,
 `decoding`; every malformed input becomes a `Status` with the right code and
 changes nothing), the registry called, and the answer encoded (`encoding`) — as
