@@ -136,7 +136,7 @@ class Cluster:
         self.nodes_url = f"http://127.0.0.1:{nodes_port}"
         lvl = ["--log-level", s.log_level]
         self.children = [
-            Child("apiserver", ["apiserver", "--storage", self.storage, "--listen", f"{s.host}:{port}", *lvl],
+            Child("apiserver", ["apiserver", "--storage", self.storage, "--listen", f"{s.host}:{port}", "--insecure", *lvl],
                   f"{self.server}/readyz", logs / "apiserver.log"),
             Child("controller-manager", ["controller-manager", "--server", self.server, "--metrics-listen",
                                          f"127.0.0.1:{cm_port}", *lvl],
