@@ -5,6 +5,11 @@ per-VNI watches and work queue — with the `sim` fabric. All agents share one
 event loop, one HTTP connection pool and one simulated underlay, so a packet can
 be traced from an attachment on one node to another. An HTTP endpoint serves
 each node's fabric state and traces, for `kos verify` and `kos trace`.
+
+Identities: the shared connections (the pool, the multiplexed watches) are the process's own (`server`, a
+`ClientConfig` from `--kubeconfig`); with `node_tokens` each node's calls carry its own bearer token
+(`Client.with_headers`), so the apiserver sees `system:node:<name>` and its node restriction applies to
+every write a node makes, at no cost in connections.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import urllib.parse
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -19,7 +25,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from kos.agent.connection_agent import AgentSettings, ConnectionAgent
 from kos.agent.metrics import AgentMetricFamilies
-from kos.client.rest import Client
+from kos.client.rest import Client, ClientConfig
 from kos.fabric.sim import SimFabric, SimNetwork
 from kos.http.messages import Reply, Request, Response
 from kos.http.probes import serve_probes
@@ -39,7 +45,7 @@ def host_ip(i: int) -> str:
 class SimNodes:
     def __init__(
         self,
-        server: str,
+        server: str | ClientConfig,
         count: int,
         *,
         prefix: str = "node-",
@@ -47,7 +53,10 @@ class SimNodes:
         workers: int = 2,
         allowed_programs: frozenset[str] = frozenset(),
         per_node_metrics: bool = False,
+        node_tokens: Mapping[str, str] | None = None,
     ) -> None:
+        """`count` nodes `<prefix>0` ...; `node_tokens` (node name → bearer token), if given, must hold every node:
+        KeyError names the first without one."""
         self.registry = CollectorRegistry()
         families = AgentMetricFamilies(self.registry)
         # all the nodes' watches (a local one each, one per relevant VNI) share one multiplexed connection
@@ -58,8 +67,11 @@ class SimNodes:
         for i in range(count):
             node = f"{prefix}{i}"
             fabric = SimFabric(self.network, node, host_ip(i), latency=latency)
+            client = self.client
+            if node_tokens is not None:
+                client = client.with_headers({"Authorization": f"Bearer {node_tokens[node]}"})
             self.agents[node] = ConnectionAgent(
-                self.client, fabric, AgentSettings(node, host_ip(i), allowed_programs, workers), families,
+                client, fabric, AgentSettings(node, host_ip(i), allowed_programs, workers), families,
                 metrics_node_label=None if per_node_metrics else "simnodes",
             )  # fmt: skip
         self._probes: HTTPServer | None = None

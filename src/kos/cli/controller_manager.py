@@ -1,19 +1,18 @@
-"""`kos controller-manager --server URL`: the subnet validator and IPAM."""
+"""`kos controller-manager --kubeconfig FILE | --server URL`: the subnet validator and IPAM."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 
+from kos.cli.clientflags import add_client_flags, client_config
 from kos.cli.common import add_logging_flags, run_until_signalled
-from kos.cli.settings import SettingError, at_least, host_port, http_url, number_at_least
+from kos.cli.settings import SettingError, at_least, host_port, number_at_least
 from kos.controllers.manager import CONTROLLERS, ControllerManager, Settings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--server", type=http_url, required=True, help="URL of the kos apiserver, e.g. http://127.0.0.1:8080"
-    )
+    add_client_flags(p)
     p.add_argument(
         "--controllers",
         type=controller_list,
@@ -52,8 +51,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
     sv_workers = args.workers or args.subnet_validator_workers
     chosen = args.controllers
     host, port = args.metrics_listen
+    client = client_config(args)
+    assert client is not None
     return Settings(
-        server=args.server, controllers=chosen, ipam_workers=ipam_workers, validator_workers=sv_workers,
+        server=client.server, client=client, controllers=chosen, ipam_workers=ipam_workers, validator_workers=sv_workers,
         qps=args.qps, burst=args.burst, metrics_host=host, metrics_port=port, seed=args.seed,
         watch_mux=args.watch_mux,
     )  # fmt: skip

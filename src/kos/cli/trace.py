@@ -1,4 +1,4 @@
-"""`kos trace --server URL --nodes-endpoint URL FROM TO`: does one NA reach another through the simulated fabric?"""
+"""`kos trace --kubeconfig FILE | --server URL --nodes-endpoint URL FROM TO`: does one NA reach another through the simulated fabric?"""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ import sys
 import aiohttp
 
 from kos.api.errors import StatusError
+from kos.cli.clientflags import add_client_flags, client_config
 from kos.cli.common import add_logging_flags, run_until_signalled
 from kos.cli.settings import http_url
+from kos.client.rest import ClientConfig
 from kos.verify import check
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", type=http_url, required=True, help="URL of the kos apiserver")
+    add_client_flags(p)
     p.add_argument("--nodes-endpoint", type=http_url, required=True, help="URL of `kos simnodes`")
     p.add_argument("source", help="namespace/name of the sending NetworkAttachment")
     p.add_argument("destination", help="namespace/name of the receiving NetworkAttachment")
@@ -27,14 +29,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 class TraceSettings:
     """Everything `kos trace` runs with, checked."""
 
-    server: str
+    server: ClientConfig
     nodes_endpoint: str
     source: str
     destination: str
 
 
 def settings_from(args: argparse.Namespace) -> TraceSettings:
-    return TraceSettings(args.server, args.nodes_endpoint, args.source, args.destination)
+    server = client_config(args)
+    assert server is not None
+    return TraceSettings(server, args.nodes_endpoint, args.source, args.destination)
 
 
 def run(args: TraceSettings) -> int:

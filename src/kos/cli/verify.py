@@ -1,4 +1,4 @@
-"""`kos verify --server URL [--nodes-endpoint URL]`: check the invariants; one line per violation, exit 1 on any."""
+"""`kos verify --kubeconfig FILE | --server URL [--nodes-endpoint URL]`: check the invariants; one line per violation, exit 1 on any."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import sys
 import aiohttp
 
 from kos.api.errors import StatusError
+from kos.cli.clientflags import add_client_flags, client_config
 from kos.cli.common import add_logging_flags, run_until_signalled
 from kos.cli.settings import http_url, number_at_least
+from kos.client.rest import ClientConfig
 from kos.util.clock import REAL_CLOCK, Clock
 from kos.verify import check
 
@@ -20,7 +22,7 @@ RECHECK_INTERVAL = 0.5
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", type=http_url, required=True, help="URL of the kos apiserver")
+    add_client_flags(p)
     p.add_argument(
         "--nodes-endpoint", type=optional_url, default="", help="URL of `kos simnodes` (to check every node's fabric)"
     )
@@ -55,7 +57,7 @@ def optional_url(value: str) -> str:
 class VerifySettings:
     """Everything `kos verify` runs with, checked."""
 
-    server: str
+    server: ClientConfig
     nodes_endpoint: str
     wait: float
     watch: float
@@ -63,7 +65,9 @@ class VerifySettings:
 
 
 def settings_from(args: argparse.Namespace) -> VerifySettings:
-    return VerifySettings(server=args.server, nodes_endpoint=args.nodes_endpoint, wait=args.wait, watch=args.watch,
+    server = client_config(args)
+    assert server is not None
+    return VerifySettings(server=server, nodes_endpoint=args.nodes_endpoint, wait=args.wait, watch=args.watch,
                           no_require_ready=args.no_require_ready)  # fmt: skip
 
 

@@ -17,7 +17,7 @@ from kos.client.controller import Controller
 from kos.client.informer import Informer
 from kos.client.queuemetrics import QueueMetricFamilies
 from kos.client.ratelimit import ExponentialBackoff
-from kos.client.rest import Client
+from kos.client.rest import Client, ClientConfig
 from kos.client.workqueue import WorkQueue
 from kos.controllers.ipam import IPAM
 from kos.controllers.metrics import IPAMMetrics, SubnetValidatorMetrics
@@ -34,6 +34,7 @@ CONTROLLERS = ("subnet-validator", "ipam")
 @dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     server: str
+    """The apiserver's URL, used when `client` is not given."""
     controllers: tuple[str, ...] = CONTROLLERS
     ipam_workers: int = 32
     validator_workers: int = 4
@@ -43,13 +44,15 @@ class Settings:
     metrics_port: int = 9295
     seed: int | None = None
     watch_mux: bool = True
+    client: ClientConfig | None = None
+    """Where and as whom to connect (`--kubeconfig`); None: `server`, no credentials."""
 
 
 class ControllerManager:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.registry = CollectorRegistry()
-        self.client = Client(settings.server, qps=settings.qps, burst=settings.burst,
+        self.client = Client(settings.client or settings.server, qps=settings.qps, burst=settings.burst,
                              user_agent="kos-controller-manager", watch_mux=settings.watch_mux)  # fmt: skip
         self.controllers: list[Controller] = []
         self.queues = QueueMetricFamilies(self.registry)

@@ -10,7 +10,7 @@ import aiohttp
 
 from kos.api.errors import StatusError
 from kos.api.types import IPLock, NetworkAttachment, Subnet
-from kos.client.rest import Client
+from kos.client.rest import Client, ClientConfig
 from kos.util.clock import REAL_CLOCK, Clock
 from kos.verify.fabric import fabric_violations
 from kos.verify.history import AddressHistory, follow
@@ -67,7 +67,9 @@ class Report:
     revision: str
 
 
-async def violations(server: str, nodes_endpoint: str | None = None, *, require_ready: bool = True) -> Report:
+async def violations(
+    server: str | ClientConfig, nodes_endpoint: str | None = None, *, require_ready: bool = True
+) -> Report:
     async with Client(server, user_agent="kos-verify") as client:
         snap = await snapshot(client)
     out = address_violations(snap.nas, snap.locks) + subnet_violations(snap.subnets)
@@ -79,7 +81,9 @@ async def violations(server: str, nodes_endpoint: str | None = None, *, require_
     return Report(out, ownerless_locks(snap.locks), snap.revision)
 
 
-async def watch_addresses(server: str, revision: str, seconds: float, *, clock: Clock = REAL_CLOCK) -> list[str]:
+async def watch_addresses(
+    server: str | ClientConfig, revision: str, seconds: float, *, clock: Clock = REAL_CLOCK
+) -> list[str]:
     """Invariant 1 at every revision for `seconds` of `clock` after `revision`: each moment two NAs showed one
     address."""
     async with Client(server, user_agent="kos-verify") as client:
@@ -89,7 +93,7 @@ async def watch_addresses(server: str, revision: str, seconds: float, *, clock: 
     return history.violations
 
 
-async def trace(server: str, nodes_endpoint: str, src: str, dst: str) -> dict[str, Any]:
+async def trace(server: str | ClientConfig, nodes_endpoint: str, src: str, dst: str) -> dict[str, Any]:
     """Ask the simulated fabric whether NA `src` reaches NA `dst` (both `namespace/name`), and why not."""
     async with Client(server, user_agent="kos-trace") as client:
         ns1, _, n1 = src.partition("/")
