@@ -222,10 +222,11 @@ class APIServer:
         s = self.settings
         assert self.cacher is not None
         observer = RequestMetrics(self.metrics)
-        api = ResourceAPI(self.registries, self.metrics, self.clock, max_body=s.max_request_bytes, observer=observer)
-        watches = WatchStreams(self.registries, self.metrics, self.clock, self.watch_quota, observer)
+        api = ResourceAPI(self.registries, self.metrics, self.clock, max_body=s.max_request_bytes, observer=observer,
+                          gate=self.gate)  # fmt: skip
+        watches = WatchStreams(self.registries, self.metrics, self.clock, self.watch_quota, observer, self.gate)
         mux = self.watchmux = watchmux.WatchMuxServer(
-            self.registries, self.metrics, quota=self.watch_quota, connections=self.watchmux_quota,
+            self.registries, self.metrics, quota=self.watch_quota, connections=self.watchmux_quota, gate=self.gate,
             limits=watchmux.MuxLimits(max_watches=s.max_watches_per_connection, max_bytes=s.watchmux_max_bytes,
                                       max_selector=s.max_header_line_bytes, stall_timeout=s.idle_timeout),
         )  # fmt: skip
@@ -238,7 +239,7 @@ class APIServer:
         )  # fmt: skip
 
         async def upgrade(request: Request, user: UserInfo) -> Upgrade:
-            return Upgrade(ws)
+            return Upgrade(mux.protocol(ws, user))
 
         inflight = InFlight(s.max_requests_inflight, s.max_mutating_requests_inflight, self.metrics)
         return Routes(api, watches, upgrade, self.cacher, self.metrics, self.gate, inflight)

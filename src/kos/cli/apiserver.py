@@ -11,7 +11,9 @@ import argparse
 import asyncio
 import dataclasses
 
-from kos.apiserver.auth.config import AuthSettings, build_gate
+from kos.apiserver.auth.authz.build import build_admission, build_authorizer
+from kos.apiserver.auth.config import AuthSettings, build_gate, reload_client_cas
+from kos.apiserver.auth.gate import Gate
 from kos.apiserver.server import APIServer, Settings
 from kos.cli import authflags
 from kos.cli.common import UsageError, add_logging_flags, run_until_signalled
@@ -166,7 +168,8 @@ def run(settings: ServeSettings) -> int:
                 tls = ReloadingContext(settings.tls, clock=REAL_CLOCK)
             except (OSError, ValueError) as e:
                 raise UsageError(f"the TLS files do not load: {e}") from None
-            gate = build_gate(settings.auth, REAL_CLOCK)
+            gate = secure_gate(settings.auth)
+            tls.on_reload.append(lambda: reload_client_cas(gate, settings.auth))
         server = APIServer(settings.server, ssl=tls, gate=gate)
         try:
             await server.start()
@@ -176,6 +179,18 @@ def run(settings: ServeSettings) -> int:
         await stop.wait()
         log.info("shutting down")
         await server.stop()
+        if gate is not None:
+            await gate.aclose()
         return 0
 
     return run_until_signalled(main, component="apiserver")
+
+
+def secure_gate(auth: AuthSettings) -> Gate:
+    """Authentication (`build_gate`), the built-in roles (`build_authorizer`) and the node restriction
+    (`build_admission`) from the flags. Raises UsageError naming a file that does not load."""
+    try:
+        return build_gate(auth, REAL_CLOCK, authorizer=build_authorizer(auth, REAL_CLOCK),
+                          admission=build_admission())  # fmt: skip
+    except (OSError, ValueError) as e:
+        raise UsageError(f"the authentication files do not load: {e}") from None

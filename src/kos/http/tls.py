@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -146,6 +146,8 @@ class ReloadingContext:
         self.current = self.context
         self.reloads = 0
         self.failures = 0
+        self.on_reload: list[Callable[[], None]] = []
+        """Called after each successful reload (the authenticators re-read their CA bundles)."""
         self._timer: Timer | None = None
 
     def _build(self) -> ssl.SSLContext:
@@ -173,6 +175,11 @@ class ReloadingContext:
         self.current = fresh
         self.reloads += 1
         log.info("TLS certificate files reloaded", cert=str(self.files.cert))
+        for listener in self.on_reload:
+            try:
+                listener()
+            except (OSError, ValueError) as e:  # the context loaded the same files a moment ago: a race
+                log.error("a listener of the TLS reload failed", error=str(e))
         return True
 
     def start(self) -> None:

@@ -92,3 +92,16 @@ def build_gate(
     if token_review is not None:
         review = TokenReviewAuthenticator(token_review, clock=clock, ttl=s.authentication_token_webhook_cache_ttl)
     return Gate(build_authenticator(s, token_review=review), authorizer, admission)
+
+
+def reload_client_cas(gate: Gate, s: AuthSettings) -> None:
+    """Give the gate's certificate authenticators the CA bundles now in `s`'s files (they changed on disk and
+    the TLS layer already trusts them). Raises ValueError or OSError as `load_cas`."""
+    union = gate.authenticator
+    if not isinstance(union, UnionAuthenticator):
+        return
+    for a in union.authenticators:
+        if isinstance(a, RequestHeaderAuthenticator) and s.requestheader_client_ca_file is not None:
+            a.set_cas(load_cas(s.requestheader_client_ca_file))
+        elif isinstance(a, X509Authenticator) and s.client_ca_file is not None:
+            a.set_cas(load_cas(s.client_ca_file))
