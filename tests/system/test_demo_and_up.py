@@ -5,7 +5,6 @@ secure by default (HTTPS, client certificates, a token per simulated node), kube
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import json
 import os
 import shutil
@@ -235,11 +234,10 @@ def test_up_is_secure_by_default_and_kubectl_and_the_kubernetes_client_use_its_k
         # a simulated node's token: reads, and (with the node restriction) cannot write another node's attachment
         tokens = {ln.split(",")[2]: ln.split(",")[0] for ln in (state / "node-tokens.csv").read_text().splitlines()}
         assert _status(nas, context=ca, token=tokens["node-0"]) == 200
-        if importlib.util.find_spec("kos.apiserver.auth.noderestriction") is not None:
-            forged = {**na, "status": {**na["status"], "ifcName": "stolen"}}
-            put = _status(f"{nas}/a1/status", context=ca, token=tokens["node-0"], method="PUT",
-                          body=json.dumps(forged).encode())  # fmt: skip
-            assert put == 403, "node-0 must not write node-1's attachment"
+        forged = {**na, "status": {**na["status"], "ifcName": "stolen"}}
+        put = _status(f"{nas}/a1/status", context=ca, token=tokens["node-0"], method="PUT",
+                      body=json.dumps(forged).encode())  # fmt: skip
+        assert put == 403, "node-0 must not write node-1's attachment"
         assert _status(nas, context=ca, token="not-a-token") == 401
         # the nodes endpoint: HTTPS from the same CA
         verify = subprocess.run([sys.executable, "-m", "kos", "verify", "--kubeconfig", str(kubeconfig),
