@@ -3,6 +3,7 @@ node restriction, and a client-CA rotation that authentication follows without a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import subprocess
@@ -16,17 +17,19 @@ from typing import Any
 
 import pytest
 
+from kos.apiserver.auth.user import UserInfo
 from kos.pki.authority import new_ca
+from kos.testing.kubeauthz import FakeSubjectAccessReview, SARRule
 from kos.testing.tlsfiles import TestPKI
 
 API = "/apis/network.example.com/v1alpha1"
 
 
 class Server:
-    def __init__(self, pki: TestPKI, tokens: Path) -> None:
+    def __init__(self, pki: TestPKI, tokens: Path, extra: list[str] | None = None) -> None:
         cmd = [sys.executable, "-m", "kos", "apiserver", "--listen", "127.0.0.1:0", "--log-level", "warning",
                "--tls-cert-file", str(pki.cert_file), "--tls-private-key-file", str(pki.key_file),
-               "--client-ca-file", str(pki.client_ca_file), "--token-auth-file", str(tokens)]  # fmt: skip
+               "--client-ca-file", str(pki.client_ca_file), "--token-auth-file", str(tokens), *(extra or [])]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -114,3 +117,40 @@ def test_a_rotated_client_ca_is_followed_by_authentication(server: Server) -> No
         assert code in (0, 401), code
         assert time.monotonic() < deadline, "a certificate of the new CA was never accepted"
         time.sleep(0.1)
+
+
+async def test_delegated_token_review_and_subject_access_review_from_kubeconfigs(tmp_path: Path) -> None:
+    """`--authentication-kubeconfig` and `--authorization-kubeconfig` point at a (fake) Kubernetes API: a token
+    only it knows is reviewed there, and what the built-in roles do not allow is asked of it."""
+    rules = [SARRule(allow=True, user="alice", verb="list", resource="subnets")]
+    async with FakeSubjectAccessReview(rules, require="kos-sa-token") as fake:
+        fake.tokens["alice-token"] = UserInfo("alice", "uid-alice")
+        kubeconfig = tmp_path / "delegation.kubeconfig"
+        kubeconfig.write_text(
+            "apiVersion: v1\nkind: Config\n"
+            f"clusters: [{{name: k, cluster: {{server: '{fake.url}'}}}}]\n"
+            "users: [{name: kos, user: {token: kos-sa-token}}]\n"
+            "contexts: [{name: k, context: {cluster: k, user: kos}}]\ncurrent-context: k\n"
+        )
+        pki = TestPKI(tmp_path / "pki")
+        tokens = tmp_path / "tokens.csv"
+        tokens.write_text("")
+        server = await asyncio.to_thread(
+            Server, pki, tokens,
+            ["--authentication-kubeconfig", str(kubeconfig), "--authorization-kubeconfig", str(kubeconfig)],
+        )  # fmt: skip
+        try:
+            ctx = pki.client_context()
+            for _ in range(3):
+                code, _body = await asyncio.to_thread(server.call, "GET", f"{API}/subnets", ctx=ctx,
+                                                      token="alice-token")  # fmt: skip
+                assert code == 200
+            code, refused = await asyncio.to_thread(server.call, "POST", f"{API}/namespaces/default/subnets",
+                                                    ctx=ctx, token="alice-token", body=subnet("s1"))  # fmt: skip
+            assert code == 403 and 'User "alice" cannot create' in refused["message"], refused
+            assert fake.token_reviews == 1  # the answer was cached (10 s)
+            assert [b["spec"]["resourceAttributes"]["verb"] for b in fake.bodies] == ["list", "create"]
+            code, _body = await asyncio.to_thread(server.call, "GET", f"{API}/subnets", ctx=ctx, token="mallory")
+            assert code == 401
+        finally:
+            await asyncio.to_thread(server.stop)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+from pathlib import Path
 
+from kos.apiserver.auth.authn.webhook import WebhookEndpoint
 from kos.apiserver.auth.authz.build import build_admission, build_authorizer
 from kos.apiserver.auth.config import AuthSettings, build_gate, reload_client_cas
 from kos.apiserver.auth.gate import Gate
@@ -19,6 +21,7 @@ from kos.cli import authflags
 from kos.cli.common import UsageError, add_logging_flags, run_until_signalled
 from kos.cli.settings import at_least, existing_file, host_port, positive
 from kos.http.tls import ReloadingContext, ServingFiles
+from kos.pki.kubeconfig import KubeConfigError, load_kubeconfig
 from kos.storage.interface import StoreError
 from kos.storage.url import StoreURLError
 from kos.util.clock import REAL_CLOCK
@@ -190,7 +193,18 @@ def secure_gate(auth: AuthSettings) -> Gate:
     """Authentication (`build_gate`), the built-in roles (`build_authorizer`) and the node restriction
     (`build_admission`) from the flags. Raises UsageError naming a file that does not load."""
     try:
-        return build_gate(auth, REAL_CLOCK, authorizer=build_authorizer(auth, REAL_CLOCK),
-                          admission=build_admission())  # fmt: skip
-    except (OSError, ValueError) as e:
+        token_review = webhook_endpoint(auth.authentication_kubeconfig)
+        sar = webhook_endpoint(auth.authorization_kubeconfig)
+        return build_gate(auth, REAL_CLOCK, authorizer=build_authorizer(auth, REAL_CLOCK, webhook=sar),
+                          admission=build_admission(), token_review=token_review)  # fmt: skip
+    except (OSError, ValueError, KubeConfigError) as e:
         raise UsageError(f"the authentication files do not load: {e}") from None
+
+
+def webhook_endpoint(kubeconfig: Path | None) -> WebhookEndpoint | None:
+    """Where a kubeconfig (`--authentication-kubeconfig`, `--authorization-kubeconfig`) points: its server, TLS
+    context and credentials. Raises KubeConfigError."""
+    if kubeconfig is None:
+        return None
+    cfg = load_kubeconfig(kubeconfig)
+    return WebhookEndpoint(cfg.server, cfg.ssl_context(), cfg.headers())

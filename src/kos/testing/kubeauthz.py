@@ -1,6 +1,7 @@
 """A small fake of Kubernetes' SubjectAccessReview endpoint, and a test-only header authenticator.
 
-`FakeSubjectAccessReview` is an in-process aiohttp server (TLS when given a context) answering
+`FakeSubjectAccessReview` is a `kos.testing.kubeauth.FakeKubeAuth` (an in-process server, TLS when given a
+context) that also answers
 `POST /apis/authorization.k8s.io/v1/subjectaccessreviews` from `rules`: the first `SARRule` that matches the
 review decides (`allowed: true`, or `denied: true`); none matching is neither (no opinion). It counts the
 reviews (`reviews`) so tests see the caches work, keeps them (`bodies`), answers 500 while `fail` is set, and
@@ -16,7 +17,6 @@ controller manager and `kos-agent/<node>`, so they run unchanged through a secur
 from __future__ import annotations
 
 import dataclasses
-import json
 import ssl as _ssl
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -26,6 +26,7 @@ from aiohttp import web
 from kos.api.errors import Unauthorized
 from kos.apiserver.auth.user import AUTHENTICATED, CONTROLLER_MANAGER, NODE_USER_PREFIX, NODES_GROUP, UserInfo
 from kos.http.messages import Request
+from kos.testing.kubeauth import FakeKubeAuth
 
 SUBJECT_ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 
@@ -57,25 +58,18 @@ class SARRule:
         return self.group is None or self.group in (spec.get("groups") or ())
 
 
-class FakeSubjectAccessReview:
-    """See the module docstring. `async with FakeSubjectAccessReview(rules) as fake:` serves on 127.0.0.1
-    (`fake.url`)."""
+class FakeSubjectAccessReview(FakeKubeAuth):
+    """See the module docstring: a `FakeKubeAuth` (its server, `require`, `fail`, `url`) that also answers
+    SubjectAccessReviews. `async with FakeSubjectAccessReview(rules) as fake:` serves on 127.0.0.1."""
 
     def __init__(
         self, rules: list[SARRule] | None = None, *, ssl: _ssl.SSLContext | None = None, require: str | None = None
     ) -> None:
+        super().__init__(ssl=ssl, require=require)
         self.rules = list(rules or [])
-        self.ssl = ssl
-        self.require = require
         self.reviews = 0
         self.bodies: list[dict[str, Any]] = []
-        self.fail = False
-        self._runner: web.BaseRunner | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"{'https' if self.ssl is not None else 'http'}://127.0.0.1:{self.port}"
+        self.route("POST", SUBJECT_ACCESS_REVIEWS, self.review)
 
     async def review(self, body: dict[str, Any]) -> dict[str, Any]:
         """The answer to one SubjectAccessReview (`body`, decoded); counts it. Raises HTTPInternalServerError
@@ -93,33 +87,6 @@ class FakeSubjectAccessReview:
                 break
         return {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec,
                 "status": status}  # fmt: skip
-
-    async def start(self) -> None:
-        server = web.Server(self._serve)
-        runner = self._runner = web.ServerRunner(server)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self.ssl)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeSubjectAccessReview:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    async def _serve(self, request: web.BaseRequest) -> web.StreamResponse:
-        if (request.method, request.path) != ("POST", SUBJECT_ACCESS_REVIEWS):
-            return web.json_response({"kind": "Status", "code": 404}, status=404)
-        if self.require is not None and request.headers.get("Authorization") != f"Bearer {self.require}":
-            return web.json_response({"kind": "Status", "code": 401, "reason": "Unauthorized"}, status=401)
-        return web.json_response(await self.review(json.loads(await request.read() or b"{}")), status=201)
 
 
 class HeaderAuthenticator:
