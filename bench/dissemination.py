@@ -195,9 +195,9 @@ async def run(nodes: int, tmp: Path, seed: int) -> dict[str, Any]:
     ).wait_ready()
     cm_port, sim_port = free_port(), free_port()
     cm = KosProcess(["controller-manager", "--server", server.url, "--metrics-listen", f"127.0.0.1:{cm_port}",
-                     "--log-level", "warning"], tmp / f"cm-{nodes}.log")  # fmt: skip
+                     "--insecure", "--log-level", "warning"], tmp / f"cm-{nodes}.log")  # fmt: skip
     sim = KosProcess(["simnodes", "--server", server.url, "--count", str(nodes), "--listen", f"127.0.0.1:{sim_port}",
-                      "--log-level", "warning"], tmp / f"sim-{nodes}.log")  # fmt: skip
+                      "--insecure", "--log-level", "warning"], tmp / f"sim-{nodes}.log")  # fmt: skip
     sim_url = f"http://127.0.0.1:{sim_port}"
     try:
         cm.wait_http(f"http://127.0.0.1:{cm_port}/healthz", timeout=60)

@@ -48,7 +48,7 @@ def start_cm(server: APIServerProcess, tmp: Path, name: str) -> tuple[KosProcess
     port = free_port()
     t0 = time.time()
     p = KosProcess(["controller-manager", "--server", server.url, "--metrics-listen", f"127.0.0.1:{port}",
-                    "--log-level", "warning"], tmp / f"{name}.log")  # fmt: skip
+                    "--insecure", "--log-level", "warning"], tmp / f"{name}.log")  # fmt: skip
     p.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
     return p, t0
 

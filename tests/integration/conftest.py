@@ -88,7 +88,7 @@ def start_apiserver(workdir: Path, *extra: str) -> ApiserverProcess:
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "kos", "apiserver", "--storage", "memory://",
-                 "--listen", f"127.0.0.1:{port}", *extra],
+                 "--listen", f"127.0.0.1:{port}", "--insecure", *extra],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip
         server = ApiserverProcess(proc, port, log_path)

@@ -27,7 +27,7 @@ SOLO, SOLO_IP = "solo", "100.127.0.1"
 def start_agent(server: APIServerProcess, tmp: Path, state: Path, name: str) -> tuple[KosProcess, int]:
     port = free_port()
     p = KosProcess(["agent", "--server", server.url, "--node", SOLO, "--host-ip", SOLO_IP, "--fabric", "sim",
-                    "--sim-state", str(state), "--metrics-listen", f"127.0.0.1:{port}", "--lock-file",
+                    "--sim-state", str(state), "--metrics-listen", f"127.0.0.1:{port}", "--insecure", "--lock-file",
                     str(tmp / "solo.lock"), "--log-level", "warning"], tmp / f"{name}.log")  # fmt: skip
     p.wait_http(f"http://127.0.0.1:{port}/healthz")
     return p, port
@@ -69,9 +69,9 @@ async def test_agent_restart_converges_to_exactly_the_desired_state(tmp_path: Pa
     server = APIServerProcess("memory://", tmp_path / "apiserver.log", extra=["--log-level", "warning"]).wait_ready()
     cm_port, sim_port = free_port(), free_port()
     cm = KosProcess(["controller-manager", "--server", server.url, "--metrics-listen", f"127.0.0.1:{cm_port}",
-                     "--log-level", "warning"], tmp_path / "cm.log")  # fmt: skip
+                     "--insecure", "--log-level", "warning"], tmp_path / "cm.log")  # fmt: skip
     sim = KosProcess(["simnodes", "--server", server.url, "--count", "4", "--listen", f"127.0.0.1:{sim_port}",
-                      "--log-level", "warning"], tmp_path / "sim.log")  # fmt: skip
+                      "--insecure", "--log-level", "warning"], tmp_path / "sim.log")  # fmt: skip
     cm.wait_http(f"http://127.0.0.1:{cm_port}/healthz")
     sim.wait_http(f"http://127.0.0.1:{sim_port}/readyz", timeout=60)
     state = tmp_path / "solo-switch.json"

@@ -63,7 +63,7 @@ async def test_controller_manager_recovers_after_the_apiserver_restarts_on_a_fre
     server = APIServerProcess("memory://", tmp_path / "apiserver-1.log", port=port,
                               extra=["--log-level", "warning", "--bookmark-interval", "0.1"]).wait_ready()  # fmt: skip
     cm = KosProcess(["controller-manager", "--server", server.url, "--metrics-listen", f"127.0.0.1:{cm_port}",
-                     "--log-level", "info"], tmp_path / "cm.log")  # fmt: skip
+                     "--insecure", "--log-level", "info"], tmp_path / "cm.log")  # fmt: skip
     try:
         cm.wait_http(f"http://127.0.0.1:{cm_port}/healthz")
         async with Client(server.url) as client:

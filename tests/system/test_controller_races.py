@@ -40,7 +40,7 @@ SUBNET_SPECS = [
 def start_cm(server: APIServerProcess, tmp: Path, name: str, seed: int) -> KosProcess:
     port = free_port()
     p = KosProcess(["controller-manager", "--server", server.url, "--metrics-listen", f"127.0.0.1:{port}",
-                    "--seed", str(seed), "--log-level", "warning"], tmp / f"{name}.log")  # fmt: skip
+                    "--insecure", "--seed", str(seed), "--log-level", "warning"], tmp / f"{name}.log")  # fmt: skip
     p.wait_http(f"http://127.0.0.1:{port}/healthz")
     return p
 

@@ -1,17 +1,28 @@
-"""The two front doors: a small `kos demo` end to end, and `kos up` supervising and shutting down cleanly."""
+"""The two front doors: a small `kos demo` end to end, and `kos up` supervising and shutting down cleanly — both
+secure by default (HTTPS, client certificates, a token per simulated node), kubectl and the official Python
+`kubernetes` client working with `kos up`'s admin kubeconfig, and `--insecure` serving plain HTTP."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import shutil
 import signal
+import ssl
+import stat
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
+import kubernetes  # type: ignore[import-untyped]
 import pytest
 
+from kos.api.types import GROUP
 from kos.testing.process import free_port
 
 pytestmark = pytest.mark.system
@@ -27,6 +38,8 @@ def test_small_demo_end_to_end(tmp_path: Path) -> None:
     )  # fmt: skip
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "all invariants hold" in r.stdout
+    assert " at https://127.0.0.1:" in r.stdout  # secure by default
+    assert (tmp_path / "state" / "pki" / "ca.crt").is_file() and (tmp_path / "state" / "node-tokens.csv").is_file()
     s = json.loads((out / "summary.json").read_text())
     assert s["created"] == 200 and s["failed_creates"] == 0 and s["never_ready"] == 0 and s["ready"] == 200
     assert s["achieved_rate"] > 50 and s["achieved_create_rate"] > 0
@@ -83,7 +96,7 @@ def test_up_supervises_writes_a_kubeconfig_and_stops_cleanly(tmp_path: Path) -> 
                 break
         assert any("kos is up" in ln for ln in lines), "".join(lines)
         kubeconfig = state / "kubeconfig"
-        assert f"server: http://127.0.0.1:{port}" in kubeconfig.read_text()
+        assert f"server: https://127.0.0.1:{port}" in kubeconfig.read_text()
         kubectl = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "--cache-dir", str(tmp_path / "kc"),
                                   "api-resources"], capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
         if kubectl.returncode == 0:
@@ -111,3 +124,154 @@ def test_up_supervises_writes_a_kubeconfig_and_stops_cleanly(tmp_path: Path) -> 
             up.wait()
         if up.stdout is not None:
             up.stdout.close()
+
+
+# --- kos up, secure and insecure ------------------------------------------------------------------------------
+
+GROUP_VERSION = f"{GROUP}/v1alpha1"
+SUBNET = {"apiVersion": GROUP_VERSION, "kind": "Subnet", "metadata": {"name": "s1", "namespace": "default"},
+          "spec": {"vni": 77, "ipv4": "10.77.0.0/24"}}  # fmt: skip
+NA = {"apiVersion": GROUP_VERSION, "kind": "NetworkAttachment", "metadata": {"name": "a1", "namespace": "default"},
+      "spec": {"node": "node-1", "subnet": "s1"}}  # fmt: skip
+
+
+class Up:
+    """`kos up` running until `stop()`, its output read up to the "kos is up" message."""
+
+    def __init__(self, state: Path, port: int, *extra: str, nodes: int = 3) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kos", "up", "--nodes", str(nodes), "--state-dir", str(state), "--listen",
+             f"127.0.0.1:{port}", *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        self.lines: list[str] = []
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if "Ctrl-C stops everything" in line:
+                return
+        self.stop()
+        raise AssertionError("kos up did not come up:\n" + "".join(self.lines))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                assert self.proc.wait(30) == 0
+            finally:
+                if self.proc.poll() is None:
+                    self.proc.kill()
+                    self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def _kubectl(kubeconfig: Path, cache: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "--cache-dir", str(cache), *args],
+                          input=stdin, capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+
+
+def _status(url: str, *, context: ssl.SSLContext | None = None, token: str = "", method: str = "GET",
+            body: bytes | None = None) -> int:  # fmt: skip
+    req = urllib.request.Request(url, data=body, method=method)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10, context=context) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def _ready_na(api: Any, deadline: float) -> dict[str, Any]:
+    custom = kubernetes.client.CustomObjectsApi(api)
+    while True:
+        na = custom.get_namespaced_custom_object(GROUP, "v1alpha1", "default", "networkattachments", "a1")
+        st = na.get("status", {})
+        if st.get("ipv4") and st.get("ifcName") and st.get("hostIP"):
+            return dict(na)
+        assert time.monotonic() < deadline, na
+        time.sleep(0.2)
+
+
+@pytest.mark.kubectl
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not on PATH")
+def test_up_is_secure_by_default_and_kubectl_and_the_kubernetes_client_use_its_kubeconfig(tmp_path: Path) -> None:
+    port, state, cache = free_port(), tmp_path / "state", tmp_path / "kc"
+    base = f"https://127.0.0.1:{port}"
+    up = Up(state, port)
+    try:
+        kubeconfig = state / "kubeconfig"
+        assert any(f"kos driver --kubeconfig {kubeconfig}" in ln for ln in up.lines), up.lines
+        assert stat.S_IMODE(kubeconfig.stat().st_mode) == 0o600
+        # kubectl with the admin's client certificate
+        r = _kubectl(kubeconfig, cache, "get", "na", "-A")
+        assert r.returncode == 0, r.stderr
+        r = _kubectl(kubeconfig, cache, "create", "-f", "-", stdin=json.dumps(SUBNET))
+        assert r.returncode == 0, r.stderr
+        r = _kubectl(kubeconfig, cache, "get", "subnet", "s1", "-o", "json")
+        assert r.returncode == 0 and json.loads(r.stdout)["spec"]["vni"] == 77, r.stdout + r.stderr
+        # the official Python client, same kubeconfig: an attachment becomes ready (IPAM and a simulated node,
+        # each with its own identity, did their parts)
+        config = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(config_file=str(kubeconfig), client_configuration=config)
+        with kubernetes.client.ApiClient(config) as api:
+            custom = kubernetes.client.CustomObjectsApi(api)
+            assert (
+                custom.get_namespaced_custom_object(GROUP, "v1alpha1", "default", "subnets", "s1")["spec"]["vni"] == 77
+            )
+            custom.create_namespaced_custom_object(GROUP, "v1alpha1", "default", "networkattachments", NA)
+            na = _ready_na(api, time.monotonic() + 60)
+        ca = ssl.create_default_context(cafile=state / "pki" / "ca.crt")
+        nas = f"{base}/apis/{GROUP_VERSION}/namespaces/default/networkattachments"
+        # anonymous: health only; plain HTTP: no answer at all
+        assert _status(f"{base}/healthz", context=ca) == 200
+        assert _status(nas, context=ca) == 401
+        with pytest.raises((OSError, http.client.HTTPException)):
+            _status(f"http://127.0.0.1:{port}/healthz")
+        # a simulated node's token: reads, and (with the node restriction) cannot write another node's attachment
+        tokens = {ln.split(",")[2]: ln.split(",")[0] for ln in (state / "node-tokens.csv").read_text().splitlines()}
+        assert _status(nas, context=ca, token=tokens["node-0"]) == 200
+        forged = {**na, "status": {**na["status"], "ifcName": "stolen"}}
+        put = _status(f"{nas}/a1/status", context=ca, token=tokens["node-0"], method="PUT",
+                      body=json.dumps(forged).encode())  # fmt: skip
+        assert put == 403, "node-0 must not write node-1's attachment"
+        assert _status(nas, context=ca, token="not-a-token") == 401
+        # the nodes endpoint: HTTPS from the same CA
+        verify = subprocess.run([sys.executable, "-m", "kos", "verify", "--kubeconfig", str(kubeconfig),
+                                 "--nodes-endpoint", _nodes_endpoint(up.lines), "--wait", "30"],
+                                capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+    finally:
+        up.stop()
+    # a second `kos up` with the same state directory keeps the CA: the old admin kubeconfig still works
+    ca_before, old_kubeconfig = (state / "pki" / "ca.crt").read_bytes(), tmp_path / "old-kubeconfig"
+    old_kubeconfig.write_bytes(kubeconfig.read_bytes())
+    up = Up(state, port)
+    try:
+        assert (state / "pki" / "ca.crt").read_bytes() == ca_before
+        r = _kubectl(old_kubeconfig, cache, "get", "subnet", "s1", "-o", "json")
+        assert r.returncode == 0 and json.loads(r.stdout)["spec"]["vni"] == 77, r.stdout + r.stderr
+    finally:
+        up.stop()
+
+
+def _nodes_endpoint(lines: list[str]) -> str:
+    for ln in lines:
+        if "--nodes-endpoint" in ln:
+            return ln.split("--nodes-endpoint", 1)[1].split()[0]
+    raise AssertionError(f"no nodes endpoint in {lines}")
+
+
+def test_up_insecure_serves_plain_http_without_authentication(tmp_path: Path) -> None:
+    port, state = free_port(), tmp_path / "state"
+    up = Up(state, port, "--insecure", nodes=2)
+    try:
+        assert _status(f"http://127.0.0.1:{port}/apis/{GROUP_VERSION}/networkattachments") == 200  # nobody asked who
+        assert f"server: http://127.0.0.1:{port}" in (state / "kubeconfig").read_text()
+        assert not (state / "pki").exists() and not (state / "node-tokens.csv").exists()
+        assert _status(_nodes_endpoint(up.lines) + "/nodes") == 200
+    finally:
+        up.stop()

@@ -89,7 +89,7 @@ class Cluster:
                                        extra=["--log-level", "warning"]).wait_ready()  # fmt: skip
         port = free_port()
         self.cm = KosProcess(["controller-manager", "--server", self.server.url, "--metrics-listen",
-                              f"127.0.0.1:{port}", "--log-level", "warning"], self.logs / "cm.log")  # fmt: skip
+                              f"127.0.0.1:{port}", "--insecure", "--log-level", "warning"], self.logs / "cm.log")  # fmt: skip
         self.cm.wait_http(f"http://127.0.0.1:{port}/healthz")
         for h in self.lab.hosts:
             self.start_agent(h.name)
@@ -106,7 +106,7 @@ class Cluster:
             ["agent", "--server", self.url, "--node", h.name, "--host-ip", h.ip, "--fabric", "ovs",
              "--ovs-datapath", "netdev", "--ovsdb", h.ovsdb, "--ovs-rundir", str(h.dir),
              "--allowed-programs", f"{TEST_BY_PING},{REMOVE_NETNS}", "--metrics-listen", f"{h.mgmt_ip}:{METRICS_PORT}",
-             "--lock-file", str(h.dir / "agent.lock"), "--log-level", "info"],
+             "--insecure", "--lock-file", str(h.dir / "agent.lock"), "--log-level", "info"],
             self.logs / f"agent-{h.name}-{self.starts}.log", prefix=h.exec(),
         )  # fmt: skip
         self.agents[name] = p

@@ -1,9 +1,13 @@
-"""20 simulated nodes, 500 NAs in several VNIs: all ready, invariants hold, connectivity and isolation by trace."""
+"""20 simulated nodes, 500 NAs in several VNIs: all ready, invariants hold, connectivity and isolation by trace.
+
+The nodes endpoint serves HTTPS with a certificate from a test CA, and every client of it (kos verify, the
+traces below) verifies it against that CA (`--nodes-ca-file`)."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +18,8 @@ import pytest
 from kos.api.meta import ObjectMeta
 from kos.api.types import NetworkAttachment, NetworkAttachmentSpec, Subnet, SubnetSpec
 from kos.client.rest import Client
+from kos.pki import directory
+from kos.pki.authority import issue_server, new_ca
 from kos.testing.process import APIServerProcess, KosProcess, free_port
 from kos.testing.wait import eventually
 
@@ -34,13 +40,22 @@ class Cluster:
         ).wait_ready()
         cm_port = free_port()
         self.cm = KosProcess(["controller-manager", "--server", self.server.url, "--metrics-listen",
-                              f"127.0.0.1:{cm_port}", "--log-level", "warning"], tmp / "cm.log")  # fmt: skip
+                              f"127.0.0.1:{cm_port}", "--insecure", "--log-level", "warning"], tmp / "cm.log")  # fmt: skip
         self.cm.wait_http(f"http://127.0.0.1:{cm_port}/healthz")
+        pki = tmp / "pki"
+        ca = new_ca("test-ca")
+        pki.mkdir()
+        directory.write(pki, "ca", ca)
+        directory.write(pki, "simnodes", issue_server(ca, "kos-simnodes", ["localhost"], []))
+        self.ca_file = pki / "ca.crt"
+        self.nodes_ssl = ssl.create_default_context(cafile=self.ca_file)
         self.nodes_port = free_port()
-        self.nodes_url = f"http://127.0.0.1:{self.nodes_port}"
+        self.nodes_url = f"https://localhost:{self.nodes_port}"
         self.sim = KosProcess(["simnodes", "--server", self.server.url, "--count", str(NODES), "--listen",
-                               f"127.0.0.1:{self.nodes_port}", "--log-level", "warning"], tmp / "simnodes.log")  # fmt: skip
-        self.sim.wait_http(self.nodes_url + "/readyz", timeout=60)
+                               f"127.0.0.1:{self.nodes_port}", "--tls-cert-file", str(pki / "simnodes.crt"),
+                               "--tls-private-key-file", str(pki / "simnodes.key"), "--log-level", "warning"],
+                              tmp / "simnodes.log")  # fmt: skip
+        self.sim.wait_http(self.nodes_url + "/readyz", timeout=60, context=self.nodes_ssl)
 
     def stop(self) -> None:
         for p in (self.sim, self.cm, self.server):
@@ -50,7 +65,7 @@ class Cluster:
 def verify(c: Cluster, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kos", "verify", "--server", c.server.url, "--nodes-endpoint", c.nodes_url,
-         "--wait", "30", *extra],
+         "--nodes-ca-file", str(c.ca_file), "--wait", "30", *extra],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
 
@@ -82,7 +97,10 @@ async def test_twenty_nodes_five_hundred_attachments(tmp_path: Path) -> None:
     rng = random.Random(42)
     cluster = Cluster(tmp_path)
     try:
-        async with Client(cluster.server.url) as client, aiohttp.ClientSession() as session:
+        async with (
+            Client(cluster.server.url) as client,
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=cluster.nodes_ssl)) as session,
+        ):
             for ns, name, vni, block in SUBNETS:
                 await client.create(Subnet(metadata=ObjectMeta(name=name, namespace=ns),
                                            spec=SubnetSpec(vni=vni, ipv4=block)))  # fmt: skip
@@ -121,7 +139,7 @@ async def test_twenty_nodes_five_hundred_attachments(tmp_path: Path) -> None:
             # deleted NAs are gone from every node
             log = tmp_path / "verify-watch.log"
             watching = KosProcess(["verify", "--server", cluster.server.url, "--nodes-endpoint", cluster.nodes_url,
-                                   "--wait", "30", "--watch", "4"], log)  # fmt: skip
+                                   "--nodes-ca-file", str(cluster.ca_file), "--wait", "30", "--watch", "4"], log)  # fmt: skip
             # barrier: verify has its snapshot and follows every change after it (however late its watch opens)
             await eventually(lambda: "following attachments" in log.read_text(errors="replace"), timeout=60)
             gone = rng.sample(nas, 250)

@@ -80,7 +80,7 @@ async def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
 
 def _second_server(storage: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "kos", "apiserver", "--storage", storage, "--listen", "127.0.0.1:0"],
+        [sys.executable, "-m", "kos", "apiserver", "--storage", storage, "--listen", "127.0.0.1:0", "--insecure"],
         capture_output=True, text=True, timeout=30, check=False, cwd=cwd,
     )  # fmt: skip
 

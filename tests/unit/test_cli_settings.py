@@ -40,7 +40,7 @@ CASES = [
     (["driver", *SERVER], "--ops-distribution", "burst", "'burst' is not one of steady, poisson"),
     (["driver", *SERVER], "--threads", "0", "0 is less than 1"),
     (["driver", *SERVER], "--test-fraction", "2", "2 is not between 0 and 1"),
-    (["driver"], "--kubeconfig", "/nonexistent/kubeconfig", "'/nonexistent/kubeconfig' is not an existing file"),
+    (["driver"], "--kubeconfig", "/nonexistent/kubeconfig", "cannot read the kubeconfig /nonexistent/kubeconfig: No such file or directory"),
     (["up"], "--nodes", "0", "0 is less than 1"),
     (["up"], "--listen", "127.0.0.1:x", "'127.0.0.1:x' is not HOST:PORT"),
     (["demo"], "--progress", "dots", "'dots' is not one of auto, bar, lines, none"),
@@ -85,8 +85,13 @@ def test_a_bad_switch_in_the_environment(capsys: pytest.CaptureFixture[str], mon
 
 @pytest.mark.parametrize("command", ["controller-manager", "agent", "simnodes", "verify", "trace"])
 def test_a_missing_required_flag(capsys: pytest.CaptureFixture[str], command: str) -> None:
-    assert main([command, *(["a/x", "a/y"] if command == "trace" else [])]) == 2
-    assert one_line(capsys) == f"kos {command}: --server / KOS_SERVER: required: give the flag or set the variable"
+    others = {"trace": ["--nodes-endpoint", "http://x", "a/x", "a/y"], "agent": ["--host-ip", "10.0.0.1"],
+              "simnodes": ["--count", "1"]}  # fmt: skip
+    assert main([command, *others.get(command, [])]) == 2
+    assert (
+        one_line(capsys)
+        == f"kos {command}: --server / KOS_SERVER: required: give the flag, or --kubeconfig / KOS_KUBECONFIG"
+    )
 
 
 def test_a_variable_for_another_command_does_not_matter(

@@ -124,7 +124,8 @@ def test_setup_chooses_the_format() -> None:
 @pytest.mark.parametrize("fmt", ["json", "text"])
 def test_a_process_logs_in_the_chosen_format(fmt: str) -> None:
     """`--log-format` reaches the process: the apiserver's shutdown record, parsed back."""
-    proc = subprocess.Popen([sys.executable, "-m", "kos", "apiserver", "--listen", "127.0.0.1:0", "--log-format", fmt],
+    proc = subprocess.Popen([sys.executable, "-m", "kos", "apiserver", "--listen", "127.0.0.1:0", "--log-format", fmt,
+                             "--insecure"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         assert proc.stdout is not None and "ready" in proc.stdout.readline()

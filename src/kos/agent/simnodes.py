@@ -5,13 +5,20 @@ per-VNI watches and work queue — with the `sim` fabric. All agents share one
 event loop, one HTTP connection pool and one simulated underlay, so a packet can
 be traced from an attachment on one node to another. An HTTP endpoint serves
 each node's fabric state and traces, for `kos verify` and `kos trace`.
+
+Identities: the shared connections (the pool, the multiplexed watches) are the process's own (`server`, a
+`ClientConfig` from `--kubeconfig`); with `node_tokens` each node's calls carry its own bearer token
+(`Client.with_headers`), so the apiserver sees `system:node:<name>` and its node restriction applies to
+every write a node makes, at no cost in connections.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import ssl
 import urllib.parse
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -19,11 +26,12 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from kos.agent.connection_agent import AgentSettings, ConnectionAgent
 from kos.agent.metrics import AgentMetricFamilies
-from kos.client.rest import Client
+from kos.client.rest import Client, ClientConfig
 from kos.fabric.sim import SimFabric, SimNetwork
 from kos.http.messages import Reply, Request, Response
 from kos.http.probes import serve_probes
 from kos.http.server import HTTPServer
+from kos.http.tls import ReloadingContext
 from kos.util.log import get_logger
 
 log = get_logger(__name__)
@@ -39,7 +47,7 @@ def host_ip(i: int) -> str:
 class SimNodes:
     def __init__(
         self,
-        server: str,
+        server: str | ClientConfig,
         count: int,
         *,
         prefix: str = "node-",
@@ -47,7 +55,10 @@ class SimNodes:
         workers: int = 2,
         allowed_programs: frozenset[str] = frozenset(),
         per_node_metrics: bool = False,
+        node_tokens: Mapping[str, str] | None = None,
     ) -> None:
+        """`count` nodes `<prefix>0` ...; `node_tokens` (node name → bearer token), if given, must hold every node:
+        KeyError names the first without one."""
         self.registry = CollectorRegistry()
         families = AgentMetricFamilies(self.registry)
         # all the nodes' watches (a local one each, one per relevant VNI) share one multiplexed connection
@@ -58,8 +69,11 @@ class SimNodes:
         for i in range(count):
             node = f"{prefix}{i}"
             fabric = SimFabric(self.network, node, host_ip(i), latency=latency)
+            client = self.client
+            if node_tokens is not None:
+                client = client.with_headers({"Authorization": f"Bearer {node_tokens[node]}"})
             self.agents[node] = ConnectionAgent(
-                self.client, fabric, AgentSettings(node, host_ip(i), allowed_programs, workers), families,
+                client, fabric, AgentSettings(node, host_ip(i), allowed_programs, workers), families,
                 metrics_node_label=None if per_node_metrics else "simnodes",
             )  # fmt: skip
         self._probes: HTTPServer | None = None
@@ -100,9 +114,11 @@ class SimNodes:
 
     # --- HTTP --------------------------------------------------------------------------------
 
-    async def serve(self, host: str, port: int) -> int:
+    async def serve(self, host: str, port: int, *, ssl: ssl.SSLContext | ReloadingContext | None = None) -> int:
+        """Serve the nodes endpoint on `host:port` (0: any; returns the port), over TLS with `ssl`. OSError if the
+        address cannot be bound."""
         routes = {"/nodes": self._nodes, "/nodes/": self._fabric, "/trace": self._trace, "/traces": self._traces}
-        self._probes = await serve_probes(host, port, self.registry, routes=routes,
+        self._probes = await serve_probes(host, port, self.registry, routes=routes, ssl=ssl,
                                           readyz=lambda: None if self.ready.is_set() else "agents starting")  # fmt: skip
         self.port = self._probes.port
         return self.port

@@ -1,7 +1,9 @@
 """Verb dispatch of the REST surface: a call (everything but a watch) against the kind's `Registry`.
 
 Handlers are generic, driven by the resource table: a request is routed
-(`resourcepath`), its query and body checked (`listoptions`, `params`,
+(`resourcepath`), authorized on a secure server (`kos.apiserver.auth`: 403 before the
+body is decoded; a write's admission check goes to the registry with it),
+its query and body checked (`listoptions`, `params`,
 `decoding`; every malformed input becomes a `Status` with the right code and
 changes nothing), the registry called, and the answer encoded (`encoding`) — as
 JSON, or as a Table when kubectl asks for one. Watches stream from
@@ -18,7 +20,10 @@ import msgspec
 
 from kos.api import errors
 from kos.api.errors import BadRequest, MethodNotAllowed, StatusError
+from kos.api.types import GROUP, VERSION
 from kos.apiserver import listoptions, negotiation, params, patch, resourcepath, urlparts
+from kos.apiserver.auth.attributes import Attributes
+from kos.apiserver.auth.gate import Admit, Gate
 from kos.apiserver.auth.user import UNSECURED, UserInfo
 from kos.apiserver.decoding import decode_object, decode_patch, delete_request
 from kos.apiserver.encoding import error_reply, list_reply, object_reply
@@ -30,6 +35,8 @@ from kos.util.clock import Clock
 from kos.util.log import get_logger
 
 log = get_logger(__name__)
+
+_READS = frozenset({"get", "list", "watch"})
 
 
 class RequestMetrics:
@@ -65,8 +72,11 @@ class ResourceAPI:
         *,
         max_body: int,
         observer: RequestMetrics | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.registries = registries
+        self.gate = gate or Gate.insecure()
+        """Authorization and admission of each call (`kos.apiserver.auth`); nothing is judged when insecure."""
         self.metrics = metrics
         self.clock = clock
         self.max_body = max_body
@@ -89,7 +99,15 @@ class ResourceAPI:
             verb = resourcepath.verb(method, query, route)
             if verb == "watch":  # the router sends watches elsewhere; this is a malformed one
                 raise BadRequest("a watch must be a GET with watch=true or a /watch/ path")
-            reply = await self._dispatch(req, query, route, verb)
+            admit = None
+            gate = self.gate
+            if gate.authorizer is not None:  # (an attribute test is all an insecure server pays)
+                attrs = Attributes(user, verb, api_group=GROUP, api_version=VERSION, resource=resource,
+                                   subresource=sub, namespace=route.namespace or "", name=route.name)  # fmt: skip
+                await gate.authorize(attrs)
+                if verb not in _READS:
+                    admit = gate.admission(attrs)
+            reply = await self._dispatch(req, query, route, verb, admit)
             code = reply.status
             return reply
         except StatusError as e:
@@ -107,7 +125,9 @@ class ResourceAPI:
 
     # --- verbs -------------------------------------------------------------------------------
 
-    async def _dispatch(self, req: Request, q: Any, route: ResourcePath, verb: str) -> Reply:
+    async def _dispatch(self, req: Request, q: Any, route: ResourcePath, verb: str, admit: Admit | None) -> Reply:
+        """Serve `verb`; a write is also judged by `admit` (admission, after authorization): an update or patch
+        with its old and new object on each attempt, a create with (new, None), a deletion with (None, None)."""
         res = route.resource
         reg = self.registries[res.plural]
         out = negotiation.parse_accept(req.header(b"accept"))
@@ -122,16 +142,21 @@ class ResourceAPI:
             dry, mode = params.write_options(q, "CreateOptions")
             negotiation.require_json_body(negotiation.body_type(req.header(b"content-type")))
             obj, warnings = decode_object(res, req.body, mode)
+            if admit is not None:
+                admit(obj, None)
             e = await reg.create(ns or "", obj, dry_run=dry)
             return object_reply(res, e, out, "Metadata", clock, status=201, warnings=warnings)
         if verb == "update":
             dry, mode = params.write_options(q, "UpdateOptions")
             negotiation.require_json_body(negotiation.body_type(req.header(b"content-type")))
             obj, warnings = decode_object(res, req.body, mode, route.name)
-            e = await reg.update(ns or "", route.name, obj, subresource=route.subresource or None, dry_run=dry)
+            e = await reg.update(ns or "", route.name, obj, subresource=route.subresource or None, dry_run=dry,
+                                 admit=admit)  # fmt: skip
             return object_reply(res, e, out, "Metadata", clock, warnings=warnings)
         if verb == "patch":
-            return await self._patch(req, q, route, reg, out)
+            return await self._patch(req, q, route, reg, out, admit)
+        if admit is not None and verb in ("delete", "deletecollection"):
+            admit(None, None)
         if verb == "delete":
             e, done = await reg.delete(ns or "", route.name, delete_request(req.body, q))
             return object_reply(res, e, out, "Metadata", clock, status=200 if done else 202)
@@ -141,7 +166,9 @@ class ResourceAPI:
             return list_reply(res, ListResult(deleted, reg.cacher.revision), out, "Metadata", clock)
         raise MethodNotAllowed(f"{verb} is not supported")
 
-    async def _patch(self, req: Request, q: Any, route: ResourcePath, reg: Registry, out: negotiation.Output) -> Reply:
+    async def _patch(
+        self, req: Request, q: Any, route: ResourcePath, reg: Registry, out: negotiation.Output, admit: Admit | None
+    ) -> Reply:
         res = reg.resource
         kind = negotiation.patch_kind(negotiation.body_type(req.header(b"content-type")))
         body = req.body
@@ -172,5 +199,5 @@ class ResourceAPI:
             return obj
 
         entry = await reg.patch(route.namespace or "", route.name, apply, decode,
-                                subresource=route.subresource or None, dry_run=dry)  # fmt: skip
+                                subresource=route.subresource or None, dry_run=dry, admit=admit)  # fmt: skip
         return object_reply(res, entry, out, "Metadata", self.clock, warnings=warnings)

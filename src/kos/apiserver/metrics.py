@@ -48,6 +48,12 @@ class APIServerMetrics:
         self.inflight = Gauge(
             "apiserver_current_inflight_requests", "Requests being served.", ["request_kind"], registry=r
         )
+        self.dropped = Counter(
+            "apiserver_dropped_requests_total",
+            "Requests answered 429 because too many were in flight (kos.apiserver.inflight).",
+            ["request_kind"],
+            registry=r,
+        )
         self.objects = Gauge("apiserver_storage_objects", "Objects in the watch cache.", ["resource"], registry=r)
         self.revision = Gauge("kos_apiserver_watch_cache_revision", "Revision applied by the watch cache.",
                               registry=r)  # fmt: skip

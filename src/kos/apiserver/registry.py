@@ -23,6 +23,7 @@ from kos.api.errors import BadRequest, Conflict, Invalid, NotFound
 from kos.api.field import FieldError
 from kos.api.resources import Resource
 from kos.apiserver import paging, watchstart
+from kos.apiserver.auth.gate import Admit
 from kos.apiserver.cache import Cacher, Entry, ResourceCache
 from kos.apiserver.deletion import (
     FOREGROUND_FINALIZER,
@@ -170,7 +171,14 @@ class Registry:
     # --- update and patch --------------------------------------------------------------------
 
     async def update(
-        self, namespace: str, name: str, obj: Any, *, subresource: str | None = None, dry_run: bool = False
+        self,
+        namespace: str,
+        name: str,
+        obj: Any,
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+        admit: Admit | None = None,
     ) -> Entry:
         rv = obj.metadata.resource_version
         if not rv and subresource is None:
@@ -181,8 +189,9 @@ class Registry:
         expected = parse_rv(rv, "metadata.resourceVersion") if rv else None
         _check_identity(namespace, name, obj)
         return await self.guaranteed_update(
-            namespace, name, lambda _old: obj, expected=expected, subresource=subresource, dry_run=dry_run
-        )
+            namespace, name, lambda _old: obj, expected=expected, subresource=subresource, dry_run=dry_run,
+            admit=admit,
+        )  # fmt: skip
 
     async def patch(
         self,
@@ -193,6 +202,7 @@ class Registry:
         *,
         subresource: str | None = None,
         dry_run: bool = False,
+        admit: Admit | None = None,
     ) -> Entry:
         def mutate(old: Entry) -> Any:
             new = _patched(old, apply_patch, decode)
@@ -204,7 +214,7 @@ class Registry:
             return new
 
         return await self.guaranteed_update(
-            namespace, name, mutate, expected=None, subresource=subresource, dry_run=dry_run
+            namespace, name, mutate, expected=None, subresource=subresource, dry_run=dry_run, admit=admit
         )
 
     async def guaranteed_update(
@@ -216,12 +226,15 @@ class Registry:
         expected: int | None,
         subresource: str | None,
         dry_run: bool,
+        admit: Admit | None = None,
     ) -> Entry:
         """Write `mutate(current)` over the current object with a compare-and-swap, retrying lost races.
 
         `expected` pins the revision the caller read (a lost race is then 409 Conflict). An unchanged
         result is no write (the same entry back); a result with a deletion timestamp and no finalizers
-        completes the deletion. Raises NotFound, Conflict, Invalid and what `mutate` raises.
+        completes the deletion. `admit` (admission, `kos.apiserver.auth.gate.Admit`) judges each attempt's
+        final object against the current one before anything is written (an unchanged result as the current
+        object against itself). Raises NotFound, Conflict, Invalid and what `mutate` and `admit` raise.
         """
         ckey, key = f"{namespace}/{name}", self.key(namespace, name)
         for attempt in range(MAX_RETRIES):
@@ -231,6 +244,8 @@ class Registry:
                 old = self.cache.get(ckey)
             old = self._check_current(old, name, expected)
             new = prepare_update(self.strategy, name, mutate(old), old.obj, subresource, self.clock.now())
+            if admit is not None:
+                admit(old.obj if new is None else new, old.obj)
             if new is None:
                 return old  # nothing changed: no write, no event, same resourceVersion
             guards = await self.rules.update_guards(new, old, subresource) if self.rules is not None else ()

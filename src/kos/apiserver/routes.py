@@ -9,7 +9,9 @@
 
 Paths are matched raw (percent-encoded), so a decoded spelling of the prefix is
 not the prefix (404). Errors, including the HTTP layer's own refusals (431,
-413, a malformed request), are Kubernetes `Status` objects.
+413, a malformed request), are Kubernetes `Status` objects. Every request is
+authenticated first (`auth.gate`); calls and documents are then admitted under
+the in-flight caps (`inflight`: 429 past them), watches and probes are not.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from kos.apiserver.auth.user import UserInfo
 from kos.apiserver.cache import Cacher
 from kos.apiserver.encoding import error_reply
 from kos.apiserver.handlers import ResourceAPI
+from kos.apiserver.inflight import READ_ONLY_METHODS, InFlight
 from kos.apiserver.metrics import APIServerMetrics
 from kos.apiserver.namespaces import Namespaces, core_v1_resources
 from kos.apiserver.resourcepath import PREFIX, wants_watch
@@ -53,6 +56,8 @@ MuxHandler = Callable[[Request, UserInfo], Awaitable[Response]]
 _PREFIX_SLASH = PREFIX + "/"
 _MUX = "watchmux"
 _NAMESPACE = "/api/v1/namespaces/"
+PROBE_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
+"""Served whatever the load: not counted in flight (`kos.apiserver.inflight`)."""
 _REFUSALS: dict[int, type[StatusError]] = {400: BadRequest, 413: RequestEntityTooLarge,
                                            431: RequestHeaderFieldsTooLarge, 500: InternalError}  # fmt: skip
 
@@ -68,8 +73,10 @@ class Routes:
         cacher: Cacher,
         metrics: APIServerMetrics,
         gate: Gate | None = None,
+        inflight: InFlight | None = None,
     ) -> None:
         self.gate = gate or Gate.insecure()
+        self.inflight = inflight or InFlight(400, 200, metrics)
         self.api = api
         self.watches = watches
         self.watchmux = watchmux
@@ -81,11 +88,11 @@ class Routes:
         self._add_probes()
 
     async def serve(self, request: Request) -> Response:
-        """Authenticate (401 `Status` for bad or missing credentials), then route; resource requests are
-        authorized by their handlers (which parse the path), the others here."""
-        gate = self.gate
+        """Authenticate (401 `Status` for bad or missing credentials), admit under the in-flight caps (429,
+        `inflight`; watches and probes are not counted), then route; resource requests are authorized by
+        their handlers (which parse the path), the others here."""
         try:
-            user = await gate.authenticate(request)
+            user = await self.gate.authenticate(request)
         except StatusError as e:
             return error_reply(e)
         path = request.path
@@ -96,7 +103,29 @@ class Routes:
                 return await self._watchmux(request, user)
             if method == "GET" and wants_watch(method, tail, request.query):
                 return await self.watches.serve(request, tail, user)
-            return await self.api.serve(request, tail, user)
+            lim = self.inflight
+            counts, kind = lim.counts, int(method not in READ_ONLY_METHODS)
+            if counts[kind] >= lim.caps[kind] and (refused := lim.refuse(user, kind)) is not None:
+                return refused
+            counts[kind] += 1
+            try:
+                return await self.api.serve(request, tail, user)
+            finally:
+                counts[kind] -= 1
+        if path in PROBE_PATHS:
+            return await self._other(request, user, path)
+        lim = self.inflight
+        counts, kind = lim.counts, int(request.method not in READ_ONLY_METHODS)
+        if counts[kind] >= lim.caps[kind] and (refused := lim.refuse(user, kind)) is not None:
+            return refused
+        counts[kind] += 1
+        try:
+            return await self._other(request, user, path)
+        finally:
+            counts[kind] -= 1
+
+    async def _other(self, request: Request, user: UserInfo, path: str) -> Response:
+        """A request outside the API group's prefix: documents, probes, the implicit namespaces."""
         handler = self.exact.get(path)
         namespace = None
         if handler is None:
@@ -104,9 +133,9 @@ class Routes:
                 namespace = path[len(_NAMESPACE) :]
             else:
                 return error_reply(NotFound(f"the server could not find the requested resource ({path})"))
-        if gate.authorizer is not None:
+        if self.gate.authorizer is not None:
             try:
-                await gate.authorize(_path_attributes(user, request, namespace))
+                await self.gate.authorize(_path_attributes(user, request, namespace))
             except StatusError as e:
                 return error_reply(e)
         if handler is not None:
@@ -165,7 +194,7 @@ class Routes:
         async def probe(request: Request) -> Response:
             return _probe(request) or probes.probe(request.path)
 
-        self.exact.update(dict.fromkeys(("/healthz", "/livez", "/readyz", "/metrics"), probe))
+        self.exact.update(dict.fromkeys(PROBE_PATHS, probe))
 
     def _not_ready(self) -> str | None:
         c = self.cacher

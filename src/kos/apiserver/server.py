@@ -22,6 +22,7 @@ from kos.apiserver.auth.user import UserInfo
 from kos.apiserver.cache import Cacher
 from kos.apiserver.gc import GarbageCollector
 from kos.apiserver.handlers import RequestMetrics, ResourceAPI
+from kos.apiserver.inflight import InFlight
 from kos.apiserver.metrics import APIServerMetrics
 from kos.apiserver.registry import Registry, SubnetAdmission, WriteRules
 from kos.apiserver.routes import Routes
@@ -30,6 +31,7 @@ from kos.apiserver.watchstream import WatchStreams
 from kos.http.limits import HTTPLimits
 from kos.http.messages import Request, Upgrade
 from kos.http.server import HTTPServer
+from kos.http.tls import ReloadingContext
 from kos.storage.interface import Store
 from kos.storage.url import open_store
 from kos.util import gctune
@@ -61,6 +63,10 @@ class Settings:
     watchmux_max_bytes: int = 128 << 20
     shutdown_timeout: float = 3.0
     """Seconds shutdown waits for requests in flight and for watch clients to take their end, per step."""
+    max_requests_inflight: int = 400
+    """Read-only calls served at once before the next is answered 429 (0: no cap; `inflight`)."""
+    max_mutating_requests_inflight: int = 200
+    """Mutating calls served at once before the next is answered 429 (0: no cap)."""
 
     def http_limits(self) -> HTTPLimits:
         return HTTPLimits(
@@ -75,7 +81,12 @@ class Settings:
 
 class APIServer:
     """The apiserver: `start()` opens the store, loads the watch cache and listens (plain HTTP, or TLS when
-    `ssl` is given); `stop()` ends it within seconds."""
+    `ssl` is given); `stop()` ends it within seconds.
+
+    `ssl` is a fixed `ssl.SSLContext` or a `kos.http.tls.ReloadingContext`, whose files are polled while the
+    server listens (`kos.http.server.HTTPServer`). `gate` authenticates and authorizes every request
+    (`kos.apiserver.auth`; insecure when not given).
+    """
 
     def __init__(
         self,
@@ -83,7 +94,7 @@ class APIServer:
         *,
         store: Store | None = None,
         clock: Clock = REAL_CLOCK,
-        ssl: ssl.SSLContext | None = None,
+        ssl: ssl.SSLContext | ReloadingContext | None = None,
         gate: Gate | None = None,
     ) -> None:
         self.settings = settings
@@ -211,10 +222,11 @@ class APIServer:
         s = self.settings
         assert self.cacher is not None
         observer = RequestMetrics(self.metrics)
-        api = ResourceAPI(self.registries, self.metrics, self.clock, max_body=s.max_request_bytes, observer=observer)
-        watches = WatchStreams(self.registries, self.metrics, self.clock, self.watch_quota, observer)
+        api = ResourceAPI(self.registries, self.metrics, self.clock, max_body=s.max_request_bytes, observer=observer,
+                          gate=self.gate)  # fmt: skip
+        watches = WatchStreams(self.registries, self.metrics, self.clock, self.watch_quota, observer, self.gate)
         mux = self.watchmux = watchmux.WatchMuxServer(
-            self.registries, self.metrics, quota=self.watch_quota, connections=self.watchmux_quota,
+            self.registries, self.metrics, quota=self.watch_quota, connections=self.watchmux_quota, gate=self.gate,
             limits=watchmux.MuxLimits(max_watches=s.max_watches_per_connection, max_bytes=s.watchmux_max_bytes,
                                       max_selector=s.max_header_line_bytes, stall_timeout=s.idle_timeout),
         )  # fmt: skip
@@ -227,9 +239,10 @@ class APIServer:
         )  # fmt: skip
 
         async def upgrade(request: Request, user: UserInfo) -> Upgrade:
-            return Upgrade(ws)
+            return Upgrade(mux.protocol(ws, user))
 
-        return Routes(api, watches, upgrade, self.cacher, self.metrics, self.gate)
+        inflight = InFlight(s.max_requests_inflight, s.max_mutating_requests_inflight, self.metrics)
+        return Routes(api, watches, upgrade, self.cacher, self.metrics, self.gate, inflight)
 
 
 class _ClientErrorsQuiet(logging.LoggerAdapter):  # type: ignore[type-arg]

@@ -32,6 +32,10 @@ request fails: the connection and its other watches go on. Each watch starts in 
 task of its own, so one that waits (a future resourceVersion, a consistent read)
 holds up neither other watches nor cancels.
 
+Authorization: the connection is its upgrade request's user's (`WatchMuxServer.protocol` binds it), and
+every watch frame is authorized as that user's "watch" of its resource and namespace; a denied one gets the
+403 `Status` as an ERROR event on its id, then its end record, and the connection goes on.
+
 Bounds: at most `max_watchmux_connections_per_client` connections per client
 (`limits.watchmux_quota`, 429 before the upgrade); per connection (`MuxLimits`,
 settings of the server): at most
@@ -59,7 +63,11 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from kos.api import codec, watchframe
 from kos.api.errors import BadRequest, InternalError, StatusError, too_many_requests
 from kos.api.resources import BY_PLURAL
+from kos.api.types import GROUP, VERSION
 from kos.apiserver import listoptions, urlparts
+from kos.apiserver.auth.attributes import Attributes
+from kos.apiserver.auth.gate import Gate
+from kos.apiserver.auth.user import ANONYMOUS, UNSECURED, UserInfo
 from kos.apiserver.limits import ClientQuota
 from kos.apiserver.metrics import APIServerMetrics
 from kos.apiserver.registry import Registry, WatchOptions
@@ -81,6 +89,9 @@ MAX_SELECTOR_BYTES = 8 << 20
 HEARTBEAT = 30.0
 """Seconds between pings; a client that has not answered one within half of it loses the connection."""
 NO_ID = -1
+MAX_UPGRADING = 4096
+"""Upgraded connections whose user is remembered until their request is served (the oldest forgotten first:
+such a connection is then anonymous, and its watches are refused)."""
 """The id of records about frames that name no usable watch id."""
 
 
@@ -322,8 +333,12 @@ class MuxConnection(_Outbox):
         quota: ClientQuota,
         client: str,
         transport: asyncio.Transport | None = None,
+        user: UserInfo = UNSECURED,
+        gate: Gate | None = None,
     ) -> None:
         super().__init__(ws, limits, transport)
+        self.user = user
+        self.gate = gate or Gate.insecure()
         self.registries = registries
         self.metrics = metrics
         self.quota = quota
@@ -395,13 +410,16 @@ class MuxConnection(_Outbox):
         self, wid: int, reg: Registry, namespace: str | None, opts: WatchOptions, timeout: int, size: int
     ) -> None:
         try:
+            if self.gate.authorizer is not None:
+                await self.gate.authorize(Attributes(self.user, "watch", api_group=GROUP, api_version=VERSION,
+                                                     resource=reg.resource.plural, namespace=namespace or ""))  # fmt: skip
             w = await reg.watch(namespace, opts)
         except BaseException as e:
             self.starting.pop(wid, None)
             self.quota.release(self.client)
             self.selector_bytes -= size
             self._notify_room()
-            if isinstance(e, StatusError):  # Gone (too old a resourceVersion), Timeout, a bad option …
+            if isinstance(e, StatusError):  # Forbidden, Gone (too old a resourceVersion), Timeout, a bad option …
                 if not self.closed:
                     self.refuse(wid, e)
                 return
@@ -506,16 +524,37 @@ class WatchMuxServer:
         limits: MuxLimits,
         quota: ClientQuota,
         connections: ClientQuota,
+        gate: Gate | None = None,
     ) -> None:
         self.registries = registries
         self.metrics = metrics
+        self.gate = gate or Gate.insecure()
+        self._users: dict[object, UserInfo] = {}
+        """The user each upgraded connection's aiohttp protocol was made for, until its request is served."""
         self.limits = limits
         self.quota = quota
         self.per_client = connections
         self.connections: set[MuxConnection] = set()
         self.stopping = False
 
+    def protocol(self, ws: web.Server, user: UserInfo) -> Callable[[], asyncio.Protocol]:
+        """The factory of the protocol (from `ws`, the aiohttp server of `serve`) that takes over one upgraded
+        connection, whose watches are then `user`'s."""
+        if self.gate.authorizer is None:
+            return ws
+
+        def make() -> asyncio.Protocol:
+            handler = ws()
+            users = self._users
+            users[handler] = user
+            if len(users) > MAX_UPGRADING:  # one whose request never reached `serve` (the connection died first)
+                del users[next(iter(users))]
+            return handler
+
+        return make
+
     async def serve(self, request: web.BaseRequest) -> web.StreamResponse:
+        user = self._users.pop(request.protocol, ANONYMOUS) if self.gate.authorizer is not None else UNSECURED
         if self.stopping:
             return _closing(web.Response(status=503, text="the apiserver is shutting down"))
         client = request.remote or ""
@@ -527,18 +566,18 @@ class WatchMuxServer:
                                          headers={"Retry-After": str(e.details.retry_after_seconds)}
                                          if e.details is not None and e.details.retry_after_seconds else None))  # fmt: skip
         try:
-            return await self._serve(request, client)
+            return await self._serve(request, client, user)
         finally:
             self.per_client.release(client)
 
-    async def _serve(self, request: web.BaseRequest, client: str) -> web.StreamResponse:
+    async def _serve(self, request: web.BaseRequest, client: str, user: UserInfo) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=HEARTBEAT, compress=False, timeout=2.0)
         try:
             await ws.prepare(request)
         except web.HTTPException as e:  # a handshake aiohttp refuses (kos.apiserver.routes checks it first)
             return _closing(web.Response(status=e.status, text=e.text))
         conn = MuxConnection(ws, self.registries, self.metrics, limits=self.limits, quota=self.quota,
-                             client=client, transport=request.transport)  # fmt: skip
+                             client=client, transport=request.transport, user=user, gate=self.gate)  # fmt: skip
         self.connections.add(conn)
         writer = asyncio.create_task(conn.writer(), name="watchmux-writer")
         conn.watch_the_client()

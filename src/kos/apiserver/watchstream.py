@@ -17,7 +17,10 @@ from typing import Any
 
 from kos.api import codec, errors, watchframe
 from kos.api.errors import StatusError
+from kos.api.types import GROUP, VERSION
 from kos.apiserver import listoptions, negotiation, params, resourcepath, table, urlparts
+from kos.apiserver.auth.attributes import Attributes
+from kos.apiserver.auth.gate import Gate
 from kos.apiserver.auth.user import UNSECURED, UserInfo
 from kos.apiserver.cache import Entry
 from kos.apiserver.encoding import error_reply
@@ -45,8 +48,11 @@ class WatchStreams:
         clock: Clock,
         quota: ClientQuota,
         observer: RequestMetrics,
+        gate: Gate | None = None,
     ) -> None:
         self.registries = registries
+        self.gate = gate or Gate.insecure()
+        """Each watch is authorized as the verb "watch" (`kos.apiserver.auth`); nothing is judged when insecure."""
         self.metrics = metrics
         self.clock = clock
         self.quota = quota
@@ -59,7 +65,10 @@ class WatchStreams:
             route = resourcepath.parse_path(tail)
             resource = route.resource.plural
             q = urlparts.parse_query(req.query)
-            resourcepath.verb(req.method, q, route)
+            verb = resourcepath.verb(req.method, q, route)
+            if self.gate.authorizer is not None:
+                await self.gate.authorize(Attributes(user, verb, api_group=GROUP, api_version=VERSION, resource=resource,
+                                                     namespace=route.namespace or "", name=route.name))  # fmt: skip
             reg = self.registries[resource]
             opts, timeout = listoptions.watch_request(q, route.resource, "" if route.collection else route.name)
             render = self._table_renderer(reg, q, req.header(b"accept"))

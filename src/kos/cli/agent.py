@@ -1,4 +1,8 @@
-"""`kos agent --server URL --node NAME --host-ip IP --fabric sim|logger|ovs`: one node's connection agent.
+"""`kos agent --kubeconfig FILE | --server URL --node NAME --host-ip IP --fabric sim|logger|ovs`: one node's
+connection agent.
+
+It runs as its node: a kubeconfig whose client certificate names another node (`system:node:<other>`) is
+refused at start (exit status 2), as the apiserver's node restriction would refuse its every write.
 
 Workers: each worker has at most one fabric call in flight, and the ovs fabric
 coalesces concurrent calls into one OVSDB transaction and one `ovs-ofctl`
@@ -26,9 +30,11 @@ from kos.agent import execs
 from kos.agent.connection_agent import AgentSettings, ConnectionAgent
 from kos.agent.metrics import AgentMetricFamilies
 from kos.api import names
+from kos.cli import serving
+from kos.cli.clientflags import add_client_flags, client_config, node_identity
 from kos.cli.common import UsageError, add_logging_flags, run_until_signalled
-from kos.cli.settings import SettingError, absolute_paths, at_least, host_port, http_url, ipv4
-from kos.client.rest import Client
+from kos.cli.settings import SettingError, absolute_paths, at_least, host_port, ipv4
+from kos.client.rest import Client, ClientConfig
 from kos.fabric import registry
 from kos.fabric.interface import FabricError
 from kos.fabric.ovs import DATAPATHS, DEFAULT_OVSDB, DEFAULT_RUNDIR
@@ -49,7 +55,7 @@ class _PrintTestScriptDir(argparse.Action):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", type=http_url, required=True, help="URL of the kos apiserver")
+    add_client_flags(p)
     p.add_argument("--node", type=node_name, default=socket.gethostname().lower(),
                    help="this node's name, as NAs name it in spec.node (default: the host name in lower case)")  # fmt: skip
     p.add_argument("--host-ip", type=ipv4, required=True, help="this node's IP address on the underlay")
@@ -67,6 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="worker tasks (default 32 with --fabric ovs, whose calls batch; else 2)",
     )
     p.add_argument("--metrics-listen", type=host_port, default=("127.0.0.1", 9294), help="HOST:PORT for /metrics")
+    serving.add_arguments(p, "--metrics-listen")
     p.add_argument(
         "--watch-mux",
         default=True,
@@ -135,17 +142,29 @@ class AgentCommand:
     ovsdb: str
     ovs_rundir: str
     ovs_datapath: str
+    tls: serving.ServingTLS = serving.PLAIN
+    """How the metrics listener serves (kos.cli.serving)."""
+    client: ClientConfig | None = None
+    """Where and as whom to connect (`--kubeconfig`, `--server`)."""
 
 
 def settings_from(args: argparse.Namespace) -> AgentCommand:
     if args.fabric == "ovs" and not args.ovsdb.startswith(("unix:", "tcp:")):
         raise SettingError("--ovsdb", f"{args.ovsdb!r}: use unix:PATH or tcp:HOST:PORT")
     workers = args.workers if args.workers is not None else WORKERS.get(args.fabric, 2)
+    client = client_config(args)
+    assert client is not None
+    identity = node_identity(client)
+    if identity is not None and identity != args.node:
+        raise SettingError(
+            "--kubeconfig",
+            f"its client certificate is node {identity!r} (system:node:{identity}), not --node {args.node!r}",
+        )
     return AgentCommand(
-        server=args.server, agent=AgentSettings(args.node, args.host_ip, args.allowed_programs, workers),
+        server=client.server, client=client, agent=AgentSettings(args.node, args.host_ip, args.allowed_programs, workers),
         fabric=args.fabric, metrics_listen=args.metrics_listen, watch_mux=args.watch_mux, sim_state=args.sim_state,
         lock_file=args.lock_file or f"/tmp/kos-agent-{args.node}.lock", ovsdb=args.ovsdb,
-        ovs_rundir=args.ovs_rundir, ovs_datapath=args.ovs_datapath,
+        ovs_rundir=args.ovs_rundir, ovs_datapath=args.ovs_datapath, tls=serving.settings_from(args),
     )  # fmt: skip
 
 
@@ -165,11 +184,16 @@ def run(s: AgentCommand) -> int:
             os.close(lock_fd)
             return EXIT_FABRIC
         reg = CollectorRegistry()
-        client = Client(s.server, user_agent=f"kos-agent/{node}", watch_mux=s.watch_mux)
+        client = Client(s.client or s.server, user_agent=f"kos-agent/{node}", watch_mux=s.watch_mux)
         agent = ConnectionAgent(client, fabric, s.agent, AgentMetricFamilies(reg))
         host, port = s.metrics_listen
         try:
-            probes = await serve_probes(host, port, reg, healthz=lambda: "ok" if agent.started.is_set() else "starting")
+            ctx = serving.server_context(s.tls, host, component="kos-agent")
+        except (OSError, ValueError) as e:
+            raise SettingError(serving.CERT_FLAG, f"cannot serve TLS with it: {e}") from None
+        try:
+            probes = await serve_probes(host, port, reg, ssl=ctx,
+                                        healthz=lambda: "ok" if agent.started.is_set() else "starting")  # fmt: skip
         except OSError as e:
             raise SettingError("--metrics-listen", f"cannot serve metrics on {host}:{port}: {e}") from None
         await agent.start()

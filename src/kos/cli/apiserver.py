@@ -1,15 +1,30 @@
-"""`kos apiserver --storage URL --listen HOST:PORT`: the API server."""
+"""`kos apiserver --storage URL --listen HOST:PORT (--tls-cert-file F --tls-private-key-file F | --insecure)`.
+
+The API server serves HTTPS, with authentication and authorization (`kos.cli.authflags`), unless told
+`--insecure`: plain HTTP where every caller may do everything, for benchmarks and tests. Without either it
+does not start (one line, exit 2): an apiserver open to anyone by default is how clusters get taken over.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+from pathlib import Path
 
+from kos.apiserver.auth.authn.webhook import WebhookEndpoint
+from kos.apiserver.auth.authz.build import build_admission, build_authorizer
+from kos.apiserver.auth.config import AuthSettings, build_gate, reload_client_cas
+from kos.apiserver.auth.gate import Gate
 from kos.apiserver.server import APIServer, Settings
+from kos.cli import authflags
 from kos.cli.common import UsageError, add_logging_flags, run_until_signalled
-from kos.cli.settings import at_least, host_port, positive
+from kos.cli.settings import at_least, existing_file, host_port, positive
+from kos.http.tls import ReloadingContext, ServingFiles
+from kos.pki.kubeconfig import KubeConfigError, load_kubeconfig
 from kos.storage.interface import StoreError
 from kos.storage.url import StoreURLError
+from kos.util.clock import REAL_CLOCK
 from kos.util.log import get_logger
 
 log = get_logger(__name__)
@@ -30,7 +45,23 @@ _BOUNDS: tuple[tuple[str, type, int, str], ...] = (
     ("watchmux_max_bytes", int, 1 << 20,
      "output queued for one multiplexed connection before its slowest watches are ended"),
     ("shutdown_timeout", float, 0, "seconds shutdown waits for calls in flight and for watch clients to take their end"),
+    ("max_requests_inflight", int, 0, "read-only calls served at once; more are answered 429 (0: no cap)"),
+    ("max_mutating_requests_inflight", int, 0, "mutating calls served at once; more are answered 429 (0: no cap)"),
 )  # fmt: skip
+
+NO_TLS = ("serve HTTPS with --tls-cert-file and --tls-private-key-file, "
+          "or plain HTTP without authentication with --insecure")  # fmt: skip
+"""The one line `kos apiserver` exits 2 with when told neither."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServeSettings:
+    """What `kos apiserver` runs with: the server's settings, its TLS files (None: `--insecure`, plain HTTP
+    and no authentication) and its authentication and authorization settings."""
+
+    server: Settings
+    tls: ServingFiles | None
+    auth: AuthSettings
 
 
 STORAGE_SCHEMES = ("memory", "sqlite", "etcd")
@@ -72,10 +103,53 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for name, kind, least, text in _BOUNDS:
         check = positive if kind is float else at_least(least)
         p.add_argument("--" + name.replace("_", "-"), type=check, default=getattr(d, name), help=text)
+    p.add_argument(
+        "--tls-cert-file",
+        type=existing_file,
+        default=None,
+        help="the serving certificate (PEM, with its intermediates); reloaded when it changes",
+    )
+    p.add_argument(
+        "--tls-private-key-file",
+        type=existing_file,
+        default=None,
+        help="the serving certificate's private key (PEM); reloaded when it changes",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve plain HTTP with no authentication or authorization (benchmarks and tests)",
+    )
+    authflags.add_arguments(p)
     add_logging_flags(p)  # fmt: skip
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
+def settings_from(args: argparse.Namespace) -> ServeSettings:
+    """The settings; `UsageError` when neither TLS files nor `--insecure` are given, when only one of the
+    two TLS files is, or when `--insecure` comes with TLS or authentication flags."""
+    auth = authflags.settings_from(args)
+    cert, key = args.tls_cert_file, args.tls_private_key_file
+    if args.insecure:
+        tls = (("--tls-cert-file", cert), ("--tls-private-key-file", key))
+        given = [flag for flag, value in tls if value is not None] + _auth_flags_given(auth)
+        if given:
+            raise UsageError(f"--insecure serves plain HTTP without authentication: it cannot take {', '.join(given)}")
+        return ServeSettings(_server_settings(args), None, auth)
+    if cert is None and key is None:
+        raise UsageError(NO_TLS)
+    if cert is None or key is None:
+        raise UsageError("--tls-cert-file and --tls-private-key-file go together: give both")
+    return ServeSettings(_server_settings(args), ServingFiles(cert, key, tuple(auth.client_ca_files())), auth)
+
+
+def _auth_flags_given(auth: AuthSettings) -> list[str]:
+    """The authentication and authorization flags whose value is not their default."""
+    default = AuthSettings()
+    return ["--" + f.name.replace("_", "-") for f in dataclasses.fields(auth)
+            if getattr(auth, f.name) != getattr(default, f.name)]  # fmt: skip
+
+
+def _server_settings(args: argparse.Namespace) -> Settings:
     host, port = args.listen
     return Settings(
         storage=args.storage,
@@ -89,9 +163,17 @@ def settings_from(args: argparse.Namespace) -> Settings:
     )
 
 
-def run(settings: Settings) -> int:
+def run(settings: ServeSettings) -> int:
     async def main(stop: asyncio.Event) -> int:
-        server = APIServer(settings)
+        tls, gate = None, None
+        if settings.tls is not None:
+            try:
+                tls = ReloadingContext(settings.tls, clock=REAL_CLOCK)
+            except (OSError, ValueError) as e:
+                raise UsageError(f"the TLS files do not load: {e}") from None
+            gate = secure_gate(settings.auth)
+            tls.on_reload.append(lambda: reload_client_cas(gate, settings.auth))
+        server = APIServer(settings.server, ssl=tls, gate=gate)
         try:
             await server.start()
         except (StoreURLError, StoreError, OSError) as e:
@@ -100,6 +182,29 @@ def run(settings: Settings) -> int:
         await stop.wait()
         log.info("shutting down")
         await server.stop()
+        if gate is not None:
+            await gate.aclose()
         return 0
 
     return run_until_signalled(main, component="apiserver")
+
+
+def secure_gate(auth: AuthSettings) -> Gate:
+    """Authentication (`build_gate`), the built-in roles (`build_authorizer`) and the node restriction
+    (`build_admission`) from the flags. Raises UsageError naming a file that does not load."""
+    try:
+        token_review = webhook_endpoint(auth.authentication_kubeconfig)
+        sar = webhook_endpoint(auth.authorization_kubeconfig)
+        return build_gate(auth, REAL_CLOCK, authorizer=build_authorizer(auth, REAL_CLOCK, webhook=sar),
+                          admission=build_admission(), token_review=token_review)  # fmt: skip
+    except (OSError, ValueError, KubeConfigError) as e:
+        raise UsageError(f"the authentication files do not load: {e}") from None
+
+
+def webhook_endpoint(kubeconfig: Path | None) -> WebhookEndpoint | None:
+    """Where a kubeconfig (`--authentication-kubeconfig`, `--authorization-kubeconfig`) points: its server, TLS
+    context and credentials. Raises KubeConfigError."""
+    if kubeconfig is None:
+        return None
+    cfg = load_kubeconfig(kubeconfig)
+    return WebhookEndpoint(cfg.server, cfg.ssl_context(), cfg.headers())

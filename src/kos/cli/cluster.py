@@ -4,6 +4,12 @@
 that exits unexpectedly is reported and restarted (with backoff); a shutdown
 stops every child (SIGTERM, then SIGKILL) and leaves nothing running.
 
+Secure unless `insecure`: every listener is HTTPS with a certificate from the PKI
+in the state directory (kos.cli.clusterpki), the apiserver authenticates client
+certificates (the admin's kubeconfig, the controller manager's) and the simulated
+nodes' bearer tokens, and every readiness probe verifies against the cluster CA.
+With `insecure`, everything is plain HTTP with no authentication (benchmarks).
+
 The polls, the restart backoff and the grace before SIGKILL are timers on an injected clock
 (`kos.util.clock`); the one real-time bound is the HTTP timeout of a single readiness probe.
 """
@@ -13,12 +19,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import signal
 import socket
+import ssl
 import sys
 import urllib.request
 from pathlib import Path
 
+from kos.cli import clusterpki
+from kos.client.config import ClientConfig
+from kos.pki import directory
 from kos.util.clock import REAL_CLOCK, Clock
 
 POLL_INTERVAL = 0.1
@@ -37,7 +48,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_free(host: str, port: int) -> bool:
+    """Whether a listener could bind `host:port` now (as the servers bind: SO_REUSEADDR, so connections of an
+    earlier run still in TIME_WAIT do not count)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
             return True
@@ -55,6 +69,8 @@ class Child:
     restarts: int = 0
     log_file: object = None
     clock: Clock = REAL_CLOCK
+    ready_ssl: ssl.SSLContext | None = None
+    """The context `ready_url` is verified with over https (the cluster CA)."""
 
     async def start(self) -> None:
         f = open(self.log_path, "ab")  # noqa: SIM115, ASYNC230 - closed in stop(); opening a log is instant
@@ -70,7 +86,7 @@ class Child:
             if self.proc is not None and self.proc.returncode is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
             try:
-                ok = await asyncio.to_thread(_get_ok, self.ready_url)
+                ok = await asyncio.to_thread(_get_ok, self.ready_url, self.ready_ssl)
             except OSError:
                 ok = False
             if ok:
@@ -105,8 +121,8 @@ def _kill(p: asyncio.subprocess.Process) -> None:
         p.kill()
 
 
-def _get_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=2) as r:
+def _get_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    with urllib.request.urlopen(url, timeout=2, context=context) as r:
         return bool(r.status == 200)
 
 
@@ -118,6 +134,11 @@ class ClusterSettings:
     host: str = "127.0.0.1"
     port: int = 0
     log_level: str = "warning"
+    insecure: bool = False
+    """Plain HTTP and no authentication anywhere (`kos up --insecure`, for benchmarks)."""
+
+
+NODE_PREFIX = "node-"
 
 
 class Cluster:
@@ -130,27 +151,91 @@ class Cluster:
         port = s.port or free_port(s.host)
         if not port_free(s.host, port):
             raise RuntimeError(f"{s.host}:{port} is in use: choose another address with --listen")
-        self.server = f"http://{s.host}:{port}"
+        scheme = "http" if s.insecure else "https"
+        self.server = f"{scheme}://{_client_host(s.host)}:{port}"
         self.storage = s.storage or f"sqlite://{(s.state_dir / 'state.db').resolve()}"
         cm_port, nodes_port = free_port(), free_port()
-        self.nodes_url = f"http://127.0.0.1:{nodes_port}"
+        self.nodes_url = f"{scheme}://127.0.0.1:{nodes_port}"
+        self.kubeconfig = s.state_dir / "kubeconfig"
+        self.identities: clusterpki.ClusterIdentities | None = None
+        """The PKI, kubeconfigs and node tokens (None with `insecure`)."""
+        ready_ssl = None
+        if not s.insecure:
+            nodes = [f"{NODE_PREFIX}{i}" for i in range(s.nodes)]
+            try:
+                self.identities = clusterpki.prepare(s.state_dir, self.server, [s.host], nodes)
+            except (directory.PKIError, OSError, ValueError) as e:
+                raise RuntimeError(f"cannot make the PKI in {s.state_dir / clusterpki.PKI_DIR}: {e}") from None
+            ready_ssl = ssl.create_default_context(cadata=self.identities.ca_pem.decode())
         lvl = ["--log-level", s.log_level]
         self.children = [
-            Child("apiserver", ["apiserver", "--storage", self.storage, "--listen", f"{s.host}:{port}", *lvl],
-                  f"{self.server}/readyz", logs / "apiserver.log"),
-            Child("controller-manager", ["controller-manager", "--server", self.server, "--metrics-listen",
-                                         f"127.0.0.1:{cm_port}", *lvl],
-                  f"http://127.0.0.1:{cm_port}/healthz", logs / "controller-manager.log"),
-            Child("simnodes", ["simnodes", "--server", self.server, "--count", str(s.nodes), "--listen",
-                               f"127.0.0.1:{nodes_port}", *lvl], f"{self.nodes_url}/readyz", logs / "simnodes.log"),
+            Child("apiserver", ["apiserver", "--storage", self.storage, "--listen", f"{s.host}:{port}",
+                                *self._apiserver_flags(), *lvl], f"{self.server}/readyz", logs / "apiserver.log"),
+            Child("controller-manager", ["controller-manager", *self._client_flags("controller-manager"),
+                                         "--metrics-listen", f"127.0.0.1:{cm_port}",
+                                         *self._serving_flags(clusterpki.CM_SERVING), *lvl],
+                  f"{scheme}://127.0.0.1:{cm_port}/healthz", logs / "controller-manager.log"),
+            Child("simnodes", ["simnodes", *self._client_flags("simnodes"), "--count", str(s.nodes),
+                               "--name-prefix", NODE_PREFIX, "--listen", f"127.0.0.1:{nodes_port}",
+                               *self._serving_flags(clusterpki.SIMNODES_SERVING), *lvl],
+                  f"{self.nodes_url}/readyz", logs / "simnodes.log"),
         ]  # fmt: skip
+        self._ready_ssl = ready_ssl
         for child in self.children:
             child.clock = clock
-        self.kubeconfig = s.state_dir / "kubeconfig"
+            child.ready_ssl = ready_ssl
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
 
+    def _apiserver_flags(self) -> list[str]:
+        ids = self.identities
+        if ids is None:
+            return ["--insecure"]
+        crt, key = ids.cert(directory.APISERVER)
+        return ["--tls-cert-file", str(crt), "--tls-private-key-file", str(key), "--client-ca-file", str(ids.ca_file),
+                "--token-auth-file", str(ids.node_tokens)]  # fmt: skip
+
+    def _serving_flags(self, name: str) -> list[str]:
+        if self.identities is None:
+            return ["--insecure"]
+        crt, key = self.identities.cert(name)
+        return ["--tls-cert-file", str(crt), "--tls-private-key-file", str(key)]
+
+    def _client_flags(self, who: str) -> list[str]:
+        ids = self.identities
+        if ids is None:
+            return ["--server", self.server]
+        if who == "controller-manager":
+            return ["--kubeconfig", str(ids.controller_manager_kubeconfig)]
+        return ["--kubeconfig", str(ids.simnodes_kubeconfig), "--node-tokens", str(ids.node_tokens)]
+
+    def client_args(self) -> list[str]:
+        """The flags a kos client command (driver, verify) reaches this cluster with, as the admin."""
+        return ["--server", self.server] if self.identities is None else ["--kubeconfig", str(self.kubeconfig)]
+
+    def client_config(self) -> ClientConfig:
+        """How a client in this process reaches the apiserver: as the admin (the kubeconfig), or plain."""
+        if self.identities is None:
+            return ClientConfig.for_server(self.server)
+        return ClientConfig.from_kubeconfig(self.kubeconfig)
+
+    @property
+    def nodes_ssl(self) -> ssl.SSLContext | None:
+        """The context the nodes endpoint is verified with (the cluster CA), None when plain."""
+        return self._ready_ssl
+
+    def verify_args(self) -> list[str]:
+        """`client_args` and the nodes endpoint for `kos verify` and `kos trace`."""
+        out = [*self.client_args(), "--nodes-endpoint", self.nodes_url]
+        if self.identities is not None:
+            out += ["--nodes-ca-file", str(self.identities.ca_file)]
+        return out
+
     def write_kubeconfig(self) -> None:
+        """With `insecure`: a kubeconfig naming the server and no user (a secure cluster's is the admin's,
+        written with the PKI)."""
+        if self.identities is not None:
+            return
         self.kubeconfig.write_text(
             "apiVersion: v1\nkind: Config\n"
             f"clusters:\n- name: kos\n  cluster:\n    server: {self.server}\n"
@@ -192,3 +277,11 @@ class Cluster:
                 await self._supervisor
         for child in reversed(self.children):
             await child.stop()
+
+
+def _client_host(host: str) -> str:
+    """Where a client on this machine reaches a listener on `host`: 127.0.0.1 for a wildcard address."""
+    try:
+        return "127.0.0.1" if ipaddress.ip_address(host.strip("[]")).is_unspecified else host
+    except ValueError:
+        return host

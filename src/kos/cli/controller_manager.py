@@ -1,19 +1,20 @@
-"""`kos controller-manager --server URL`: the subnet validator and IPAM."""
+"""`kos controller-manager --kubeconfig FILE | --server URL`: the subnet validator and IPAM."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 
+from kos.cli import serving
+from kos.cli.clientflags import add_client_flags, client_config
 from kos.cli.common import add_logging_flags, run_until_signalled
-from kos.cli.settings import SettingError, at_least, host_port, http_url, number_at_least
+from kos.cli.settings import SettingError, at_least, host_port, number_at_least
 from kos.controllers.manager import CONTROLLERS, ControllerManager, Settings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--server", type=http_url, required=True, help="URL of the kos apiserver, e.g. http://127.0.0.1:8080"
-    )
+    add_client_flags(p)
     p.add_argument(
         "--controllers",
         type=controller_list,
@@ -26,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qps", type=number_at_least(0), default=0.0, help="client request rate limit (0: none)")
     p.add_argument("--burst", type=at_least(1), default=200, help="client burst when --qps is set")
     p.add_argument("--metrics-listen", type=host_port, default=("127.0.0.1", 9295), help="HOST:PORT for /metrics")
+    serving.add_arguments(p, "--metrics-listen")
     p.add_argument("--seed", type=int, default=None, help="seed for address choice (reproducible runs)")
     p.add_argument(
         "--watch-mux",
@@ -47,21 +49,42 @@ def controller_list(value: str) -> tuple[str, ...]:
     return chosen
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
+@dataclasses.dataclass(frozen=True, slots=True)
+class ControllerManagerCommand:
+    """Everything `kos controller-manager` runs with, checked: the manager's settings and how its metrics
+    listener serves."""
+
+    settings: Settings
+    tls: serving.ServingTLS
+
+
+def settings_from(args: argparse.Namespace) -> ControllerManagerCommand:
+    return ControllerManagerCommand(manager_settings(args), serving.settings_from(args))
+
+
+def manager_settings(args: argparse.Namespace) -> Settings:
     ipam_workers = args.workers or args.ipam_workers
     sv_workers = args.workers or args.subnet_validator_workers
     chosen = args.controllers
     host, port = args.metrics_listen
+    client = client_config(args)
+    assert client is not None
     return Settings(
-        server=args.server, controllers=chosen, ipam_workers=ipam_workers, validator_workers=sv_workers,
+        server=client.server, client=client, controllers=chosen, ipam_workers=ipam_workers, validator_workers=sv_workers,
         qps=args.qps, burst=args.burst, metrics_host=host, metrics_port=port, seed=args.seed,
         watch_mux=args.watch_mux,
     )  # fmt: skip
 
 
-def run(settings: Settings) -> int:
+def run(command: ControllerManagerCommand) -> int:
+    settings = command.settings
+
     async def main(stop: asyncio.Event) -> int:
-        cm = ControllerManager(settings)
+        try:
+            ctx = serving.server_context(command.tls, settings.metrics_host, component="kos-controller-manager")
+        except (OSError, ValueError) as e:
+            raise SettingError(serving.CERT_FLAG, f"cannot serve TLS with it: {e}") from None
+        cm = ControllerManager(dataclasses.replace(settings, metrics_ssl=ctx))
         try:
             await cm.start()
         except OSError as e:

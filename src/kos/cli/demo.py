@@ -20,7 +20,8 @@ from kos.cli.cluster import Cluster, ClusterSettings
 from kos.cli.common import UsageError, add_logging_flags, run_until_signalled
 from kos.cli.driver import drive, print_summary
 from kos.cli.settings import at_least, positive
-from kos.client.rest import Client
+from kos.cli.up import add_insecure_flag
+from kos.client.rest import Client, ClientConfig
 from kos.driver.run import DriverError, DriverSettings
 from kos.util.clock import REAL_CLOCK, Clock
 from kos.verify import check
@@ -40,6 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", type=Path, default=None, help="run directory (default ./kos-demo-<time>)")
     p.add_argument("--state-dir", type=Path, default=None, help="cluster state (default: a temporary directory)")
     p.add_argument("--progress", choices=["auto", "bar", "lines", "none"], default="auto", help="progress display")
+    add_insecure_flag(p)
     add_logging_flags(p)  # fmt: skip
 
 
@@ -57,13 +59,15 @@ class DemoSettings:
     output: Path | None
     state_dir: Path | None
     progress: str
+    insecure: bool = False
+    """Plain HTTP and no authentication (`--insecure`); by default HTTPS with kos up's PKI."""
 
 
 def settings_from(args: argparse.Namespace) -> DemoSettings:
     return DemoSettings(
         nodes=args.nodes, num_attachments=args.num_attachments, rate=args.rate, num_nets=args.num_nets,
         top_net_size=args.top_net_size, threads=args.threads, seed=args.seed, output=args.output,
-        state_dir=args.state_dir, progress=args.progress,
+        state_dir=args.state_dir, progress=args.progress, insecure=args.insecure,
     )  # fmt: skip
 
 
@@ -76,13 +80,13 @@ def run(args: DemoSettings, *, clock: Clock = REAL_CLOCK) -> int:
             state = args.state_dir or Path(tmp)
             output = args.output or Path(f"kos-demo-{time.strftime('%Y%m%d-%H%M%S')}")
             console.print(f"starting kos: apiserver (SQLite), controller manager, {args.nodes} simulated nodes …")
-            cluster = Cluster(ClusterSettings(state_dir=state, nodes=args.nodes), clock=clock)
+            cluster = Cluster(ClusterSettings(state_dir=state, nodes=args.nodes, insecure=args.insecure), clock=clock)
             try:
                 t0 = clock.monotonic()
                 await cluster.start()
                 console.print(f"up in {clock.monotonic() - t0:.1f}s at {cluster.server}; driving "
                               f"{args.num_attachments} attachments at {args.rate:g} operations/s …")  # fmt: skip
-                task = asyncio.create_task(drive(driver_settings(args, cluster.server, output), console))
+                task = asyncio.create_task(drive(driver_settings(args, cluster, output), console))
                 waiter = asyncio.create_task(stop.wait())
                 done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
                 if task not in done:
@@ -95,7 +99,7 @@ def run(args: DemoSettings, *, clock: Clock = REAL_CLOCK) -> int:
                 console.print(f"checking the invariants with {left} attachments in place (kos verify) …")
                 problems = await _verify(cluster, settle=20.0)
                 console.print("deleting them and checking that nothing is left behind …")
-                await _delete_run(cluster.server, summary["namespace"])
+                await _delete_run(cluster.client_config(), summary["namespace"])
                 problems += await _verify(cluster, settle=20.0, expect_empty=summary["namespace"])
             except (DriverError, RuntimeError) as e:
                 raise UsageError(str(e)) from None
@@ -106,10 +110,11 @@ def run(args: DemoSettings, *, clock: Clock = REAL_CLOCK) -> int:
     return run_until_signalled(main, component="demo")
 
 
-def driver_settings(s: DemoSettings, server: str, output: Path) -> DriverSettings:
-    """The demo's driver run: `s`'s workload on every simulated node, leaving its last population in place."""
+def driver_settings(s: DemoSettings, cluster: Cluster, output: Path) -> DriverSettings:
+    """The demo's driver run: `s`'s workload on every simulated node of `cluster` (as its admin), leaving its
+    last population in place."""
     return DriverSettings(
-        server=server, nodes=tuple(f"node-{i}" for i in range(s.nodes)), num_nets=s.num_nets,
+        server=cluster.server, client=cluster.client_config(), nodes=tuple(f"node-{i}" for i in range(s.nodes)), num_nets=s.num_nets,
         top_net_size=s.top_net_size, num_attachments=s.num_attachments, rate=s.rate, threads=s.threads,
         wait_after_delete=10.0, seed=s.seed, output=output, progress=s.progress,
         run_id=f"demo-{time.strftime('%H%M%S')}", keep_population=True,
@@ -134,9 +139,10 @@ async def _verify(cluster: Cluster, settle: float, expect_empty: str = "") -> li
     clock = cluster.clock
     deadline = clock.monotonic() + settle
     while True:
-        problems = (await check.violations(cluster.server, cluster.nodes_url)).violations
+        config = cluster.client_config()
+        problems = (await check.violations(config, cluster.nodes_url, nodes_ssl=cluster.nodes_ssl)).violations
         if expect_empty:
-            async with Client(cluster.server) as c:
+            async with Client(config) as c:
                 locks, _ = await c.list(IPLock, expect_empty)
                 nas, _ = await c.list(NetworkAttachment, expect_empty)
             problems += [f"left behind: IPLock {lk.metadata.name}" for lk in locks]
@@ -146,7 +152,7 @@ async def _verify(cluster: Cluster, settle: float, expect_empty: str = "") -> li
         await clock.sleep(VERIFY_INTERVAL)
 
 
-async def _delete_run(server: str, namespace: str) -> None:
+async def _delete_run(server: ClientConfig, namespace: str) -> None:
     async with Client(server) as c:
         nas, _ = await c.list(NetworkAttachment, namespace)
         await asyncio.gather(*(c.delete(NetworkAttachment, namespace, na.metadata.name) for na in nas))

@@ -1,4 +1,4 @@
-"""`kos driver --server URL ...`: the attachment throughput and latency driver (after the original's flags)."""
+"""`kos driver --kubeconfig FILE | --server URL ...`: the attachment throughput and latency driver (after the original's flags)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import asyncio
 import math
 import re
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from kos.api.errors import StatusError
+from kos.cli.clientflags import add_client_flags, client_config
 from kos.cli.common import UsageError, add_logging_flags, run_until_signalled
-from kos.cli.settings import SettingError, at_least, existing_file, fraction, http_url, positive
+from kos.cli.settings import SettingError, at_least, fraction, positive
 from kos.driver import report
 from kos.driver.run import Driver
 from kos.driver.settings import DriverError, DriverSettings, parse_nodes
@@ -41,13 +41,7 @@ def duration(value: str) -> float:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", type=optional(http_url), default="", help="URL of the kos apiserver")
-    p.add_argument(
-        "--kubeconfig",
-        type=optional(existing_file),
-        default="",
-        help="a kubeconfig naming the server (instead of --server)",
-    )
+    add_client_flags(p)
     p.add_argument("--nodes", default="", help="candidate nodes: a,b,c or PREFIX:COUNT such as node-:100")
     p.add_argument("--num-nets", type=at_least(1), default=10, help="number of virtual networks")
     p.add_argument("--top-net-size", type=at_least(1), default=100, help="nominal size (slots) of the largest network")
@@ -97,34 +91,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_logging_flags(p)  # fmt: skip
 
 
-def optional(convert: Callable[[str], object]) -> Callable[[str], object]:
-    """`convert`, or the empty text left as it is (the flag not given)."""
-    return lambda value: convert(value) if value else value
-
-
-def server_from_kubeconfig(path: str) -> str:
-    import yaml
-
-    try:
-        with open(path) as f:
-            cfg = yaml.safe_load(f)
-        current = cfg.get("current-context")
-        ctx = next(c["context"] for c in cfg["contexts"] if c["name"] == current)
-        return str(next(c["cluster"]["server"] for c in cfg["clusters"] if c["name"] == ctx["cluster"]))
-    except (OSError, KeyError, StopIteration, TypeError, yaml.YAMLError) as e:
-        raise SettingError("--kubeconfig", f"cannot read the server from {path}: {e}") from None
-
-
 def settings_from(args: argparse.Namespace) -> DriverSettings:
-    server = args.server or (server_from_kubeconfig(str(args.kubeconfig)) if args.kubeconfig else "")
-    if not server and not args.estimate:
-        raise SettingError("--server", "name the apiserver with --server URL (or --kubeconfig)")
+    client = client_config(args, required=not args.estimate)
+    server = client.server if client is not None else ""
     try:
         nodes = tuple(parse_nodes(args.nodes))
     except DriverError as e:
         raise SettingError("--nodes", str(e).removeprefix("--nodes ")) from None
     return DriverSettings(
-        server=server, nodes=nodes, num_nets=args.num_nets, top_net_size=args.top_net_size,
+        server=server, client=client, nodes=nodes, num_nets=args.num_nets, top_net_size=args.top_net_size,
         exponent=args.exponent, bias=args.bias, base_address=args.base_address, single_network=args.single_network,
         subnet_size_factor=args.subnet_size_factor, estimate=args.estimate, round_robin=args.round_robin,
         only_node=args.only_node, num_attachments=args.num_attachments, threads=args.threads, rate=args.rate,

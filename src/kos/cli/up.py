@@ -1,4 +1,10 @@
-"""`kos up [--nodes N] [--storage URL] [--state-dir DIR] [--listen HOST:PORT]`: kos on this machine until Ctrl-C."""
+"""`kos up [--nodes N] [--storage URL] [--state-dir DIR] [--listen HOST:PORT] [--insecure]`: kos on this machine
+until Ctrl-C.
+
+Secure by default: HTTPS everywhere, the PKI in `<state-dir>/pki`, the admin's kubeconfig in
+`<state-dir>/kubeconfig` (kos.cli.clusterpki lists the files); `--insecure` serves plain HTTP with no
+authentication, for benchmarks.
+"""
 
 from __future__ import annotations
 
@@ -25,13 +31,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--state-dir", type=Path, default=Path(".kos"), help="where state, logs and the kubeconfig go (.kos)"
     )
     p.add_argument("--listen", type=host_port, default=("127.0.0.1", 8080), help="HOST:PORT for the apiserver")
+    add_insecure_flag(p)
     add_logging_flags(p)  # fmt: skip
+
+
+def add_insecure_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--insecure", action="store_true",
+                   help="plain HTTP and no authentication on every listener (for benchmarks; default: HTTPS, "
+                        "client certificates and node tokens from a PKI in the state directory)")  # fmt: skip
 
 
 def settings_from(args: argparse.Namespace) -> ClusterSettings:
     host, port = args.listen
     return ClusterSettings(state_dir=args.state_dir, nodes=args.nodes, storage=args.storage,
-                           host=host, port=port)  # fmt: skip
+                           host=host, port=port, insecure=args.insecure)  # fmt: skip
 
 
 def run(s: ClusterSettings) -> int:
@@ -45,11 +58,13 @@ def run(s: ClusterSettings) -> int:
         except RuntimeError as e:
             await cluster.stop()
             raise UsageError(str(e)) from None
-        print(f"kos is up: apiserver {cluster.server} ({cluster.storage}), {s.nodes} simulated nodes "
+        client = " ".join(cluster.client_args())
+        security = "plain HTTP, no authentication" if s.insecure else f"HTTPS, PKI in {s.state_dir / 'pki'}"
+        print(f"kos is up: apiserver {cluster.server} ({cluster.storage}; {security}), {s.nodes} simulated nodes "
               f"(fabric endpoint {cluster.nodes_url})\n"
               f"  kubectl --kubeconfig {cluster.kubeconfig} get sn,na,ipl -A\n"
-              f"  kos driver --server {cluster.server} --nodes node-:{s.nodes}\n"
-              f"  kos verify --server {cluster.server} --nodes-endpoint {cluster.nodes_url}\n"
+              f"  kos driver {client} --nodes node-:{s.nodes}\n"
+              f"  kos verify {' '.join(cluster.verify_args())}\n"
               f"logs in {s.state_dir / 'logs'}; Ctrl-C stops everything", flush=True)  # fmt: skip
         await stop.wait()
         print("kos: stopping", flush=True)

@@ -1,4 +1,4 @@
-"""`kos verify --server URL [--nodes-endpoint URL]`: check the invariants; one line per violation, exit 1 on any."""
+"""`kos verify --kubeconfig FILE | --server URL [--nodes-endpoint URL]`: check the invariants; one line per violation, exit 1 on any."""
 
 from __future__ import annotations
 
@@ -6,12 +6,16 @@ import argparse
 import asyncio
 import dataclasses
 import sys
+from pathlib import Path
 
 import aiohttp
 
 from kos.api.errors import StatusError
+from kos.cli import serving
+from kos.cli.clientflags import add_client_flags, client_config
 from kos.cli.common import add_logging_flags, run_until_signalled
 from kos.cli.settings import http_url, number_at_least
+from kos.client.rest import ClientConfig
 from kos.util.clock import REAL_CLOCK, Clock
 from kos.verify import check
 
@@ -20,10 +24,11 @@ RECHECK_INTERVAL = 0.5
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", type=http_url, required=True, help="URL of the kos apiserver")
+    add_client_flags(p)
     p.add_argument(
         "--nodes-endpoint", type=optional_url, default="", help="URL of `kos simnodes` (to check every node's fabric)"
     )
+    serving.add_ca_argument(p, "--nodes-endpoint")
     p.add_argument(
         "--wait",
         type=number_at_least(0),
@@ -55,28 +60,32 @@ def optional_url(value: str) -> str:
 class VerifySettings:
     """Everything `kos verify` runs with, checked."""
 
-    server: str
+    server: ClientConfig
     nodes_endpoint: str
     wait: float
     watch: float
     no_require_ready: bool
+    nodes_ca_file: Path | None = None
 
 
 def settings_from(args: argparse.Namespace) -> VerifySettings:
-    return VerifySettings(server=args.server, nodes_endpoint=args.nodes_endpoint, wait=args.wait, watch=args.watch,
-                          no_require_ready=args.no_require_ready)  # fmt: skip
+    server = client_config(args)
+    assert server is not None
+    return VerifySettings(server=server, nodes_endpoint=args.nodes_endpoint, wait=args.wait, watch=args.watch,
+                          no_require_ready=args.no_require_ready, nodes_ca_file=args.nodes_ca_file)  # fmt: skip
 
 
 def run(args: VerifySettings, *, clock: Clock = REAL_CLOCK) -> int:
     """Check, re-checking on `clock` while `--wait` lasts, then follow the attachments for `--watch` of it."""
 
     async def main(stop: asyncio.Event) -> int:
+        nodes_ssl = serving.nodes_client_context(args.nodes_ca_file, serving.kubeconfig_ca(args.server))
         deadline = clock.monotonic() + args.wait
         report = check.Report([], [], "")
         while True:
             try:
                 report = await check.violations(args.server, args.nodes_endpoint or None,
-                                                require_ready=not args.no_require_ready)  # fmt: skip
+                                                require_ready=not args.no_require_ready, nodes_ssl=nodes_ssl)  # fmt: skip
                 problems = report.violations
             except (StatusError, aiohttp.ClientError, OSError) as e:
                 problems = [f"cannot read the system: {e}"]

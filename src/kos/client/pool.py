@@ -19,6 +19,12 @@ against the context's CAs and the URL's host name (`server_hostname`). A
 certificate that does not verify fails the call with a `ConnectionFailed` that
 says so. `http://` with a context is refused: a URL says which it is.
 
+Headers every request carries (`headers`: a bearer token's `Authorization`) are encoded once, into the
+request head's template with Host and User-Agent: they cost a call nothing. A call's own header of the
+same name (spelled the same) replaces the default one for that call — how a client with another identity
+shares the pool (`Client.with_headers`). `before_connect`, if given, is called before each new
+connection (a kubeconfig's client certificate files reloaded when rotated: kos.pki.reload).
+
 A request on a reused connection that the server had already closed (idle
 keep-alive timeout) is retried once on a fresh connection when no byte of a
 response arrived: the server never saw it.
@@ -31,11 +37,12 @@ import collections
 import ssl as ssl_
 import typing
 import urllib.parse
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 
 import httptools
 
 from kos.api.watchframe import LineSplitter
+from kos.client.config import check_headers
 from kos.client.transport import ConnectionFailed, Response, StreamRefused
 
 __all__ = ["STREAM_HIGH_WATER", "HTTPPool"]
@@ -207,14 +214,17 @@ class HTTPPool:
     """A `Transport` to one server over keep-alive HTTP/1.1 connections (at most `limit` for calls).
 
     `url` is `http://host:port` or `https://host:port`; `ssl` is the TLS context for https
-    (default: `ssl.create_default_context()`, the system's CAs). Raises ValueError for
-    another scheme, or a context with http.
+    (default: `ssl.create_default_context()`, the system's CAs); `headers` go with every request
+    (see the module docstring). Raises ValueError for another scheme, a context with http, or a
+    header that cannot be sent.
     """
 
     def __init__(
-        self, url: str, *, limit: int = 64, user_agent: str = "kos", ssl: ssl_.SSLContext | None = None
-    ) -> None:
+        self, url: str, *, limit: int = 64, user_agent: str = "kos", ssl: ssl_.SSLContext | None = None,
+        headers: Mapping[str, str] | None = None, before_connect: Callable[[], None] | None = None,
+    ) -> None:  # fmt: skip
         u = urllib.parse.urlsplit(url)
+        self._before_connect = before_connect
         if u.scheme == "https":
             self.ssl: ssl_.SSLContext | None = ssl if ssl is not None else ssl_.create_default_context()
         elif u.scheme == "http":
@@ -232,11 +242,16 @@ class HTTPPool:
         self._streams: set[_WatchConn] = set()
         """The connections of open watches (closed by `close`, which ends those watches)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        self._head = f"Host: {host}:{self.port}\r\nUser-Agent: {user_agent}\r\nAccept: application/json\r\n".encode()
+        self._base_head = f"Host: {host}:{self.port}\r\nUser-Agent: {user_agent}\r\nAccept: application/json\r\n"
+        self._defaults = dict(headers or {})
+        check_headers(self._defaults)
+        self._head = (self._base_head + _header_lines(self._defaults)).encode("latin-1")
         self._closed = False
 
     async def _connect(self, protocol: type[_C]) -> _C:
         loop = asyncio.get_running_loop()
+        if self._before_connect is not None:
+            self._before_connect()
         try:
             if self.ssl is None:
                 _, c = await loop.create_connection(protocol, self.host, self.port)
@@ -303,6 +318,8 @@ class HTTPPool:
             path = f"{path}?{urllib.parse.urlencode(query)}"
         head = [f"{method} {path} HTTP/1.1\r\n".encode(), self._head]
         if headers:
+            if self._defaults and not self._defaults.keys().isdisjoint(headers):
+                head[1] = self._head_without(headers)
             head.append(_header_lines(headers).encode("latin-1"))
         if body is not None:
             head.append(b"Content-Length: %d\r\n" % len(body))
@@ -310,6 +327,11 @@ class HTTPPool:
         if body:
             head.append(body)
         return b"".join(head)
+
+    def _head_without(self, replaced: Mapping[str, str]) -> bytes:
+        """The head template without the default headers a call replaces (`_encode`)."""
+        kept = {k: v for k, v in self._defaults.items() if k not in replaced}
+        return (self._base_head + _header_lines(kept)).encode("latin-1")
 
     async def request(
         self,

@@ -10,7 +10,11 @@ to the inner transport). If the connection drops, every open watch fails with
 
 The WebSocket is aiohttp's client (RFC 6455 framing, masking, ping/pong, close
 handshake): the one place the client keeps aiohttp. Over https it uses the same
-`ssl.SSLContext` as the inner transport (wss://, certificate and host name verified).
+`ssl.SSLContext` as the inner transport (wss://, certificate and host name verified, the
+client certificate presented) and sends the same default `headers` (a bearer token) on its
+upgrade request: every watch on the WebSocket runs as that one identity, so a stream's own
+`headers` (another identity's) are not sent for a multiplexed watch. `before_connect` is called
+before each connection, as the pool's.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import collections
 import contextlib
 import itertools
 import ssl as ssl_
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -62,12 +66,15 @@ class WatchMux:
     """A `Transport`: `inner`'s calls, and watches over one WebSocket to `url` (ws:// or wss://)."""
 
     def __init__(
-        self, inner: Transport, url: str, *, ssl: ssl_.SSLContext | None = None, user_agent: str = "kos"
-    ) -> None:
+        self, inner: Transport, url: str, *, ssl: ssl_.SSLContext | None = None, user_agent: str = "kos",
+        headers: Mapping[str, str] | None = None, before_connect: Callable[[], None] | None = None,
+    ) -> None:  # fmt: skip
         self.inner = inner
+        self._before_connect = before_connect
         self.url = url
         self.ssl = ssl
         self.user_agent = user_agent
+        self._headers = {"User-Agent": user_agent, **(headers or {})}
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._connecting: asyncio.Lock | None = None
@@ -84,7 +91,9 @@ class WatchMux:
         async with self._connecting:
             if self._ws is None or self._ws.closed:
                 if self._session is None:
-                    self._session = aiohttp.ClientSession(headers={"User-Agent": self.user_agent})
+                    self._session = aiohttp.ClientSession(headers=self._headers)
+                if self._before_connect is not None:
+                    self._before_connect()
                 try:
                     self._ws = await self._session.ws_connect(
                         self.url, max_msg_size=0, heartbeat=30.0, compress=0, ssl=self.ssl if self.ssl else True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import ssl
 
 from prometheus_client import CollectorRegistry
 
@@ -17,13 +18,14 @@ from kos.client.controller import Controller
 from kos.client.informer import Informer
 from kos.client.queuemetrics import QueueMetricFamilies
 from kos.client.ratelimit import ExponentialBackoff
-from kos.client.rest import Client
+from kos.client.rest import Client, ClientConfig
 from kos.client.workqueue import WorkQueue
 from kos.controllers.ipam import IPAM
 from kos.controllers.metrics import IPAMMetrics, SubnetValidatorMetrics
 from kos.controllers.subnet_validator import SubnetValidator
 from kos.http.probes import serve_probes
 from kos.http.server import HTTPServer
+from kos.http.tls import ReloadingContext
 from kos.util.log import get_logger
 
 log = get_logger(__name__)
@@ -34,6 +36,7 @@ CONTROLLERS = ("subnet-validator", "ipam")
 @dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     server: str
+    """The apiserver's URL, used when `client` is not given."""
     controllers: tuple[str, ...] = CONTROLLERS
     ipam_workers: int = 32
     validator_workers: int = 4
@@ -43,13 +46,17 @@ class Settings:
     metrics_port: int = 9295
     seed: int | None = None
     watch_mux: bool = True
+    metrics_ssl: ssl.SSLContext | ReloadingContext | None = None
+    """TLS of the metrics listener (kos.cli.serving makes it); None: plain HTTP."""
+    client: ClientConfig | None = None
+    """Where and as whom to connect (`--kubeconfig`); None: `server`, no credentials."""
 
 
 class ControllerManager:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.registry = CollectorRegistry()
-        self.client = Client(settings.server, qps=settings.qps, burst=settings.burst,
+        self.client = Client(settings.client or settings.server, qps=settings.qps, burst=settings.burst,
                              user_agent="kos-controller-manager", watch_mux=settings.watch_mux)  # fmt: skip
         self.controllers: list[Controller] = []
         self.queues = QueueMetricFamilies(self.registry)
@@ -87,6 +94,7 @@ class ControllerManager:
         await self.client.close()
 
     async def _serve_metrics(self) -> None:
-        self._probes = await serve_probes(self.settings.metrics_host, self.settings.metrics_port, self.registry)
+        s = self.settings
+        self._probes = await serve_probes(s.metrics_host, s.metrics_port, self.registry, ssl=s.metrics_ssl)
         self.metrics_port = self._probes.port
-        log.info("serving metrics", host=self.settings.metrics_host, port=self.metrics_port)
+        log.info("serving metrics", host=s.metrics_host, port=self.metrics_port, scheme=self._probes.scheme)

@@ -139,7 +139,7 @@ class Driver:
         if s.dump_ops_times:
             output.write_schedule(self.output, offsets, distribution_name=s.ops_distribution, rate=s.rate,
                                   threads=s.threads)  # fmt: skip
-        async with Client(s.server, user_agent=f"kos-driver/{self.run_id}", watch_mux=True) as client:
+        async with Client(s.client or s.server, user_agent=f"kos-driver/{self.run_id}", watch_mux=True) as client:
             await self.create_subnets(client)
             slots = self._slots()
             informer: Informer[NetworkAttachment] = Informer(

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from kos.api import names
+from kos.client.config import ClientConfig
 from kos.driver import distribution
 
 RUN_ID = re.compile(r"[-a-zA-Z0-9!@#$%^&()+=][-a-zA-Z0-9!@#$%^&()+=.]{0,99}")
@@ -92,6 +93,8 @@ class DriverSettings:
     output: Path | None = None
     progress: str = "auto"
     """"bar" (a progress bar), "lines" (a line every few seconds), "none", or "auto" (bar on a terminal)."""
+    client: ClientConfig | None = None
+    """Where and as whom to connect (`--kubeconfig`); None: `server`, no credentials."""
 
 
 def check(s: DriverSettings) -> None:

@@ -72,7 +72,7 @@ def summary(
     return {
         "run_id": run_id,
         "namespace": namespace,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(s).items()},
+        "settings": _settings(s),
         "plan": {
             "networks": len(plan.networks),
             "slots": plan.num_slots,
@@ -112,3 +112,11 @@ def test_summary(records: list[Record], test_fraction: float) -> dict[str, Any]:
         sum(1 for r in records if not math.isnan(r.ready) and math.isnan(r.tested)) if test_fraction > 0 else 0
     )
     return out
+
+
+def _settings(s: DriverSettings) -> dict[str, Any]:
+    """The run's settings as plain values; the client's configuration (a TLS context, a token) is no setting to
+    copy into a summary."""
+    plain = dataclasses.asdict(dataclasses.replace(s, client=None))
+    plain.pop("client", None)
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in plain.items()}

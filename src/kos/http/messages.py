@@ -23,7 +23,7 @@ class Request:
     and over TLS the certificate the client presented, `peer_cert` (DER bytes, verified against the server's
     client CAs in the handshake; None if none was presented)."""
 
-    __slots__ = ("body", "fields", "headers", "method", "path", "peer_cert", "query", "remote", "version")
+    __slots__ = ("body", "fields", "headers", "method", "path", "peer_cert", "query", "remote", "repeated", "version")
 
     def __init__(
         self,
@@ -36,6 +36,7 @@ class Request:
         version: str = "1.1",
         fields: list[tuple[bytes, bytes]] | None = None,
         peer_cert: bytes | None = None,
+        repeated: dict[bytes, list[bytes]] | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -47,11 +48,20 @@ class Request:
         self.fields = fields
         self.peer_cert = peer_cert
         """Every header as sent (case and duplicates kept): only for an upgrade, which replays them."""
+        self.repeated = repeated
+        """Only the headers sent more than once: lower-cased name → every value in order (None if none repeats)."""
 
     def header(self, name: bytes) -> str | None:
         """A header's value as text (latin-1), or None; `name` lower-case."""
         v = self.headers.get(name)
         return None if v is None else v.decode("latin-1")
+
+    def header_values(self, name: bytes) -> list[bytes]:
+        """Every value of a header, in the order sent (Go's `Header.Values`); `name` lower-case."""
+        if self.repeated is not None and name in self.repeated:
+            return self.repeated[name]
+        v = self.headers.get(name)
+        return [] if v is None else [v]
 
 
 class Reply(NamedTuple):

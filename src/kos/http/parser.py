@@ -28,7 +28,7 @@ class Refusal(Exception):
 class _Parse:
     """The request being parsed (its parts, as httptools hands them over)."""
 
-    __slots__ = ("body", "body_bytes", "fields", "headers", "url", "version")
+    __slots__ = ("body", "body_bytes", "fields", "headers", "repeated", "url", "version")
 
     def __init__(self) -> None:
         self.version = "1.1"
@@ -37,6 +37,7 @@ class _Parse:
         self.fields: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
         self.body_bytes = 0
+        self.repeated: dict[bytes, list[bytes]] | None = None
 
 
 class RequestParser:
@@ -63,6 +64,8 @@ class RequestParser:
         self._cur = _Parse()
         self.remote = ""
         """The peer's address, given to every request."""
+        self.peer_cert: bytes | None = None
+        """The client's certificate (DER) over TLS, given to every request."""
         self.in_message = False
         self.in_head = True
         self.since = self._loop.time()
@@ -130,7 +133,11 @@ class RequestParser:
             headers[key] = value
         elif key == b"host":  # RFC 9112 §3.2: exactly one
             raise Refusal(400, "too many Host headers")
-        # else the first counts, as Go's Header.Get reads it (so kube-apiserver, and a proxy in front of it)
+        else:  # the first counts, as Go's Header.Get reads it (so kube-apiserver, and a proxy in front of it);
+            rep = self._cur.repeated  # every value is kept for the few readers of all (X-Remote-Group)
+            if rep is None:
+                rep = self._cur.repeated = {}
+            rep.setdefault(key, [headers[key]]).append(value)
 
     def on_headers_complete(self) -> None:
         self.in_head = False
@@ -174,7 +181,7 @@ class RequestParser:
         upgrade = p.should_upgrade()
         body = cur.body[0] if len(cur.body) == 1 else b"".join(cur.body)
         req = Request(p.get_method().decode(), path.decode("latin-1"), query.decode("latin-1"), cur.headers, body,
-                      self.remote, cur.version, cur.fields if upgrade else None)  # fmt: skip
+                      self.remote, cur.version, cur.fields if upgrade else None, self.peer_cert, cur.repeated)  # fmt: skip
         self._deliver(req, upgrade or not p.should_keep_alive())
 
 

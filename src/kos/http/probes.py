@@ -4,6 +4,10 @@
     ...
     await server.stop(1.0)
 
+Over TLS with `ssl`: every kos listener is HTTPS unless its command is given `--insecure` (the command's
+serving flags make the context, kos.cli.serving). A `kos.http.tls.ReloadingContext` follows its certificate
+files while the server runs (`HTTPServer` polls it).
+
 `/metrics` is the Prometheus text exposition of `registry`; `/healthz` and `/livez`
 say the process runs; `/readyz` runs the `readyz` check (None: ready, 200 "ok";
 a reason: 503 with it), as Kubernetes' probe endpoints do. A process may add its
@@ -13,12 +17,14 @@ way; any other path is 404, and a method other than GET or HEAD on a probe 405.
 
 from __future__ import annotations
 
+import ssl as ssl_
 from collections.abc import Awaitable, Callable, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from kos.http.messages import TEXT, Reply, Request, Response
 from kos.http.server import HTTPServer
+from kos.http.tls import ReloadingContext
 
 Handler = Callable[[Request], Awaitable[Response]]
 Check = Callable[[], str | None]
@@ -82,9 +88,11 @@ async def serve_probes(
     readyz: Check = _ok,
     healthz: Callable[[], str] | None = None,
     routes: Mapping[str, Handler] | None = None,
+    ssl: ssl_.SSLContext | ReloadingContext | None = None,
 ) -> HTTPServer:
-    """Start serving `Probes` on `host:port` (0: any free port; the server's `port` says which). OSError if the
+    """Start serving `Probes` on `host:port` (0: any free port; the server's `port` says which), over TLS with
+    `ssl` (plain HTTP without; a `ReloadingContext` is polled until the server is closed). OSError if the
     address cannot be bound."""
-    server = HTTPServer(Probes(registry, readyz=readyz, healthz=healthz, routes=routes), host, port)
+    server = HTTPServer(Probes(registry, readyz=readyz, healthz=healthz, routes=routes), host, port, ssl=ssl)
     await server.start()
     return server

@@ -25,7 +25,8 @@ next answer waits while the socket's write buffer is above its high-water mark,
 so a client that sends and never reads holds one response, not all of them; one
 that does not read for `idle_timeout` while an answer waits is dropped.
 
-It works on any asyncio transport, TCP or TLS (`loop.create_server(..., ssl=ctx)`).
+It works on any asyncio transport, TCP or TLS (`loop.create_server(..., ssl=ctx)`); over TLS every request
+carries the certificate the client presented (`Request.peer_cert`), read once when the connection is made.
 """
 
 from __future__ import annotations
@@ -128,6 +129,9 @@ class HTTPProtocol(_FlowControl):
         self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         peer = transport.get_extra_info("peername")
         self._parser.remote = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        tls = transport.get_extra_info("ssl_object")
+        if tls is not None:  # the handshake is done: the client's certificate, verified (kos.http.tls), or None
+            self._parser.peer_cert = tls.getpeercert(binary_form=True)
         self._timer = self._loop.call_at(self._since + self._limits.header_timeout, self._check_time)
 
     def connection_lost(self, exc: Exception | None) -> None:

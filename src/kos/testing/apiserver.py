@@ -13,7 +13,9 @@ import ssl as _ssl
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from kos.apiserver.auth.gate import Gate
 from kos.apiserver.server import APIServer, Settings
+from kos.http.tls import ReloadingContext, ServingFiles
 from kos.testing.cachecheck import assert_cache_matches_store
 from kos.util.clock import REAL_CLOCK, Clock
 
@@ -24,17 +26,22 @@ async def running_apiserver(
     *,
     clock: Clock = REAL_CLOCK,
     check_cache: bool = True,
-    ssl: _ssl.SSLContext | None = None,
+    ssl: _ssl.SSLContext | ReloadingContext | None = None,
+    tls: ServingFiles | None = None,
+    gate: Gate | None = None,
     **settings: Any,
 ) -> AsyncIterator[APIServer]:
-    """An apiserver with `Settings` overridden by `settings`, on `clock`, serving HTTPS if `ssl` is given;
-    stopped afterwards.
+    """An apiserver with `Settings` overridden by `settings`, on `clock`, serving HTTPS if `ssl` (a context) or
+    `tls` (files, reloaded when they change, polled on `clock`) is given, authenticating and authorizing with
+    `gate` (insecure if None); stopped afterwards.
 
     Unless `check_cache` is false, the watch cache is checked against the store (AssertionError) after a body
     that ended without an error, before the server stops.
     """
     s = dataclasses.replace(Settings(storage=storage, host="127.0.0.1", port=0), **settings)
-    server = APIServer(s, clock=clock, ssl=ssl)
+    if tls is not None:
+        ssl = ReloadingContext(tls, clock=clock)
+    server = APIServer(s, clock=clock, ssl=ssl, gate=gate)
     await server.start()
     try:
         yield server

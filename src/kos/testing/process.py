@@ -90,13 +90,24 @@ class APIServerProcess(KosProcess):
         port: int | None = None,
         extra: list[str] | None = None,
         host: str = "127.0.0.1",
+        client_ssl: ssl.SSLContext | None = None,
     ) -> None:
+        """Plain HTTP (`--insecure`) unless `extra` has `--tls-cert-file`: then HTTPS, its readiness checked
+        with `client_ssl` (a context trusting the server's CA)."""
         self.port = port or free_port()
-        self.url = f"http://{host}:{self.port}"
+        self.client_ssl = client_ssl
+        tls = "--tls-cert-file" in (extra or [])
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
         super().__init__(
-            ["apiserver", "--storage", storage, "--listen", f"{host}:{self.port}", *(extra or [])], log_path
+            ["apiserver", "--storage", storage, "--listen", f"{host}:{self.port}", *_plain_unless_tls(extra or [])],
+            log_path,
         )
 
     def wait_ready(self, timeout: float = 20.0) -> APIServerProcess:
-        self.wait_http(self.url + "/readyz", timeout)
+        self.wait_http(self.url + "/readyz", timeout, self.client_ssl)
         return self
+
+
+def _plain_unless_tls(extra: list[str]) -> list[str]:
+    """`--insecure` (plain HTTP, no authentication) unless the flags given ask for TLS."""
+    return extra if "--tls-cert-file" in extra else ["--insecure", *extra]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ssl
 from typing import Any
 
 import aiohttp
 
 from kos.api.errors import StatusError
 from kos.api.types import IPLock, NetworkAttachment, Subnet
-from kos.client.rest import Client
+from kos.client.rest import Client, ClientConfig
 from kos.util.clock import REAL_CLOCK, Clock
 from kos.verify.fabric import fabric_violations
 from kos.verify.history import AddressHistory, follow
@@ -67,19 +68,32 @@ class Report:
     revision: str
 
 
-async def violations(server: str, nodes_endpoint: str | None = None, *, require_ready: bool = True) -> Report:
+def nodes_session(nodes_ssl: ssl.SSLContext | None) -> aiohttp.ClientSession:
+    """A session for the nodes endpoint (`kos simnodes --listen`): https verified against `nodes_ssl` (its CA;
+    None: the system's CAs)."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=nodes_ssl if nodes_ssl is not None else True))
+
+
+async def violations(
+    server: str | ClientConfig, nodes_endpoint: str | None = None, *, require_ready: bool = True,
+    nodes_ssl: ssl.SSLContext | None = None,
+) -> Report:  # fmt: skip
+    """Every invariant violation in the system at one revision; the nodes' fabrics too with `nodes_endpoint`
+    (verified against `nodes_ssl` over https)."""
     async with Client(server, user_agent="kos-verify") as client:
         snap = await snapshot(client)
     out = address_violations(snap.nas, snap.locks) + subnet_violations(snap.subnets)
     out += readiness_violations(snap.nas, snap.subnets, snap.locks, require_implemented=require_ready)
     if nodes_endpoint:
-        async with aiohttp.ClientSession() as session:
+        async with nodes_session(nodes_ssl) as session:
             states = await fabric_states(nodes_endpoint, session)
         out += fabric_violations(snap.nas, states)
     return Report(out, ownerless_locks(snap.locks), snap.revision)
 
 
-async def watch_addresses(server: str, revision: str, seconds: float, *, clock: Clock = REAL_CLOCK) -> list[str]:
+async def watch_addresses(
+    server: str | ClientConfig, revision: str, seconds: float, *, clock: Clock = REAL_CLOCK
+) -> list[str]:
     """Invariant 1 at every revision for `seconds` of `clock` after `revision`: each moment two NAs showed one
     address."""
     async with Client(server, user_agent="kos-verify") as client:
@@ -89,8 +103,11 @@ async def watch_addresses(server: str, revision: str, seconds: float, *, clock: 
     return history.violations
 
 
-async def trace(server: str, nodes_endpoint: str, src: str, dst: str) -> dict[str, Any]:
-    """Ask the simulated fabric whether NA `src` reaches NA `dst` (both `namespace/name`), and why not."""
+async def trace(
+    server: str | ClientConfig, nodes_endpoint: str, src: str, dst: str, *, nodes_ssl: ssl.SSLContext | None = None
+) -> dict[str, Any]:
+    """Ask the simulated fabric whether NA `src` reaches NA `dst` (both `namespace/name`), and why not (the
+    nodes endpoint verified against `nodes_ssl` over https)."""
     async with Client(server, user_agent="kos-trace") as client:
         ns1, _, n1 = src.partition("/")
         ns2, _, n2 = dst.partition("/")
@@ -101,7 +118,7 @@ async def trace(server: str, nodes_endpoint: str, src: str, dst: str) -> dict[st
     if not b.status.ipv4:
         return {"reachable": False, "stage": "destination", "why": f"{dst} has no address"}
     async with (
-        aiohttp.ClientSession() as session,
+        nodes_session(nodes_ssl) as session,
         session.get(
             nodes_endpoint.rstrip("/") + "/trace",
             params={"node": a.spec.node, "interface": a.status.ifc_name, "ip": b.status.ipv4},

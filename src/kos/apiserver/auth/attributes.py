@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
+import msgspec
 
 from kos.apiserver.auth.user import UserInfo
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Attributes:
-    """One request as authorization sees it.
+class Attributes(msgspec.Struct, frozen=True, gc=False):
+    """One request as authorization sees it (made once per request on a secure server: a msgspec Struct, which
+    builds in a fraction of a frozen dataclass's time).
 
     A resource request (`resource_request`) names `verb` (get, list, watch, create, update, patch, delete,
     deletecollection), `api_group`, `api_version`, `resource` (plural), `subresource` ("" or "status"),

@@ -10,6 +10,16 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from kos.apiserver.auth.authn.bearer import BearerAuthenticator, TokenAuthenticator
+from kos.apiserver.auth.authn.certs import load_cas
+from kos.apiserver.auth.authn.requestheader import RequestHeaderAuthenticator
+from kos.apiserver.auth.authn.tokenfile import TokenFile
+from kos.apiserver.auth.authn.union import UnionAuthenticator
+from kos.apiserver.auth.authn.webhook import TokenReviewAuthenticator, WebhookEndpoint
+from kos.apiserver.auth.authn.x509 import X509Authenticator
+from kos.apiserver.auth.gate import Admission, Authenticator, Authorizer, Gate
+from kos.util.clock import REAL_CLOCK, Clock
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class AuthSettings:
@@ -39,3 +49,59 @@ class AuthSettings:
     def client_ca_files(self) -> list[Path]:
         """Every CA a client certificate may chain to (the TLS layer asks for certificates from these)."""
         return [p for p in (self.client_ca_file, self.requestheader_client_ca_file) if p is not None]
+
+
+def build_authenticator(s: AuthSettings, *, token_review: TokenAuthenticator | None = None) -> UnionAuthenticator:
+    """The authenticator union of the settings, in kube-apiserver's order: front proxy (if
+    `requestheader_client_ca_file`), x509 (if `client_ca_file`), bearer tokens (the token file, then
+    `token_review`, if either). Reads the files now: raises ValueError (`TokenFileError` included) naming a
+    malformed one, OSError for an unreadable one."""
+    parts: list[Authenticator] = []
+    if s.requestheader_client_ca_file is not None:
+        parts.append(RequestHeaderAuthenticator(
+            load_cas(s.requestheader_client_ca_file), s.requestheader_allowed_names,
+            s.requestheader_username_headers, s.requestheader_group_headers,
+            s.requestheader_extra_headers_prefix))  # fmt: skip
+    if s.client_ca_file is not None:
+        parts.append(X509Authenticator(load_cas(s.client_ca_file)))
+    tokens: list[TokenAuthenticator] = []
+    if s.token_auth_file is not None:
+        tokens.append(TokenFile.load(s.token_auth_file))
+    if token_review is not None:
+        tokens.append(token_review)
+    if tokens:
+        parts.append(BearerAuthenticator(tokens))
+    return UnionAuthenticator(parts)
+
+
+def build_gate(
+    s: AuthSettings,
+    clock: Clock = REAL_CLOCK,
+    *,
+    authorizer: Authorizer | None = None,
+    admission: Admission | None = None,
+    token_review: WebhookEndpoint | None = None,
+) -> Gate:
+    """The secure gate of a server with these settings: `build_authenticator(s, token_review=...)`, then
+    `authorizer` (None: every authenticated request is allowed) and `admission`. With no credentials
+    configured every request is anonymous (only the health paths and /version answer). `token_review`: where
+    bearer tokens the token file does not hold are reviewed (`--authentication-kubeconfig`'s server, TLS and
+    credentials), answers cached `s.authentication_token_webhook_cache_ttl` seconds on `clock`.
+    Raises as `build_authenticator`. `await gate.aclose()` when the server stops."""
+    review = None
+    if token_review is not None:
+        review = TokenReviewAuthenticator(token_review, clock=clock, ttl=s.authentication_token_webhook_cache_ttl)
+    return Gate(build_authenticator(s, token_review=review), authorizer, admission)
+
+
+def reload_client_cas(gate: Gate, s: AuthSettings) -> None:
+    """Give the gate's certificate authenticators the CA bundles now in `s`'s files (they changed on disk and
+    the TLS layer already trusts them). Raises ValueError or OSError as `load_cas`."""
+    union = gate.authenticator
+    if not isinstance(union, UnionAuthenticator):
+        return
+    for a in union.authenticators:
+        if isinstance(a, RequestHeaderAuthenticator) and s.requestheader_client_ca_file is not None:
+            a.set_cas(load_cas(s.requestheader_client_ca_file))
+        elif isinstance(a, X509Authenticator) and s.client_ca_file is not None:
+            a.set_cas(load_cas(s.client_ca_file))

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from kos.api.errors import Forbidden, Unauthorized
+from kos.api.meta import StatusDetails
 from kos.apiserver.auth.attributes import Attributes
 from kos.apiserver.auth.user import ANONYMOUS, UNSECURED, UserInfo
 from kos.http.messages import Request
@@ -98,6 +99,13 @@ class Gate:
         if decision is not Decision.ALLOW:
             raise forbidden(attrs, reason)
 
+    async def aclose(self) -> None:
+        """Release what the parts hold (a webhook's HTTP sessions): each part's `aclose`, if it has one."""
+        for part in (self.authenticator, self.authorizer, self.admission_plugin):
+            close = getattr(part, "aclose", None)
+            if close is not None:
+                await close()
+
     def admission(self, attrs: Attributes) -> Admit | None:
         if self.admission_plugin is None:
             return None
@@ -111,4 +119,5 @@ def forbidden(attrs: Attributes, reason: str) -> Forbidden:
         head = f'{what} "{attrs.name}" is forbidden' if attrs.name else f"{what} is forbidden"
     else:
         head = "forbidden"
-    return Forbidden(f"{head}: {attrs.describe()}" + (f": {reason}" if reason else ""))
+    details = StatusDetails(name=attrs.name, group=attrs.api_group, kind=attrs.resource)  # as NewForbidden's
+    return Forbidden(f"{head}: {attrs.describe()}" + (f": {reason}" if reason else ""), details=details)

@@ -9,7 +9,7 @@ none (`system:kos:controller-manager`).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 SYSTEM_MASTERS = "system:masters"
@@ -47,6 +47,20 @@ class UserInfo:
         if self.name.startswith(NODE_USER_PREFIX) and NODES_GROUP in self.groups:
             return self.name[len(NODE_USER_PREFIX) :] or None
         return None
+
+
+def authenticated(
+    name: str,
+    uid: str = "",
+    groups: Iterable[str] = (),
+    extra: Mapping[str, tuple[str, ...]] | None = None,
+) -> UserInfo:
+    """The `UserInfo` an authenticator found, with `system:authenticated` added to its groups unless present
+    (k8s.io/apiserver `pkg/authentication/group.AuthenticatedGroupAdder`); empty groups are dropped."""
+    gs = [g for g in groups if g]
+    if AUTHENTICATED not in gs:
+        gs.append(AUTHENTICATED)
+    return UserInfo(name, uid, tuple(gs), MappingProxyType(dict(extra)) if extra else _NO_EXTRA)
 
 
 ANONYMOUS = UserInfo(ANONYMOUS_USER, groups=(UNAUTHENTICATED,))
