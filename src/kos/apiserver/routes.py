@@ -210,12 +210,18 @@ def _path_attributes(user: UserInfo, request: Request, namespace: str | None) ->
     resource requests on the core group's `namespaces`, as in Kubernetes."""
     verb = request.method.lower()
     if namespace is not None:
-        return Attributes(user, "get" if verb == "head" else verb, api_version="v1", resource="namespaces",
-                          name=namespace)  # fmt: skip
+        verb = _ITEM_VERBS.get(verb, verb)
+        return Attributes(user, verb, api_version="v1", resource="namespaces", name=namespace)
     if request.path == "/api/v1/namespaces":
-        return Attributes(user, "list" if verb in ("get", "head") else verb, api_version="v1",
-                          resource="namespaces")  # fmt: skip
+        verb = _COLLECTION_VERBS.get(verb, verb)
+        return Attributes(user, verb, api_version="v1", resource="namespaces")
     return Attributes(user, verb, resource_request=False, path=request.path)
+
+
+_ITEM_VERBS = {"get": "get", "head": "get", "put": "update", "patch": "patch", "delete": "delete"}
+_COLLECTION_VERBS = {"get": "list", "head": "list", "post": "create", "delete": "deletecollection"}
+"""Kubernetes' verbs of a resource request by HTTP method (k8s.io/apiserver `request.RequestInfoFactory`), so a
+403 and a SubjectAccessReview name `create`, not `post`."""
 
 
 def _refused_handshake(request: Request) -> Reply | None:
