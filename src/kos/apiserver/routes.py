@@ -32,12 +32,14 @@ from kos.api.errors import (
     RequestEntityTooLarge,
     RequestHeaderFieldsTooLarge,
     StatusError,
+    Unauthorized,
 )
 from kos.api.meta import status as status_object
 from kos.api.types import GROUP, VERSION
 from kos.apiserver import discovery
 from kos.apiserver.auth.attributes import Attributes
-from kos.apiserver.auth.gate import Gate
+from kos.apiserver.auth.authn.union import UnionAuthenticator
+from kos.apiserver.auth.gate import ANONYMOUS_PATHS, Gate
 from kos.apiserver.auth.user import UserInfo
 from kos.apiserver.cache import Cacher
 from kos.apiserver.encoding import error_reply
@@ -58,7 +60,8 @@ _MUX = "watchmux"
 _NAMESPACE = "/api/v1/namespaces/"
 PROBE_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
 """Served whatever the load: not counted in flight (`kos.apiserver.inflight`)."""
-_REFUSALS: dict[int, type[StatusError]] = {400: BadRequest, 413: RequestEntityTooLarge,
+_ANONYMOUS_TARGETS = frozenset(p.encode() for p in ANONYMOUS_PATHS)
+_REFUSALS: dict[int, type[StatusError]] = {400: BadRequest, 401: Unauthorized, 413: RequestEntityTooLarge,
                                            431: RequestHeaderFieldsTooLarge, 500: InternalError}  # fmt: skip
 
 
@@ -142,6 +145,16 @@ class Routes:
             return await handler(request)
         assert namespace is not None
         return await self.namespaces.get(request, namespace)
+
+    def check_head(self, target: bytes, headers: dict[bytes, bytes], peer_cert: bytes | None) -> tuple[int, str] | None:
+        """Asked by the HTTP layer once the head of a request with a body is in: (401, message) when the request
+        is certain to be refused as unauthenticated (`UnionAuthenticator.refusal_before_body`), so that its
+        body is never read; else None."""
+        union = self.gate.authenticator
+        if not isinstance(union, UnionAuthenticator) or target.partition(b"?")[0] in _ANONYMOUS_TARGETS:
+            return None
+        refusal = union.refusal_before_body(headers, peer_cert)
+        return None if refusal is None else (401, refusal)
 
     def refuse(self, status: int, message: str) -> Reply:
         cls = _REFUSALS.get(status)
