@@ -32,12 +32,14 @@ from kos.api.errors import (
     RequestEntityTooLarge,
     RequestHeaderFieldsTooLarge,
     StatusError,
+    Unauthorized,
 )
 from kos.api.meta import status as status_object
 from kos.api.types import GROUP, VERSION
 from kos.apiserver import discovery
 from kos.apiserver.auth.attributes import Attributes
-from kos.apiserver.auth.gate import Gate
+from kos.apiserver.auth.authn.union import UnionAuthenticator
+from kos.apiserver.auth.gate import ANONYMOUS_PATHS, Gate
 from kos.apiserver.auth.user import UserInfo
 from kos.apiserver.cache import Cacher
 from kos.apiserver.encoding import error_reply
@@ -58,7 +60,8 @@ _MUX = "watchmux"
 _NAMESPACE = "/api/v1/namespaces/"
 PROBE_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
 """Served whatever the load: not counted in flight (`kos.apiserver.inflight`)."""
-_REFUSALS: dict[int, type[StatusError]] = {400: BadRequest, 413: RequestEntityTooLarge,
+_ANONYMOUS_TARGETS = frozenset(p.encode() for p in ANONYMOUS_PATHS)
+_REFUSALS: dict[int, type[StatusError]] = {400: BadRequest, 401: Unauthorized, 413: RequestEntityTooLarge,
                                            431: RequestHeaderFieldsTooLarge, 500: InternalError}  # fmt: skip
 
 
@@ -143,6 +146,16 @@ class Routes:
         assert namespace is not None
         return await self.namespaces.get(request, namespace)
 
+    def check_head(self, target: bytes, headers: dict[bytes, bytes], peer_cert: bytes | None) -> tuple[int, str] | None:
+        """Asked by the HTTP layer once the head of a request with a body is in: (401, message) when the request
+        is certain to be refused as unauthenticated (`UnionAuthenticator.refusal_before_body`), so that its
+        body is never read; else None."""
+        union = self.gate.authenticator
+        if not isinstance(union, UnionAuthenticator) or target.partition(b"?")[0] in _ANONYMOUS_TARGETS:
+            return None
+        refusal = union.refusal_before_body(headers, peer_cert)
+        return None if refusal is None else (401, refusal)
+
     def refuse(self, status: int, message: str) -> Reply:
         cls = _REFUSALS.get(status)
         if cls is not None:
@@ -210,12 +223,18 @@ def _path_attributes(user: UserInfo, request: Request, namespace: str | None) ->
     resource requests on the core group's `namespaces`, as in Kubernetes."""
     verb = request.method.lower()
     if namespace is not None:
-        return Attributes(user, "get" if verb == "head" else verb, api_version="v1", resource="namespaces",
-                          name=namespace)  # fmt: skip
+        verb = _ITEM_VERBS.get(verb, verb)
+        return Attributes(user, verb, api_version="v1", resource="namespaces", name=namespace)
     if request.path == "/api/v1/namespaces":
-        return Attributes(user, "list" if verb in ("get", "head") else verb, api_version="v1",
-                          resource="namespaces")  # fmt: skip
+        verb = _COLLECTION_VERBS.get(verb, verb)
+        return Attributes(user, verb, api_version="v1", resource="namespaces")
     return Attributes(user, verb, resource_request=False, path=request.path)
+
+
+_ITEM_VERBS = {"get": "get", "head": "get", "put": "update", "patch": "patch", "delete": "delete"}
+_COLLECTION_VERBS = {"get": "list", "head": "list", "post": "create", "delete": "deletecollection"}
+"""Kubernetes' verbs of a resource request by HTTP method (k8s.io/apiserver `request.RequestInfoFactory`), so a
+403 and a SubjectAccessReview name `create`, not `post`."""
 
 
 def _refused_handshake(request: Request) -> Reply | None:

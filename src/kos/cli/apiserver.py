@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import sys
 from pathlib import Path
 
 from kos.apiserver.auth.authn.webhook import WebhookEndpoint
@@ -52,6 +53,18 @@ _BOUNDS: tuple[tuple[str, type, int, str], ...] = (
 NO_TLS = ("serve HTTPS with --tls-cert-file and --tls-private-key-file, "
           "or plain HTTP without authentication with --insecure")  # fmt: skip
 """The one line `kos apiserver` exits 2 with when told neither."""
+
+
+NO_AUTHENTICATION = ("warning: no way to authenticate is configured (--client-ca-file, --token-auth-file, "
+                     "--requestheader-client-ca-file, --authentication-kubeconfig): every request but /healthz, "
+                     "/livez, /readyz and /version will be refused (401)")  # fmt: skip
+"""The one line a secure `kos apiserver` warns with when it can authenticate no one."""
+
+
+def authenticates_no_one(auth: AuthSettings) -> bool:
+    """Whether `auth` names no authenticator: a secure server would then answer 401 to every resource call."""
+    return all(f is None for f in (auth.client_ca_file, auth.token_auth_file, auth.requestheader_client_ca_file,
+                                   auth.authentication_kubeconfig))  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -173,6 +186,8 @@ def run(settings: ServeSettings) -> int:
                 raise UsageError(f"the TLS files do not load: {e}") from None
             gate = secure_gate(settings.auth)
             tls.on_reload.append(lambda: reload_client_cas(gate, settings.auth))
+            if authenticates_no_one(settings.auth):
+                print(f"kos apiserver: {NO_AUTHENTICATION}", file=sys.stderr, flush=True)
         server = APIServer(settings.server, ssl=tls, gate=gate)
         try:
             await server.start()

@@ -16,9 +16,13 @@ import httptools
 from kos.http.limits import HTTPLimits, content_length_over
 from kos.http.messages import Request
 
+HeadCheck = Callable[[bytes, dict[bytes, bytes], bytes | None], tuple[int, str] | None]
+"""`check(target, headers, peer_cert)` → (status, message) to refuse a request on its head alone, or None."""
+
 
 class Refusal(Exception):
-    """A request the layer refuses itself: `status` (400, 413, 417, 431) and a message for the client."""
+    """A request the layer refuses itself: `status` (400, 413, 417, 431; 401 from `check_head`) and a message for
+    the client."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -66,6 +70,8 @@ class RequestParser:
         """The peer's address, given to every request."""
         self.peer_cert: bytes | None = None
         """The client's certificate (DER) over TLS, given to every request."""
+        self.check_head: HeadCheck | None = None
+        """Asked, once the head of a request with a body is in, whether to refuse it before its body is read."""
         self.in_message = False
         self.in_head = True
         self.since = self._loop.time()
@@ -155,6 +161,10 @@ class RequestParser:
         length = h.get(b"content-length")
         if length is not None and content_length_over(length, self._max_body):
             raise Refusal(413, f"Request entity too large: limit is {self._max_body} bytes")
+        if self.check_head is not None and (te is not None or (length is not None and length.strip() != b"0")):
+            refused = self.check_head(cur.url, h, self.peer_cert)  # before the body: no buffering for the refused
+            if refused is not None:
+                raise Refusal(*refused)
         expect = h.get(b"expect")
         if expect is not None:
             if expect.lower() != b"100-continue":

@@ -109,6 +109,7 @@ class HTTPProtocol(_FlowControl):
         pipelines large bodies behind a long answer (a watch) makes the server hold one, not `max_pipelined`."""
         self.transport = None
         self._parser = RequestParser(lim, self._enqueue, self._continue)
+        self._parser.check_head = getattr(app, "check_head", None)
         self._queue: collections.deque[tuple[Request | Reply | None, bool]] = collections.deque()
         """Requests to answer in order (or a final error reply, or None: just close), each with whether to close."""
         self._worker: asyncio.Task[None] | None = None

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from kos.pki.authority import Identity, user_of
 from kos.pki.reload import ClientCertificateFiles, load_pem_pair
@@ -162,8 +163,27 @@ class KubeConfig:
             load_pem_pair(ctx, cert, key)
         except (ssl.SSLError, OSError) as e:
             raise KubeConfigError(
-                f"{self.path}: the client certificate and key of user {self.user!r} do not load: {e}"
+                f"{self.path}: the client certificate and key of user {self.user!r} do not load: {self._why_not(e)}"
             ) from None
+
+    def _why_not(self, e: Exception) -> str:
+        """Which of the client certificate and key does not load, and why (OpenSSL's "PEM lib" names neither)."""
+        try:
+            cert = self.client_cert_pem or _read(self.path, self.client_cert_file, "client-certificate")
+            key = self.client_key_pem or _read(self.path, self.client_key_file, "client-key")
+        except KubeConfigError as unreadable:
+            return str(unreadable)
+        try:
+            public = x509.load_pem_x509_certificate(cert).public_key()
+        except ValueError:
+            return "the client certificate is not a PEM certificate"
+        try:
+            private = serialization.load_pem_private_key(key, password=None)
+        except (ValueError, TypeError):
+            return "the client key is not a PEM private key without a passphrase"
+        if private.public_key() != public:
+            return "the client key is not the private key of the client certificate"
+        return str(e)
 
 
 def load_kubeconfig(path: str | os.PathLike[str], *, context: str | None = None) -> KubeConfig:
@@ -181,7 +201,7 @@ def load_kubeconfig(path: str | os.PathLike[str], *, context: str | None = None)
     except OSError as e:
         raise KubeConfigError(f"cannot read the kubeconfig {where}: {e.strerror or e}") from None
     except yaml.YAMLError as e:
-        raise KubeConfigError(f"{where} is not a YAML kubeconfig: {e}") from None
+        raise KubeConfigError(f"{where} is not a YAML kubeconfig: {_yaml_problem(e)}") from None
     if not isinstance(doc, dict):
         raise KubeConfigError(f"{where} is not a kubeconfig (a YAML mapping with clusters, users and contexts)")
     r = _Reader(where, doc)
@@ -294,6 +314,14 @@ class _Reader:
         used = [f for f in fields if m.get(f) not in (None, "", [], {})]
         if used:
             raise self.fail(f"{what} uses {', '.join(used)}, which kos does not support")
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """A YAML error on one line: the problem and where (PyYAML's own message spans several lines)."""
+    problem = getattr(e, "problem", None) or str(e)
+    mark = getattr(e, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())
 
 
 def _read(kubeconfig: Path, path: Path | None, what: str) -> bytes:

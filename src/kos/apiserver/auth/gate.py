@@ -17,6 +17,8 @@ from kos.apiserver.auth.attributes import Attributes
 from kos.apiserver.auth.user import ANONYMOUS, UNSECURED, UserInfo
 from kos.http.messages import Request
 
+NO_CREDENTIALS = "Unauthorized: present a client certificate or a bearer token (see docs/security.md)"
+"""The 401 of a request with no credentials outside `ANONYMOUS_PATHS`."""
 ANONYMOUS_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
 """The only paths an unauthenticated request may reach (exact, not sub-paths, as Kubernetes' AlwaysAllowPaths)."""
 
@@ -88,7 +90,7 @@ class Gate:
             return user
         if request.path in ANONYMOUS_PATHS:
             return ANONYMOUS
-        raise Unauthorized("Unauthorized: present a client certificate or a bearer token (see docs/security.md)")
+        raise Unauthorized(NO_CREDENTIALS)
 
     async def authorize(self, attrs: Attributes) -> None:
         """Returns if `attrs` is allowed; raises `Forbidden` (403) naming the user, verb, resource and

@@ -27,7 +27,7 @@ from kos.api.resources import NETWORK_ATTACHMENTS
 from kos.api.types import GROUP, NetworkAttachment, NetworkAttachmentSpec, NetworkAttachmentStatus
 from kos.apiserver.auth.attributes import Attributes
 from kos.apiserver.auth.gate import Admit, forbidden
-from kos.apiserver.auth.user import CONTROLLER_MANAGER, NODE_USER_PREFIX
+from kos.apiserver.auth.user import CONTROLLER_MANAGER, NODE_USER_PREFIX, NODES_GROUP
 
 NODE_OWNED = frozenset({"status.macAddress", "status.ifcName", "status.hostIP", "status.errors.host",
                         "status.postCreateExecReport"})  # fmt: skip
@@ -76,6 +76,8 @@ class NodeRestriction:
             node = user.node_name()
             if node is not None:
                 return _node_admit(attrs, node) if _is_attachment_status_write(attrs) else _refuse_node(attrs)
+            if NODES_GROUP in user.groups:  # `system:node:` naming no node: whose attachments? none (as Kubernetes)
+                return _refuse_node(attrs)
         elif name == CONTROLLER_MANAGER and _is_attachment_status_write(attrs):
             return _owned_fields_admit(attrs, IPAM_OWNED, "the controller manager", "IPAM's")
         return None

@@ -14,6 +14,8 @@ from kos.api.errors import Unauthorized
 from kos.apiserver.auth.user import UserInfo
 from kos.http.messages import Request
 
+INVALID_TOKEN = "Unauthorized: invalid bearer token"
+
 
 class TokenAuthenticator(Protocol):
     """One source of bearer tokens (the token file, a TokenReview webhook)."""
@@ -57,4 +59,4 @@ class BearerAuthenticator:
             user = await source.authenticate_token(token)
             if user is not None:
                 return user
-        raise Unauthorized("Unauthorized: invalid bearer token")
+        raise Unauthorized(INVALID_TOKEN)

@@ -54,6 +54,10 @@ class TokenFile:
     def of(cls, records: list[TokenRecord]) -> TokenFile:
         return cls({digest(r.token): authenticated(r.user, r.uid, r.groups) for r in records})
 
+    def knows(self, token: str) -> bool:
+        """Whether the file holds `token` (synchronous: `UnionAuthenticator.refusal_before_body` asks)."""
+        return digest(token) in self._users
+
     async def authenticate_token(self, token: str) -> UserInfo | None:
         """The token's user, or None if the file does not hold it."""
         return self._users.get(digest(token))

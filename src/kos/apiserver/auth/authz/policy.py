@@ -109,6 +109,7 @@ ANONYMOUS_ROLE = Role("anonymous", paths=HEALTH_PATHS)
 MONITORING_ROLE = Role("monitoring", paths=frozenset({"/metrics"}))
 
 
+_NODE_PREFIX_LEN = len(NODE_USER_PREFIX)
 _ALLOW = (Decision.ALLOW, "")
 _NO_OPINION = (Decision.NO_OPINION, "")
 
@@ -132,7 +133,8 @@ class BuiltinPolicy:
             return True
         if name == ANONYMOUS_USER or UNAUTHENTICATED in groups:
             return ANONYMOUS_ROLE.allows(attrs)
-        if name.startswith(NODE_USER_PREFIX) and NODES_GROUP in groups and NODE_ROLE.allows(attrs):
+        node = len(name) > _NODE_PREFIX_LEN and name.startswith(NODE_USER_PREFIX)  # `system:node:` alone is none
+        if node and NODES_GROUP in groups and NODE_ROLE.allows(attrs):
             return True
         if name == CONTROLLER_MANAGER and CONTROLLER_MANAGER_ROLE.allows(attrs):
             return True
