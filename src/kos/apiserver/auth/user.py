@@ -23,8 +23,6 @@ UNAUTHENTICATED = "system:unauthenticated"
 ANONYMOUS_USER = "system:anonymous"
 MONITORING_GROUP = "system:monitoring"
 """Kubernetes' group for reading /metrics (ClusterRole system:monitoring)."""
-NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
-"""The extra key a bound service-account token carries its pod's node in (Kubernetes >= 1.30)."""
 
 _NO_EXTRA: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 
@@ -38,9 +36,6 @@ class UserInfo:
     uid: str = ""
     groups: tuple[str, ...] = ()
     extra: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=lambda: _NO_EXTRA)
-
-    def in_group(self, group: str) -> bool:
-        return group in self.groups
 
     def node_name(self) -> str | None:
         """The node this identity is the agent of, or None: `system:node:<n>` in `system:nodes`."""
