@@ -14,11 +14,14 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from kos.api.meta import ObjectMeta
+from kos.api.types import Subnet, SubnetSpec
 from kos.apiserver.auth.user import SYSTEM_MASTERS, UNSECURED, UserInfo
 from kos.apiserver.inflight import MUTATING, READ_ONLY, TOO_MANY, InFlight
 from kos.apiserver.metrics import APIServerMetrics
 from kos.apiserver.routes import Routes
 from kos.apiserver.server import APIServer
+from kos.client.rest import Client
 from kos.http.messages import Request, Response
 from kos.testing.apiserver import running_apiserver
 from kos.testing.http import subnet
@@ -126,3 +129,22 @@ def test_system_masters_are_served_past_the_cap_on_a_secure_server_only() -> Non
     assert lim.refuse(admin, READ_ONLY) is None
     assert lim.refuse(UNSECURED, READ_ONLY) is TOO_MANY  # on --insecure everyone is a master
     assert lim.refuse(UserInfo("bob", groups=("kos:users",)), MUTATING) is TOO_MANY
+
+
+async def test_kos_clients_honour_retry_after_until_a_flood_is_served() -> None:
+    """The same flood through kos' own `Client`: it retries each 429 after `Retry-After` by itself, so every
+    call returns normally (the server refused some of them first)."""
+    async with running_apiserver(max_mutating_requests_inflight=2) as server:
+        held = Held(routes_of(server))
+        client = Client(server.url)
+        try:
+            objs = [Subnet(metadata=ObjectMeta(name=f"s{i}", namespace="ns"), spec=SubnetSpec(vni=100 + i,
+                    ipv4=f"10.{i}.0.0/16")) for i in range(8)]  # fmt: skip
+            flood = [asyncio.create_task(client.create(o)) for o in objs]
+            await eventually(lambda: held.entered == 2 and dropped(server, "mutating") >= 6)
+            held.release.set()
+            created = await asyncio.wait_for(asyncio.gather(*flood), 30)
+        finally:
+            await client.close()
+        assert sorted(s.metadata.name for s in created) == [f"s{i}" for i in range(8)]
+        assert held.entered == 8
