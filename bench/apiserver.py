@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -268,24 +268,33 @@ async def fanout_client(port: int, rv: str, paths: list[str], server: subprocess
         transports += [t for t, _ in conns]
     await asyncio.sleep(1.0)  # all watches registered
     assert server.stdin is not None and server.stdout is not None
-    t0 = time.perf_counter()
+    t0, own0, server0 = time.perf_counter(), time.process_time(), process_cpu(server.pid)
     server.stdin.write(json.dumps({"events": events}) + "\n")
     server.stdin.flush()
     await asyncio.wait_for(done.wait(), 300)
-    elapsed = time.perf_counter() - t0
+    elapsed, own, server_cpu = time.perf_counter() - t0, time.process_time() - own0, process_cpu(server.pid) - server0
     stats = json.loads(await loop.run_in_executor(None, server.stdout.readline))
     for t in transports:
         t.close()
     if total[0] != expected:
         raise RuntimeError(f"received {total[0]} events, expected {expected}")
     return {"deliveries": total[0], "seconds": elapsed, "deliveries_per_s": total[0] / elapsed,
-            "server_cpu_us_per_event": stats["cpu_s"] / events * 1e6}  # fmt: skip
+            "server_cpu_us_per_event": stats["cpu_s"] / events * 1e6,
+            "client_cpu_us_per_event": own / events * 1e6, "server_cpu_us_per_event_end_to_end": server_cpu / events * 1e6}  # fmt: skip
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bench_fanout(watchers: int, vnis: int, events: int, indexed: bool, tmp: Path,
-                 server_options: Sequence[str] = (), ssl: Any = None) -> dict[str, Any]:  # fmt: skip
+                 server_options: Sequence[str] = (), ssl: Any = None,
+                 client: Callable[..., Coroutine[Any, Any, dict[str, float]]] = fanout_client) -> dict[str, Any]:  # fmt: skip
     """`server_options`: a script and its arguments giving the server's ssl and gate (bench/tls.py); `ssl`:
-    the watch connections' client context."""
+    the watch connections' client context; `client`: what opens the watches (given `paths`, their HTTP watch
+    paths), starts the events and counts the deliveries, with `fanout_client`'s signature and answer."""
     port = free_port()
     per_vni = 4
     server = subprocess.Popen([*pin(0), sys.executable, "-c", FANOUT_SERVER, str(port), str(vnis), str(per_vni),
@@ -297,7 +306,7 @@ def bench_fanout(watchers: int, vnis: int, events: int, indexed: bool, tmp: Path
         sel = "fieldSelector=status.addressVNI%3D{v}" if indexed else "labelSelector=vni%3D{v}"
         paths = [f"{base}?watch=1&resourceVersion={rv}&{sel.format(v=w % vnis + 1)}" for w in range(watchers)]
         matching = watchers // vnis
-        return asyncio.run(fanout_client(port, str(rv), paths, server, events, events * matching, ssl)) | {
+        return asyncio.run(client(port, str(rv), paths, server, events, events * matching, ssl)) | {
             "watchers": watchers, "matching_per_event": matching, "indexed": indexed}  # fmt: skip
     finally:
         if server.stdin:

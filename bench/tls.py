@@ -21,8 +21,19 @@ secure interleaved round by round (plain, secure, plain, secure, ...) so both se
    user `kos:bench` in `kos:users`. Connections are opened (TLS handshakes done) before the clock starts.
    Reported: creates/s and the server's CPU µs per create; every answer checked to be 201 and the
    stored count checked.
-2. Watch deliveries: bench/apiserver.py's fan-out (`bench_fanout`), 1,000 watchers over TLS connections
-   with client certificates, 10 matching each event; deliveries/s and server CPU µs per event.
+2. Watch deliveries: bench/apiserver.py's fan-out (`bench_fanout`: its FANOUT_SERVER changes NAs in its store,
+   1,000 watches select a VNI each by field selector, 10 matching each event), measured two ways, both over
+   TLS connections with client certificates when secure:
+   * HTTP watches: one watch per connection (`fanout_client`), as kubectl and the client-go clients watch;
+     every delivery is a TLS record of its own.
+   * multiplexed: the same 1,000 watches (the same selectors and resourceVersion, as watch frames) over the
+     watch multiplexer (/apis/network.example.com/v1alpha1/watchmux, kos.apiserver.watchmux), `--mux-watches`
+     (100) per WebSocket, i.e. 10 connections, as kos's agents watch: what one connection is sent in one loop
+     turn leaves in one message. A lean aiohttp WebSocket client (`mux_client`) speaks the frame protocol and
+     counts the events of every record; an ERROR event or an ended watch fails the run.
+   Both: deliveries/s end to end (the first change written until the last expected delivery received, every
+   one required); the server's CPU µs per event read from /proc over that same span (so what the server
+   still writes after its own drain check counts); the load generator's (this process's) CPU µs per event.
 3. Holding rate: bench/throughput.py's search for the small-network shape (`--shape small`), plain and with
    `--tls` (real `kos apiserver`, controller manager, `kos simnodes --count 100` and `kos driver`
    processes, each with a kubeconfig of its own role). Needs the secure flags of issue 12 in this tree;
@@ -36,6 +47,8 @@ quiet machine for docs/performance.md.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import functools
 import inspect
 import json
 import os
@@ -44,6 +57,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +68,7 @@ sys.path.insert(0, str(BENCH))
 
 import apiserver as api_bench  # noqa: E402
 import throughput  # noqa: E402
+from kos.api.types import API_VERSION  # noqa: E402
 from kos.pki import directory  # noqa: E402
 from kos.pki.authority import issue_client  # noqa: E402
 from kos.util import calibration  # noqa: E402
@@ -207,10 +223,90 @@ def creates(mode: str, pki: Path, seconds: float, conns: int) -> dict[str, Any]:
 # --- 2. watch deliveries -----------------------------------------------------------------------------------
 
 
-def deliveries(mode: str, pki: Path, watchers: int, vnis: int, events: int, tmp: Path) -> dict[str, Any]:
+def deliveries(mode: str, pki: Path, watchers: int, vnis: int, events: int, tmp: Path, mux: int = 0) -> dict[str, Any]:
+    """bench/apiserver.py's fan-out: one HTTP watch per connection, or (`mux`) `mux` watches per multiplexed one."""
     ctx = client_context(pki) if mode == "secure" else None
-    r = api_bench.bench_fanout(watchers, vnis, events, True, tmp, server_options=[__file__, mode, str(pki)], ssl=ctx)
-    return {"deliveries_per_s": r["deliveries_per_s"], "server_cpu_us": r["server_cpu_us_per_event"]}
+    client = functools.partial(mux_client, per_connection=mux) if mux else api_bench.fanout_client
+    r = api_bench.bench_fanout(watchers, vnis, events, True, tmp, server_options=[__file__, mode, str(pki)], ssl=ctx,
+                               client=client)  # fmt: skip
+    return {"deliveries_per_s": r["deliveries_per_s"], "server_cpu_us": r["server_cpu_us_per_event_end_to_end"],
+            "server_cpu_us_own": r["server_cpu_us_per_event"], "client_cpu_us": r["client_cpu_us_per_event"]}  # fmt: skip
+
+
+async def mux_client(port: int, rv: str, paths: list[str], server: subprocess.Popen[str], events: int, expected: int,
+                     context: ssl.SSLContext | None, *, per_connection: int) -> dict[str, float]:  # fmt: skip
+    """`api_bench.fanout_client` over the watch multiplexer: the same watches (each HTTP watch path's query made
+    a watch frame), `per_connection` of them on each WebSocket to /apis/.../watchmux (wss:// with the client
+    certificate when `context`), every event counted and every expected one required; any ERROR event or end record
+    (a watch the server ended) fails the run."""
+    import aiohttp
+
+    loop = asyncio.get_running_loop()
+    total = 0
+    done = asyncio.Event()
+    failure: list[str] = []
+    url = f"{'wss' if context else 'ws'}://127.0.0.1:{port}/apis/{API_VERSION}/watchmux"
+
+    def count(data: bytes) -> None:  # records `<id> <n>\n<n bytes>` (kos.apiserver.watchmux)
+        nonlocal total
+        pos, end = 0, len(data)
+        while pos < end:
+            nl = data.index(b"\n", pos)
+            wid, _, size_s = data[pos:nl].partition(b" ")
+            size = int(size_s)
+            body = data[nl + 1 : nl + 1 + size]
+            pos = nl + 1 + size
+            if not size or b'{"type":"ERROR"' in body:
+                failure.append(f"watch {wid.decode()} ended or failed: {body[:300]!r}")
+                done.set()
+                return
+            total += body.count(b'{"type":"')
+        if total >= expected:
+            done.set()
+
+    async def read(ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                count(msg.data)
+        if not done.is_set():
+            failure.append(f"a watch connection closed ({ws.close_code})")
+            done.set()
+
+    session = aiohttp.ClientSession()
+    readers = []
+    try:
+        for c in range(0, len(paths), per_connection):
+            ws = await session.ws_connect(url, ssl=context if context else True, max_msg_size=0, compress=0)
+            for i, path in enumerate(paths[c : c + per_connection], start=c):
+                base, _, query = path.partition("?")
+                frame: dict[str, Any] = {k: v for k, v in urllib.parse.parse_qsl(query) if k != "watch"}
+                parts = base.split("/")  # /apis/<group>/<version>/namespaces/<ns>/<resource>
+                frame |= {"op": "watch", "id": i, "resource": parts[-1], "namespace": parts[-2]}
+                await ws.send_str(json.dumps(frame))
+            readers.append(asyncio.create_task(read(ws)))
+        await asyncio.sleep(1.0)  # all watches registered
+        if failure:
+            raise RuntimeError(failure[0])
+        assert server.stdin is not None and server.stdout is not None
+        t0, own0, server0 = time.perf_counter(), time.process_time(), api_bench.process_cpu(server.pid)
+        server.stdin.write(json.dumps({"events": events}) + "\n")
+        server.stdin.flush()
+        await asyncio.wait_for(done.wait(), 300)
+        elapsed, own = time.perf_counter() - t0, time.process_time() - own0
+        server_cpu = api_bench.process_cpu(server.pid) - server0
+        stats = json.loads(await loop.run_in_executor(None, server.stdout.readline))
+    finally:
+        for r in readers:
+            r.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        await session.close()
+    if failure:
+        raise RuntimeError(failure[0])
+    if total != expected:
+        raise RuntimeError(f"received {total} events, expected {expected}")
+    return {"deliveries": total, "seconds": elapsed, "deliveries_per_s": total / elapsed,
+            "server_cpu_us_per_event": stats["cpu_s"] / events * 1e6, "client_cpu_us_per_event": own / events * 1e6,
+            "server_cpu_us_per_event_end_to_end": server_cpu / events * 1e6}  # fmt: skip
 
 
 # --- 3. holding rate ---------------------------------------------------------------------------------------
@@ -243,7 +339,11 @@ def summarize(name: str, unit: str, key: str, runs: dict[str, list[dict[str, Any
         c = {m: statistics.median(r["server_cpu_us"] for r in runs[m]) for m in MODES}
         out["server_cpu_us"] = c
         cpu = f"; server CPU {c['plain']:.1f} → {c['secure']:.1f} µs ({c['secure'] / c['plain']:.2f}x)"
-    print(f"  {name:22s} plain {med['plain']:9.0f} {unit}, secure {med['secure']:9.0f} {unit}: "
+    if all("client_cpu_us" in r for m in MODES for r in runs[m]):
+        c = {m: statistics.median(r["client_cpu_us"] for r in runs[m]) for m in MODES}
+        out["client_cpu_us"] = c
+        cpu += f"; load generator CPU {c['plain']:.1f} → {c['secure']:.1f} µs"
+    print(f"  {name:24s} plain {med['plain']:9.0f} {unit}, secure {med['secure']:9.0f} {unit}: "
           f"secure/plain {out['ratio']:.2f} {'(>= 0.8)' if out['ratio'] >= 0.8 else '(BELOW 0.8)'}{cpu}",
           flush=True)  # fmt: skip
     return out
@@ -257,6 +357,7 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--events", type=int, default=20_000, help="events per delivery run")
     ap.add_argument("--watchers", type=int, default=1000)
+    ap.add_argument("--mux-watches", type=int, default=100, help="watches per multiplexed connection")
     ap.add_argument("--throughput-rounds", type=int, default=1, help="holding-rate searches (plain and secure each)")
     ap.add_argument("--throughput-seconds", type=float, default=15.0, help="cruise length of each trial")
     ap.add_argument("--throughput-start", type=float, default=200.0, help="first rate tried (ops/s)")
@@ -275,23 +376,35 @@ def main() -> int:
         pki = make_pki(tmp / "pki")
         results["secure"] = secure_gate(pki)[1]
         print(f"secure = {results['secure']}", flush=True)
-        runs: dict[str, dict[str, list[dict[str, Any]]]] = {"creates": {m: [] for m in MODES},
-                                                            "deliveries": {m: [] for m in MODES}}  # fmt: skip
+        runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+            k: {m: [] for m in MODES} for k in ("creates", "deliveries", "deliveries_mux")
+        }
         vnis = max(1, args.watchers // 10)
+        per = args.mux_watches
+        conns = -(-args.watchers // per)
         for i in range(args.rounds):
             for m in MODES:
                 c = creates(m, pki, args.seconds, args.connections)
                 runs["creates"][m].append(c)
                 w = deliveries(m, pki, args.watchers, vnis, args.events, tmp)
                 runs["deliveries"][m].append(w)
+                x = deliveries(m, pki, args.watchers, vnis, args.events, tmp, mux=per)
+                runs["deliveries_mux"][m].append(x)
                 print(f"  round {i + 1} {m:6s}: {c['creates_per_s']:7.0f} creates/s ({c['server_cpu_us']:6.1f} µs "
-                      f"server CPU, {c['client_cpu_us']:6.1f} µs load generator CPU each), {w['deliveries_per_s']:7.0f} deliveries/s ({w['server_cpu_us']:6.1f} µs "
-                      "server CPU per event)", flush=True)  # fmt: skip
+                      f"server CPU, {c['client_cpu_us']:6.1f} µs load generator CPU each)\n"
+                      f"{'':18s}HTTP watches {w['deliveries_per_s']:7.0f} deliveries/s ({w['server_cpu_us']:6.1f} µs "
+                      f"server CPU, {w['client_cpu_us']:6.1f} µs load generator CPU per event)\n"
+                      f"{'':18s}multiplexed  {x['deliveries_per_s']:7.0f} deliveries/s ({x['server_cpu_us']:6.1f} µs "
+                      f"server CPU, {x['client_cpu_us']:6.1f} µs load generator CPU per event)", flush=True)  # fmt: skip
         if args.rounds:
-            print(f"== medians of {args.rounds} rounds ({args.connections} connections, {args.watchers} watchers "
-                  f"with 10 matching each event)")  # fmt: skip
+            print(f"== medians of {args.rounds} rounds ({args.connections} connections for creates; {args.watchers} "
+                  f"watches with 10 matching each event, as HTTP watches (one per connection, as kubectl and "
+                  f"client-go watch) and multiplexed ({conns} watchmux WebSockets of {per} watches, as kos's "
+                  "agents watch))")  # fmt: skip
             results["creates"] = summarize("apiserver creates", "/s", "creates_per_s", runs["creates"])
-            results["deliveries"] = summarize("watch deliveries", "/s", "deliveries_per_s", runs["deliveries"])
+            results["deliveries"] = summarize("deliveries, HTTP watches", "/s", "deliveries_per_s", runs["deliveries"])
+            results["deliveries_mux"] = summarize("deliveries, multiplexed", "/s", "deliveries_per_s",
+                                                  runs["deliveries_mux"])  # fmt: skip
         lacking = "" if args.no_throughput else throughput_ready()
         if lacking:
             print(f"== holding rate skipped: this tree lacks {lacking}", flush=True)
