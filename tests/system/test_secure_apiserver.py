@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from kos.apiserver.auth.user import UserInfo
-from kos.pki.authority import new_ca
+from kos.pki.authority import issue_client, new_ca
 from kos.testing.kubeauthz import FakeSubjectAccessReview, SARRule
 from kos.testing.tlsfiles import TestPKI
 
@@ -38,9 +38,10 @@ class Server:
         self.pki = pki
 
     def call(
-        self, method: str, path: str, *, ctx: ssl.SSLContext, token: str = "", body: Any = None
-    ) -> tuple[int, Any]:
-        headers = {"Content-Type": "application/json"}
+        self, method: str, path: str, *, ctx: ssl.SSLContext, token: str = "", body: Any = None,
+        extra_headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:  # fmt: skip
+        headers = {"Content-Type": "application/json", **(extra_headers or {})}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         data = None if body is None else json.dumps(body).encode()
@@ -152,5 +153,54 @@ async def test_delegated_token_review_and_subject_access_review_from_kubeconfigs
             assert [b["spec"]["resourceAttributes"]["verb"] for b in fake.bodies] == ["list", "create"]
             code, _body = await asyncio.to_thread(server.call, "GET", f"{API}/subnets", ctx=ctx, token="mallory")
             assert code == 401
+        finally:
+            await asyncio.to_thread(server.stop)
+
+
+async def test_aggregated_mode_the_aggregator_probe_and_a_proxied_user(tmp_path: Path) -> None:
+    """kos behind a kube-apiserver: only the front proxy's certificate (CN allowed) may name users; the
+    aggregator's availability probe (GET the group-version as system:kube-aggregator in system:masters) is
+    served even though the delegated authorizer denies everything it is asked; a proxied user with no kos role
+    is judged by SubjectAccessReview."""
+    rules = [SARRule(allow=True, user="alice", verb="list", resource="networkattachments"), SARRule(allow=False)]
+    async with FakeSubjectAccessReview(rules) as fake:
+        kubeconfig = tmp_path / "delegation.kubeconfig"
+        kubeconfig.write_text(
+            "apiVersion: v1\nkind: Config\n"
+            f"clusters: [{{name: k, cluster: {{server: '{fake.url}'}}}}]\n"
+            "users: [{name: kos, user: {token: t}}]\n"
+            "contexts: [{name: k, context: {cluster: k, user: kos}}]\ncurrent-context: k\n"
+        )
+        pki = TestPKI(tmp_path / "pki")
+        front_proxy_ca = new_ca("front-proxy-ca")
+        (tmp_path / "front-proxy-ca.crt").write_bytes(front_proxy_ca.cert_pem())
+        tokens = tmp_path / "tokens.csv"
+        tokens.write_text("")
+        server = await asyncio.to_thread(
+            Server, pki, tokens,
+            ["--requestheader-client-ca-file", str(tmp_path / "front-proxy-ca.crt"),
+             "--requestheader-allowed-names", "front-proxy-client", "--authorization-kubeconfig", str(kubeconfig)],
+        )  # fmt: skip
+        try:
+            proxy = pki.client_context(issue_client(front_proxy_ca, "front-proxy-client"))
+            impostor = pki.client_context(issue_client(front_proxy_ca, "someone-else"))
+            aggregator = {"X-Remote-User": "system:kube-aggregator", "X-Remote-Group": "system:masters"}
+            probes = [asyncio.to_thread(server.call, "GET", API, ctx=proxy, extra_headers=aggregator)
+                      for _ in range(5)]  # fmt: skip
+            assert [code for code, _ in await asyncio.gather(*probes)] == [200] * 5
+            code, _ = await asyncio.to_thread(server.call, "GET", API, ctx=impostor, extra_headers=aggregator)
+            assert code == 401  # a front-proxy certificate whose CN is not allowed
+            forged = await asyncio.to_thread(server.call, "GET", API, ctx=pki.client_context(),
+                                             extra_headers=aggregator)  # fmt: skip
+            assert forged[0] == 401  # the headers without the proxy's certificate name nobody
+            alice = {"X-Remote-User": "alice", "X-Remote-Group": "tenant-a"}
+            code, _ = await asyncio.to_thread(server.call, "GET", f"{API}/networkattachments", ctx=proxy,
+                                              extra_headers=alice)  # fmt: skip
+            assert code == 200
+            code, refused = await asyncio.to_thread(server.call, "GET", f"{API}/iplocks", ctx=proxy,
+                                                    extra_headers=alice)  # fmt: skip
+            assert code == 403 and 'User "alice" cannot list resource "iplocks"' in refused["message"]
+            reviewed = [b["spec"]["user"] for b in fake.bodies]
+            assert "system:kube-aggregator" not in reviewed and reviewed.count("alice") == 2
         finally:
             await asyncio.to_thread(server.stop)
