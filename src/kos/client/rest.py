@@ -30,16 +30,17 @@ import dataclasses
 import os
 import ssl as ssl_
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
 from kos.api import codec
-from kos.api.errors import Expired, ServiceUnavailable, StatusError
+from kos.api.errors import ServiceUnavailable, StatusError
 from kos.api.meta import Status, status
 from kos.api.resources import BY_TYPE, Resource
 from kos.api.types import API_VERSION, Object
 from kos.client.config import ClientConfig, check_headers
+from kos.client.pager import ListPage, list_pages
 from kos.client.pool import HTTPPool
 from kos.client.ratelimit import TokenBucket
 from kos.client.transport import ConnectionFailed, Response, StreamRefused, Transport
@@ -66,16 +67,6 @@ __all__ = [
 log = get_logger(__name__)
 
 T = TypeVar("T", bound=Object)
-
-
-class _ListMeta(msgspec.Struct, rename="camel", gc=False):
-    resource_version: str = ""
-    continue_: str = msgspec.field(default="", name="continue")
-
-
-class _List(msgspec.Struct, Generic[T], gc=False):
-    metadata: _ListMeta
-    items: list[T]
 
 
 MAX_RETRIES = 10
@@ -312,66 +303,36 @@ class Client:
         limit: int = 0,
         inconsistent_ok: bool = False,
     ) -> tuple[list[T], str]:
-        """All matching objects (following `continue` when paging) and the list's resourceVersion.
-
-        When the server no longer has the snapshot the pages come from (410 Expired on a continue
-        token), the result must still be one snapshot, so everything is listed again in one request,
-        as client-go's pager does (`FullListIfExpired`). With `inconsistent_ok`, the listing goes on
-        instead with the token the 410 carries (kube-apiserver's "inconsistent continue", kubernetes
-        #66981): the rest of the keys as they are now — objects changed since the first page may show
-        up — and the resourceVersion returned is the one the remaining pages were served at.
-        """
+        """All matching objects (following `continue` when paging, `limit` a page) and the list's resourceVersion,
+        as one snapshot unless `inconsistent_ok` (`kos.client.pager.list_pages`)."""
         res = BY_TYPE[cls]
         params = _given({"labelSelector": label_selector, "fieldSelector": field_selector,
                          "resourceVersion": resource_version, "resourceVersionMatch": resource_version_match})  # fmt: skip
-        first = dict(params)
-        if limit:
-            params["limit"] = str(limit)
-        items: list[T] = []
-        rv = ""
-        dec = self._decoder(_List[cls])  # type: ignore[valid-type]
-        while True:
-            try:
-                data = await self._request("GET", self.path(res, namespace), params=params)
-            except Expired as e:
-                if "continue" not in params:
-                    raise
-                if inconsistent_ok and e.continue_token:
-                    log.info(
-                        "list snapshot expired; going on from the current state", resource=res.plural, reason=e.message
-                    )
-                    params["continue"] = e.continue_token
-                    rv = ""  # the remaining pages come from a newer snapshot
-                    continue
-                log.info("list snapshot of the first page expired; listing everything again", resource=res.plural)
-                items, rv, params = [], "", dict(first)
-                continue
-            page = dec.decode(data)
-            items.extend(page.items)
-            self._stats.list_objects += len(page.items)
-            rv = rv or page.metadata.resource_version
-            if not page.metadata.continue_:
-                return items, rv
-            params = {k: v for k, v in params.items() if k not in ("resourceVersion", "resourceVersionMatch")}
-            params["continue"] = page.metadata.continue_
+        path = self.path(res, namespace)
+
+        async def get(query: dict[str, str]) -> bytes:
+            return await self._request("GET", path, params=query)
+
+        def counted(n: int) -> None:
+            self._stats.list_objects += n
+
+        return await list_pages(get, self._decoder(ListPage[cls]), params, limit=limit,  # type: ignore[valid-type]
+                                inconsistent_ok=inconsistent_ok, resource=res.plural, counted=counted)  # fmt: skip
 
     async def create(self, obj: T) -> T:
-        res = BY_TYPE[type(obj)]
-        data = await self._request("POST", self.path(res, obj.metadata.namespace), body=codec.encode(obj))
-        out: T = self._decoder(type(obj)).decode(data)
-        return out
+        return await self._send_object("POST", obj, self.path(BY_TYPE[type(obj)], obj.metadata.namespace))
 
     async def update(self, obj: T) -> T:
-        res = BY_TYPE[type(obj)]
         m = obj.metadata
-        data = await self._request("PUT", self.path(res, m.namespace, m.name), body=codec.encode(obj))
-        out: T = self._decoder(type(obj)).decode(data)
-        return out
+        return await self._send_object("PUT", obj, self.path(BY_TYPE[type(obj)], m.namespace, m.name))
 
     async def update_status(self, obj: T) -> T:
-        res = BY_TYPE[type(obj)]
         m = obj.metadata
-        data = await self._request("PUT", self.path(res, m.namespace, m.name, "status"), body=codec.encode(obj))
+        return await self._send_object("PUT", obj, self.path(BY_TYPE[type(obj)], m.namespace, m.name, "status"))
+
+    async def _send_object(self, method: str, obj: T, path: str) -> T:
+        """`obj` sent to `path` with `method`; what the server answered, decoded as `obj`'s type."""
+        data = await self._request(method, path, body=codec.encode(obj))
         out: T = self._decoder(type(obj)).decode(data)
         return out
 
