@@ -6,8 +6,8 @@ connection agent run unchanged as their identities; the tests with client certif
 `test_authz_tls.py`. Shown: an admin may do everything; a user in `kos:users` creates Subnets and NAs but
 writes no status; node-a's agent cannot write node-b's NA, an IPAM field, delete an NA or create a Subnet; the
 controller manager cannot create a Subnet or write the agent's fields; a denied multiplexed watch is an ERROR
-on its id while the connection goes on; and the controller manager and an agent do their normal work with
-nothing denied.
+on its id while the connection goes on. That the real controller manager and an agent do their normal work
+with nothing denied is shown over TLS, with their certificates, in `test_authz_tls.py`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,7 @@ from typing import Any
 import aiohttp
 import msgspec
 import pytest
-from prometheus_client import CollectorRegistry
 
-from kos.agent.connection_agent import AgentSettings, ConnectionAgent
-from kos.agent.metrics import AgentMetricFamilies
 from kos.api.errors import Forbidden
 from kos.api.meta import ObjectMeta
 from kos.api.types import (
@@ -42,11 +39,8 @@ from kos.apiserver.auth.gate import Decision, Gate
 from kos.apiserver.auth.user import AUTHENTICATED, SYSTEM_MASTERS, UserInfo
 from kos.apiserver.server import APIServer
 from kos.client.rest import Client
-from kos.fabric.sim import SimFabric, SimNetwork
 from kos.testing.apiserver import running_apiserver
-from kos.testing.controllers import start_cm
 from kos.testing.kubeauthz import HeaderAuthenticator, user_agent_identity
-from kos.testing.wait import eventually
 
 NS = "ns1"
 PREFIX = f"/apis/{GROUP}/v1alpha1"
@@ -219,60 +213,3 @@ def _records(data: bytes) -> list[tuple[int, bytes]]:
         out.append((wid, rest[:n].strip()))
         data = rest[n:]
     return out
-
-
-async def test_the_controller_manager_and_an_agent_work_with_nothing_denied(
-    server: APIServer, clients: dict[str, Client], denials: Denials
-) -> None:
-    root = clients["root"]
-    cm = await start_cm(server)  # User-Agent kos-controller-manager, watches multiplexed
-    agent_client = Client(server.url, user_agent="kos-agent/node-a")
-    fabric = SimFabric(SimNetwork(), "node-a", "192.0.2.1")
-    agent = ConnectionAgent(agent_client, fabric, AgentSettings("node-a", "192.0.2.1", frozenset(), 2),
-                            AgentMetricFamilies(CollectorRegistry()))  # fmt: skip
-    await agent.start()
-    try:
-        await root.create(subnet())
-        for name in ("a", "b"):
-            await root.create(na(name, "node-a"))
-        await root.create(na("c", "node-b"))
-        await eventually(lambda: _all_ready(root, ("a", "b")), timeout=20)
-        assert (await root.get(Subnet, NS, "s1")).status.validated
-        assert (await root.get(NetworkAttachment, NS, "c")).status.ipv4  # addressed; no agent for node-b
-        await root.delete(NetworkAttachment, NS, "a")  # the agent removes the interface, IPAM releases the lock
-        await eventually(lambda: _locks(root, 2), timeout=20)
-        await eventually(lambda: _interfaces(fabric, 1), timeout=20)
-        await root.delete(Subnet, NS, "s1")  # IPAM clears the addresses, the agent its fields
-        await eventually(lambda: _cleared(root, "b"), timeout=20)
-    finally:
-        await agent.stop()
-        await agent_client.close()
-        await cm.stop()
-    assert denials.denied == []
-    assert _forbidden_count(server) == 0
-
-
-async def _all_ready(client: Client, names: tuple[str, ...]) -> bool:
-    for n in names:
-        st = (await client.get(NetworkAttachment, NS, n)).status
-        if not (st.ipv4 and st.ifc_name and st.host_ip and st.mac_address):
-            return False
-    return True
-
-
-async def _locks(client: Client, n: int) -> bool:
-    return len((await client.list(IPLock, NS))[0]) == n
-
-
-async def _interfaces(fabric: SimFabric, n: int) -> bool:
-    return len(await fabric.list_local_ifcs()) == n
-
-
-async def _cleared(client: Client, name: str) -> bool:
-    st = (await client.get(NetworkAttachment, NS, name)).status
-    return not (st.ipv4 or st.host_ip or st.ifc_name or st.mac_address)
-
-
-def _forbidden_count(server: APIServer) -> float:
-    return sum(s.value for m in server.metrics.requests.collect() for s in m.samples
-               if s.name.endswith("_total") and s.labels.get("code") == "403")  # fmt: skip
