@@ -5,6 +5,7 @@
   catches up with etcd's current revision, as kube-apiserver's consistent list from cache does).
 * A watch resumed on the other replica from its last `resourceVersion` continues with exactly the events after
   it: nothing lost, nothing repeated, no relist.
+* `/readyz` is 503 ("storage unreachable") while etcd is down, and 200 again once it is back.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from kos.api.meta import ObjectMeta
@@ -25,6 +27,7 @@ from kos.storage.interface import Event, Store
 from kos.storage.url import open_store
 from kos.testing.apiserver import running_apiserver
 from kos.testing.etcd import EtcdProcess
+from kos.testing.wait import eventually
 
 pytestmark = pytest.mark.skipif(
     shutil.which("etcd") is None, reason="etcd is not on PATH (make test installs it as root)"
@@ -114,3 +117,22 @@ async def test_a_watch_resumed_on_the_other_replica_misses_and_repeats_nothing(
                 break
         assert seen == [f"s{i}" for i in range(15)]
         assert cb.list_objects_received == lists_before  # resumed, not relisted
+
+
+async def test_readyz_is_false_while_etcd_is_unreachable_and_true_again_after(etcd: EtcdProcess) -> None:
+    async with running_apiserver(etcd.url + "/ready") as server, aiohttp.ClientSession(server.url) as http:
+
+        async def readyz() -> tuple[int, str]:
+            async with http.get("/readyz", params={"verbose": "1"}) as r:
+                return r.status, await r.text()
+
+        assert (await readyz())[0] == 200
+        etcd.kill(0)
+        await eventually(lambda: _status_is(readyz, 503), timeout=15)
+        assert "storage unreachable" in (await readyz())[1]
+        etcd.restart(0)
+        await eventually(lambda: _status_is(readyz, 200), timeout=30)
+
+
+async def _status_is(probe: Any, code: int) -> bool:
+    return bool((await probe())[0] == code)

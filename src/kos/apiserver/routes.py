@@ -47,6 +47,7 @@ from kos.apiserver.handlers import ResourceAPI
 from kos.apiserver.inflight import READ_ONLY_METHODS, InFlight
 from kos.apiserver.metrics import APIServerMetrics
 from kos.apiserver.namespaces import Namespaces, core_v1_resources
+from kos.apiserver.readiness import StoreReadiness
 from kos.apiserver.resourcepath import PREFIX, wants_watch
 from kos.apiserver.watchstream import WatchStreams
 from kos.http.messages import Reply, Request, Response
@@ -79,6 +80,8 @@ class Routes:
         inflight: InFlight | None = None,
     ) -> None:
         self.gate = gate or Gate.insecure()
+        self.readiness: StoreReadiness | None = None
+        """The store's reachability and the cache's lag, for /readyz (set by the server)."""
         self.inflight = inflight or InFlight(400, 200, metrics)
         self.api = api
         self.watches = watches
@@ -215,7 +218,7 @@ class Routes:
             return "watch cache not loaded"
         if c.failed is not None:
             return f"watch cache failed: {c.failed}"
-        return None
+        return self.readiness.problem() if self.readiness is not None else None
 
 
 def _path_attributes(user: UserInfo, request: Request, namespace: str | None) -> Attributes:

@@ -24,6 +24,7 @@ from kos.apiserver.gc import GarbageCollector
 from kos.apiserver.handlers import RequestMetrics, ResourceAPI
 from kos.apiserver.inflight import InFlight
 from kos.apiserver.metrics import APIServerMetrics
+from kos.apiserver.readiness import StoreReadiness
 from kos.apiserver.registry import Registry, SubnetAdmission, WriteRules
 from kos.apiserver.routes import Routes
 from kos.apiserver.strategy import for_plural
@@ -107,6 +108,8 @@ class APIServer:
         self.cacher: Cacher | None = None
         self.gc: GarbageCollector | None = None
         self.protection: ProtectionController | None = None
+        self.readiness: StoreReadiness | None = None
+        """Whether the store answers and the cache keeps up with it (/readyz)."""
         self.registries: dict[str, Registry] = {}
         self.ssl = ssl
         self.port = settings.port
@@ -161,6 +164,8 @@ class APIServer:
         self._bookmarks = asyncio.create_task(
             bookmarks.run(self.cacher, self.registries, s.bookmark_interval, self.clock), name="kos-bookmarks"
         )
+        self.readiness = StoreReadiness(self.store, self.cacher, clock=self.clock)
+        self.readiness.start()
         self.http = HTTPServer(self.build_app(), s.host, s.port, limits=s.http_limits(), ssl=self.ssl)
         await self.http.start()
         self.port = self.http.port
@@ -209,6 +214,8 @@ class APIServer:
             await self.gc.stop()
         if self.protection is not None:
             await self.protection.stop()
+        if self.readiness is not None:
+            await self.readiness.stop()
         if self.cacher is not None:
             await self.cacher.stop()
         if self._own_store and self._store is not None:
@@ -242,7 +249,9 @@ class APIServer:
             return Upgrade(mux.protocol(ws, user))
 
         inflight = InFlight(s.max_requests_inflight, s.max_mutating_requests_inflight, self.metrics)
-        return Routes(api, watches, upgrade, self.cacher, self.metrics, self.gate, inflight)
+        routes = Routes(api, watches, upgrade, self.cacher, self.metrics, self.gate, inflight)
+        routes.readiness = self.readiness
+        return routes
 
 
 class _ClientErrorsQuiet(logging.LoggerAdapter):  # type: ignore[type-arg]
