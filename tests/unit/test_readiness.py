@@ -3,10 +3,14 @@ watch cache has not reached the revision the store reported `lag_grace` seconds 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+import aiohttp
 
 from kos.apiserver.readiness import StoreReadiness
 from kos.storage.interface import Unavailable
+from kos.testing.apiserver import running_apiserver
 from kos.testing.clock import FakeClock
 
 
@@ -67,3 +71,22 @@ async def test_the_checks_run_on_the_clock_until_stopped() -> None:
     store.down = False
     await clock.advance(5.0)
     assert r.problem() is not None  # stopped: nothing checks any more
+
+
+async def test_a_shutdown_delay_turns_readyz_false_while_calls_are_still_served() -> None:
+    """kube-apiserver's --shutdown-delay-duration: first not ready (so traffic moves away), then stop. Real time
+    is the point here: the server keeps serving for the delay (2 s, far longer than the checks take)."""
+    async with (
+        running_apiserver(shutdown_delay=2.0, check_cache=False) as server,
+        aiohttp.ClientSession(server.url) as http,
+    ):
+        async with http.get("/readyz") as r:
+            assert r.status == 200
+        stopping = asyncio.create_task(server.stop())
+        await asyncio.sleep(0)
+        async with http.get("/readyz", params={"verbose": "1"}) as r:
+            assert r.status == 503 and "shutting down" in await r.text()
+        async with http.get("/apis/network.example.com/v1alpha1/subnets") as r:
+            assert r.status == 200  # still serving during the delay
+        assert not stopping.done()
+        await asyncio.wait_for(stopping, 10)  # the second stop (leaving the block) does not wait again

@@ -45,8 +45,12 @@ class StoreReadiness:
         self._samples: collections.deque[tuple[float, int]] = collections.deque()
         """(monotonic time, store revision) of recent checks, oldest first."""
         self._task: asyncio.Task[None] | None = None
+        self.draining = False
+        """Set when the server is about to stop: not ready, whatever the store says."""
 
     def problem(self) -> str | None:
+        if self.draining:
+            return "shutting down"
         if self._unreachable is not None:
             return f"storage unreachable: {self._unreachable}"
         due = self.clock.monotonic() - self.lag_grace

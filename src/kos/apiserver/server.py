@@ -64,6 +64,9 @@ class Settings:
     watchmux_max_bytes: int = 128 << 20
     shutdown_timeout: float = 3.0
     """Seconds shutdown waits for requests in flight and for watch clients to take their end, per step."""
+    shutdown_delay: float = 0.0
+    """Seconds a stopping server keeps serving with /readyz false before it stops accepting, so load balancers
+    and clients move away first (kube-apiserver's --shutdown-delay-duration)."""
     max_requests_inflight: int = 400
     """Read-only calls served at once before the next is answered 429 (0: no cap; `inflight`)."""
     max_mutating_requests_inflight: int = 200
@@ -193,9 +196,13 @@ class APIServer:
         New connections are refused first; calls in flight are answered; every watch is ended — an HTTP
         watch with the end of its chunked stream, a multiplexed one with its end record and the
         connection with 1001 — so clients resume from their last revision elsewhere; what still runs
-        after `shutdown_timeout` is cancelled.
+        after `shutdown_timeout` is cancelled. With a `shutdown_delay`, /readyz is 503 ("shutting down") for that
+        long first while everything is still served.
         """
         t = self.settings.shutdown_timeout
+        if self.readiness is not None and self.settings.shutdown_delay > 0 and not self.readiness.draining:
+            self.readiness.draining = True
+            await self.clock.sleep(self.settings.shutdown_delay)
         if self.http is not None:
             self.http.close()
         if self._bookmarks is not None:

@@ -20,7 +20,7 @@ from kos.apiserver.auth.gate import Gate
 from kos.apiserver.server import APIServer, Settings
 from kos.cli import authflags
 from kos.cli.common import UsageError, add_logging_flags, run_until_signalled
-from kos.cli.settings import at_least, existing_file, host_port, positive
+from kos.cli.settings import at_least, existing_file, host_port, number_at_least, positive
 from kos.http.tls import ReloadingContext, ServingFiles
 from kos.pki.kubeconfig import KubeConfigError, load_kubeconfig
 from kos.storage.interface import StoreError
@@ -110,6 +110,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="reject creating a Subnet that conflicts with an existing one",
     )
     p.add_argument("--bookmark-interval", type=positive, default=10.0, help="seconds between watch bookmarks")
+    p.add_argument("--shutdown-delay-duration", type=number_at_least(0), default=0.0,
+                   help="seconds a stopping server keeps serving with /readyz false before it stops accepting")  # fmt: skip
     # bounds on what one client can make the server hold (docs/operations.md); in `p` itself, not an argument
     # group, whose flags would not read KOS_<FLAG>
     d = Settings()
@@ -172,6 +174,7 @@ def _server_settings(args: argparse.Namespace) -> Settings:
         max_request_bytes=args.max_request_bytes,
         check_subnet_conflicts=args.check_subnets_conflicts,
         bookmark_interval=args.bookmark_interval,
+        shutdown_delay=args.shutdown_delay_duration,
         **{name: getattr(args, name) for name, *_ in _BOUNDS},
     )
 
