@@ -109,8 +109,15 @@ class ControllerManager:
         self._campaign = asyncio.get_running_loop().create_task(self._campaign_until_lost(), name="kos-leader-election")
 
     async def _campaign_until_lost(self) -> None:
+        """Run the election; `lost` is set when leadership is lost, or when the campaign itself failed (say, the
+        controllers could not start), so the command exits rather than idling without controllers."""
         assert self.elector is not None
-        await self.elector.run()
+        try:
+            await self.elector.run()
+        except Exception as e:  # any failure ends this candidacy; the supervisor restarts the process
+            log.error("leader election failed", error=repr(e))
+            self.lost.set()
+            return
         if self.elector.lost:
             self.lost.set()
 
