@@ -56,21 +56,17 @@ class Resource:
     namespaced: bool = True
     group: str = GROUP
     version: str = VERSION
+    api_version: str = dataclasses.field(init=False)
+    """`group/version` of the kind, e.g. `network.example.com/v1alpha1`."""
+    prefix: str = dataclasses.field(init=False)
+    """The path its group-version is served under, e.g. `/apis/coordination.k8s.io/v1`."""
+    qualified: str = dataclasses.field(init=False)
+    """`plural.group`, as Kubernetes names a resource in messages (`leases.coordination.k8s.io`)."""
 
-    @property
-    def api_version(self) -> str:
-        """`group/version` of the kind, e.g. `network.example.com/v1alpha1`."""
-        return f"{self.group}/{self.version}"
-
-    @property
-    def prefix(self) -> str:
-        """The path its group-version is served under, e.g. `/apis/coordination.k8s.io/v1`."""
-        return f"/apis/{self.group}/{self.version}"
-
-    @property
-    def qualified(self) -> str:
-        """`plural.group`, as Kubernetes names a resource in messages (`leases.coordination.k8s.io`)."""
-        return f"{self.plural}.{self.group}"
+    def __post_init__(self) -> None:  # computed once: the request path reads them on every call
+        object.__setattr__(self, "api_version", f"{self.group}/{self.version}")
+        object.__setattr__(self, "prefix", f"/apis/{self.group}/{self.version}")
+        object.__setattr__(self, "qualified", f"{self.plural}.{self.group}")
 
     def field_values(self, obj: Any) -> dict[str, str]:
         return {name: get(obj) for name, get in self.selectable.items()}
