@@ -28,8 +28,10 @@ from kos.api.errors import Forbidden
 from kos.api.meta import ObjectMeta
 from kos.api.types import (
     GROUP,
+    LEADER_ELECTION_NAMESPACE,
     IPLock,
     IPLockSpec,
+    Lease,
     NetworkAttachment,
     NetworkAttachmentSpec,
     Subnet,
@@ -43,6 +45,7 @@ from kos.apiserver.auth.user import CONTROLLER_MANAGER, NODES_GROUP, SYSTEM_MAST
 from kos.apiserver.server import APIServer
 from kos.client.rest import Client
 from kos.controllers import manager
+from kos.controllers.leaderelection import LeaderElectionConfig
 from kos.fabric.sim import SimFabric, SimNetwork
 from kos.pki.authority import Identity, issue_client, issue_server, new_ca
 from kos.testing.apiserver import running_apiserver
@@ -244,7 +247,8 @@ async def test_the_controller_manager_and_an_agent_work_with_nothing_denied(
     admin = secure["admin"]
     # the controller manager's own client, given its certificate (its flags for that come with kubeconfigs)
     monkeypatch.setattr(manager, "Client", functools.partial(Client, ssl=secure.pki.client_ctx("cm")))
-    cm = await start_cm(secure.server)
+    # with leader election, as `kos controller-manager` runs by default: its Lease in kube-system is allowed
+    cm = await start_cm(secure.server, leader_election=LeaderElectionConfig(identity="cm-under-test"))
     agent_client = Client(secure.server.url, ssl=secure.pki.client_ctx("node-a"), user_agent="kos-agent/node-a")
     fabric = SimFabric(SimNetwork(), "node-a", "192.0.2.1")
     agent = ConnectionAgent(agent_client, fabric, AgentSettings("node-a", "192.0.2.1", frozenset(), 2),
@@ -256,6 +260,8 @@ async def test_the_controller_manager_and_an_agent_work_with_nothing_denied(
             await admin.create(na(name, "node-a"))
         await admin.create(na("c", "node-b"))
         await eventually(lambda: _ready(admin, ("a", "b")), timeout=20)
+        lease = await admin.get(Lease, LEADER_ELECTION_NAMESPACE, "kos-controller-manager")
+        assert lease.spec.holder_identity == "cm-under-test"
         assert (await admin.get(Subnet, NS, "s1")).status.validated
         assert (await admin.get(NetworkAttachment, NS, "c")).status.ipv4
         await admin.delete(NetworkAttachment, NS, "a")

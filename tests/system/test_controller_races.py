@@ -39,8 +39,10 @@ SUBNET_SPECS = [
 
 def start_cm(server: APIServerProcess, tmp: Path, name: str, seed: int) -> KosProcess:
     port = free_port()
+    # --no-leader-elect: both managers active at once is the race under test (leader election would idle one)
     p = KosProcess(["controller-manager", "--server", server.url, "--metrics-listen", f"127.0.0.1:{port}",
-                    "--insecure", "--seed", str(seed), "--log-level", "warning"], tmp / f"{name}.log")  # fmt: skip
+                    "--insecure", "--seed", str(seed), "--log-level", "warning",
+                    "--no-leader-elect"], tmp / f"{name}.log")  # fmt: skip
     p.wait_http(f"http://127.0.0.1:{port}/healthz")
     return p
 

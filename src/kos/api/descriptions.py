@@ -95,6 +95,10 @@ TYPES: Final[dict[str, str]] = {
     ),
     "IPLockSpec": "Where the locked address was taken from.",
     "IPLockList": "IPLockList is a list of IPLocks.",
+    # --- Lease (Kubernetes' words, k8s.io/api/coordination/v1) -------------------------------
+    "Lease": "Lease defines a lease concept.",
+    "LeaseSpec": "LeaseSpec is a specification of a Lease.",
+    "LeaseList": "LeaseList is a list of Lease objects.",
 }
 """Description of each type, by its name."""
 
@@ -376,6 +380,31 @@ FIELDS: Final[dict[str, dict[str, str]]] = {
     "IPLock": _kind_fields("IPLock"),
     "IPLockSpec": {"subnetName": "The name of the subnet the address was taken from (informational)."},
     "IPLockList": _list_fields("IPLocks"),
+    "Lease": {
+        "apiVersion": _API_VERSION,
+        "kind": _KIND,
+        "metadata": _OBJECT_METADATA,
+        "spec": "spec contains the specification of the Lease.",
+    },
+    "LeaseSpec": {
+        "holderIdentity": "holderIdentity contains the identity of the holder of a current lease.",
+        "leaseDurationSeconds": (
+            "leaseDurationSeconds is a duration that candidates for a lease need to wait to force acquire it."
+            " This is measured against the time of last observed renewTime."
+        ),
+        "acquireTime": "acquireTime is a time when the current lease was acquired (MicroTime).",
+        "renewTime": "renewTime is a time when the current holder of a lease has last updated the lease (MicroTime).",
+        "leaseTransitions": "leaseTransitions is the number of transitions of a lease between holders.",
+        "strategy": (
+            "Strategy indicates the strategy for picking the leader for coordinated leader election."
+            " The only value is OldestEmulationVersion."
+        ),
+        "preferredHolder": (
+            "PreferredHolder signals to a lease holder that the lease has a more optimal holder and should be"
+            " given up. This field can only be set if Strategy is also set."
+        ),
+    },
+    "LeaseList": _list_fields("Lease objects"),
 }
 """Description of each field, by type name and JSON field name."""
 
@@ -394,5 +423,7 @@ LIST_TYPES: Final[dict[tuple[str, str], dict[str, object]]] = {
 
 FORMATS: Final[dict[tuple[str, str], str]] = {
     ("ExecReport", "exitStatus"): "int32",
+    ("LeaseSpec", "leaseDurationSeconds"): "int32",
+    ("LeaseSpec", "leaseTransitions"): "int32",
 }
 """Integer formats other than the default int64."""

@@ -33,6 +33,7 @@ import msgspec
 
 from kos.api.field import FieldError
 from kos.api.meta import ListMeta, Status, StatusCause, StatusDetails, status
+from kos.api.resources import BY_KIND, BY_PLURAL
 from kos.api.types import GROUP
 
 
@@ -188,27 +189,33 @@ def too_many_requests(message: str, retry_after: int = 1) -> TooManyRequests:
     return TooManyRequests(message, details=StatusDetails(retry_after_seconds=retry_after))
 
 
+def group_of(plural: str) -> str:
+    """The API group of a served resource (kos's own for any other name)."""
+    r = BY_PLURAL.get(plural)
+    return GROUP if r is None else r.group
+
+
 def qualified(plural: str) -> str:
-    return f"{plural}.{GROUP}"
+    return f"{plural}.{group_of(plural)}"
 
 
 def not_found(plural: str, kind: str, name: str) -> NotFound:
     return NotFound(
-        f'{qualified(plural)} "{name}" not found', details=StatusDetails(name=name, group=GROUP, kind=plural)
+        f'{qualified(plural)} "{name}" not found', details=StatusDetails(name=name, group=group_of(plural), kind=plural)
     )
 
 
 def already_exists(plural: str, name: str) -> AlreadyExists:
     return AlreadyExists(
         f'{qualified(plural)} "{name}" already exists',
-        details=StatusDetails(name=name, group=GROUP, kind=plural),
+        details=StatusDetails(name=name, group=group_of(plural), kind=plural),
     )
 
 
 def conflict(plural: str, name: str, why: str) -> Conflict:
     return Conflict(
         f'Operation cannot be fulfilled on {qualified(plural)} "{name}": {why}',
-        details=StatusDetails(name=name, group=GROUP, kind=plural),
+        details=StatusDetails(name=name, group=group_of(plural), kind=plural),
     )
 
 
@@ -236,7 +243,7 @@ def precondition_failed(plural: str, name: str, field: str, wanted: str, actual:
         f'Operation cannot be fulfilled on {qualified(plural)} "{name}": {why}',
         details=StatusDetails(
             name=name,
-            group=GROUP,
+            group=group_of(plural),
             kind=plural,
             causes=(StatusCause(reason=PRECONDITION_FAILED, message=why, field=where),),
         ),
@@ -248,8 +255,12 @@ def is_precondition_failed(err: BaseException) -> bool:
     return isinstance(err, Conflict) and err.has_cause(PRECONDITION_FAILED)
 
 
-def invalid(kind: str, name: str, errors: list[FieldError], *, group: str = GROUP) -> Invalid:
-    """422 Invalid as kube-apiserver words it; `group` is `meta.k8s.io` for options such as ListOptions."""
+def invalid(kind: str, name: str, errors: list[FieldError], *, group: str = "") -> Invalid:
+    """422 Invalid as kube-apiserver words it; `group` is `meta.k8s.io` for options such as ListOptions, and by
+    default the group of the served `kind` (kos's own for any other)."""
+    if not group:
+        r = BY_KIND.get(kind)
+        group = GROUP if r is None else r.group
     if len(errors) == 1:
         summary = str(errors[0])
     else:

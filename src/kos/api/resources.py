@@ -11,8 +11,14 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from kos.api.types import (
+    COORDINATION_GROUP,
+    COORDINATION_VERSION,
+    GROUP,
+    VERSION,
     IPLock,
     IPLockList,
+    Lease,
+    LeaseList,
     NetworkAttachment,
     NetworkAttachmentList,
     Object,
@@ -48,6 +54,19 @@ class Resource:
     columns: tuple[Column, ...]
     categories: tuple[str, ...] = ("all", "kos")
     namespaced: bool = True
+    group: str = GROUP
+    version: str = VERSION
+    api_version: str = dataclasses.field(init=False)
+    """`group/version` of the kind, e.g. `network.example.com/v1alpha1`."""
+    prefix: str = dataclasses.field(init=False)
+    """The path its group-version is served under, e.g. `/apis/coordination.k8s.io/v1`."""
+    qualified: str = dataclasses.field(init=False)
+    """`plural.group`, as Kubernetes names a resource in messages (`leases.coordination.k8s.io`)."""
+
+    def __post_init__(self) -> None:  # computed once: the request path reads them on every call
+        object.__setattr__(self, "api_version", f"{self.group}/{self.version}")
+        object.__setattr__(self, "prefix", f"/apis/{self.group}/{self.version}")
+        object.__setattr__(self, "qualified", f"{self.plural}.{self.group}")
 
     def field_values(self, obj: Any) -> dict[str, str]:
         return {name: get(obj) for name, get in self.selectable.items()}
@@ -143,7 +162,27 @@ IPLOCKS: Final = Resource(
     ),
 )
 
-ALL: Final = (SUBNETS, NETWORK_ATTACHMENTS, IPLOCKS)
+LEASES: Final = Resource(
+    kind="Lease",
+    plural="leases",
+    singular="lease",
+    short_names=(),
+    object_type=Lease,
+    list_type=LeaseList,
+    has_status=False,
+    selectable=_meta_fields(),
+    indexed=("metadata.name", "metadata.namespace"),
+    columns=(Column("Holder", "string", "The current holder of the lease", lambda o: o.spec.holder_identity or ""),),
+    categories=(),
+    group=COORDINATION_GROUP,
+    version=COORDINATION_VERSION,
+)
+"""kube-apiserver's Lease, with its printer column (pkg/printers/internalversion: NAME HOLDER AGE)."""
+
+ALL: Final = (SUBNETS, NETWORK_ATTACHMENTS, IPLOCKS, LEASES)
 BY_PLURAL: Final = {r.plural: r for r in ALL}
 BY_KIND: Final = {r.kind: r for r in ALL}
 BY_TYPE: Final[dict[type[Any], Resource]] = {r.object_type: r for r in ALL}
+GROUP_VERSIONS: Final = tuple(dict.fromkeys((r.group, r.version) for r in ALL))
+"""The served group-versions, kos's own first: (group, version)."""
+PREFIXES: Final = tuple(f"/apis/{g}/{v}" for g, v in GROUP_VERSIONS)

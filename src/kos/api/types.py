@@ -1,4 +1,8 @@
-"""Subnet, NetworkAttachment and IPLock: the three kinds of group `network.example.com/v1alpha1`.
+"""Subnet, NetworkAttachment and IPLock, the three kinds of group `network.example.com/v1alpha1`; and Lease.
+
+Lease is Kubernetes' own `coordination.k8s.io/v1` kind, served so the controller
+manager can elect a leader as kube-controller-manager does (client-go
+tools/leaderelection) and kubectl can show who leads.
 
 Field names, JSON names and meanings follow the original KOS types field by field
 (reference §1). A Subnet is an address block in a virtual network (VNI); a
@@ -166,5 +170,58 @@ class IPLockList(TopLevel, frozen=True):
     items: list[IPLock] = msgspec.field(default_factory=list)
 
 
-Object = Subnet | NetworkAttachment | IPLock
-"""Any object of the three kinds."""
+# --- Lease (coordination.k8s.io/v1) -------------------------------------------------------------
+
+COORDINATION_GROUP: Final = "coordination.k8s.io"
+COORDINATION_VERSION: Final = "v1"
+COORDINATION_API_VERSION: Final = f"{COORDINATION_GROUP}/{COORDINATION_VERSION}"
+MICRO_TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
+"""Kubernetes' MicroTime on the wire (RFC 3339 with exactly six fraction digits, UTC: metav1.RFC3339Micro)."""
+
+
+LEADER_ELECTION_NAMESPACE: Final = "kube-system"
+"""Where the controller manager's Lease lives by default, as kube-controller-manager's (the built-in policy
+grants the controller manager its Leases in this namespace only)."""
+
+
+def micro_time(t: datetime.datetime) -> str:
+    """`t` (aware) as a MicroTime string, e.g. `2026-12-06T12:00:00.000000Z`."""
+    return t.astimezone(datetime.UTC).strftime(MICRO_TIME_FORMAT)
+
+
+def parse_micro_time(s: str) -> datetime.datetime:
+    """A MicroTime (or any RFC 3339 time) as an aware datetime; ValueError for anything else."""
+    t = datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        raise ValueError(f"{s!r} has no time zone")
+    return t
+
+
+class LeaseSpec(Wire, frozen=True):
+    """k8s.io/api/coordination/v1 LeaseSpec; times are MicroTime strings (`micro_time`), kept as sent."""
+
+    holder_identity: str | None = None
+    lease_duration_seconds: int | None = None
+    acquire_time: str | None = None
+    renew_time: str | None = None
+    lease_transitions: int | None = None
+    strategy: str | None = None
+    preferred_holder: str | None = None
+
+
+class Lease(TopLevel, frozen=True, kw_only=True):
+    api_version: str = COORDINATION_API_VERSION
+    kind: str = "Lease"
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+    spec: LeaseSpec = msgspec.field(default_factory=LeaseSpec)
+
+
+class LeaseList(TopLevel, frozen=True):
+    api_version: str = COORDINATION_API_VERSION
+    kind: str = "LeaseList"
+    metadata: ListMeta = msgspec.field(default_factory=ListMeta)
+    items: list[Lease] = msgspec.field(default_factory=list)
+
+
+Object = Subnet | NetworkAttachment | IPLock | Lease
+"""Any object of the four kinds."""

@@ -13,7 +13,7 @@ import json
 from kos.api import cidr, field, names
 from kos.api.field import FieldError
 from kos.api.meta import ObjectMeta
-from kos.api.types import IPLock, NetworkAttachment, Subnet
+from kos.api.types import IPLock, Lease, NetworkAttachment, Subnet, parse_micro_time
 
 MAX_EXEC_ARGS = 64
 MAX_EXEC_ARG_BYTES = 4096
@@ -217,3 +217,38 @@ def validate_iplock_update(new: IPLock, old: IPLock) -> list[FieldError]:
     if new.spec != old.spec:
         errs.append(field.forbidden("spec", "attempt to update immutable field"))
     return errs
+
+
+# --- Lease --------------------------------------------------------------------------------------
+
+LEASE_STRATEGIES = ["OldestEmulationVersion"]
+
+
+def validate_lease(lease: Lease) -> list[FieldError]:
+    """ValidateLease (k8s.io/kubernetes pkg/apis/coordination/validation): a positive duration, non-negative
+    transitions, MicroTime times, and a strategy (a known one) whenever a preferred holder is named."""
+    return validate_object_meta(lease.metadata) + _lease_spec_errors(lease)
+
+
+def _lease_spec_errors(lease: Lease) -> list[FieldError]:
+    errs: list[FieldError] = []
+    s = lease.spec
+    if s.lease_duration_seconds is not None and s.lease_duration_seconds <= 0:
+        errs.append(field.invalid("spec.leaseDurationSeconds", s.lease_duration_seconds, "must be greater than 0"))
+    if s.lease_transitions is not None and s.lease_transitions < 0:
+        errs.append(field.invalid("spec.leaseTransitions", s.lease_transitions, "must be greater than or equal to 0"))
+    for path, t in (("spec.acquireTime", s.acquire_time), ("spec.renewTime", s.renew_time)):
+        if t is not None:
+            try:
+                parse_micro_time(t)
+            except ValueError:
+                errs.append(field.invalid(path, t, "must be an RFC 3339 time such as 2006-01-02T15:04:05.000000Z"))
+    if s.strategy is not None and s.strategy not in LEASE_STRATEGIES:
+        errs.append(field.not_supported("spec.strategy", s.strategy, LEASE_STRATEGIES))
+    if s.preferred_holder and not s.strategy:
+        errs.append(field.forbidden("spec.preferredHolder", "may only be specified if `strategy` is defined"))
+    return errs
+
+
+def validate_lease_update(new: Lease, old: Lease) -> list[FieldError]:
+    return validate_object_meta_update(new.metadata, old.metadata) + _lease_spec_errors(new)

@@ -16,7 +16,6 @@ from kos.api import codec, errors, field
 from kos.api.errors import BadRequest
 from kos.api.meta import DeleteOptions
 from kos.api.resources import Resource
-from kos.api.types import API_VERSION, VERSION
 from kos.apiserver import params
 from kos.apiserver.registry import DeleteRequest
 
@@ -63,7 +62,7 @@ def decode_object(res: Resource, body: bytes, mode: str, name_hint: str = "") ->
     (Strict, Warn, Ignore). Malformed input raises a StatusError (400, or 422 naming the field)."""
     try:
         obj = codec.decode(body, res.object_type)
-        if obj.kind == res.kind and obj.api_version == API_VERSION:
+        if obj.kind == res.kind and obj.api_version == res.api_version:
             return obj, []
         first_error = ""
     except msgspec.ValidationError as e:
@@ -90,11 +89,13 @@ def _raw_object(res: Resource, body: bytes) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise BadRequest(f"the request body must be a JSON object (a {res.kind}), not {type(raw).__name__}")
     av, kind = raw.get("apiVersion"), raw.get("kind")
-    if av is not None and av != API_VERSION:
-        raise BadRequest(f"the API version in the data ({av}) does not match the expected API version ({API_VERSION})")
+    if av is not None and av != res.api_version:
+        raise BadRequest(
+            f"the API version in the data ({av}) does not match the expected API version ({res.api_version})"
+        )
     if kind is not None and kind != res.kind:
         raise BadRequest(
-            f'{kind} in version "{VERSION}" cannot be handled as a {res.kind}: the kind must be {res.kind}'
+            f'{kind} in version "{res.version}" cannot be handled as a {res.kind}: the kind must be {res.kind}'
         )
     return raw
 

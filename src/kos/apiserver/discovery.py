@@ -20,8 +20,8 @@ import msgspec
 from kos import __version__
 from kos.api import descriptions
 from kos.api import meta as api_meta
-from kos.api.resources import ALL, Resource
-from kos.api.types import API_VERSION, GROUP, VERSION
+from kos.api.resources import ALL, GROUP_VERSIONS, Resource
+from kos.api.types import GROUP, VERSION
 
 KUBE_COMPAT_MINOR = "30"
 """The Kubernetes minor version reported by /version (kubectl's version dispatcher picks its client from it)."""
@@ -38,22 +38,26 @@ def api_versions(server_address: str) -> dict[str, Any]:
     }
 
 
-def _group() -> dict[str, Any]:
-    gv = {"groupVersion": API_VERSION, "version": VERSION}
-    return {"name": GROUP, "versions": [gv], "preferredVersion": gv}
+def _group(group: str = GROUP, version: str = VERSION) -> dict[str, Any]:
+    gv = {"groupVersion": f"{group}/{version}", "version": version}
+    return {"name": group, "versions": [gv], "preferredVersion": gv}
 
 
 def api_group_list() -> dict[str, Any]:
-    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group()]}
+    """Every served group: kos's own and coordination.k8s.io (for Lease)."""
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group(g, v) for g, v in GROUP_VERSIONS]}
 
 
-def api_group() -> dict[str, Any]:
-    return {"kind": "APIGroup", "apiVersion": "v1", **_group()}
+def api_group(group: str = GROUP, version: str = VERSION) -> dict[str, Any]:
+    return {"kind": "APIGroup", "apiVersion": "v1", **_group(group, version)}
 
 
-def api_resource_list() -> dict[str, Any]:
+def api_resource_list(group: str = GROUP, version: str = VERSION) -> dict[str, Any]:
+    """The resources of one group-version (`/apis/{group}/{version}`)."""
     resources: list[dict[str, Any]] = []
     for r in ALL:
+        if r.group != group or r.version != version:
+            continue
         resources.append({
             "name": r.plural,
             "singularName": r.singular,
@@ -74,7 +78,7 @@ def api_resource_list() -> dict[str, Any]:
     return {
         "kind": "APIResourceList",
         "apiVersion": "v1",
-        "groupVersion": API_VERSION,
+        "groupVersion": f"{group}/{version}",
         "resources": resources,
     }
 
@@ -207,14 +211,19 @@ _KUBERNETES_TYPES = {api_meta.ObjectMeta, api_meta.ListMeta, api_meta.OwnerRefer
 """Kubernetes' own types, named as kube-apiserver names them; the rest (extendedMetadata too) are kos's."""
 
 
+_COORDINATION_TYPES = {"Lease", "LeaseList", "LeaseSpec"}
+
+
 def _def_name(t: type) -> str:
     if t in _KUBERNETES_TYPES:
         return f"{_META}{t.__name__}"
+    if t.__name__ in _COORDINATION_TYPES:
+        return f"io.k8s.api.coordination.v1.{t.__name__}"
     return f"com.example.network.{VERSION}.{t.__name__}"
 
 
 def _gvk(r: Resource, kind: str | None = None) -> dict[str, str]:
-    return {"group": GROUP, "version": VERSION, "kind": kind or r.kind}
+    return {"group": r.group, "version": r.version, "kind": kind or r.kind}
 
 
 _PATCH_TYPES = ["application/json-patch+json", "application/merge-patch+json"]
@@ -228,7 +237,7 @@ _BOOL_PARAMS = {"watch", "allowWatchBookmarks", "sendInitialEvents"}
 def _operations(r: Resource) -> list[tuple[str, str, str, str, list[str], bool]]:
     """(path, method, action, operationId, query parameters, has a body) for every operation of a kind."""
     k = r.kind
-    base = f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{r.plural}"
+    base = f"{r.prefix}/namespaces/{{namespace}}/{r.plural}"
     ops = [
         (base, "get", "list", f"listNamespaced{k}", _LIST_PARAMS, False),
         (base, "post", "post", f"createNamespaced{k}", _WRITE_PARAMS, True),
@@ -238,7 +247,7 @@ def _operations(r: Resource) -> list[tuple[str, str, str, str, list[str], bool]]
         (base + "/{name}", "patch", "patch", f"patchNamespaced{k}", _WRITE_PARAMS, True),
         (base + "/{name}", "delete", "delete", f"deleteNamespaced{k}", ["dryRun", "propagationPolicy"], True),
         (
-            f"/apis/{GROUP}/{VERSION}/{r.plural}",
+            f"{r.prefix}/{r.plural}",
             "get",
             "list",
             f"list{k}ForAllNamespaces",
@@ -294,12 +303,14 @@ def openapi_v2() -> dict[str, Any]:
             "definitions": defs}  # fmt: skip
 
 
-def openapi_v3() -> dict[str, Any]:
-    """The OpenAPI 3.0 document of network.example.com/v1alpha1 (what kubectl reads for field validation)."""
+def openapi_v3(group: str = GROUP, version: str = VERSION) -> dict[str, Any]:
+    """The OpenAPI 3.0 document of one group-version (what kubectl reads for field validation)."""
     schemas: dict[str, Any] = {}
     gen = _Schemas(schemas, "#/components/schemas/", v3=True)
     paths: dict[str, Any] = {}
     for r in ALL:
+        if r.group != group or r.version != version:
+            continue
         obj_ref = gen.ref(r.object_type)
         schemas[_def_name(r.object_type)]["x-kubernetes-group-version-kind"] = [_gvk(r)]
         gen.ref(r.list_type)
@@ -329,8 +340,10 @@ def openapi_v3() -> dict[str, Any]:
     }
 
 
-def openapi_v3_root(gv_doc: bytes) -> dict[str, Any]:
-    digest = hashlib.sha512(gv_doc).hexdigest().upper()
-    return {
-        "paths": {f"apis/{GROUP}/{VERSION}": {"serverRelativeURL": f"/openapi/v3/apis/{GROUP}/{VERSION}?hash={digest}"}}
-    }
+def openapi_v3_root(gv_docs: dict[str, bytes]) -> dict[str, Any]:
+    """The `/openapi/v3` index: each `group/version` (key of `gv_docs`) with the hash of its document."""
+    paths = {}
+    for gv, doc in gv_docs.items():
+        digest = hashlib.sha512(doc).hexdigest().upper()
+        paths[f"apis/{gv}"] = {"serverRelativeURL": f"/openapi/v3/apis/{gv}?hash={digest}"}
+    return {"paths": paths}

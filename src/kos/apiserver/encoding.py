@@ -10,7 +10,6 @@ from __future__ import annotations
 from kos.api import codec
 from kos.api.errors import StatusError
 from kos.api.resources import Resource
-from kos.api.types import API_VERSION
 from kos.apiserver import negotiation, table
 from kos.apiserver.cache import Entry
 from kos.apiserver.registry import ListResult
@@ -73,7 +72,7 @@ def list_reply(res: Resource, result: ListResult, out: negotiation.Output, inclu
         meta += b',"remainingItemCount":' + str(result.remaining).encode()
     meta += b"}"
     body = b"".join([
-        b'{"apiVersion":"', API_VERSION.encode(), b'","kind":"', res.list_kind.encode(),
+        b'{"apiVersion":"', res.api_version.encode(), b'","kind":"', res.list_kind.encode(),
         b'","metadata":', meta, b',"items":[', b",".join(e.json() for e in result.entries), b"]}",
     ])  # fmt: skip
     return Reply(200, body)

@@ -20,7 +20,6 @@ import msgspec
 
 from kos.api import errors
 from kos.api.errors import BadRequest, MethodNotAllowed, StatusError
-from kos.api.types import GROUP, VERSION
 from kos.apiserver import listoptions, negotiation, params, patch, resourcepath, urlparts
 from kos.apiserver.auth.attributes import Attributes
 from kos.apiserver.auth.gate import Admit, Gate
@@ -93,7 +92,7 @@ class ResourceAPI:
         inflight.inc()
         code = 500
         try:
-            route = resourcepath.parse_path(tail)
+            route = resourcepath.parse_path(tail, req.path[: -len(tail) - 1])
             resource, sub = route.resource.plural, route.subresource
             query = urlparts.parse_query(req.query)
             verb = resourcepath.verb(method, query, route)
@@ -102,7 +101,8 @@ class ResourceAPI:
             admit = None
             gate = self.gate
             if gate.authorizer is not None:  # (an attribute test is all an insecure server pays)
-                attrs = Attributes(user, verb, api_group=GROUP, api_version=VERSION, resource=resource,
+                r = route.resource
+                attrs = Attributes(user, verb, api_group=r.group, api_version=r.version, resource=resource,
                                    subresource=sub, namespace=route.namespace or "", name=route.name)  # fmt: skip
                 await gate.authorize(attrs)
                 if verb not in _READS:

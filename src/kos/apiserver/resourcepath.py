@@ -2,6 +2,7 @@
 
     /apis/network.example.com/v1alpha1/[namespaces/{ns}/]{plural}[/{name}[/status]]
     /apis/network.example.com/v1alpha1/watch/[namespaces/{ns}/]{plural}[/{name}]   (legacy watch paths)
+    /apis/coordination.k8s.io/v1/...   the same shapes, for the Lease kind (`resources.PREFIXES`)
 
 Paths arrive raw (percent-encoded) and are decoded by `urlparts`, once, for every front end.
 """
@@ -11,11 +12,22 @@ from __future__ import annotations
 from typing import Any
 
 from kos.api.errors import MethodNotAllowed, NotFound, StatusError
-from kos.api.resources import BY_PLURAL, Resource
+from kos.api.resources import BY_PLURAL, PREFIXES, Resource
 from kos.api.types import GROUP, VERSION
 from kos.apiserver import params, urlparts
 
 PREFIX = f"/apis/{GROUP}/{VERSION}"
+"""kos's own group-version; `OTHER_PREFIXES` are the other groups served (coordination.k8s.io/v1)."""
+OTHER_PREFIXES = tuple(p for p in PREFIXES if p != PREFIX)
+
+
+def split(path: str) -> tuple[str, str] | None:
+    """(prefix, tail) of a raw path under one of the other group-versions' prefixes, or None."""
+    for p in OTHER_PREFIXES:
+        n = len(p)
+        if len(path) > n + 1 and path[n] == "/" and path.startswith(p):
+            return p, path[n + 1 :]
+    return None
 
 
 class ResourcePath:
@@ -47,8 +59,9 @@ def wants_watch(method: str, tail: str, raw_query: str) -> bool:
         return False
 
 
-def parse_path(tail: str) -> ResourcePath:
-    """Route a raw (still percent-encoded) path after `PREFIX/`; a malformed one raises NotFound or BadRequest.
+def parse_path(tail: str, prefix: str = PREFIX) -> ResourcePath:
+    """Route a raw (still percent-encoded) path after `prefix/` (a group-version's `PREFIX` or one of
+    `OTHER_PREFIXES`); a malformed one, or a resource of another group, raises NotFound or BadRequest.
 
     An empty segment is never a wildcard: `namespaces//subnets` is 404, not every namespace's subnets (the
     cluster-wide form is the path without `namespaces/{ns}/`). One trailing `/` is allowed, as kube-apiserver
@@ -63,7 +76,7 @@ def parse_path(tail: str) -> ResourcePath:
     if "" in parts:
         raise NotFound(
             "the server could not find the requested resource: the path has an empty segment ('//'); to address"
-            f" every namespace use {PREFIX}/{{plural}}"
+            f" every namespace use {prefix}/{{plural}}"
         )
     watch_path = bool(parts) and parts[0] == "watch"
     if watch_path:
@@ -77,13 +90,13 @@ def parse_path(tail: str) -> ResourcePath:
     if not parts:
         raise NotFound("the server could not find the requested resource")
     res = BY_PLURAL.get(parts[0])
-    if res is None:
-        raise NotFound(f'the server could not find the requested resource "{parts[0]}" in {GROUP}/{VERSION}')
+    if res is None or res.prefix != prefix:
+        raise NotFound(f'the server could not find the requested resource "{parts[0]}" in {prefix[6:]}')
     r = ResourcePath(res)
     r.namespace, r.watch_path = namespace, watch_path
     if len(parts) >= 2:
         if namespace is None:
-            raise NotFound(f"{res.plural} are namespaced: use {PREFIX}/namespaces/{{namespace}}/{res.plural}/{{name}}")
+            raise NotFound(f"{res.plural} are namespaced: use {prefix}/namespaces/{{namespace}}/{res.plural}/{{name}}")
         r.collection = False
         r.name = urlparts.segment_name(parts[1], "Name")
     if len(parts) >= 3:
@@ -108,7 +121,7 @@ def verb(method: str, query: Any, route: ResourcePath) -> str:
         if method == "DELETE" and route.namespace is not None:
             return "deletecollection"
         raise MethodNotAllowed(
-            f"{method} is not allowed on {PREFIX}/{route.resource.plural}"
+            f"{method} is not allowed on {route.resource.prefix}/{route.resource.plural}"
             + ("" if route.namespace else " (use a namespaced path to create or delete)")
         )
     if method == "GET":

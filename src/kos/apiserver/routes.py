@@ -2,6 +2,7 @@
 
     /apis/network.example.com/v1alpha1/...   calls (`handlers`), watches (`watchstream`),
                                               the watch multiplexer (`.../watchmux`, a WebSocket)
+    /apis/coordination.k8s.io/v1/...         the same for Lease (no multiplexer)
     /api, /api/v1, /apis, /apis/{group}[/{version}], /version      discovery (`discovery`)
     /api/v1/namespaces[/{name}]               implicit namespaces (`namespaces`)
     /openapi/v2, /openapi/v3[/apis/{group}/{version}]              OpenAPI
@@ -35,7 +36,7 @@ from kos.api.errors import (
     Unauthorized,
 )
 from kos.api.meta import status as status_object
-from kos.api.types import GROUP, VERSION
+from kos.api.resources import GROUP_VERSIONS
 from kos.apiserver import discovery
 from kos.apiserver.auth.attributes import Attributes
 from kos.apiserver.auth.authn.union import UnionAuthenticator
@@ -48,7 +49,7 @@ from kos.apiserver.inflight import READ_ONLY_METHODS, InFlight
 from kos.apiserver.metrics import APIServerMetrics
 from kos.apiserver.namespaces import Namespaces, core_v1_resources
 from kos.apiserver.readiness import StoreReadiness
-from kos.apiserver.resourcepath import PREFIX, wants_watch
+from kos.apiserver.resourcepath import PREFIX, split, wants_watch
 from kos.apiserver.watchstream import WatchStreams
 from kos.http.messages import Reply, Request, Response
 from kos.http.probes import Probes
@@ -120,6 +121,8 @@ class Routes:
                 counts[kind] -= 1
         if path in PROBE_PATHS:
             return await self._other(request, user, path)
+        if (other := split(path)) is not None:  # another group's kind (Lease): no watch multiplexer there
+            return await self._other_group(request, user, other[1])
         lim = self.inflight
         counts, kind = lim.counts, int(request.method not in READ_ONLY_METHODS)
         if counts[kind] >= lim.caps[kind] and (refused := lim.refuse(user, kind)) is not None:
@@ -127,6 +130,21 @@ class Routes:
         counts[kind] += 1
         try:
             return await self._other(request, user, path)
+        finally:
+            counts[kind] -= 1
+
+    async def _other_group(self, request: Request, user: UserInfo, tail: str) -> Response:
+        """A call or watch on `/apis/{group}/{version}/...` of a group other than kos's own."""
+        method = request.method
+        if method == "GET" and wants_watch(method, tail, request.query):
+            return await self.watches.serve(request, tail, user)
+        lim = self.inflight
+        counts, kind = lim.counts, int(method not in READ_ONLY_METHODS)
+        if counts[kind] >= lim.caps[kind] and (refused := lim.refuse(user, kind)) is not None:
+            return refused
+        counts[kind] += 1
+        try:
+            return await self.api.serve(request, tail, user)
         finally:
             counts[kind] -= 1
 
@@ -182,21 +200,20 @@ class Routes:
     def _add_documents(self) -> None:
         enc = msgspec.json.encode
         ex = self.exact
-        for path, body in (
-            ("/api/v1", core_v1_resources()),
-            ("/apis", discovery.api_group_list()),
-            (f"/apis/{GROUP}", discovery.api_group()),
-            (PREFIX, discovery.api_resource_list()),
-            ("/version", discovery.version_info()),
-        ):
+        docs = [("/api/v1", core_v1_resources()), ("/apis", discovery.api_group_list()),
+                ("/version", discovery.version_info())]  # fmt: skip
+        for g, v in GROUP_VERSIONS:
+            docs += [(f"/apis/{g}", discovery.api_group(g, v)), (f"/apis/{g}/{v}", discovery.api_resource_list(g, v))]
+        for path, body in docs:
             ex[path] = ex[path + "/"] = _document(enc(body))
         ex["/apis/"] = ex["/apis"]
         ex["/api"] = ex["/api/"] = self._api_versions
         ex["/api/v1/namespaces"] = self.namespaces.list
         ex["/openapi/v2"] = _openapi(enc(discovery.openapi_v2()), "/openapi/v2", None)
-        v3 = enc(discovery.openapi_v3())
+        v3 = {f"{g}/{v}": enc(discovery.openapi_v3(g, v)) for g, v in GROUP_VERSIONS}
         ex["/openapi/v3"] = _document(enc(discovery.openapi_v3_root(v3)))
-        ex[f"/openapi/v3/apis/{GROUP}/{VERSION}"] = _openapi(v3, "/openapi/v3", {"Cache-Control": "public, immutable"})
+        for gv, doc in v3.items():
+            ex[f"/openapi/v3/apis/{gv}"] = _openapi(doc, "/openapi/v3", {"Cache-Control": "public, immutable"})
 
     async def _api_versions(self, request: Request) -> Response:
         host = request.header(b"host") or ""

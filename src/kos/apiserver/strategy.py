@@ -26,6 +26,7 @@ from kos.api.types import (
     SECTION_SPEC,
     SECTION_STATUS,
     IPLock,
+    Lease,
     NetworkAttachment,
     NetworkAttachmentStatus,
     Subnet,
@@ -33,7 +34,7 @@ from kos.api.types import (
     exec_reports_equivalent,
 )
 
-ObjT = TypeVar("ObjT", Subnet, NetworkAttachment, IPLock)
+ObjT = TypeVar("ObjT", Subnet, NetworkAttachment, IPLock, Lease)
 replace = msgspec.structs.replace
 
 
@@ -249,7 +250,33 @@ class IPLockStrategy:
         raise NotImplementedError("IPLock has no status subresource")
 
 
+# --- Lease --------------------------------------------------------------------------------------
+
+
+class LeaseStrategy:
+    """Kubernetes' lease strategy (pkg/registry/coordination/lease/strategy.go): the spec is the client's,
+    times included (the holder writes them), with no status and no extended metadata."""
+
+    resource = resources.LEASES
+
+    def prepare_for_create(self, obj: Lease, now: datetime.datetime) -> Lease:
+        return replace(obj, metadata=prepare_create_meta(obj.metadata, now))
+
+    def validate(self, obj: Lease) -> list[FieldError]:
+        return validation.validate_lease(obj)
+
+    def prepare_for_update(self, new: Lease, old: Lease, now: datetime.datetime) -> Lease:
+        return replace(new, metadata=prepare_update_meta(new.metadata, old.metadata, new.spec != old.spec))
+
+    def validate_update(self, new: Lease, old: Lease) -> list[FieldError]:
+        return validation.validate_lease_update(new, old)
+
+    def prepare_for_status_update(self, new: Lease, old: Lease, now: datetime.datetime) -> Lease:
+        raise NotImplementedError("Lease has no status subresource")
+
+
 STRATEGIES: dict[str, Any] = {
+    "leases": LeaseStrategy(),
     "subnets": SubnetStrategy(),
     "networkattachments": NetworkAttachmentStrategy(),
     "iplocks": IPLockStrategy(),

@@ -63,7 +63,6 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from kos.api import codec, watchframe
 from kos.api.errors import BadRequest, InternalError, StatusError, too_many_requests
 from kos.api.resources import BY_PLURAL
-from kos.api.types import GROUP, VERSION
 from kos.apiserver import listoptions, urlparts
 from kos.apiserver.auth.attributes import Attributes
 from kos.apiserver.auth.gate import Gate
@@ -411,7 +410,8 @@ class MuxConnection(_Outbox):
     ) -> None:
         try:
             if self.gate.authorizer is not None:
-                await self.gate.authorize(Attributes(self.user, "watch", api_group=GROUP, api_version=VERSION,
+                await self.gate.authorize(Attributes(self.user, "watch", api_group=reg.resource.group,
+                                                     api_version=reg.resource.version,
                                                      resource=reg.resource.plural, namespace=namespace or ""))  # fmt: skip
             w = await reg.watch(namespace, opts)
         except BaseException as e:

@@ -19,7 +19,6 @@ import msgspec
 from kos.api import watchframe
 from kos.api.resources import Resource
 from kos.api.selectors import FieldSelector, LabelSelector
-from kos.api.types import API_VERSION
 from kos.apiserver.cache import Cacher, ResourceCache, deliver
 from kos.apiserver.reads import check_scope, parse_rv
 from kos.apiserver.watchers import Watcher
@@ -100,7 +99,7 @@ def bookmark(resource: Resource, rev: int, *, initial_events_end: bool = False) 
     meta: dict[str, Any] = {"resourceVersion": str(rev)}
     if initial_events_end:
         meta["annotations"] = {"k8s.io/initial-events-end": "true"}
-    obj = {"kind": resource.kind, "apiVersion": API_VERSION, "metadata": meta}
+    obj = {"kind": resource.kind, "apiVersion": resource.api_version, "metadata": meta}
     return watchframe.frame(watchframe.BOOKMARK, msgspec.json.encode(obj))
 
 

@@ -17,7 +17,6 @@ from typing import Any
 
 from kos.api import codec, errors, watchframe
 from kos.api.errors import StatusError
-from kos.api.types import GROUP, VERSION
 from kos.apiserver import listoptions, negotiation, params, resourcepath, table, urlparts
 from kos.apiserver.auth.attributes import Attributes
 from kos.apiserver.auth.gate import Gate
@@ -62,12 +61,13 @@ class WatchStreams:
         t0 = time.perf_counter()
         resource = ""
         try:
-            route = resourcepath.parse_path(tail)
+            route = resourcepath.parse_path(tail, req.path[: -len(tail) - 1])
             resource = route.resource.plural
             q = urlparts.parse_query(req.query)
             verb = resourcepath.verb(req.method, q, route)
             if self.gate.authorizer is not None:
-                await self.gate.authorize(Attributes(user, verb, api_group=GROUP, api_version=VERSION, resource=resource,
+                r = route.resource
+                await self.gate.authorize(Attributes(user, verb, api_group=r.group, api_version=r.version, resource=resource,
                                                      namespace=route.namespace or "", name=route.name))  # fmt: skip
             reg = self.registries[resource]
             opts, timeout = listoptions.watch_request(q, route.resource, "" if route.collection else route.name)

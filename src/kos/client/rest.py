@@ -219,7 +219,7 @@ class Client:
 
     @staticmethod
     def path(res: Resource, namespace: str | None, name: str = "", sub: str = "") -> str:
-        p = f"/apis/{API_VERSION}/"
+        p = res.prefix + "/"
         if namespace:
             p += f"namespaces/{namespace}/"
         p += res.plural

@@ -7,9 +7,9 @@ group short-circuit). The roles, by who holds them:
 
 | who                                                   | may                                                    |
 |-------------------------------------------------------|--------------------------------------------------------|
-| controller manager (user `system:kos:controller-manager`) | get/list/watch subnets and networkattachments; get/update/patch their `status`; every verb on iplocks (kos has no leases) |
+| controller manager (user `system:kos:controller-manager`) | get/list/watch subnets and networkattachments; get/update/patch their `status`; every verb on iplocks; get/list/watch/create/update/patch leases in `kube-system` (leader election, as kube-controller-manager's role there) |
 | node agent (user `system:node:<n>` in `system:nodes`)  | get/list/watch subnets and networkattachments; get/update/patch `networkattachments/status` (admission narrows that to its own node's agent-owned fields: `kos.apiserver.auth.noderestriction`) |
-| users (members of `AuthSettings.users_group`)          | every verb on subnets and networkattachments (not their status: get only); get/list/watch iplocks |
+| users (members of `AuthSettings.users_group`)          | every verb on subnets and networkattachments (not their status: get only); get/list/watch iplocks and leases (who leads; only the controller manager and admins write leases) |
 | every authenticated user                               | discovery and OpenAPI (`/api`, `/api/*`, `/apis`, `/apis/*`, `/openapi/*`), `/version`, `/healthz`, `/livez`, `/readyz`; get/list namespaces |
 | anonymous (`system:anonymous`)                         | `/healthz`, `/livez`, `/readyz`, `/version` |
 | group `system:monitoring`                             | `/metrics` |
@@ -23,8 +23,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 
-from kos.api.resources import IPLOCKS, NETWORK_ATTACHMENTS, SUBNETS
-from kos.api.types import GROUP
+from kos.api.resources import IPLOCKS, LEASES, NETWORK_ATTACHMENTS, SUBNETS
+from kos.api.types import COORDINATION_GROUP, GROUP, LEADER_ELECTION_NAMESPACE
 from kos.apiserver.auth.attributes import Attributes
 from kos.apiserver.auth.gate import Decision
 from kos.apiserver.auth.user import (
@@ -42,6 +42,7 @@ ALL_VERBS = frozenset({"get", "list", "watch", "create", "update", "patch", "del
 STATUS_WRITE = frozenset({"get", "update", "patch"})
 GET = frozenset({"get"})
 PATH_VERBS = frozenset({"get", "head"})
+LEASE_VERBS = frozenset({"get", "list", "watch", "create", "update", "patch"})
 
 ResourceRules = Mapping[str, Mapping[str, Mapping[str, frozenset[str]]]]
 """API group → resource (plural) → subresource ("" for the resource itself) → verbs."""
@@ -50,17 +51,21 @@ ResourceRules = Mapping[str, Mapping[str, Mapping[str, frozenset[str]]]]
 @dataclasses.dataclass(frozen=True, slots=True)
 class Role:
     """What one role allows: `resources` (see `ResourceRules`), non-resource `paths` (exact) and `prefixes`
-    (a path starting with one), each with `PATH_VERBS`."""
+    (a path starting with one), each with `PATH_VERBS`; a `namespace` confines the resource rules to it (an RBAC
+    Role rather than a ClusterRole)."""
 
     name: str
     resources: ResourceRules = dataclasses.field(default_factory=dict)
     paths: frozenset[str] = frozenset()
     prefixes: tuple[str, ...] = ()
+    namespace: str = ""
 
     def allows(self, attrs: Attributes) -> bool:
         if not attrs.resource_request:
             p = attrs.path
             return attrs.verb in PATH_VERBS and (p in self.paths or p.startswith(self.prefixes))
+        if self.namespace and attrs.namespace != self.namespace:
+            return False
         by_resource = self.resources.get(attrs.api_group)
         if by_resource is None:
             return False
@@ -79,7 +84,7 @@ def rules(*entries: tuple[str, str, str, Iterable[str]]) -> ResourceRules:
     return out
 
 
-_SN, _NA, _LK = SUBNETS.plural, NETWORK_ATTACHMENTS.plural, IPLOCKS.plural
+_SN, _NA, _LK, _LE = SUBNETS.plural, NETWORK_ATTACHMENTS.plural, IPLOCKS.plural, LEASES.plural
 HEALTH_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
 
 CONTROLLER_MANAGER_ROLE = Role(
@@ -88,6 +93,12 @@ CONTROLLER_MANAGER_ROLE = Role(
           (GROUP, _NA, "", READ), (GROUP, _NA, "status", STATUS_WRITE),
           (GROUP, _LK, "", ALL_VERBS)),
 )  # fmt: skip
+CONTROLLER_MANAGER_LEASE_ROLE = Role(
+    "controller-manager-leader-election",
+    rules((COORDINATION_GROUP, _LE, "", LEASE_VERBS)),
+    namespace=LEADER_ELECTION_NAMESPACE,
+)
+"""kube-controller-manager's `system::leader-locking-kube-controller-manager` Role in kube-system, for kos."""
 NODE_ROLE = Role(
     "node",
     rules((GROUP, _SN, "", READ), (GROUP, _SN, "status", GET),
@@ -97,7 +108,7 @@ USER_ROLE = Role(
     "user",
     rules((GROUP, _SN, "", ALL_VERBS), (GROUP, _SN, "status", GET),
           (GROUP, _NA, "", ALL_VERBS), (GROUP, _NA, "status", GET),
-          (GROUP, _LK, "", READ)),
+          (GROUP, _LK, "", READ), (COORDINATION_GROUP, _LE, "", READ)),
 )  # fmt: skip
 AUTHENTICATED_ROLE = Role(
     "authenticated",
@@ -136,7 +147,9 @@ class BuiltinPolicy:
         node = len(name) > _NODE_PREFIX_LEN and name.startswith(NODE_USER_PREFIX)  # `system:node:` alone is none
         if node and NODES_GROUP in groups and NODE_ROLE.allows(attrs):
             return True
-        if name == CONTROLLER_MANAGER and CONTROLLER_MANAGER_ROLE.allows(attrs):
+        if name == CONTROLLER_MANAGER and (
+            CONTROLLER_MANAGER_ROLE.allows(attrs) or CONTROLLER_MANAGER_LEASE_ROLE.allows(attrs)
+        ):
             return True
         if self.users_group in groups and USER_ROLE.allows(attrs):
             return True
