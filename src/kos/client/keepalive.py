@@ -16,8 +16,8 @@ The probes are the kernel's: no packet goes out while data flows, and a connecti
 
 from __future__ import annotations
 
-import asyncio
 import socket
+from typing import Any, Protocol
 
 __all__ = ["COUNT", "IDLE", "INTERVAL", "USER_TIMEOUT_MS", "keep_alive"]
 
@@ -45,8 +45,13 @@ _OPTIONS = [
 ]
 
 
-def keep_alive(transport: asyncio.BaseTransport) -> None:
-    """Turn on the keepalive above on `transport`'s TCP socket (plain or TLS; asyncio's or uvloop's).
+class _HasSocket(Protocol):
+    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
+
+
+def keep_alive(transport: _HasSocket) -> None:
+    """Turn on the keepalive above on the TCP socket of `transport` (an asyncio or uvloop transport, plain or
+    TLS, or aiohttp's WebSocket: anything with `get_extra_info("socket")`).
 
     A transport without a TCP socket (a Unix socket, a test's fake) is left alone; an option the
     platform refuses is skipped (OSError), so this never fails a connection.
