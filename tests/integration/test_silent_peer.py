@@ -88,9 +88,10 @@ async def test_every_client_connection_has_keepalive_within_the_bound(replicas: 
 
 async def test_a_call_to_a_silent_server_times_out_and_is_answered_by_the_next(replicas: list[APIServer]) -> None:
     a, b = replicas
-    async with SilentProxy("127.0.0.1", a.port) as proxy, Client(
-        ClientConfig.for_server(f"{proxy.url},{b.url}"), timeout=2.0
-    ) as client:
+    async with (
+        SilentProxy("127.0.0.1", a.port) as proxy,
+        Client(ClientConfig.for_server(f"{proxy.url},{b.url}"), timeout=2.0) as client,
+    ):
         created = await client.create(sn("s0", 100))  # through the proxy, to A
         transport = client.transport
         assert isinstance(transport, FailoverTransport) and transport.server == proxy.url
@@ -111,9 +112,11 @@ async def test_a_multiplexed_watch_on_a_silent_server_resumes_on_the_next_withou
         assert obj is not None
         seen.append(f"{typ} {obj.metadata.name}")
 
-    async with SilentProxy("127.0.0.1", a.port) as proxy, Client(
-        ClientConfig.for_server(f"{proxy.url},{b.url}"), timeout=2.0, watch_mux=True
-    ) as client, Client(b.url) as writer:
+    async with (
+        SilentProxy("127.0.0.1", a.port) as proxy,
+        Client(ClientConfig.for_server(f"{proxy.url},{b.url}"), timeout=2.0, watch_mux=True) as client,
+        Client(b.url) as writer,
+    ):
         reflector: Reflector[Subnet] = Reflector(client, Subnet, Indexer(), on_event, namespace=NS)
         reflector.initial_backoff = 0.01
         task = asyncio.create_task(reflector.run())
