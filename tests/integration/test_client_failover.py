@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from kos.api.errors import ServiceUnavailable
 from kos.api.meta import ObjectMeta
 from kos.api.types import Subnet, SubnetSpec
 from kos.apiserver.server import APIServer
@@ -75,3 +76,27 @@ async def test_calls_and_a_watch_move_to_the_second_server_when_the_first_stops(
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_write_cut_off_after_it_was_sent_is_not_sent_to_the_next_server(replicas: list[APIServer]) -> None:
+    """The first "server" reads the request and closes without answering: it may have applied it, so the
+    client reports ServiceUnavailable rather than creating it a second time on B (client-go does the same)."""
+    b = replicas[1]
+    heads: list[bytes] = []
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with Client(ClientConfig.for_server(f"http://127.0.0.1:{port},{b.url}")) as client:
+            with pytest.raises(ServiceUnavailable):
+                await client.create(sn("once", 100))
+            assert len(heads) == 1 and heads[0].startswith(b"POST ")
+            assert (await client.list(Subnet, NS))[0] == []  # B never saw it; and the list went to B
+            assert isinstance(client.transport, FailoverTransport) and client.transport.server == b.url
+    finally:
+        server.close()
+        await server.wait_closed()
