@@ -258,7 +258,7 @@ class Client:
                 method, path, query=params, body=body, headers=headers, timeout=self._timeout
             )
         except (TimeoutError, ConnectionFailed) as e:
-            raise ServiceUnavailable(f"cannot reach {self.server}: {type(e).__name__}: {e}") from e
+            raise ServiceUnavailable(f"cannot reach {self._where()}: {type(e).__name__}: {e}") from e
         if r.status < 300:
             return r.body
         attempt = 0
@@ -282,7 +282,12 @@ class Client:
                 method, path, query=params, body=body, headers=headers, timeout=self._timeout
             )
         except (TimeoutError, ConnectionFailed) as e:
-            raise ServiceUnavailable(f"cannot reach {self.server}: {type(e).__name__}: {e}") from e
+            raise ServiceUnavailable(f"cannot reach {self._where()}: {type(e).__name__}: {e}") from e
+
+    def _where(self) -> str:
+        """The server (or servers, with failover) a failed call could not reach, for its error."""
+        t = self.transport
+        return ", ".join(t.servers) if isinstance(t, FailoverTransport) else self.server
 
     def _decoder(self, t: type[Any]) -> msgspec.json.Decoder[Any]:
         d = self._decoders.get(t)
