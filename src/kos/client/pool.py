@@ -27,9 +27,11 @@ connection (a kubeconfig's client certificate files reloaded when rotated: kos.p
 
 A request on a reused connection that the server had already closed (idle
 keep-alive timeout) is retried once on a fresh connection when no byte of a
-response arrived: the server never saw it. A connection that cannot be made fails
-with a `retryable` ConnectionFailed (no request was written), which
-`kos.client.failover` sends to the next server. Every connection has TCP keepalive
+response arrived: the server most likely never saw it (it closed while idle) — but
+a server that died as the request arrived looks the same, so when that retry fails too
+the error is not `retryable`. A connection that cannot be made fails with a `retryable`
+ConnectionFailed (no request was written), which `kos.client.failover` sends to the
+next server; client-go's transport draws the same line (net/http `shouldRetryRequest`). Every connection has TCP keepalive
 tuned to notice a silent peer within 5 s (`kos.client.keepalive`).
 """
 
@@ -361,7 +363,12 @@ class HTTPPool:
             if idle:
                 c, reused = idle.pop(), True
             else:
-                c, reused = await self._acquire()
+                try:
+                    c, reused = await self._acquire()
+                except ConnectionFailed as e:
+                    if attempt:  # the first attempt may have reached the server (it died as the request came)
+                        raise ConnectionFailed(str(e)) from e
+                    raise
             try:
                 status, payload, got = await c.send(data, reused, timeout)
             except ConnectionFailed as e:
@@ -369,6 +376,8 @@ class HTTPPool:
                 self._release(c)
                 if e.retryable and attempt == 0:
                     continue
+                if attempt and e.retryable:
+                    raise ConnectionFailed(str(e)) from e
                 raise
             except BaseException:
                 c.close()

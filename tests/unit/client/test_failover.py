@@ -7,11 +7,13 @@ against the seeded jitter drawn for it, never against real time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 
 import pytest
 
 from kos.client.failover import BACKOFF_BASE, BACKOFF_CAP, FailoverTransport
+from kos.client.pool import HTTPPool
 from kos.client.transport import ConnectionFailed, Response, StreamRefused
 from kos.testing.clock import FakeClock
 from kos.testing.transport import MockTransport, Request, Stream
@@ -179,3 +181,30 @@ async def test_a_watch_answered_503_moves_on() -> None:
 def test_it_needs_one_name_per_transport() -> None:
     with pytest.raises(ValueError):
         FailoverTransport([MockTransport(ok)], [])
+
+
+async def test_a_post_on_a_reused_connection_to_a_server_that_died_is_not_sent_to_the_next() -> None:
+    """The pooled connection breaks with no answer, then the server refuses: the POST may have been applied
+    before it died, so the pool's one retry failing leaves a ConnectionFailed that is not `retryable`."""
+    heads: list[bytes] = []
+
+    async def answer_once_then_die(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            heads.append(await reader.readuntil(b"\r\n\r\n"))
+        server.close()  # stops listening: the pool's retry is refused
+        writer.close()
+
+    server = await asyncio.start_server(answer_once_then_die, "127.0.0.1", 0)
+    pool = HTTPPool(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    try:
+        assert (await pool.request("GET", "/a")).status == 200
+        with pytest.raises(ConnectionFailed) as e:
+            await pool.request("POST", "/b", body=b"{}")
+        assert not e.value.retryable and heads[1].startswith(b"POST /b")
+    finally:
+        await pool.close()
+        server.close()
+        await server.wait_closed()
