@@ -9,9 +9,13 @@ watch resumes there from its last resourceVersion — no relist, and every event
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+import yaml
 
 from kos.api.errors import ServiceUnavailable
 from kos.api.meta import ObjectMeta
@@ -22,6 +26,8 @@ from kos.client.failover import FailoverTransport
 from kos.client.indexer import Indexer
 from kos.client.reflector import Reflector
 from kos.client.rest import Client
+from kos.pki.authority import issue_client, issue_server, new_ca
+from kos.pki.kubeconfig import SERVERS_EXTENSION, kubeconfig
 from kos.testing.replicas import running_replicas
 from kos.testing.wait import eventually
 
@@ -100,3 +106,32 @@ async def test_a_write_cut_off_after_it_was_sent_is_not_sent_to_the_next_server(
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_kubeconfig_listing_two_tls_replicas_fails_over_with_the_same_ca_and_certificate(
+    tmp_path: Path,
+) -> None:
+    """The `kos.example.com/servers` extension: both replicas verified against the cluster's CA, the user's
+    client certificate (required by the servers) presented to each."""
+    ca = new_ca("kos-test-ca")
+    serving = issue_server(ca, "kos-apiserver", ["localhost"], [ipaddress.ip_address("127.0.0.1")])
+    crt, key = tmp_path / "apiserver.crt", tmp_path / "apiserver.key"
+    crt.write_bytes(serving.cert_pem())
+    key.write_bytes(serving.key_pem())
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(crt, key)
+    ctx.load_verify_locations(cadata=ca.cert_pem().decode())
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    async with running_replicas(2, ssl=ctx) as (a, b):
+        doc = yaml.safe_load(kubeconfig(a.url, ca.cert_pem(), issue_client(ca, "alice", ["kos:test"]), "alice"))
+        doc["clusters"][0]["cluster"]["extensions"] = [
+            {"name": SERVERS_EXTENSION, "extension": {"servers": [a.url, b.url]}}
+        ]
+        path = tmp_path / "alice.kubeconfig"
+        path.write_text(yaml.safe_dump(doc))
+        async with Client.from_kubeconfig(path) as client:
+            assert client.config.endpoints == (a.url, b.url)
+            await client.create(sn("tls", 100))
+            await a.stop()
+            assert (await client.get(Subnet, NS, "tls")).metadata.name == "tls"
+            assert isinstance(client.transport, FailoverTransport) and client.transport.server == b.url
