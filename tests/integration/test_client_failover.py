@@ -123,12 +123,12 @@ async def test_a_kubeconfig_listing_two_tls_replicas_fails_over_with_the_same_ca
     ctx.load_verify_locations(cadata=ca.cert_pem().decode())
     ctx.verify_mode = ssl.CERT_REQUIRED
     async with running_replicas(2, ssl=ctx) as (a, b):
-        doc = yaml.safe_load(kubeconfig(a.url, ca.cert_pem(), issue_client(ca, "alice", ["kos:test"]), "alice"))
-        doc["clusters"][0]["cluster"]["extensions"] = [
+        alice = issue_client(ca, "alice", ["kos:test"])
+        path = tmp_path / "alice.kubeconfig"
+        path.write_bytes(kubeconfig(a.url, ca.cert_pem(), alice, "alice", servers=[a.url, b.url]))
+        assert yaml.safe_load(path.read_text())["clusters"][0]["cluster"]["extensions"] == [
             {"name": SERVERS_EXTENSION, "extension": {"servers": [a.url, b.url]}}
         ]
-        path = tmp_path / "alice.kubeconfig"
-        path.write_text(yaml.safe_dump(doc))
         async with Client.from_kubeconfig(path) as client:
             assert client.config.endpoints == (a.url, b.url)
             await client.create(sn("tls", 100))

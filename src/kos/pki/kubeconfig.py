@@ -1,6 +1,7 @@
 """Kubeconfigs, written and read as kubectl and client-go do (`k8s.io/client-go/tools/clientcmd`).
 
-Writing (`kubeconfig`): one cluster (server URL, `certificate-authority-data`), one user
+Writing (`kubeconfig`): one cluster (server URL, `certificate-authority-data`, and with several apiservers
+the `SERVERS_EXTENSION` listing them), one user
 (`client-certificate-data`, `client-key-data`: base64 of the PEM), one context joining them, and
 `current-context` set to it.
 
@@ -50,13 +51,19 @@ UNSUPPORTED_CLUSTER_FIELDS = ("proxy-url", "tls-server-name")
 """Cluster settings kos does not implement: an error, never a silently different connection."""
 
 
-def kubeconfig(server: str, ca_pem: bytes, identity: Identity, user: str) -> bytes:
-    """The kubeconfig YAML (bytes) for `identity` (whose user name is `user`) at `server`, trusting `ca_pem`."""
+def kubeconfig(
+    server: str, ca_pem: bytes, identity: Identity, user: str, *, servers: tuple[str, ...] | list[str] = ()
+) -> bytes:
+    """The kubeconfig YAML (bytes) for `identity` (whose user name is `user`) at `server`, trusting `ca_pem`;
+    with `servers` (several apiservers, `server` among them or not), the `SERVERS_EXTENSION` listing them."""
     context = f"{user}@{CLUSTER_NAME}"
+    cluster: dict[str, object] = {"server": server, "certificate-authority-data": _b64(ca_pem)}
+    if servers:
+        cluster["extensions"] = [{"name": SERVERS_EXTENSION, "extension": {"servers": list(servers)}}]
     doc = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": CLUSTER_NAME, "cluster": {"server": server, "certificate-authority-data": _b64(ca_pem)}}],
+        "clusters": [{"name": CLUSTER_NAME, "cluster": cluster}],
         "users": [
             {
                 "name": user,
