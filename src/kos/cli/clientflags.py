@@ -3,7 +3,8 @@
 As kubectl: `--kubeconfig FILE` (or `KOS_KUBECONFIG`) gives the server, the CA to trust and the client's
 certificate or token (its current context); `--server URL` alone is plain http, or https verified against
 the system's CAs; with both, `--server` replaces the kubeconfig's server and the rest of the kubeconfig
-still applies. The file is read (and its certificate and key loaded) while the flags are checked, so a bad
+still applies. Several apiservers are `--server URL1,URL2,...` (or the kubeconfig's `kos.example.com/servers`
+extension, docs/operations.md): the client fails over between them (kos.client.failover). The file is read (and its certificate and key loaded) while the flags are checked, so a bad
 kubeconfig is one line naming the file and what is wrong, and exit status 2.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 from kos.cli.settings import SettingError, http_url
-from kos.client.config import ClientConfig
+from kos.client.config import ClientConfig, split_servers
 from kos.pki.kubeconfig import KubeConfigError
 
 __all__ = ["add_client_flags", "client_config", "node_identity"]
@@ -24,8 +25,9 @@ NODE_USER_PREFIX = "system:node:"
 def add_client_flags(p: argparse.ArgumentParser, *, what: str = "the kos apiserver") -> None:
     """Add `--server URL` and `--kubeconfig FILE` (neither required by itself: `client_config` checks)."""
     p.add_argument(
-        "--server", type=_optional_url, default="", help=f"URL of {what} (overrides the kubeconfig's server)"
-    )
+        "--server", type=_optional_urls, default="",
+        help=f"URL of {what}, or several comma-separated (failover) (overrides the kubeconfig's servers)",
+    )  # fmt: skip
     p.add_argument(
         "--kubeconfig", default="", help="a kubeconfig: the server, the CA to trust, the client certificate or token"
     )
@@ -64,5 +66,14 @@ def node_identity(config: ClientConfig) -> str | None:
     return user[0][len(NODE_USER_PREFIX) :]
 
 
-def _optional_url(value: str) -> str:
-    return http_url(value) if value else value
+def _optional_urls(value: str) -> str:
+    """`value` if it is empty or a comma-separated list of http:// or https:// URLs, all of one scheme."""
+    if not value:
+        return value
+    for url in value.split(","):
+        http_url(url.strip())
+    try:
+        split_servers(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value

@@ -27,7 +27,12 @@ connection (a kubeconfig's client certificate files reloaded when rotated: kos.p
 
 A request on a reused connection that the server had already closed (idle
 keep-alive timeout) is retried once on a fresh connection when no byte of a
-response arrived: the server never saw it.
+response arrived: the server most likely never saw it (it closed while idle) — but
+a server that died as the request arrived looks the same, so when that retry fails too
+the error is not `retryable`. A connection that cannot be made fails with a `retryable`
+ConnectionFailed (no request was written), which `kos.client.failover` sends to the
+next server; client-go's transport draws the same line (net/http `shouldRetryRequest`). Every connection has TCP keepalive
+tuned to notice a silent peer within 5 s (`kos.client.keepalive`).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import httptools
 
 from kos.api.watchframe import LineSplitter
 from kos.client.config import check_headers
+from kos.client.keepalive import keep_alive
 from kos.client.transport import ConnectionFailed, Response, StreamRefused
 
 __all__ = ["STREAM_HIGH_WATER", "HTTPPool"]
@@ -260,12 +266,15 @@ class HTTPPool:
                                                     server_hostname=self.host)  # fmt: skip
         except ssl_.SSLCertVerificationError as e:
             raise ConnectionFailed(
-                f"TLS to {self.host}:{self.port}: the server's certificate did not verify: {e.verify_message}"
+                f"TLS to {self.host}:{self.port}: the server's certificate did not verify: {e.verify_message}",
+                retryable=True,
             ) from e
         except ssl_.SSLError as e:
-            raise ConnectionFailed(f"TLS handshake with {self.host}:{self.port} failed: {e}") from e
-        except OSError as e:
-            raise ConnectionFailed(f"cannot connect to {self.host}:{self.port}: {e}") from e
+            raise ConnectionFailed(f"TLS handshake with {self.host}:{self.port} failed: {e}", retryable=True) from e
+        except OSError as e:  # refused, unreachable, timed out: no request was written
+            raise ConnectionFailed(f"cannot connect to {self.host}:{self.port}: {e}", retryable=True) from e
+        assert c.transport is not None
+        keep_alive(c.transport)
         return c
 
     async def _acquire(self) -> tuple[_Conn, bool]:
@@ -354,7 +363,12 @@ class HTTPPool:
             if idle:
                 c, reused = idle.pop(), True
             else:
-                c, reused = await self._acquire()
+                try:
+                    c, reused = await self._acquire()
+                except ConnectionFailed as e:
+                    if attempt:  # the first attempt may have reached the server (it died as the request came)
+                        raise ConnectionFailed(str(e)) from e
+                    raise
             try:
                 status, payload, got = await c.send(data, reused, timeout)
             except ConnectionFailed as e:
@@ -362,6 +376,8 @@ class HTTPPool:
                 self._release(c)
                 if e.retryable and attempt == 0:
                     continue
+                if attempt and e.retryable:
+                    raise ConnectionFailed(str(e)) from e
                 raise
             except BaseException:
                 c.close()

@@ -29,7 +29,7 @@ import copy
 import dataclasses
 import os
 import ssl as ssl_
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -40,6 +40,7 @@ from kos.api.meta import Status, status
 from kos.api.resources import BY_TYPE, Resource
 from kos.api.types import API_VERSION, Object
 from kos.client.config import ClientConfig, check_headers
+from kos.client.failover import FailoverTransport
 from kos.client.pager import ListPage, list_pages
 from kos.client.pool import HTTPPool
 from kos.client.ratelimit import TokenBucket
@@ -80,11 +81,17 @@ _RETRY_STATUS = frozenset({429, 503})
 def open_transport(
     server: str, *, ssl: ssl_.SSLContext | None = None, connections: int = 100, user_agent: str = "kos",
     watch_mux: bool = False, headers: Mapping[str, str] | None = None, before_connect: Callable[[], None] | None = None,
+    servers: Sequence[str] = (), clock: Clock = REAL_CLOCK,
 ) -> Transport:  # fmt: skip
     """The default transport to `server` (http:// or https://): an `HTTPPool` of at most `connections`
     call connections (0: unbounded), its watches multiplexed over one WebSocket with `watch_mux`; every
     request (and the WebSocket's upgrade) carries `headers`; `before_connect` is called before each new
-    connection (`ClientConfig.before_connect`)."""
+    connection (`ClientConfig.before_connect`). With several `servers` (`server` ignored), one such transport
+    per server inside a `kos.client.failover.FailoverTransport` backing off on `clock`."""
+    if len(servers) > 1:
+        inner = [open_transport(s, ssl=ssl, connections=connections, user_agent=user_agent, watch_mux=watch_mux,
+                                headers=headers, before_connect=before_connect) for s in servers]  # fmt: skip
+        return FailoverTransport(inner, servers, clock=clock)
     pool = HTTPPool(server, limit=connections, user_agent=user_agent, ssl=ssl, headers=headers,
                     before_connect=before_connect)  # fmt: skip
     if not watch_mux:
@@ -125,7 +132,8 @@ class Client:
 
     With a URL alone, https is verified against the system's CAs (`ssl`, if given, replaces that context).
     `transport` replaces the default one (`open_transport(server, ssl=..., connections=...,
-    watch_mux=..., headers=...)`); `timeout` bounds each call (seconds); `share_events` lets watches that
+    watch_mux=..., headers=..., servers=...)`: with several servers in the config, a failover transport over
+    them, kos.client.failover); `timeout` bounds each call (seconds); `share_events` lets watches that
     receive the same event line share one decoded object; `clock` times the waits `Retry-After` asks for.
     """
 
@@ -156,7 +164,7 @@ class Client:
         self._decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
         self.transport: Transport = transport if transport is not None else open_transport(
             self.server, ssl=config.ssl, connections=connections, user_agent=user_agent, watch_mux=watch_mux,
-            headers=config.headers, before_connect=config.before_connect,
+            headers=config.headers, before_connect=config.before_connect, servers=config.endpoints, clock=clock,
         )  # fmt: skip
         self._own_headers: dict[str, str] | None = None
         """A view's identity (`with_headers`): sent with each of its calls; None for the transport's own."""
@@ -250,7 +258,7 @@ class Client:
                 method, path, query=params, body=body, headers=headers, timeout=self._timeout
             )
         except (TimeoutError, ConnectionFailed) as e:
-            raise ServiceUnavailable(f"cannot reach {self.server}: {type(e).__name__}: {e}") from e
+            raise ServiceUnavailable(f"cannot reach {self._where()}: {type(e).__name__}: {e}") from e
         if r.status < 300:
             return r.body
         attempt = 0
@@ -274,7 +282,12 @@ class Client:
                 method, path, query=params, body=body, headers=headers, timeout=self._timeout
             )
         except (TimeoutError, ConnectionFailed) as e:
-            raise ServiceUnavailable(f"cannot reach {self.server}: {type(e).__name__}: {e}") from e
+            raise ServiceUnavailable(f"cannot reach {self._where()}: {type(e).__name__}: {e}") from e
+
+    def _where(self) -> str:
+        """The server (or servers, with failover) a failed call could not reach, for its error."""
+        t = self.transport
+        return ", ".join(t.servers) if isinstance(t, FailoverTransport) else self.server
 
     def _decoder(self, t: type[Any]) -> msgspec.json.Decoder[Any]:
         d = self._decoders.get(t)

@@ -19,14 +19,13 @@ TLS through an `ssl.SSLContext`), `kos.client.watchmux.WatchMux` (wraps another
 transport: its calls go through, its watches share one WebSocket), and
 `kos.testing.transport.MockTransport` (a handler function, no sockets).
 
-Failover (issue 13) is one more wrapper with the same shape: a transport holding one
-inner transport per apiserver endpoint that sends each call to the current endpoint
-and, on `ConnectionFailed` (or a 503/429 `Response` it chooses to treat so), marks it
-down and tries the next — calls are idempotent only where Kubernetes says so, so it
-retries a call only when `ConnectionFailed.retryable` says the server never saw it
-(or the method is safe). A stream that fails is not retried by the transport: the
-reflector above resumes it from its last resourceVersion, and that new `stream` call
-lands on whichever endpoint is current. Nothing in `Client` or `Reflector` changes.
+Failover (issue 13) is one more wrapper with the same shape, `kos.client.failover.FailoverTransport`:
+one inner transport per apiserver; each call goes to the current one and, on `ConnectionFailed`,
+`TimeoutError` or a 503, the current one moves on — the call is sent again only when
+`ConnectionFailed.retryable` says the server never saw it (a refused connection) or the method is safe.
+A stream that fails is not retried once it has delivered events: the reflector above resumes it from
+its last resourceVersion, and that new `stream` call lands on whichever endpoint is current. Nothing in
+`Client` or `Reflector` changes.
 """
 
 from __future__ import annotations
@@ -41,8 +40,9 @@ __all__ = ["ConnectionFailed", "Response", "StreamRefused", "Transport"]
 class ConnectionFailed(Exception):
     """No answer: the connection could not be made, broke, or its TLS handshake failed.
 
-    `retryable` is True when the request surely never reached the server (a reused keep-alive
-    connection that the server had closed), so sending it again cannot apply it twice.
+    `retryable` is True when the request surely never reached the server (the connection could not be
+    made, or a reused keep-alive connection that the server had closed), so sending it again cannot
+    apply it twice.
     """
 
     def __init__(self, msg: str, *, retryable: bool = False) -> None:

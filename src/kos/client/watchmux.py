@@ -14,7 +14,8 @@ handshake): the one place the client keeps aiohttp. Over https it uses the same
 client certificate presented) and sends the same default `headers` (a bearer token) on its
 upgrade request: every watch on the WebSocket runs as that one identity, so a stream's own
 `headers` (another identity's) are not sent for a multiplexed watch. `before_connect` is called
-before each connection, as the pool's.
+before each connection, as the pool's. A silent server is noticed by the WebSocket's ping (`HEARTBEAT`) and
+TCP keepalive (kos.client.keepalive).
 """
 
 from __future__ import annotations
@@ -32,11 +33,16 @@ import msgspec
 
 from kos.api import watchframe
 from kos.api.types import API_VERSION
+from kos.client.keepalive import keep_alive
 from kos.client.transport import ConnectionFailed, Response, Transport
 from kos.util.log import get_logger
 
 log = get_logger(__name__)
 
+HEARTBEAT = 2.0
+"""Seconds between WebSocket pings; a pong missing for half of it ends the connection and every watch on it
+(a silent server noticed within ~3 s, below issue 13's 5 s bound; kos.client.keepalive does the same for
+HTTP connections). The pings are two small frames per interval per client."""
 _END = b""
 _PREFIX = f"/apis/{API_VERSION}/"
 
@@ -96,10 +102,13 @@ class WatchMux:
                     self._before_connect()
                 try:
                     self._ws = await self._session.ws_connect(
-                        self.url, max_msg_size=0, heartbeat=30.0, compress=0, ssl=self.ssl if self.ssl else True
+                        self.url, max_msg_size=0, heartbeat=HEARTBEAT, compress=0, ssl=self.ssl if self.ssl else True
                     )
-                except (aiohttp.ClientError, OSError) as e:
-                    raise ConnectionFailed(f"cannot open the watch connection to {self.url}: {e}") from e
+                except (aiohttp.ClientError, OSError) as e:  # a watch applies nothing: safe on another server
+                    raise ConnectionFailed(
+                        f"cannot open the watch connection to {self.url}: {e}", retryable=True
+                    ) from e
+                keep_alive(self._ws)
                 self._reader = asyncio.create_task(self._read(self._ws), name="watchmux-reader")
                 self._sender = asyncio.create_task(self._send(self._ws), name="watchmux-sender")
             return self._ws

@@ -1,13 +1,18 @@
 """Kubeconfigs, written and read as kubectl and client-go do (`k8s.io/client-go/tools/clientcmd`).
 
-Writing (`kubeconfig`): one cluster (server URL, `certificate-authority-data`), one user
+Writing (`kubeconfig`): one cluster (server URL, `certificate-authority-data`, and with several apiservers
+the `SERVERS_EXTENSION` listing them), one user
 (`client-certificate-data`, `client-key-data`: base64 of the PEM), one context joining them, and
 `current-context` set to it.
 
 Reading (`load_kubeconfig`): any kubeconfig kubectl reads with the fields kos can honour — the current (or a
 named) context's cluster (`server`, `certificate-authority[-data]`, `insecure-skip-tls-verify`) and user
 (`client-certificate[-data]`, `client-key[-data]`, `token`, `tokenFile`), and the context's namespace. Relative
-file paths are resolved against the kubeconfig's directory (clientcmd's `ResolveLocalPaths`). Credentials kos
+file paths are resolved against the kubeconfig's directory (clientcmd's `ResolveLocalPaths`). Several apiservers
+of one cluster (issue 13) are listed in the cluster's extension `SERVERS_EXTENSION` —
+`extensions: [{name: kos.example.com/servers, extension: {servers: [URL, ...]}}]`, every URL sharing the
+cluster's CA and the user's credentials; kubectl ignores it (clientcmd keeps unknown extensions) and uses
+`server`, which kos tries first, then the others in their order. Credentials kos
 cannot use (exec plugins, auth providers, basic auth) and settings it would silently ignore are errors rather
 than a quietly weaker connection. It lives in kos.pki, below both the client and the apiserver, so the
 apiserver's delegated authentication (`--authentication-kubeconfig`) reads the same files the same way.
@@ -20,6 +25,7 @@ import binascii
 import dataclasses
 import os
 import ssl
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +36,11 @@ from cryptography.hazmat.primitives import serialization
 from kos.pki.authority import Identity, user_of
 from kos.pki.reload import ClientCertificateFiles, load_pem_pair
 
-__all__ = ["CLUSTER_NAME", "KubeConfig", "KubeConfigError", "kubeconfig", "load_kubeconfig"]
+__all__ = ["CLUSTER_NAME", "SERVERS_EXTENSION", "KubeConfig", "KubeConfigError", "kubeconfig", "load_kubeconfig"]
 
 CLUSTER_NAME = "kos"
+SERVERS_EXTENSION = "kos.example.com/servers"
+"""The name of a cluster's extension listing every apiserver URL (`{servers: [URL, ...]}`)."""
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 """libyaml's dumper when PyYAML has it: 0.1 ms a kubeconfig against 1.2 ms in pure Python (bench/pki.py)."""
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -43,13 +51,19 @@ UNSUPPORTED_CLUSTER_FIELDS = ("proxy-url", "tls-server-name")
 """Cluster settings kos does not implement: an error, never a silently different connection."""
 
 
-def kubeconfig(server: str, ca_pem: bytes, identity: Identity, user: str) -> bytes:
-    """The kubeconfig YAML (bytes) for `identity` (whose user name is `user`) at `server`, trusting `ca_pem`."""
+def kubeconfig(
+    server: str, ca_pem: bytes, identity: Identity, user: str, *, servers: tuple[str, ...] | list[str] = ()
+) -> bytes:
+    """The kubeconfig YAML (bytes) for `identity` (whose user name is `user`) at `server`, trusting `ca_pem`;
+    with `servers` (several apiservers, `server` among them or not), the `SERVERS_EXTENSION` listing them."""
     context = f"{user}@{CLUSTER_NAME}"
+    cluster: dict[str, object] = {"server": server, "certificate-authority-data": _b64(ca_pem)}
+    if servers:
+        cluster["extensions"] = [{"name": SERVERS_EXTENSION, "extension": {"servers": list(servers)}}]
     doc = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": CLUSTER_NAME, "cluster": {"server": server, "certificate-authority-data": _b64(ca_pem)}}],
+        "clusters": [{"name": CLUSTER_NAME, "cluster": cluster}],
         "users": [
             {
                 "name": user,
@@ -98,6 +112,8 @@ class KubeConfig:
     client_key_file: Path | None = None
     token: str = dataclasses.field(default="", repr=False)
     token_file: Path | None = None
+    servers: tuple[str, ...] = ()
+    """Every apiserver URL: `server`, then the others of `SERVERS_EXTENSION`; empty without the extension."""
 
     @property
     def has_client_certificate(self) -> bool:
@@ -288,7 +304,32 @@ class _Reader:
             insecure and ca is not None
         ):  # client-go: "specifying a root certificates file with the insecure flag is not allowed"
             raise self.fail(f"{what} gives a certificate authority and insecure-skip-tls-verify: give one")
-        return {"server": server.rstrip("/"), "ca_pem": ca, "insecure_skip_tls_verify": insecure}
+        server = server.rstrip("/")
+        servers = self.servers(c, server, what)
+        return {"server": server, "servers": servers, "ca_pem": ca,
+                "insecure_skip_tls_verify": insecure}  # fmt: skip
+
+    def servers(self, c: dict[Any, Any], server: str, what: str) -> tuple[str, ...]:
+        """`server`, then the other URLs of the cluster's `SERVERS_EXTENSION` (each once); () without it."""
+        exts = c.get("extensions") or []
+        if not isinstance(exts, list):
+            raise self.fail(f"extensions of {what} is not a list")
+        for e in exts:
+            if not isinstance(e, dict) or e.get("name") != SERVERS_EXTENSION:
+                continue
+            body = e.get("extension")
+            urls = body.get("servers") if isinstance(body, dict) else None
+            if not isinstance(urls, list) or not urls:
+                raise self.fail(f"extension {SERVERS_EXTENSION} of {what} has no list of servers")
+            out: list[str] = []
+            for u in urls:
+                if not isinstance(u, str) or not _is_url(u):
+                    raise self.fail(f"extension {SERVERS_EXTENSION} of {what}: {u!r} is not an http:// or https:// URL")
+                out.append(u.rstrip("/"))
+            if len({u.startswith("https://") for u in [server, *out]}) > 1:
+                raise self.fail(f"extension {SERVERS_EXTENSION} of {what} mixes http:// and https:// servers")
+            return (server, *(u for u in dict.fromkeys(out) if u != server))
+        return ()
 
     def user(self, name: str, u: dict[Any, Any]) -> dict[str, Any]:
         what = f"user {name!r}"
@@ -314,6 +355,16 @@ class _Reader:
         used = [f for f in fields if m.get(f) not in (None, "", [], {})]
         if used:
             raise self.fail(f"{what} uses {', '.join(used)}, which kos does not support")
+
+
+def _is_url(value: str) -> bool:
+    """An http:// or https:// URL with a host (and a valid port, if any)."""
+    try:
+        u = urllib.parse.urlsplit(value)
+        u.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return False
+    return u.scheme in ("http", "https") and bool(u.hostname)
 
 
 def _yaml_problem(e: yaml.YAMLError) -> str:

@@ -1,0 +1,183 @@
+"""Failover over several apiservers: one `Transport` that sends each call to the current server and moves on.
+
+Several apiservers in front of one store serve the same objects (issue 13); a client given all their URLs
+(`--server URL1,URL2`, or a kubeconfig's `kos.example.com/servers` extension: kos.pki.kubeconfig) keeps
+working when one goes away. `FailoverTransport` holds one inner transport per server (an `HTTPPool`, or a
+`WatchMux` around one) and a *current* server that every call and watch goes to. A server is left when:
+
+- no connection can be made (refused, unreachable, TLS failure), a connection breaks, or a call times
+  out: `ConnectionFailed` / `TimeoutError` — a dead, partitioned or silent replica (kos.client.keepalive
+  bounds how long silence lasts);
+- it answers 503 (a replica shutting down, or one that cannot reach the store): the answer is returned as
+  it is — `kos.client.rest.Client` honours its `Retry-After` — and the next call goes elsewhere.
+
+The call itself is sent again to the next server only when that cannot apply it twice, as client-go's
+`IsRetryableError`/`request.go` rules: a GET or HEAD (safe), or any call whose failure was
+`ConnectionFailed.retryable` (the connection was refused: no request was written). A write that may have
+reached a server (a connection reset after sending, a timeout) is not repeated: its `ConnectionFailed`
+or `TimeoutError` is raised (the Client makes it a `ServiceUnavailable`) and the caller decides, knowing
+the write may or may not have happened.
+
+Before each retry the transport waits a full-jitter exponential backoff on the injected clock — uniform
+in [0, min(`cap`, `base` × 2^(failures−1))] with `failures` the consecutive failures seen (reset by any
+answer) — so the clients of a lost replica spread over the survivors instead of arriving at once (the
+"thundering herd"; AWS's "Exponential Backoff And Jitter", client-go's `wait.Jitter`). Concurrent calls
+that fail on the same server move the current server on once, not once each.
+
+Watches are not resumed here: a watch whose server breaks or refuses it before its first event moves to
+the next server (retried there when nothing reached the first); one that breaks later ends with
+`ConnectionFailed` after moving the current server on, and the reflector above
+(kos.client.reflector) watches again from its last resourceVersion — on the next server, which serves
+it from its own watch cache with no relist while that revision is in history.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncGenerator, Mapping, Sequence
+
+from kos.client.transport import ConnectionFailed, Response, StreamRefused, Transport
+from kos.util.clock import REAL_CLOCK, Clock
+from kos.util.log import get_logger
+
+__all__ = ["BACKOFF_BASE", "BACKOFF_CAP", "SAFE_METHODS", "FailoverTransport"]
+
+log = get_logger(__name__)
+
+BACKOFF_BASE = 0.2
+"""Seconds: the bound of the first backoff after a failure (doubled per consecutive failure)."""
+BACKOFF_CAP = 5.0
+"""Seconds: the largest bound of a backoff."""
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Methods sent again to the next server whatever happened to them (RFC 9110 §9.2.1 safe methods)."""
+
+
+class FailoverTransport:
+    """A `Transport` over `transports` (one per server, named by `servers` for logs and errors), in order.
+
+    `clock` times the backoff; `rng` draws its jitter (`random.Random(seed)` makes a run repeatable);
+    `base`/`cap` bound it (seconds). Raises ValueError without at least one transport, or when
+    `servers` does not name each one.
+    """
+
+    def __init__(
+        self,
+        transports: Sequence[Transport],
+        servers: Sequence[str],
+        *,
+        clock: Clock = REAL_CLOCK,
+        rng: random.Random | None = None,
+        base: float = BACKOFF_BASE,
+        cap: float = BACKOFF_CAP,
+    ) -> None:
+        if not transports or len(transports) != len(servers):
+            raise ValueError("a FailoverTransport needs one transport per server, and at least one")
+        self.transports = list(transports)
+        self.servers = list(servers)
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.base = base
+        self.cap = cap
+        self.current = 0
+        """The index of the server calls go to now."""
+        self.failures = 0
+        """Consecutive failures (reset by any answer): the exponent of the next backoff."""
+        self.failovers = 0
+        """Times the current server was moved on (for tests and logs)."""
+
+    @property
+    def server(self) -> str:
+        """The URL of the current server."""
+        return self.servers[self.current]
+
+    def backoff(self) -> float:
+        """The next wait in seconds: uniform in [0, min(cap, base × 2^(failures−1))] (full jitter)."""
+        bound = min(self.cap, self.base * 2.0 ** max(self.failures - 1, 0))
+        return self.rng.uniform(0.0, bound)
+
+    def _failed(self, index: int, why: object) -> None:
+        """Server `index` failed: count it, and move the current server on unless another call already did."""
+        self.failures += 1
+        if self.current == index:
+            self.current = (index + 1) % len(self.transports)
+            self.failovers += 1
+            log.info("apiserver failed; moving to the next", failed=self.servers[index], next=self.server,
+                     reason=str(why))  # fmt: skip
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> Response:
+        """One call on the current server, retried on the next ones when safe (see the module docstring).
+
+        Raises what the last server tried raised (ConnectionFailed, TimeoutError) when every server
+        failed or the call may have been applied.
+        """
+        last = len(self.transports) - 1
+        for attempt in range(len(self.transports)):
+            i = self.current
+            try:
+                r = await self.transports[i].request(
+                    method, path, query=query, body=body, headers=headers, timeout=timeout
+                )
+            except ConnectionFailed as e:
+                self._failed(i, e)
+                if attempt == last or not (e.retryable or method in SAFE_METHODS):
+                    raise
+            except TimeoutError as e:
+                self._failed(i, e)
+                if attempt == last or method not in SAFE_METHODS:
+                    raise
+            else:
+                if r.status == 503:
+                    self._failed(i, "503 Service Unavailable")
+                else:
+                    self.failures = 0
+                return r
+            await self.clock.sleep(self.backoff())
+        raise AssertionError("unreachable")
+
+    async def stream(
+        self, path: str, *, query: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None
+    ) -> AsyncGenerator[list[bytes], None]:
+        """A watch on the current server; moved to the next one if refused (503) or unreachable before its
+        first event (see the module docstring)."""
+        last = len(self.transports) - 1
+        for attempt in range(len(self.transports)):
+            i = self.current
+            inner = self.transports[i].stream(path, query=query, headers=headers)
+            started = False
+            try:
+                async for lines in inner:
+                    if not started:
+                        started = True
+                        self.failures = 0
+                    yield lines
+                return
+            except ConnectionFailed as e:
+                self._failed(i, e)
+                if started or attempt == last or not e.retryable:
+                    raise
+            except StreamRefused as e:
+                if e.response.status != 503:
+                    raise
+                self._failed(i, "503 Service Unavailable")
+                if attempt == last:
+                    raise
+            finally:
+                await inner.aclose()
+            await self.clock.sleep(self.backoff())
+
+    async def close(self) -> None:
+        """Close every server's transport."""
+        for t in self.transports:
+            await t.close()
+
+    def __repr__(self) -> str:
+        return f"FailoverTransport({', '.join(self.servers)}; current {self.server})"
