@@ -173,3 +173,14 @@ def test_up_ha_runs_three_etcd_two_apiservers_two_controller_managers(tmp_path: 
         _stop(up, state, pids)
     finally:
         _reap(up)
+
+
+def test_up_ha_without_etcd_says_so_and_exits_2(tmp_path: Path) -> None:
+    env = {**os.environ, "PATH": str(tmp_path)}  # no etcd there
+    r = subprocess.run([sys.executable, "-m", "kos", "up", "--ha", "--state-dir", str(tmp_path / "state")],
+                       capture_output=True, text=True, timeout=60, env=env, check=False)  # fmt: skip
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "kos up: --ha needs the etcd binary on PATH (Debian: apt-get install etcd-server)"
+    ]
+    assert not (tmp_path / "state").exists()  # nothing started, nothing made

@@ -77,7 +77,9 @@ def run(s: ClusterSettings) -> int:
               f"nodes (fabric endpoint {cluster.nodes_url})\n"
               f"  every process (pid, url, /metrics): {cluster.cluster_file}\n"
               f"  kubectl --kubeconfig {cluster.kubeconfig} get sn,na,ipl -A\n"
-              f"  kos driver {client} --nodes node-:{s.nodes}\n"
+              + "".join(f"  kubectl --kubeconfig {cluster.kubeconfig} --server {u} get sn,na,ipl -A\n"
+                        for u in cluster.servers[1:])
+              + f"  kos driver {client} --nodes node-:{s.nodes}\n"
               f"  kos verify {' '.join(cluster.verify_args())}\n"
               f"logs in {s.state_dir / 'logs'}; Ctrl-C stops everything", flush=True)  # fmt: skip
         await stop.wait()
