@@ -4,6 +4,7 @@ apiservers over them and two controller managers, each listed there and each ser
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -20,6 +21,8 @@ import pytest
 import yaml
 
 from kos.api.types import API_VERSION, GROUP
+from kos.cli.cluster import Child, Cluster, ClusterSettings
+from kos.testing.clock import FakeClock
 from kos.testing.process import free_port
 
 pytestmark = pytest.mark.system
@@ -169,6 +172,24 @@ def test_up_ha_runs_three_etcd_two_apiservers_two_controller_managers(tmp_path: 
         kubectl(servers[0], "create", "--validate=false", "-f", "-", stdin=yaml.safe_dump(subnet))
         for s in servers:  # the second apiserver serves what the first one wrote (one etcd behind both)
             assert kubectl(s, "get", "sn", "-A", "-o", "name").split() == [f"subnet.{GROUP}/ha"]
+        # an etcd member killed comes back on its data directory (same flags), under a new pid, and is healthy
+        member = next(c for c in doc["components"] if c["name"] == "etcd-2")
+        os.kill(member["pid"], signal.SIGKILL)
+        ctx = _context(state / "pki" / "etcd", "ca.crt", "apiserver-etcd-client")
+        deadline, healthy = time.monotonic() + 60, False
+        while time.monotonic() < deadline and not healthy:
+            time.sleep(0.2)
+            now = next(c for c in _cluster(state)["components"] if c["name"] == "etcd-2")
+            if now["pid"] in (None, member["pid"]):
+                continue
+            try:
+                healthy = json.loads(_get(member["url"] + "/health", ctx)[1])["health"] == "true"
+            except OSError:
+                pass
+        assert healthy, (state / "logs" / "etcd-2.log").read_text()[-2000:]
+        doc = _check_components(up, state)
+        for s in servers:
+            assert kubectl(s, "get", "sn", "-A", "-o", "name").split() == [f"subnet.{GROUP}/ha"]
         pids = [c["pid"] for c in doc["components"]]
         _stop(up, state, pids)
     finally:
@@ -184,3 +205,45 @@ def test_up_ha_without_etcd_says_so_and_exits_2(tmp_path: Path) -> None:
         "kos up: --ha needs the etcd binary on PATH (Debian: apt-get install etcd-server)"
     ]
     assert not (tmp_path / "state").exists()  # nothing started, nothing made
+
+
+async def test_each_child_restarts_after_its_own_backoff_and_cluster_json_follows(tmp_path: Path) -> None:
+    """A child deep in its crash-loop backoff (30 s) does not hold back another child's first restart (1 s);
+    cluster.json shows pid null while a child waits and its new pid once restarted. Times are a FakeClock's;
+    only the processes' exits are real (awaited, not slept on)."""
+    clock = FakeClock()
+    cluster = Cluster(ClusterSettings(state_dir=tmp_path, nodes=1, insecure=True), clock=clock)
+    sleep = shutil.which("sleep")
+    assert sleep is not None
+    cluster.children = [
+        Child(name, ["600"], "", tmp_path / f"{name}.log", clock=clock, role=role, program=(sleep,))
+        for name, role in (("a", "apiserver"), ("b", "controller-manager"))
+    ]
+    a, b = cluster.children
+    for c in cluster.children:
+        await c.start()
+    cluster.write_cluster_file()
+    cluster._supervisor = asyncio.create_task(cluster._supervise())
+    try:
+        a.restarts = 6  # the next backoff is the longest
+        a_pid, b_pid = _kill(a), _kill(b)
+        await asyncio.wait_for(asyncio.gather(*(c.proc.wait() for c in (a, b) if c.proc is not None)), 10)
+        await clock.advance(0.5)  # the supervisor sees both exits
+        pids = {c["name"]: c["pid"] for c in _cluster(tmp_path)["components"]}
+        assert pids == {"a": None, "b": None}
+        await clock.advance(1.0)  # b's first backoff (1 s) is over; a's (30 s) is not
+        pids = {c["name"]: c["pid"] for c in _cluster(tmp_path)["components"]}
+        assert pids["a"] is None and pids["b"] not in (None, b_pid) and _alive(pids["b"])
+        await clock.advance(30.0)
+        pids = {c["name"]: c["pid"] for c in _cluster(tmp_path)["components"]}
+        assert pids["a"] not in (None, a_pid) and _alive(pids["a"])
+    finally:
+        await cluster.stop()
+    assert not (tmp_path / "cluster.json").exists()
+
+
+def _kill(c: Child) -> int:
+    assert c.proc is not None
+    c.proc.kill()
+    pid: int = c.proc.pid
+    return pid

@@ -40,6 +40,8 @@ SUPERVISE_INTERVAL = 0.5
 """Seconds between checks that every child still runs."""
 STOP_GRACE = 10.0
 """Seconds a child has after SIGTERM before it is killed."""
+STABLE_AFTER = 60.0
+"""Seconds a child must have run for its next restart to wait the shortest backoff again."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -82,7 +84,13 @@ class Child:
     program: tuple[str, ...] = (sys.executable, "-m", "kos")
     """What `args` follow on the command line (`kos` by default; `etcd` for an etcd member)."""
 
+    restart_at: float | None = None
+    """When (clock.monotonic()) the supervisor starts it again after it exited; None while it runs."""
+    started_at: float = 0.0
+    """When (clock.monotonic()) it was last started."""
+
     async def start(self) -> None:
+        self.started_at = self.clock.monotonic()
         if self.log_file is None:
             self.log_file = open(self.log_path, "ab")  # noqa: SIM115, ASYNC230 - closed in stop(); instant
         self.proc = await asyncio.create_subprocess_exec(
@@ -341,19 +349,27 @@ class Cluster:
         self._supervisor = asyncio.create_task(self._supervise())
 
     async def _supervise(self) -> None:
+        """Restart each child that exits, after its own backoff (0.5 s doubling to 30 s, back to the start once
+        it ran STABLE_AFTER; as the kubelet's crash-loop backoff), so one child's backoff never delays another's
+        restart; cluster.json follows (pid null while a child waits)."""
         while not self._stopping:
             await self.clock.sleep(SUPERVISE_INTERVAL)
+            now = self.clock.monotonic()
             for child in self.children:
                 p = child.proc
                 if p is None or p.returncode is None or self._stopping:
                     continue
-                child.restarts += 1
-                delay = min(30.0, 0.5 * 2 ** min(child.restarts, 6))
-                print(f"kos: {child.name} exited with {p.returncode} (restart #{child.restarts} in {delay:.1f}s); "
-                      f"its log: {child.log_path}\n{child.tail(5)}", file=sys.stderr, flush=True)  # fmt: skip
-                self.write_cluster_file()
-                await self.clock.sleep(delay)
-                if not self.stopping():
+                if child.restart_at is None:
+                    if now - child.started_at > STABLE_AFTER:
+                        child.restarts = 0
+                    child.restarts += 1
+                    delay = min(30.0, 0.5 * 2 ** min(child.restarts, 6))
+                    child.restart_at = now + delay
+                    print(f"kos: {child.name} exited with {p.returncode} (restart #{child.restarts} in {delay:.1f}s); "
+                          f"its log: {child.log_path}\n{child.tail(5)}", file=sys.stderr, flush=True)  # fmt: skip
+                    self.write_cluster_file()
+                elif now >= child.restart_at:
+                    child.restart_at = None
                     await child.start()
                     self.write_cluster_file()
 
