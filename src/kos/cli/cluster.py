@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import dataclasses
 import ipaddress
+import os
 import shutil
 import signal
 import socket
@@ -83,6 +84,8 @@ class Child:
     """Its /metrics in cluster.json."""
     program: tuple[str, ...] = (sys.executable, "-m", "kos")
     """What `args` follow on the command line (`kos` by default; `etcd` for an etcd member)."""
+    env: dict[str, str] | None = None
+    """Its environment (None: this process's)."""
 
     restart_at: float | None = None
     """When (clock.monotonic()) the supervisor starts it again after it exited; None while it runs."""
@@ -95,7 +98,7 @@ class Child:
             self.log_file = open(self.log_path, "ab")  # noqa: SIM115, ASYNC230 - closed in stop(); instant
         self.proc = await asyncio.create_subprocess_exec(
             *self.program, *self.args, stdout=self.log_file, stderr=asyncio.subprocess.STDOUT,
-            stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
+            stdin=asyncio.subprocess.DEVNULL, start_new_session=True, env=self.env,
         )  # fmt: skip
 
     def component(self) -> clusterfile.Component:
@@ -261,11 +264,13 @@ class Cluster:
         if tls is not None:
             ctx = ssl.create_default_context(cafile=str(tls.ca))
             ctx.load_cert_chain(tls.client_cert, tls.client_key)
+        # etcd reads ETCD_<FLAG> variables too, and refuses to start when one repeats a flag given
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
         for m in members:
             url = m.client_url(tls is not None)
             self.children.append(Child(
                 m.name, clusteretcd.args(m, members, token, tls), f"{url}/health", logs / f"{m.name}.log",
-                role="etcd", url=url, metrics_url=f"{url}/metrics", ready_ssl=ctx, program=(etcd,),
+                role="etcd", url=url, metrics_url=f"{url}/metrics", ready_ssl=ctx, program=(etcd,), env=env,
             ))  # fmt: skip
         return clusteretcd.storage_url(members, tls)
 
