@@ -20,14 +20,17 @@ import asyncio
 import contextlib
 import dataclasses
 import ipaddress
+import os
+import shutil
 import signal
 import socket
 import ssl
 import sys
 import urllib.request
 from pathlib import Path
+from typing import IO
 
-from kos.cli import clusterpki
+from kos.cli import clusteretcd, clusterfile, clusterpki
 from kos.client.config import ClientConfig
 from kos.pki import directory
 from kos.util.clock import REAL_CLOCK, Clock
@@ -38,6 +41,8 @@ SUPERVISE_INTERVAL = 0.5
 """Seconds between checks that every child still runs."""
 STOP_GRACE = 10.0
 """Seconds a child has after SIGTERM before it is killed."""
+STABLE_AFTER = 60.0
+"""Seconds a child must have run for its next restart to wait the shortest backoff again."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -67,18 +72,40 @@ class Child:
     log_path: Path
     proc: asyncio.subprocess.Process | None = None
     restarts: int = 0
-    log_file: object = None
+    log_file: IO[bytes] | None = None
     clock: Clock = REAL_CLOCK
     ready_ssl: ssl.SSLContext | None = None
     """The context `ready_url` is verified with over https (the cluster CA)."""
+    role: str = ""
+    """Its role in cluster.json (kos.cli.clusterfile.ROLES); the name if empty."""
+    url: str | None = None
+    """Its client URL in cluster.json (apiservers, etcd members)."""
+    metrics_url: str | None = None
+    """Its /metrics in cluster.json."""
+    program: tuple[str, ...] = (sys.executable, "-m", "kos")
+    """What `args` follow on the command line (`kos` by default; `etcd` for an etcd member)."""
+    env: dict[str, str] | None = None
+    """Its environment (None: this process's)."""
+
+    restart_at: float | None = None
+    """When (clock.monotonic()) the supervisor starts it again after it exited; None while it runs."""
+    started_at: float = 0.0
+    """When (clock.monotonic()) it was last started."""
 
     async def start(self) -> None:
-        f = open(self.log_path, "ab")  # noqa: SIM115, ASYNC230 - closed in stop(); opening a log is instant
-        self.log_file = f
+        self.started_at = self.clock.monotonic()
+        if self.log_file is None:
+            self.log_file = open(self.log_path, "ab")  # noqa: SIM115, ASYNC230 - closed in stop(); instant
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "kos", *self.args, stdout=f, stderr=asyncio.subprocess.STDOUT,
-            stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
+            *self.program, *self.args, stdout=self.log_file, stderr=asyncio.subprocess.STDOUT,
+            stdin=asyncio.subprocess.DEVNULL, start_new_session=True, env=self.env,
         )  # fmt: skip
+
+    def component(self) -> clusterfile.Component:
+        """This child as cluster.json lists it (pid None while it is not running)."""
+        p = self.proc
+        pid = p.pid if p is not None and p.returncode is None else None
+        return clusterfile.Component(self.name, self.role or self.name, pid, self.url, self.metrics_url)
 
     async def wait_ready(self, timeout: float) -> None:
         deadline = self.clock.monotonic() + timeout
@@ -112,7 +139,7 @@ class Child:
                 timer.cancel()
         f = self.log_file
         if f is not None:
-            f.close()  # type: ignore[attr-defined]
+            f.close()
             self.log_file = None
 
 
@@ -136,56 +163,116 @@ class ClusterSettings:
     log_level: str = "warning"
     insecure: bool = False
     """Plain HTTP and no authentication anywhere (`kos up --insecure`, for benchmarks)."""
+    ha: bool = False
+    """`kos up --ha`: a 3-member etcd (kos.cli.clusteretcd), two apiservers over it (the second on a free
+    port), two controller managers, one per apiserver."""
 
 
 NODE_PREFIX = "node-"
+HA_REPLICAS = 2
+"""Apiservers and controller managers of `kos up --ha`."""
 
 
 class Cluster:
+    """The supervised children of one `kos up`, in start order; cluster.json (kos.cli.clusterfile) lists them.
+
+    Raises RuntimeError (from the constructor) for an address in use, a PKI that cannot be made, or `ha`
+    without the `etcd` binary on PATH or with `storage` given.
+    """
+
     def __init__(self, s: ClusterSettings, *, clock: Clock = REAL_CLOCK) -> None:
         self.s = s
         self.clock = clock
         s.state_dir.mkdir(parents=True, exist_ok=True)
         logs = s.state_dir / "logs"
         logs.mkdir(exist_ok=True)
+        if s.ha and s.storage:
+            raise RuntimeError("--ha runs its own etcd: leave out --storage")
         port = s.port or free_port(s.host)
         if not port_free(s.host, port):
             raise RuntimeError(f"{s.host}:{port} is in use: choose another address with --listen")
         scheme = "http" if s.insecure else "https"
-        self.server = f"{scheme}://{_client_host(s.host)}:{port}"
+        ports = [port] + [free_port(s.host) for _ in range(HA_REPLICAS - 1 if s.ha else 0)]
+        self.servers = [f"{scheme}://{_client_host(s.host)}:{p}" for p in ports]
+        """Every apiserver's URL (one, or HA_REPLICAS with `ha`)."""
+        self.server = self.servers[0]
         self.storage = s.storage or f"sqlite://{(s.state_dir / 'state.db').resolve()}"
-        cm_port, nodes_port = free_port(), free_port()
+        nodes_port = free_port()
         self.nodes_url = f"{scheme}://127.0.0.1:{nodes_port}"
         self.kubeconfig = s.state_dir / "kubeconfig"
+        self.cluster_file = s.state_dir / clusterfile.FILE_NAME
         self.identities: clusterpki.ClusterIdentities | None = None
         """The PKI, kubeconfigs and node tokens (None with `insecure`)."""
         ready_ssl = None
+        etcd_files: clusterpki.EtcdFiles | None = None
         if not s.insecure:
             nodes = [f"{NODE_PREFIX}{i}" for i in range(s.nodes)]
             try:
                 self.identities = clusterpki.prepare(s.state_dir, self.server, [s.host], nodes)
+                etcd_files = clusterpki.prepare_etcd(s.state_dir) if s.ha else None
             except (directory.PKIError, OSError, ValueError) as e:
                 raise RuntimeError(f"cannot make the PKI in {s.state_dir / clusterpki.PKI_DIR}: {e}") from None
             ready_ssl = ssl.create_default_context(cadata=self.identities.ca_pem.decode())
         lvl = ["--log-level", s.log_level]
-        self.children = [
-            Child("apiserver", ["apiserver", "--storage", self.storage, "--listen", f"{s.host}:{port}",
-                                *self._apiserver_flags(), *lvl], f"{self.server}/readyz", logs / "apiserver.log"),
-            Child("controller-manager", ["controller-manager", *self._client_flags("controller-manager"),
-                                         "--metrics-listen", f"127.0.0.1:{cm_port}",
-                                         *self._serving_flags(clusterpki.CM_SERVING), *lvl],
-                  f"{scheme}://127.0.0.1:{cm_port}/healthz", logs / "controller-manager.log"),
-            Child("simnodes", ["simnodes", *self._client_flags("simnodes"), "--count", str(s.nodes),
-                               "--name-prefix", NODE_PREFIX, "--listen", f"127.0.0.1:{nodes_port}",
-                               *self._serving_flags(clusterpki.SIMNODES_SERVING), *lvl],
-                  f"{self.nodes_url}/readyz", logs / "simnodes.log"),
-        ]  # fmt: skip
+        self.children: list[Child] = []
+        if s.ha:
+            self.storage = self._etcd_children(etcd_files, logs)
+        for i, server in enumerate(self.servers):
+            name = f"apiserver-{i}" if s.ha else "apiserver"
+            self.children.append(Child(
+                name, ["apiserver", "--storage", self.storage, "--listen", f"{s.host}:{ports[i]}",
+                       *self._apiserver_flags(), *lvl], f"{server}/readyz", logs / f"{name}.log",
+                role="apiserver", url=server, metrics_url=f"{server}/metrics", ready_ssl=ready_ssl,
+            ))  # fmt: skip
+        for i, server in enumerate(self.servers):
+            name = f"controller-manager-{i}" if s.ha else "controller-manager"
+            cm = f"{scheme}://127.0.0.1:{free_port()}"
+            self.children.append(Child(
+                name, ["controller-manager", *self._client_flags("controller-manager", server),
+                       "--metrics-listen", cm.rpartition("/")[2], *self._serving_flags(clusterpki.CM_SERVING), *lvl],
+                f"{cm}/healthz", logs / f"{name}.log", role="controller-manager", metrics_url=f"{cm}/metrics",
+                ready_ssl=ready_ssl,
+            ))  # fmt: skip
+        self.children.append(Child(
+            "simnodes", ["simnodes", *self._client_flags("simnodes", self.server), "--count", str(s.nodes),
+                         "--name-prefix", NODE_PREFIX, "--listen", f"127.0.0.1:{nodes_port}",
+                         *self._serving_flags(clusterpki.SIMNODES_SERVING), *lvl],
+            f"{self.nodes_url}/readyz", logs / "simnodes.log", role="simnodes", metrics_url=f"{self.nodes_url}/metrics",
+            ready_ssl=ready_ssl,
+        ))  # fmt: skip
         self._ready_ssl = ready_ssl
         for child in self.children:
             child.clock = clock
-            child.ready_ssl = ready_ssl
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
+
+    def _etcd_children(self, tls: clusterpki.EtcdFiles | None, logs: Path) -> str:
+        """Add the etcd members to the children; the apiservers' storage URL for them."""
+        etcd = shutil.which("etcd")
+        if etcd is None:
+            raise RuntimeError("kos up --ha needs the etcd binary on PATH (Debian: apt-get install etcd-server)")
+        try:
+            members, token = clusteretcd.members(self.s.state_dir)
+        except (OSError, ValueError, KeyError) as e:
+            raise RuntimeError(f"cannot read or write {self.s.state_dir / clusteretcd.ETCD_DIR}: {e}") from None
+        for m in members:
+            for p in (m.client_port, m.peer_port):
+                if not port_free("127.0.0.1", p):
+                    raise RuntimeError(f"127.0.0.1:{p} of etcd member {m.name} (kept in "
+                                       f"{self.s.state_dir / clusteretcd.ETCD_DIR}) is in use")  # fmt: skip
+        ctx = None  # etcd's health is probed with etcd's CA and the apiservers' client certificate
+        if tls is not None:
+            ctx = ssl.create_default_context(cafile=str(tls.ca))
+            ctx.load_cert_chain(tls.client_cert, tls.client_key)
+        # etcd reads ETCD_<FLAG> variables too, and refuses to start when one repeats a flag given
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
+        for m in members:
+            url = m.client_url(tls is not None)
+            self.children.append(Child(
+                m.name, clusteretcd.args(m, members, token, tls), f"{url}/health", logs / f"{m.name}.log",
+                role="etcd", url=url, metrics_url=f"{url}/metrics", ready_ssl=ctx, program=(etcd,), env=env,
+            ))  # fmt: skip
+        return clusteretcd.storage_url(members, tls)
 
     def _apiserver_flags(self) -> list[str]:
         ids = self.identities
@@ -201,13 +288,13 @@ class Cluster:
         crt, key = self.identities.cert(name)
         return ["--tls-cert-file", str(crt), "--tls-private-key-file", str(key)]
 
-    def _client_flags(self, who: str) -> list[str]:
+    def _client_flags(self, who: str, server: str) -> list[str]:
         ids = self.identities
         if ids is None:
-            return ["--server", self.server]
+            return ["--server", server]
         if who == "controller-manager":
-            return ["--kubeconfig", str(ids.controller_manager_kubeconfig)]
-        return ["--kubeconfig", str(ids.simnodes_kubeconfig), "--node-tokens", str(ids.node_tokens)]
+            return ["--kubeconfig", str(ids.controller_manager_kubeconfig), "--server", server]
+        return ["--kubeconfig", str(ids.simnodes_kubeconfig), "--server", server, "--node-tokens", str(ids.node_tokens)]
 
     def client_args(self) -> list[str]:
         """The flags a kos client command (driver, verify) reaches this cluster with, as the admin."""
@@ -244,39 +331,69 @@ class Cluster:
             "current-context: kos\n"
         )
 
+    def write_cluster_file(self) -> None:
+        """Replace cluster.json with every child's current pid (kos.cli.clusterfile)."""
+        clusterfile.write(self.cluster_file, [c.component() for c in self.children], self.kubeconfig)
+
     async def start(self) -> None:
-        for child in self.children:
-            await child.start()
-            await child.wait_ready(120 if child.name == "simnodes" else 60)
+        """Start the children in order, each ready before the next (the etcd members all at once: one alone
+        has no quorum), then supervise them. Raises RuntimeError if one exits or is not ready in time."""
         self.write_kubeconfig()
+        etcd = [c for c in self.children if c.role == "etcd"]
+        for child in etcd:
+            await child.start()
+        self.write_cluster_file()
+        for child in etcd:
+            await child.wait_ready(60)
+        for child in self.children:
+            if child.role == "etcd":
+                continue
+            await child.start()
+            self.write_cluster_file()
+            await child.wait_ready(120 if child.role == "simnodes" else 60)
         self._supervisor = asyncio.create_task(self._supervise())
 
     async def _supervise(self) -> None:
+        """Restart each child that exits, after its own backoff (0.5 s doubling to 30 s, back to the start once
+        it ran STABLE_AFTER; as the kubelet's crash-loop backoff), so one child's backoff never delays another's
+        restart; cluster.json follows (pid null while a child waits)."""
         while not self._stopping:
             await self.clock.sleep(SUPERVISE_INTERVAL)
+            now = self.clock.monotonic()
             for child in self.children:
                 p = child.proc
                 if p is None or p.returncode is None or self._stopping:
                     continue
-                child.restarts += 1
-                delay = min(30.0, 0.5 * 2 ** min(child.restarts, 6))
-                print(f"kos: {child.name} exited with {p.returncode} (restart #{child.restarts} in {delay:.1f}s); "
-                      f"its log: {child.log_path}\n{child.tail(5)}", file=sys.stderr, flush=True)  # fmt: skip
-                await self.clock.sleep(delay)
-                if not self.stopping():
+                if child.restart_at is None:
+                    if now - child.started_at > STABLE_AFTER:
+                        child.restarts = 0
+                    child.restarts += 1
+                    delay = min(30.0, 0.5 * 2 ** min(child.restarts, 6))
+                    child.restart_at = now + delay
+                    print(f"kos: {child.name} exited with {p.returncode} (restart #{child.restarts} in {delay:.1f}s); "
+                          f"its log: {child.log_path}\n{child.tail(5)}", file=sys.stderr, flush=True)  # fmt: skip
+                    self.write_cluster_file()
+                elif now >= child.restart_at:
+                    child.restart_at = None
                     await child.start()
+                    self.write_cluster_file()
 
     def stopping(self) -> bool:
         return self._stopping
 
     async def stop(self) -> None:
+        """Stop every child, the clients first and the etcd members last (together, so none waits for a
+        leader transfer to peers already gone), and remove cluster.json."""
         self._stopping = True
         if self._supervisor is not None:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._supervisor
         for child in reversed(self.children):
-            await child.stop()
+            if child.role != "etcd":
+                await child.stop()
+        await asyncio.gather(*(c.stop() for c in self.children if c.role == "etcd"))
+        clusterfile.remove(self.cluster_file)
 
 
 def _client_host(host: str) -> str:

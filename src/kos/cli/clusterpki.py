@@ -15,6 +15,10 @@
                                                     (the apiserver's --token-auth-file, kos simnodes --node-tokens)
     <state-dir>/simnodes.kubeconfig                 the simulated nodes' shared connection (0600): a token for
                                                     `system:node:kos:simnodes` in `system:nodes`
+    <state-dir>/pki/etcd/ca.crt, .key               `kos up --ha` only: etcd's own CA (as kubeadm's etcd/ca), so
+                                                    no kos client certificate opens etcd
+    <state-dir>/pki/etcd/server.crt, .key           the etcd members' serving certificate (127.0.0.1, localhost)
+    <state-dir>/pki/etcd/apiserver-etcd-client.crt, .key   the apiservers' client certificate for etcd
 
 The directory is the one `kos certs init` writes, so `kos certs issue --pki <state-dir>/pki` mints more users.
 A second start with the same state directory keeps the CA and every certificate that the CA signed, that is
@@ -110,6 +114,37 @@ def prepare(state_dir: Path, server: str, hosts: Sequence[str], nodes: Sequence[
     shared = token_kubeconfig(server, ca_pem, node_user(SIMNODES_NODE), tokens[SIMNODES_NODE])
     directory.write_private(ids.simnodes_kubeconfig, shared, force=True)
     return ids
+
+
+ETCD_DIR = "etcd"
+ETCD_SERVER, ETCD_CLIENT = "server", "apiserver-etcd-client"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EtcdFiles:
+    """The PEM files of `kos up --ha`'s etcd (see the module docstring)."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def prepare_etcd(state_dir: Path) -> EtcdFiles:
+    """Make (or keep) etcd's CA, its members' serving certificate and the apiservers' client certificate in
+    `<state-dir>/pki/etcd`. Raises directory.PKIError for an unreadable CA, OSError if a file cannot be written."""
+    pki = state_dir / PKI_DIR / ETCD_DIR
+    pki.mkdir(parents=True, exist_ok=True)
+    pki.chmod(0o700)
+    crt, key = directory.paths(pki, directory.CA)
+    ca = directory.load(pki, directory.CA) if crt.exists() or key.exists() else None
+    if ca is None or _expiring(ca.cert):
+        ca = new_ca("kos-etcd-ca")
+        directory.write(pki, directory.CA, ca, force=True)  # what the old one signed is issued again below
+    _serving(pki, ca, ETCD_SERVER, "kos-etcd", ["localhost", "127.0.0.1"])
+    _keep_or_issue(pki, ETCD_CLIENT, ca, lambda: issue_client(ca, "kos-apiserver"))
+    return EtcdFiles(crt, *directory.paths(pki, ETCD_SERVER), *directory.paths(pki, ETCD_CLIENT))
 
 
 def token_kubeconfig(server: str, ca_pem: bytes, user: str, token: str) -> bytes:

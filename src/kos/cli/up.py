@@ -1,5 +1,8 @@
-"""`kos up [--nodes N] [--storage URL] [--state-dir DIR] [--listen HOST:PORT] [--insecure]`: kos on this machine
-until Ctrl-C.
+"""`kos up [--nodes N] [--storage URL] [--state-dir DIR] [--listen HOST:PORT] [--insecure] [--ha]`: kos on this
+machine until Ctrl-C.
+
+`--ha`: a 3-member etcd (the `etcd` binary on PATH, mutual TLS), two apiservers over it, two controller
+managers; where each process is goes to `<state-dir>/cluster.json` (kos.cli.clusterfile) in every mode.
 
 Secure by default: HTTPS everywhere, the PKI in `<state-dir>/pki`, the admin's kubeconfig in
 `<state-dir>/kubeconfig` (kos.cli.clusterpki lists the files); `--insecure` serves plain HTTP with no
@@ -10,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
+import sys
 from pathlib import Path
 
 from kos.cli.apiserver import storage_url
@@ -31,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--state-dir", type=Path, default=Path(".kos"), help="where state, logs and the kubeconfig go (.kos)"
     )
     p.add_argument("--listen", type=host_port, default=("127.0.0.1", 8080), help="HOST:PORT for the apiserver")
+    p.add_argument("--ha", action="store_true",
+                   help="a local 3-member etcd cluster (needs the etcd binary), two apiservers over it (--listen "
+                        "and a free port) and two controller managers")  # fmt: skip
     add_insecure_flag(p)
     add_logging_flags(p)  # fmt: skip
 
@@ -44,10 +52,14 @@ def add_insecure_flag(p: argparse.ArgumentParser) -> None:
 def settings_from(args: argparse.Namespace) -> ClusterSettings:
     host, port = args.listen
     return ClusterSettings(state_dir=args.state_dir, nodes=args.nodes, storage=args.storage,
-                           host=host, port=port, insecure=args.insecure)  # fmt: skip
+                           host=host, port=port, insecure=args.insecure, ha=args.ha)  # fmt: skip
 
 
 def run(s: ClusterSettings) -> int:
+    if s.ha and shutil.which("etcd") is None:
+        print("kos up: --ha needs the etcd binary on PATH (Debian: apt-get install etcd-server)", file=sys.stderr)
+        return 2
+
     async def main(stop: asyncio.Event) -> int:
         try:
             cluster = Cluster(s)
@@ -60,10 +72,14 @@ def run(s: ClusterSettings) -> int:
             raise UsageError(str(e)) from None
         client = " ".join(cluster.client_args())
         security = "plain HTTP, no authentication" if s.insecure else f"HTTPS, PKI in {s.state_dir / 'pki'}"
-        print(f"kos is up: apiserver {cluster.server} ({cluster.storage}; {security}), {s.nodes} simulated nodes "
-              f"(fabric endpoint {cluster.nodes_url})\n"
+        storage = "a 3-member etcd" if s.ha else cluster.storage
+        print(f"kos is up: apiserver {', '.join(cluster.servers)} ({storage}; {security}), {s.nodes} simulated "
+              f"nodes (fabric endpoint {cluster.nodes_url})\n"
+              f"  every process (pid, url, /metrics): {cluster.cluster_file}\n"
               f"  kubectl --kubeconfig {cluster.kubeconfig} get sn,na,ipl -A\n"
-              f"  kos driver {client} --nodes node-:{s.nodes}\n"
+              + "".join(f"  kubectl --kubeconfig {cluster.kubeconfig} --server {u} get sn,na,ipl -A\n"
+                        for u in cluster.servers[1:])
+              + f"  kos driver {client} --nodes node-:{s.nodes}\n"
               f"  kos verify {' '.join(cluster.verify_args())}\n"
               f"logs in {s.state_dir / 'logs'}; Ctrl-C stops everything", flush=True)  # fmt: skip
         await stop.wait()
