@@ -228,13 +228,14 @@ class Cluster:
             name = f"controller-manager-{i}" if s.ha else "controller-manager"
             cm = f"{scheme}://127.0.0.1:{free_port()}"
             self.children.append(Child(
-                name, ["controller-manager", *self._client_flags("controller-manager", server),
+                name, ["controller-manager", *self._client_flags("controller-manager", _first(server, self.servers)),
+                       "--leader-elect-identity", name,  # a restarted child takes its own Lease back at once
                        "--metrics-listen", cm.rpartition("/")[2], *self._serving_flags(clusterpki.CM_SERVING), *lvl],
                 f"{cm}/healthz", logs / f"{name}.log", role="controller-manager", metrics_url=f"{cm}/metrics",
                 ready_ssl=ready_ssl,
             ))  # fmt: skip
         self.children.append(Child(
-            "simnodes", ["simnodes", *self._client_flags("simnodes", self.server), "--count", str(s.nodes),
+            "simnodes", ["simnodes", *self._client_flags("simnodes", ",".join(self.servers)), "--count", str(s.nodes),
                          "--name-prefix", NODE_PREFIX, "--listen", f"127.0.0.1:{nodes_port}",
                          *self._serving_flags(clusterpki.SIMNODES_SERVING), *lvl],
             f"{self.nodes_url}/readyz", logs / "simnodes.log", role="simnodes", metrics_url=f"{self.nodes_url}/metrics",
@@ -289,6 +290,7 @@ class Cluster:
         return ["--tls-cert-file", str(crt), "--tls-private-key-file", str(key)]
 
     def _client_flags(self, who: str, server: str) -> list[str]:
+        """`server`: one URL, or several comma-separated (clients fail over in that order)."""
         ids = self.identities
         if ids is None:
             return ["--server", server]
@@ -402,3 +404,9 @@ def _client_host(host: str) -> str:
         return "127.0.0.1" if ipaddress.ip_address(host.strip("[]")).is_unspecified else host
     except ValueError:
         return host
+
+
+def _first(server: str, servers: list[str]) -> str:
+    """`servers` as a `--server` list with `server` first: a client prefers its own apiserver and fails over to
+    the others."""
+    return ",".join([server, *(x for x in servers if x != server)])
