@@ -22,6 +22,7 @@ import yaml
 
 from kos.api.types import API_VERSION, GROUP
 from kos.cli.cluster import Child, Cluster, ClusterSettings
+from kos.pki.kubeconfig import load_kubeconfig
 from kos.testing.clock import FakeClock
 from kos.testing.process import free_port
 
@@ -157,6 +158,7 @@ def test_up_ha_runs_three_etcd_two_apiservers_two_controller_managers(tmp_path: 
         servers = [c["url"] for c in doc["components"] if c["role"] == "apiserver"]
         assert len(set(servers)) == 2 and all(s in "".join(lines) for s in servers)
         kubeconfig = state / "kubeconfig"
+        assert sorted(load_kubeconfig(kubeconfig).servers) == sorted(servers)  # kos clients fail over across both
 
         def kubectl(server: str, *args: str, stdin: str | None = None) -> str:
             r = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "--server", server,

@@ -208,7 +208,7 @@ class Cluster:
         if not s.insecure:
             nodes = [f"{NODE_PREFIX}{i}" for i in range(s.nodes)]
             try:
-                self.identities = clusterpki.prepare(s.state_dir, self.server, [s.host], nodes)
+                self.identities = clusterpki.prepare(s.state_dir, self.server, [s.host], nodes, servers=self.servers)
                 etcd_files = clusterpki.prepare_etcd(s.state_dir) if s.ha else None
             except (directory.PKIError, OSError, ValueError) as e:
                 raise RuntimeError(f"cannot make the PKI in {s.state_dir / clusterpki.PKI_DIR}: {e}") from None

@@ -85,8 +85,12 @@ class ClusterIdentities:
         return directory.paths(self.pki, name)
 
 
-def prepare(state_dir: Path, server: str, hosts: Sequence[str], nodes: Sequence[str]) -> ClusterIdentities:
-    """Make (or keep) the PKI, kubeconfigs for `server` and the node token file in `state_dir`.
+def prepare(
+    state_dir: Path, server: str, hosts: Sequence[str], nodes: Sequence[str], *, servers: Sequence[str] = ()
+) -> ClusterIdentities:
+    """Make (or keep) the PKI, kubeconfigs for `server` and the node token file in `state_dir`; with `servers`
+    (several apiservers) the admin's kubeconfig also lists them all for kos clients to fail over across
+    (`kos.pki.kubeconfig.SERVERS_EXTENSION`; kubectl uses `server`).
 
     `hosts` are the names the apiserver's certificate needs besides localhost and 127.0.0.1 (unspecified
     addresses such as 0.0.0.0 are skipped); `nodes` the simulated nodes' names. Raises directory.PKIError for
@@ -107,7 +111,10 @@ def prepare(state_dir: Path, server: str, hosts: Sequence[str], nodes: Sequence[
     ca_pem = ca.cert_pem()
     ids = ClusterIdentities(pki, ca_pem, state_dir / ADMIN_KUBECONFIG, state_dir / CONTROLLER_MANAGER_KUBECONFIG,
                             state_dir / NODE_TOKENS, state_dir / SIMNODES_KUBECONFIG)  # fmt: skip
-    directory.write_private(ids.admin_kubeconfig, kubeconfig(server, ca_pem, admin, directory.ADMIN_USER), force=True)
+    admin_kubeconfig = kubeconfig(
+        server, ca_pem, admin, directory.ADMIN_USER, servers=list(servers) if len(servers) > 1 else []
+    )
+    directory.write_private(ids.admin_kubeconfig, admin_kubeconfig, force=True)
     directory.write_private(ids.controller_manager_kubeconfig, kubeconfig(server, ca_pem, cm, CONTROLLER_MANAGER),
                             force=True)  # fmt: skip
     tokens = write_node_tokens(ids.node_tokens, [*nodes, SIMNODES_NODE])
