@@ -23,6 +23,9 @@ out to dozens of nodes). `--light`: p50/p99 create→ready at --rate 20.
 `--storage`: the apiserver's store, a URL (`memory://`, `sqlite://STATE/kos.db`, `etcd://host:port`; STATE is
 the trial's directory) or `etcd`: a fresh local etcd started for each trial in the trial's directory
 (kos.testing.etcd.EtcdProcess), `--etcd-members` members (1 by default; `etcd:3` names the count per storage).
+`STORE@DIR` runs that store's apiserver on the kos sources in DIR (PYTHONPATH=DIR; e.g. `etcd@../base/src`
+with `git worktree add ../base main`): an A/B of the apiserver's code in the same run, the other processes
+unchanged.
 Repeat `--storage` to run every trial on each store in turn in one run (e.g. `--storage memory:// --storage
 etcd --storage etcd:3`); the summary then prints each store's figures beside the first one's: holding rate,
 apiserver CPU per driver operation (create or delete) and p50/p99 create→ready. With a started etcd the
@@ -213,13 +216,14 @@ def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, thre
           tls: SecureCluster | None = None) -> dict[str, Any]:  # fmt: skip
     d = tmp / f"{shape}-{rate:g}-{time.time_ns()}"
     d.mkdir()
+    storage, _, src = storage.partition("@")
     members = _etcd_members(storage)
     etcd = EtcdProcess.cluster(d / "etcd", members=members) if members else None
     try:
         tag = f"etcd{members}" if members else storage.split(":", 1)[0]
         t = _trial(shape, rate, seconds, d, etcd.url if etcd else storage, threads, profile, profile_dir,
-                   criterion, tls, etcd, tag)  # fmt: skip
-        t["storage"] = storage if not members else f"etcd:{members}"
+                   criterion, tls, etcd, tag + ("-ab" if src else ""), src)  # fmt: skip
+        t["storage"] = (storage if not members else f"etcd:{members}") + (f"@{src}" if src else "")
         return t
     finally:
         if etcd is not None:
@@ -228,8 +232,17 @@ def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, thre
 
 def _trial(shape: str, rate: float, seconds: float, d: Path, storage: str, threads: int, profile: str,
            profile_dir: Path | None, criterion: str, tls: SecureCluster | None,
-           etcd: EtcdProcess | None, tag: str) -> dict[str, Any]:  # fmt: skip
-    server = _start_apiserver(storage.replace("STATE", str(d)), d, tls)
+           etcd: EtcdProcess | None, tag: str, src: str = "") -> dict[str, Any]:  # fmt: skip
+    saved = os.environ.get("PYTHONPATH")
+    if src:  # the apiserver (only) runs the kos in `src`
+        os.environ["PYTHONPATH"] = str(Path(src).resolve())
+    try:
+        server = _start_apiserver(storage.replace("STATE", str(d)), d, tls)
+    finally:
+        if src and saved is None:
+            os.environ.pop("PYTHONPATH")
+        elif src and saved is not None:
+            os.environ["PYTHONPATH"] = saved
     plain = {role: ["--server", server.url] for role in ("controller-manager", "simnodes", "driver")}
     client = plain if tls is None else tls.client_args(server.url, d)
     cm_port, sim_port = free_port(), free_port()
