@@ -20,6 +20,17 @@ Shapes: `small` = many small networks (--num-nets 100 --top-net-size 10); `large
 the original driver's default (--num-nets 10 --top-net-size 100: every change fans
 out to dozens of nodes). `--light`: p50/p99 create→ready at --rate 20.
 
+`--storage`: the apiserver's store, a URL (`memory://`, `sqlite://STATE/kos.db`, `etcd://host:port`; STATE is
+the trial's directory) or `etcd`: a fresh local etcd started for each trial in the trial's directory
+(kos.testing.etcd.EtcdProcess), `--etcd-members` members (1 by default; `etcd:3` names the count per storage).
+`STORE@DIR` runs that store's apiserver on the kos sources in DIR (PYTHONPATH=DIR; e.g. `etcd@../base/src`
+with `git worktree add ../base main`): an A/B of the apiserver's code in the same run, the other processes
+unchanged.
+Repeat `--storage` to run every trial on each store in turn in one run (e.g. `--storage memory:// --storage
+etcd --storage etcd:3`); the summary then prints each store's figures beside the first one's: holding rate,
+apiserver CPU per driver operation (create or delete) and p50/p99 create→ready. With a started etcd the
+members' CPU is reported as `etcd`.
+
 `--tls`: the secure cluster instead of the plain one, as `kos up` runs it (`SecureCluster`: kos.cli.clusterpki's
 identities, made once per run): `kos apiserver --tls-cert-file --tls-private-key-file --client-ca-file
 --token-auth-file` (HTTPS, x509 and token authentication, the built-in authorization and node restriction);
@@ -54,6 +65,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from kos.pki import directory  # noqa: E402
 from kos.pki.authority import issue_client  # noqa: E402
 from kos.pki.kubeconfig import kubeconfig  # noqa: E402
+from kos.testing.etcd import EtcdProcess  # noqa: E402
 from kos.testing.process import APIServerProcess, KosProcess, free_port  # noqa: E402
 from kos.util import calibration  # noqa: E402
 
@@ -90,6 +102,18 @@ SIM_COUNTERS = {
     "kos_agent_vni_watch_stops_total": "vni_watch_stops",
     "kos_agent_vni_watch_initial_objects_total": "vni_watch_initial_objects",
 }
+
+
+def etcd_calls(etcd: EtcdProcess) -> dict[str, float]:
+    """gRPC calls every member has handled so far, by method (etcd's `grpc_server_handled_total`)."""
+    out: dict[str, float] = {}
+    for _, port in etcd.endpoints:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("grpc_server_handled_total{"):
+                    method = line.split('grpc_method="', 1)[1].split('"', 1)[0]
+                    out[method] = out.get(method, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
 
 
 def sim_counters(port: int, keep: Path) -> dict[str, float]:
@@ -174,12 +198,51 @@ def _start_apiserver(storage: str, d: Path, tls: SecureCluster | None) -> APISer
     return server
 
 
+ETCD_MEMBERS = 1
+"""Members of the etcd a storage of `etcd` starts (--etcd-members)."""
+
+
+def _etcd_members(storage: str) -> int:
+    """How many members `storage` asks this script to start: 0 for a URL, N for `etcd:N`, else --etcd-members."""
+    if storage == "etcd":
+        return ETCD_MEMBERS
+    if storage.startswith("etcd:") and storage[5:].isdigit():
+        return int(storage[5:])
+    return 0
+
+
 def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, threads: int,
           profile: str = "", profile_dir: Path | None = None, criterion: str = "strict",
           tls: SecureCluster | None = None) -> dict[str, Any]:  # fmt: skip
     d = tmp / f"{shape}-{rate:g}-{time.time_ns()}"
     d.mkdir()
-    server = _start_apiserver(storage.replace("STATE", str(d)), d, tls)
+    storage, _, src = storage.partition("@")
+    members = _etcd_members(storage)
+    etcd = EtcdProcess.cluster(d / "etcd", members=members) if members else None
+    try:
+        tag = f"etcd{members}" if members else storage.split(":", 1)[0]
+        t = _trial(shape, rate, seconds, d, etcd.url if etcd else storage, threads, profile, profile_dir,
+                   criterion, tls, etcd, tag + ("-ab" if src else ""), src)  # fmt: skip
+        t["storage"] = (storage if not members else f"etcd:{members}") + (f"@{src}" if src else "")
+        return t
+    finally:
+        if etcd is not None:
+            etcd.stop()
+
+
+def _trial(shape: str, rate: float, seconds: float, d: Path, storage: str, threads: int, profile: str,
+           profile_dir: Path | None, criterion: str, tls: SecureCluster | None,
+           etcd: EtcdProcess | None, tag: str, src: str = "") -> dict[str, Any]:  # fmt: skip
+    saved = os.environ.get("PYTHONPATH")
+    if src:  # the apiserver (only) runs the kos in `src`
+        os.environ["PYTHONPATH"] = str(Path(src).resolve())
+    try:
+        server = _start_apiserver(storage.replace("STATE", str(d)), d, tls)
+    finally:
+        if src and saved is None:
+            os.environ.pop("PYTHONPATH")
+        elif src and saved is not None:
+            os.environ["PYTHONPATH"] = saved
     plain = {role: ["--server", server.url] for role in ("controller-manager", "simnodes", "driver")}
     client = plain if tls is None else tls.client_args(server.url, d)
     cm_port, sim_port = free_port(), free_port()
@@ -193,6 +256,9 @@ def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, thre
         sim.wait_http(f"http://127.0.0.1:{sim_port}/readyz", timeout=120)
         n = max(50, int(rate * seconds / 2))
         procs = {"apiserver": server.proc.pid, "controller-manager": cm.proc.pid, "simnodes": sim.proc.pid}
+        etcd_pids = etcd.pids() if etcd is not None else []
+        etcd_before = sum(cpu_seconds(p) for p in etcd_pids)
+        calls_before = etcd_calls(etcd) if etcd is not None else {}
         before = {k: cpu_seconds(p) for k, p in procs.items()}
         out = d / "run"
         spy = None
@@ -205,7 +271,7 @@ def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, thre
         if profile and profile_dir is not None:  # py-spy on one process while the driver runs (collapsed stacks)
             pid = drv.pid if profile == "driver" else procs[profile]
             spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--rate", "250", "--nonblocking",
-                                    "--format", "raw", "-o", str(profile_dir / f"{shape}-{rate:g}-{profile}.txt")],
+                                    "--format", "raw", "-o", str(profile_dir / f"{tag}-{shape}-{rate:g}-{profile}.txt")],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         t0 = time.monotonic()
         drv_cpu = 0.0
@@ -221,6 +287,9 @@ def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, thre
             spy.wait(timeout=30)
         cpu = {k: cpu_seconds(p) - before[k] for k, p in procs.items()}
         cpu["driver"] = drv_cpu
+        if etcd_pids:
+            cpu["etcd"] = sum(cpu_seconds(p) for p in etcd_pids) - etcd_before
+        calls = {k: v - calls_before.get(k, 0.0) for k, v in (etcd_calls(etcd) if etcd is not None else {}).items()}
         watches = sim_counters(sim_port, d)
         if not (out / "summary.json").exists():
             raise RuntimeError(f"kos driver exited {drv.returncode} without a summary:\n"
@@ -237,6 +306,8 @@ def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, thre
                 "achieved_create_rate": s["achieved_create_rate"], "created": s["created"],
                 "never_ready": s["never_ready"], "create_to_ready": lat, "avg_peers": s["plan"]["avg_peers"],
                 "late_ops_percent": s["late_ops_percent"], "cpu_seconds": cpu, "wall_seconds": wall,
+                "apiserver_cpu_per_op_us": cpu["apiserver"] / max(1, s["created"] + s["deleted"]) * 1e6,
+                "etcd_calls_per_op": {k: v / max(1, s["created"] + s["deleted"]) for k, v in calls.items() if v},
                 "simnodes": watches}  # fmt: skip
     finally:
         for p in (sim, cm, server):
@@ -253,8 +324,10 @@ def show(t: dict[str, Any]) -> None:
           f"{(lat['p50'] or 0) * 1000:6.1f} ms p99 {(lat['p99'] or 0) * 1000:7.1f} ms (with misses "
           f"{'inf' if t['p99_counting_misses'] is None else format(t['p99_counting_misses'] * 1000, '.1f')} ms), "
           f"never ready {t['never_ready']}, late ops {t['late_ops_percent']:.0f}%; CPU s: {cpu} "
-          f"(wall {t['wall_seconds']:.0f}); simnodes: "
-          + ", ".join(f"{k} {v:.0f}" for k, v in t.get("simnodes", {}).items()), flush=True)  # fmt: skip
+          f"(wall {t['wall_seconds']:.0f}; apiserver {t['apiserver_cpu_per_op_us']:.0f} µs/op); simnodes: "
+          + ", ".join(f"{k} {v:.0f}" for k, v in t.get("simnodes", {}).items())
+          + ("; etcd calls per op: " + ", ".join(f"{k} {v:.2f}" for k, v in t["etcd_calls_per_op"].items())
+             if t.get("etcd_calls_per_op") else ""), flush=True)  # fmt: skip
 
 
 def search(shape: str, start: float, seconds: float, tmp: Path, storage: str, threads: int,
@@ -293,7 +366,14 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=15.0, help="cruise length of each trial")
     ap.add_argument("--start", type=float, default=200.0, help="first rate tried (ops/s)")
     ap.add_argument("--threads", type=int, default=16, help="driver workers")
-    ap.add_argument("--storage", default="memory://", help="apiserver storage (STATE = the trial's directory)")
+    ap.add_argument(
+        "--storage",
+        action="append",
+        help="apiserver storage: a URL (STATE = the trial's directory), "
+        "or etcd / etcd:N to start N members per trial; repeat to compare stores in one run",
+    )
+    ap.add_argument("--etcd-members", type=int, default=1, help="members of the etcd that `--storage etcd` starts")
+    ap.add_argument("--light-trials", type=int, default=3, help="trials at --rate 20 with --light")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--tls", action="store_true", help="HTTPS with client-certificate identities, authorization on")
     ap.add_argument(
@@ -312,41 +392,102 @@ def main() -> int:
         help="which reading of p99 the search uses (both are reported)",
     )
     args = ap.parse_args()
+    global ETCD_MEMBERS
+    ETCD_MEMBERS = args.etcd_members
     calibration.print_calibration()
+    storages = args.storage or ["memory://"]
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
             tmp = args.keep
-        shapes = ["small", "large"] if args.shape == "both" else ([] if args.shape == "none" else [args.shape])
         tls = SecureCluster(tmp / "secure") if args.tls else None
-        if args.rates:
-            for shape in shapes:
-                results[shape] = {"trials": []}
-                for rate in (float(r) for r in args.rates.split(",")):
-                    t = trial(shape, rate, args.seconds, tmp, args.storage, args.threads, args.profile,
-                              args.profile_dir, args.criterion, tls)  # fmt: skip
-                    show(t)
-                    results[shape]["trials"].append(t)
-            shapes = []
-        for shape in shapes:
-            print(f"== {shape} networks: searching the highest rate that holds", flush=True)
-            r = search(shape, args.start, args.seconds, tmp, args.storage, args.threads, args.criterion, tls)
-            results[shape] = r
-            print(
-                f"   {shape}: holds ({args.criterion}) at --rate {r['best_rate']:.0f}: "
-                f"{r['best_creations_per_s']:.0f} creations/s achieved"
-            )
-        if args.light:
-            print("== light load: --rate 20", flush=True)
-            light = [trial("small", 20, 30, tmp, args.storage, 1, tls=tls) for _ in range(3)]
-            for t in light:
-                show(t)
-            results["light"] = light
+        for storage in storages:
+            if len(storages) > 1:
+                print(f"=== storage {storage}", flush=True)
+            results[storage] = run_storage(args, storage, tmp, tls)
+    if len(storages) > 1:
+        compare(results, storages)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps(results if len(storages) > 1 else results[storages[0]], indent=2))
     return 0
+
+
+def run_storage(args: argparse.Namespace, storage: str, tmp: Path, tls: SecureCluster | None) -> dict[str, Any]:
+    """Every trial the flags ask for, on one store; results by shape (and `light`)."""
+    results: dict[str, Any] = {}
+    shapes = ["small", "large"] if args.shape == "both" else ([] if args.shape == "none" else [args.shape])
+    if args.rates:
+        for shape in shapes:
+            results[shape] = {"trials": []}
+            for rate in (float(r) for r in args.rates.split(",")):
+                t = trial(shape, rate, args.seconds, tmp, storage, args.threads, args.profile,
+                          args.profile_dir, args.criterion, tls)  # fmt: skip
+                show(t)
+                results[shape]["trials"].append(t)
+        shapes = []
+    for shape in shapes:
+        print(f"== {shape} networks: searching the highest rate that holds", flush=True)
+        r = search(shape, args.start, args.seconds, tmp, storage, args.threads, args.criterion, tls)
+        results[shape] = r
+        print(
+            f"   {shape}: holds ({args.criterion}) at --rate {r['best_rate']:.0f}: "
+            f"{r['best_creations_per_s']:.0f} creations/s achieved"
+        )
+    if args.light:
+        print("== light load: --rate 20", flush=True)
+        light = [trial("small", 20, 30, tmp, storage, 1, args.profile, args.profile_dir, tls=tls)
+                 for _ in range(args.light_trials)]  # fmt: skip
+        for t in light:
+            show(t)
+        results["light"] = light
+    return results
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    if not xs:
+        return math.nan
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
+def compare(results: dict[str, Any], storages: list[str]) -> None:
+    """Each store's figures beside the first one's: holding rate, apiserver CPU per operation, light-load p50."""
+    base = storages[0]
+
+    def figures(r: dict[str, Any]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for shape in ("small", "large"):
+            if shape in r:
+                trials = r[shape]["trials"]
+                held = [t for t in trials if t["holds"]]
+                out[f"{shape} holding rate (ops/s)"] = r[shape].get(
+                    "best_rate", max((t["rate"] for t in held), default=0)
+                )
+                out[f"{shape} best achieved (ops/s)"] = max((t["achieved_rate"] for t in trials), default=0)
+                for t in trials:  # CPU per operation falls as the rate rises: compare it rate by rate
+                    out[f"{shape} apiserver µs/op at --rate {t['rate']:g}"] = t["apiserver_cpu_per_op_us"]
+        if "light" in r:
+            out["light p50 create→ready (ms, median)"] = _median(
+                [t["create_to_ready"]["p50"] * 1e3 for t in r["light"]]
+            )
+            out["light p99 create→ready (ms, median)"] = _median(
+                [t["create_to_ready"]["p99"] * 1e3 for t in r["light"]]
+            )
+            out["light apiserver µs/op (median)"] = _median([t["apiserver_cpu_per_op_us"] for t in r["light"]])
+        return out
+
+    print(f"== comparison (ratio to {base})")
+    b = figures(results[base])
+    for storage in storages:
+        f = figures(results[storage])
+        for k, v in f.items():
+            if k not in b:
+                continue  # a rate the first store was not tried at
+            ratio = v / b[k] if b[k] else math.nan
+            print(f"  {storage:12s} {k:42s} {v:9.1f}  ×{ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -293,6 +293,10 @@ class EtcdProcess:
     def running(self, i: int) -> bool:
         return self._members[i].running()
 
+    def pids(self) -> list[int]:
+        """The process ids of the members now running (benchmarks read their CPU time)."""
+        return [m.proc.pid for m in self._members if m.proc is not None and m.running()]
+
     def leader(self, timeout: float = 15.0) -> int:
         """The index of the member that currently leads (waits for an election if needed)."""
         deadline = time.monotonic() + timeout
