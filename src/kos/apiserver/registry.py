@@ -230,32 +230,23 @@ class Registry:
     ) -> Entry:
         """Write `mutate(current)` over the current object with a compare-and-swap, retrying lost races.
 
-        `expected` pins the revision the caller read (a lost race is then 409 Conflict). The first attempt
-        works on the cached object without asking the store for its revision (one round trip fewer per write
-        on etcd): the compare-and-swap refuses a stale one, and the attempt is made again once the cache has
-        seen what replaced it. An unchanged result is no write (the same entry back), but only once the cache
-        has been brought to the store's current revision (a stale cached object could look unchanged); a result with a deletion timestamp and no finalizers
+        `expected` pins the revision the caller read (a lost race is then 409 Conflict). An unchanged
+        result is no write (the same entry back); a result with a deletion timestamp and no finalizers
         completes the deletion. `admit` (admission, `kos.apiserver.auth.gate.Admit`) judges each attempt's
         final object against the current one before anything is written (an unchanged result as the current
         object against itself). Raises NotFound, Conflict, Invalid and what `mutate` and `admit` raise.
         """
         ckey, key = f"{namespace}/{name}", self.key(namespace, name)
-        synced = False
-        for _attempt in range(MAX_RETRIES):
+        for attempt in range(MAX_RETRIES):
             old = self.cache.get(ckey)
-            if old is None or (expected is not None and old.rev < expected) or (dry_run and not synced):
+            if old is None or (expected is not None and old.rev < expected) or (attempt == 0 and expected is None):
                 await self.cacher.sync()  # (inline, not a helper coroutine: status updates are a hot path)
-                synced = True
                 old = self.cache.get(ckey)
             old = self._check_current(old, name, expected)
             new = prepare_update(self.strategy, name, mutate(old), old.obj, subresource, self.clock.now())
             if admit is not None:
                 admit(old.obj if new is None else new, old.obj)
             if new is None:
-                if expected is None and not synced:  # judged on the cache: is it the current object?
-                    await self.cacher.sync()
-                    synced = True
-                    continue
                 return old  # nothing changed: no write, no event, same resourceVersion
             guards = await self.rules.update_guards(new, old, subresource) if self.rules is not None else ()
             if dry_run:
