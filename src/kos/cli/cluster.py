@@ -34,6 +34,7 @@ from kos.cli import clusteretcd, clusterfile, clusterpki
 from kos.client.config import ClientConfig
 from kos.pki import directory
 from kos.util.clock import REAL_CLOCK, Clock
+from kos.util.ports import free_port
 
 POLL_INTERVAL = 0.1
 """Seconds between readiness probes of a starting child."""
@@ -43,13 +44,6 @@ STOP_GRACE = 10.0
 """Seconds a child has after SIGTERM before it is killed."""
 STABLE_AFTER = 60.0
 """Seconds a child must have run for its next restart to wait the shortest backoff again."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def port_free(host: str, port: int) -> bool:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
-import socket
 import urllib.parse
 from pathlib import Path
 
 from kos.cli.clusterpki import EtcdFiles
+from kos.util.ports import free_ports
 
 ETCD_DIR = "etcd"
 MEMBERS_FILE = "members.json"
@@ -55,7 +55,7 @@ def members(state_dir: Path, count: int = MEMBERS) -> tuple[list[EtcdMember], st
             ms = [EtcdMember(m["name"], int(m["client_port"]), int(m["peer_port"]), root / f"{m['name']}.data")
                   for m in doc["members"]]  # fmt: skip
             return ms, str(doc["token"])
-    ports = _free_ports(2 * count)
+    ports = free_ports(2 * count)
     ms = [EtcdMember(f"etcd-{i}", ports[2 * i], ports[2 * i + 1], root / f"etcd-{i}.data") for i in range(count)]
     token = f"kos-{secrets.token_hex(8)}"
     doc = {"token": token, "members": [{"name": m.name, "client_port": m.client_port, "peer_port": m.peer_port}
@@ -87,16 +87,3 @@ def storage_url(all_members: list[EtcdMember], tls: EtcdFiles | None) -> str:
         return url
     query = {"cacert": tls.ca.resolve(), "cert": tls.client_cert.resolve(), "key": tls.client_key.resolve()}
     return f"{url}?{urllib.parse.urlencode(query, safe='/')}"
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()

@@ -32,7 +32,6 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -42,6 +41,7 @@ import weakref
 
 from kos.pki import authority, directory
 from kos.storage.etcd_tls import EtcdTLS
+from kos.util.ports import free_ports
 
 _START_TIMEOUT = 15.0
 _PORT_RETRIES = 3
@@ -80,19 +80,6 @@ _live: weakref.WeakSet[EtcdProcess] = weakref.WeakSet()
 def _kill_leftovers() -> None:
     for p in list(_live):
         p.stop()
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _log_tail(path: pathlib.Path, lines: int = 30) -> str:
@@ -186,7 +173,7 @@ class EtcdProcess:
         files = TLSFiles.mint(workdir / f"pki-{os.getpid()}-{time.monotonic_ns()}") if tls else None
         last: EtcdStartError | None = None
         for attempt in range(_PORT_RETRIES):
-            ports = _free_ports(2 * members)
+            ports = free_ports(2 * members)
             tag = f"{os.getpid()}-{attempt}-{ports[0]}"
             ms = [
                 _Member(
