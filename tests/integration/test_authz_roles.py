@@ -32,14 +32,14 @@ from kos.api.types import (
     Subnet,
     SubnetSpec,
 )
-from kos.apiserver.auth.attributes import Attributes
 from kos.apiserver.auth.authz.build import build_admission, build_authorizer
 from kos.apiserver.auth.config import AuthSettings
-from kos.apiserver.auth.gate import Decision, Gate
+from kos.apiserver.auth.gate import Gate
 from kos.apiserver.auth.user import AUTHENTICATED, SYSTEM_MASTERS, UserInfo
 from kos.apiserver.server import APIServer
 from kos.client.rest import Client
 from kos.testing.apiserver import running_apiserver
+from kos.testing.kubeauth import DenialRecorder
 from kos.testing.kubeauthz import HeaderAuthenticator, user_agent_identity
 
 NS = "ns1"
@@ -49,27 +49,13 @@ OTHERS = {"root": UserInfo("root", groups=(SYSTEM_MASTERS, AUTHENTICATED)),
           "carol": UserInfo("carol", groups=(AUTHENTICATED,))}  # fmt: skip
 
 
-class Denials:
-    """The built-in authorizer, recording every request it does not allow."""
-
-    def __init__(self) -> None:
-        self.inner = build_authorizer(AuthSettings())
-        self.denied: list[Attributes] = []
-
-    async def authorize(self, attrs: Attributes) -> tuple[Decision, str]:
-        decision, reason = await self.inner.authorize(attrs)
-        if decision is not Decision.ALLOW:
-            self.denied.append(attrs)
-        return decision, reason
+@pytest.fixture
+def denials() -> DenialRecorder:
+    return DenialRecorder(build_authorizer(AuthSettings()))
 
 
 @pytest.fixture
-def denials() -> Denials:
-    return Denials()
-
-
-@pytest.fixture
-async def server(denials: Denials) -> AsyncIterator[APIServer]:
+async def server(denials: DenialRecorder) -> AsyncIterator[APIServer]:
     gate = Gate(HeaderAuthenticator(user_agent_identity(OTHERS), b"user-agent"), denials, build_admission())
     async with running_apiserver(gate=gate) as s:
         yield s

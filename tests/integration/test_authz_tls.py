@@ -37,10 +37,8 @@ from kos.api.types import (
     Subnet,
     SubnetSpec,
 )
-from kos.apiserver.auth.attributes import Attributes
 from kos.apiserver.auth.authz.build import build_admission, build_authorizer
 from kos.apiserver.auth.config import AuthSettings, build_gate
-from kos.apiserver.auth.gate import Decision
 from kos.apiserver.auth.user import CONTROLLER_MANAGER, NODES_GROUP, SYSTEM_MASTERS
 from kos.apiserver.server import APIServer
 from kos.client.rest import Client
@@ -50,6 +48,7 @@ from kos.fabric.sim import SimFabric, SimNetwork
 from kos.pki.authority import Identity, issue_client, issue_server, new_ca
 from kos.testing.apiserver import running_apiserver
 from kos.testing.controllers import start_cm
+from kos.testing.kubeauth import DenialRecorder
 from kos.testing.wait import eventually
 
 NS = "ns1"
@@ -96,25 +95,11 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     return PKI(tmp_path_factory.mktemp("pki"), ca, server, ids)
 
 
-class Denials:
-    """The built-in authorizer, recording what it does not allow."""
-
-    def __init__(self, s: AuthSettings) -> None:
-        self.inner = build_authorizer(s)
-        self.denied: list[Attributes] = []
-
-    async def authorize(self, attrs: Attributes) -> tuple[Decision, str]:
-        decision, reason = await self.inner.authorize(attrs)
-        if decision is not Decision.ALLOW:
-            self.denied.append(attrs)
-        return decision, reason
-
-
 @dataclasses.dataclass
 class Secure:
     server: APIServer
     pki: PKI
-    denials: Denials
+    denials: DenialRecorder
     clients: dict[str, Client]
 
     def __getitem__(self, who: str) -> Client:
@@ -127,7 +112,7 @@ class Secure:
 @pytest.fixture
 async def secure(pki: PKI) -> AsyncIterator[Secure]:
     s = AuthSettings(client_ca_file=pki.write("ca", pki.ca)[0])
-    denials = Denials(s)
+    denials = DenialRecorder(build_authorizer(s))
     gate = build_gate(s, authorizer=denials, admission=build_admission())
     try:
         async with running_apiserver(ssl=pki.server_ctx(), gate=gate, shutdown_timeout=1.0) as server:

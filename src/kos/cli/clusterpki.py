@@ -36,21 +36,18 @@ union (as in kube-apiserver), so a certificate on the shared connections would n
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime
-import ipaddress
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import yaml
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from kos.apiserver.auth.user import CONTROLLER_MANAGER, NODE_USER_PREFIX, NODES_GROUP
 from kos.pki import directory
 from kos.pki.authority import Identity, IPAddress, issue_client, issue_server, new_ca
-from kos.pki.kubeconfig import CLUSTER_NAME, kubeconfig
+from kos.pki.kubeconfig import kubeconfig, token_kubeconfig
 from kos.pki.tokenfile import TokenFileError, TokenRecord, new_token, read_token_file, token_file_text
 
 PKI_DIR = "pki"
@@ -154,25 +151,6 @@ def prepare_etcd(state_dir: Path) -> EtcdFiles:
     return EtcdFiles(crt, *directory.paths(pki, ETCD_SERVER), *directory.paths(pki, ETCD_CLIENT))
 
 
-def token_kubeconfig(server: str, ca_pem: bytes, user: str, token: str) -> bytes:
-    """A kubeconfig for `user` calling `server` with a bearer `token`, trusting `ca_pem`."""
-    context = f"{user}@{CLUSTER_NAME}"
-    doc = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": CLUSTER_NAME, "cluster": {"server": server,
-                                                        "certificate-authority-data": _b64(ca_pem)}}],
-        "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [{"name": context, "context": {"cluster": CLUSTER_NAME, "user": user}}],
-        "current-context": context,
-    }  # fmt: skip
-    return yaml.safe_dump(doc, sort_keys=False).encode()
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
 def _ca(pki: Path) -> Identity:
     """The CA in `pki`, kept if it is there and valid for a while yet; else a new PKI (`kos certs init`'s
     files), since whatever an old CA signed is of no use without it."""
@@ -191,7 +169,7 @@ def _ca(pki: Path) -> Identity:
 
 def _serving(pki: Path, ca: Identity, name: str, common_name: str, hosts: Sequence[str]) -> Identity:
     """A serving certificate `name` for `hosts` (unspecified addresses such as 0.0.0.0 skipped), kept or issued."""
-    dns, ips = directory.split_hosts(h for h in hosts if not _unspecified(h))
+    dns, ips = directory.split_hosts(h for h in hosts if not directory.is_unspecified(h))
     return _keep_or_issue(pki, name, ca, lambda: issue_server(ca, common_name, dns, ips), dns, ips)
 
 
@@ -234,13 +212,6 @@ def _current(cert: x509.Certificate, ca: x509.Certificate, dns: Sequence[str], i
 
 def _expiring(cert: x509.Certificate) -> bool:
     return cert.not_valid_after_utc - datetime.datetime.now(datetime.UTC) < RENEW_BEFORE
-
-
-def _unspecified(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_unspecified
-    except ValueError:
-        return False
 
 
 def node_user(node: str) -> str:

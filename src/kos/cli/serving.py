@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import ipaddress
 import ssl
 import tempfile
 from pathlib import Path
@@ -105,18 +104,11 @@ def self_signed(host: str, component: str) -> Identity:
     """A serving certificate for `localhost`, 127.0.0.1 and `host` (unless a wildcard address), signed by a
     throw-away CA made for it (kube's `GenerateSelfSignedCertKey` shape: `<component>-ca@<time>`)."""
     hosts = ["localhost", "127.0.0.1"]
-    if host and not _unspecified(host):
+    if host and not directory.is_unspecified(host):
         hosts.append(host)
     dns, ips = directory.split_hosts(hosts)
     ca = new_ca(f"{component}-ca")
     return issue_server(ca, component, dns, ips)
-
-
-def _unspecified(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_unspecified
-    except ValueError:
-        return False
 
 
 def fingerprint(identity: Identity) -> str:

@@ -58,6 +58,15 @@ def split_hosts(hosts: Iterable[str]) -> tuple[list[str], list[IPAddress]]:
     return dns, ips
 
 
+def is_unspecified(host: str) -> bool:
+    """Whether `host` is an unspecified address (`0.0.0.0`, `::`, bracketed or not): a listen address that
+    names no host a certificate could be for."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
+
+
 def _is_dns_name(host: str) -> bool:
     labels = host.removeprefix("*.").rstrip(".").split(".")
     return len(host) <= 253 and all(

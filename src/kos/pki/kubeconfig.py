@@ -56,6 +56,20 @@ def kubeconfig(
 ) -> bytes:
     """The kubeconfig YAML (bytes) for `identity` (whose user name is `user`) at `server`, trusting `ca_pem`;
     with `servers` (several apiservers, `server` among them or not), the `SERVERS_EXTENSION` listing them."""
+    credentials = {"client-certificate-data": _b64(identity.cert_pem()), "client-key-data": _b64(identity.key_pem())}
+    return _document(server, ca_pem, user, credentials, servers)
+
+
+def token_kubeconfig(
+    server: str, ca_pem: bytes, user: str, token: str, *, servers: tuple[str, ...] | list[str] = ()
+) -> bytes:
+    """The kubeconfig YAML (bytes) for `user` calling `server` with a bearer `token`, trusting `ca_pem`."""
+    return _document(server, ca_pem, user, {"token": token}, servers)
+
+
+def _document(
+    server: str, ca_pem: bytes, user: str, credentials: dict[str, str], servers: tuple[str, ...] | list[str]
+) -> bytes:
     context = f"{user}@{CLUSTER_NAME}"
     cluster: dict[str, object] = {"server": server, "certificate-authority-data": _b64(ca_pem)}
     if servers:
@@ -64,15 +78,7 @@ def kubeconfig(
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": CLUSTER_NAME, "cluster": cluster}],
-        "users": [
-            {
-                "name": user,
-                "user": {
-                    "client-certificate-data": _b64(identity.cert_pem()),
-                    "client-key-data": _b64(identity.key_pem()),
-                },
-            }
-        ],
+        "users": [{"name": user, "user": credentials}],
         "contexts": [{"name": context, "context": {"cluster": CLUSTER_NAME, "user": user}}],
         "current-context": context,
         "preferences": {},

@@ -8,7 +8,7 @@ without `Authorization: Bearer <require>` is 401, as a real API would answer a s
 `fail` makes every review 500.
 
 Also `RecordingAuthorizer`: an authorizer that allows everything and records who asked (`users`), so a test
-sees which user a request was served as.
+sees which user a request was served as; and `DenialRecorder`, which records what another authorizer refuses.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from kos.apiserver.auth.attributes import Attributes
-from kos.apiserver.auth.gate import Decision
+from kos.apiserver.auth.gate import Authorizer, Decision
 from kos.apiserver.auth.user import UserInfo
 
 TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
@@ -108,3 +108,18 @@ class RecordingAuthorizer:
         self.users.append(attrs.user)
         self.attributes.append(attrs)
         return Decision.ALLOW, ""
+
+
+class DenialRecorder:
+    """Wraps an authorizer (`inner`: the built-in policy, say) and records every request it does not allow in
+    `denied`, so a test can assert that real components did their work with nothing refused."""
+
+    def __init__(self, inner: Authorizer) -> None:
+        self.inner = inner
+        self.denied: list[Attributes] = []
+
+    async def authorize(self, attrs: Attributes) -> tuple[Decision, str]:
+        decision, reason = await self.inner.authorize(attrs)
+        if decision is not Decision.ALLOW:
+            self.denied.append(attrs)
+        return decision, reason
