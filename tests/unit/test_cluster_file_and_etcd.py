@@ -1,5 +1,5 @@
-"""kos up's cluster.json (kos.cli.clusterfile: replaced whole, roles checked) and kos up --ha's etcd members
-(kos.cli.clusteretcd: ports kept in the state directory, TLS flags, the storage URL)."""
+"""kos up's cluster.json (kos.util.clusterfile: replaced whole, roles checked) and kos up --ha's etcd members
+(kos.util.clusteretcd: ports kept in the state directory, TLS flags, the storage URL)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from kos.cli import clusteretcd, clusterfile, clusterpki
+from kos.cli import clusterpki
+from kos.util import clusteretcd, clusterfile
 
 
 def test_cluster_file_is_replaced_whole_and_removed(tmp_path: Path) -> None:
@@ -79,3 +80,22 @@ def test_etcd_pki_is_its_own_ca_and_kept(tmp_path: Path) -> None:
     again = clusterpki.prepare_etcd(tmp_path)
     assert again == files and {p: p.read_bytes() for p in before} == before
     assert oct(files.client_key.stat().st_mode & 0o777) == "0o600"
+
+
+def test_read_gives_back_what_write_wrote_and_refuses_other_files(tmp_path: Path) -> None:
+    path = tmp_path / clusterfile.FILE_NAME
+    comps = [clusterfile.Component("etcd-0", "etcd", 11, "https://127.0.0.1:1", "https://127.0.0.1:1/metrics"),
+             clusterfile.Component("apiserver-0", "apiserver", None, "https://127.0.0.1:2", None)]  # fmt: skip
+    clusterfile.write(path, comps, tmp_path / "kubeconfig")
+    got = clusterfile.read(path)
+    assert list(got.components) == comps and got.kubeconfig == (tmp_path / "kubeconfig").resolve()
+    assert got.by_role("apiserver") == comps[1:]
+    path.write_text('{"components": [{"name": "x"}], "kubeconfig": "k"}')
+    with pytest.raises(ValueError, match=r"not a kos cluster\.json"):
+        clusterfile.read(path)
+    with pytest.raises(FileNotFoundError):
+        clusterfile.read(tmp_path / "absent.json")
+
+
+def test_etcd_files_name_what_prepare_etcd_makes(tmp_path: Path) -> None:
+    assert clusteretcd.etcd_files(tmp_path) == clusterpki.prepare_etcd(tmp_path)

@@ -30,9 +30,10 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
-from kos.cli import clusteretcd, clusterfile, clusterpki
+from kos.cli import clusterpki
 from kos.client.config import ClientConfig
 from kos.pki import directory
+from kos.util import clusteretcd, clusterfile
 from kos.util.clock import REAL_CLOCK, Clock
 from kos.util.ports import free_port
 
@@ -71,7 +72,7 @@ class Child:
     ready_ssl: ssl.SSLContext | None = None
     """The context `ready_url` is verified with over https (the cluster CA)."""
     role: str = ""
-    """Its role in cluster.json (kos.cli.clusterfile.ROLES); the name if empty."""
+    """Its role in cluster.json (kos.util.clusterfile.ROLES); the name if empty."""
     url: str | None = None
     """Its client URL in cluster.json (apiservers, etcd members)."""
     metrics_url: str | None = None
@@ -158,7 +159,7 @@ class ClusterSettings:
     insecure: bool = False
     """Plain HTTP and no authentication anywhere (`kos up --insecure`, for benchmarks)."""
     ha: bool = False
-    """`kos up --ha`: a 3-member etcd (kos.cli.clusteretcd), two apiservers over it (the second on a free
+    """`kos up --ha`: a 3-member etcd (kos.util.clusteretcd), two apiservers over it (the second on a free
     port), two controller managers, one per apiserver."""
 
 
@@ -168,7 +169,7 @@ HA_REPLICAS = 2
 
 
 class Cluster:
-    """The supervised children of one `kos up`, in start order; cluster.json (kos.cli.clusterfile) lists them.
+    """The supervised children of one `kos up`, in start order; cluster.json (kos.util.clusterfile) lists them.
 
     Raises RuntimeError (from the constructor) for an address in use, a PKI that cannot be made, or `ha`
     without the `etcd` binary on PATH or with `storage` given.
@@ -198,7 +199,7 @@ class Cluster:
         self.identities: clusterpki.ClusterIdentities | None = None
         """The PKI, kubeconfigs and node tokens (None with `insecure`)."""
         ready_ssl = None
-        etcd_files: clusterpki.EtcdFiles | None = None
+        etcd_files: clusteretcd.EtcdFiles | None = None
         if not s.insecure:
             nodes = [f"{NODE_PREFIX}{i}" for i in range(s.nodes)]
             try:
@@ -241,7 +242,7 @@ class Cluster:
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
 
-    def _etcd_children(self, tls: clusterpki.EtcdFiles | None, logs: Path) -> str:
+    def _etcd_children(self, tls: clusteretcd.EtcdFiles | None, logs: Path) -> str:
         """Add the etcd members to the children; the apiservers' storage URL for them."""
         etcd = shutil.which("etcd")
         if etcd is None:
@@ -328,7 +329,7 @@ class Cluster:
         )
 
     def write_cluster_file(self) -> None:
-        """Replace cluster.json with every child's current pid (kos.cli.clusterfile)."""
+        """Replace cluster.json with every child's current pid (kos.util.clusterfile)."""
         clusterfile.write(self.cluster_file, [c.component() for c in self.children], self.kubeconfig)
 
     async def start(self) -> None:

@@ -49,6 +49,7 @@ from kos.pki import directory
 from kos.pki.authority import Identity, IPAddress, issue_client, issue_server, new_ca
 from kos.pki.kubeconfig import kubeconfig, token_kubeconfig
 from kos.pki.tokenfile import TokenFileError, TokenRecord, new_token, read_token_file, token_file_text
+from kos.util.clusteretcd import ETCD_CLIENT, ETCD_SERVER, EtcdFiles, etcd_pki
 
 PKI_DIR = "pki"
 ADMIN_KUBECONFIG = "kubeconfig"
@@ -120,25 +121,10 @@ def prepare(
     return ids
 
 
-ETCD_DIR = "etcd"
-ETCD_SERVER, ETCD_CLIENT = "server", "apiserver-etcd-client"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class EtcdFiles:
-    """The PEM files of `kos up --ha`'s etcd (see the module docstring)."""
-
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-
 def prepare_etcd(state_dir: Path) -> EtcdFiles:
     """Make (or keep) etcd's CA, its members' serving certificate and the apiservers' client certificate in
     `<state-dir>/pki/etcd`. Raises directory.PKIError for an unreadable CA, OSError if a file cannot be written."""
-    pki = state_dir / PKI_DIR / ETCD_DIR
+    pki = etcd_pki(state_dir)
     pki.mkdir(parents=True, exist_ok=True)
     pki.chmod(0o700)
     crt, key = directory.paths(pki, directory.CA)

@@ -2,7 +2,7 @@
 machine until Ctrl-C.
 
 `--ha`: a 3-member etcd (the `etcd` binary on PATH, mutual TLS), two apiservers over it, two controller
-managers; where each process is goes to `<state-dir>/cluster.json` (kos.cli.clusterfile) in every mode.
+managers; where each process is goes to `<state-dir>/cluster.json` (kos.util.clusterfile) in every mode.
 
 Secure by default: HTTPS everywhere, the PKI in `<state-dir>/pki`, the admin's kubeconfig in
 `<state-dir>/kubeconfig` (kos.cli.clusterpki lists the files); `--insecure` serves plain HTTP with no

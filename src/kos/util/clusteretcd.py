@@ -2,11 +2,14 @@
 
 Each member is the `etcd` binary (etcd 3.4+) with its data in `<state-dir>/etcd/<name>.data`, serving its
 client port over mutual TLS (`--cert-file --key-file --trusted-ca-file --client-cert-auth`, with the files of
-kos.cli.clusterpki.prepare_etcd) and talking to its peers in clear on 127.0.0.1 (loopback only). The ports
+kos.cli.clusterpki.prepare_etcd, named here: `etcd_files`) and talking to its peers in clear on 127.0.0.1 (loopback only). The ports
 are chosen once and kept in `<state-dir>/etcd/members.json`, because etcd records its peers' URLs in its
 data directory: a second `kos up --ha` on the same state directory reuses them, and with them the data.
 The same flags serve a first start and a restart: etcd ignores `--initial-cluster*` once its data
 directory holds a member (etcd's "Clustering" guide).
+
+It lives in kos.util, below every layer, because more than `kos up` needs it: `kos chaos` (kos.chaos)
+reaches the members of a running cluster with the same client certificate and storage URL.
 """
 
 from __future__ import annotations
@@ -17,12 +20,38 @@ import secrets
 import urllib.parse
 from pathlib import Path
 
-from kos.cli.clusterpki import EtcdFiles
 from kos.util.ports import free_ports
 
 ETCD_DIR = "etcd"
 MEMBERS_FILE = "members.json"
 MEMBERS = 3
+PKI_DIR = "pki"
+ETCD_SERVER, ETCD_CLIENT = "server", "apiserver-etcd-client"
+"""The names (`NAME.crt`, `NAME.key`) of the members' serving certificate and the apiservers' client
+certificate in `<state-dir>/pki/etcd`; the CA is `ca`."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EtcdFiles:
+    """The PEM files of `kos up --ha`'s etcd, all in `<state-dir>/pki/etcd` (kos.cli.clusterpki)."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def etcd_pki(state_dir: Path) -> Path:
+    """`<state-dir>/pki/etcd`: etcd's own CA and certificates."""
+    return state_dir / PKI_DIR / ETCD_DIR
+
+
+def etcd_files(state_dir: Path) -> EtcdFiles:
+    """Where the etcd files of `state_dir` are (whether or not they exist yet)."""
+    d = etcd_pki(state_dir)
+    return EtcdFiles(d / "ca.crt", d / f"{ETCD_SERVER}.crt", d / f"{ETCD_SERVER}.key", d / f"{ETCD_CLIENT}.crt",
+                     d / f"{ETCD_CLIENT}.key")  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -82,7 +111,12 @@ def args(m: EtcdMember, all_members: list[EtcdMember], token: str, tls: EtcdFile
 def storage_url(all_members: list[EtcdMember], tls: EtcdFiles | None) -> str:
     """The apiservers' `--storage`: `etcd://127.0.0.1:P1,...` with `?cacert=…&cert=…&key=…` under TLS
     (docs/operations.md, "Storage")."""
-    url = "etcd://" + ",".join(f"127.0.0.1:{m.client_port}" for m in all_members)
+    return storage_url_of([f"127.0.0.1:{m.client_port}" for m in all_members], tls)
+
+
+def storage_url_of(endpoints: list[str], tls: EtcdFiles | None) -> str:
+    """`storage_url` for members at `endpoints` (`host:port` each): from cluster.json's etcd URLs."""
+    url = "etcd://" + ",".join(endpoints)
     if tls is None:
         return url
     query = {"cacert": tls.ca.resolve(), "cert": tls.client_cert.resolve(), "key": tls.client_key.resolve()}

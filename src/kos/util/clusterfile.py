@@ -12,6 +12,9 @@ others); `metrics_url` its Prometheus `/metrics` (https with a secure cluster: v
 The file is replaced whole (a temporary file in the same directory, then `os.replace`), so a reader never
 sees half of it; `kos up` rewrites it whenever a child (re)starts, and removes it on a clean shutdown. A file
 left by a `kos up` that was itself killed names processes that are gone (or pids since reused): check them.
+
+It lives in kos.util so that both its writer (kos.cli.cluster) and its readers (`kos chaos`, kos.chaos.cluster;
+tests) can import it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,36 @@ class Component:
     pid: int | None
     url: str | None
     metrics_url: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClusterFile:
+    """What cluster.json says: the components in `kos up`'s start order and the admin's kubeconfig."""
+
+    components: tuple[Component, ...]
+    kubeconfig: Path
+
+    def by_role(self, role: str) -> list[Component]:
+        """The components of `role`, in order."""
+        return [c for c in self.components if c.role == role]
+
+
+def read(path: Path) -> ClusterFile:
+    """The cluster.json at `path`. Raises OSError if it cannot be read (FileNotFoundError: no `kos up` runs
+    there), ValueError if it is not such a file."""
+    try:
+        doc = json.loads(path.read_text())
+        comps = tuple(_component(c) for c in doc["components"])
+        return ClusterFile(comps, Path(doc["kubeconfig"]))
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"{path} is not a kos cluster.json: {type(e).__name__}: {e}") from None
+
+
+def _component(c: dict[str, object]) -> Component:
+    pid = c["pid"]
+    url, metrics = c["url"], c["metrics_url"]
+    return Component(str(c["name"]), str(c["role"]), None if pid is None else int(str(pid)),
+                     None if url is None else str(url), None if metrics is None else str(metrics))  # fmt: skip
 
 
 def write(path: Path, components: Sequence[Component], kubeconfig: Path) -> None:
