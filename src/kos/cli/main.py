@@ -37,6 +37,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "driver": ("kos.cli.driver", "create and delete NetworkAttachments on a schedule and report latencies"),
     "verify": ("kos.cli.verify", "check the system-wide invariants; exit 1 on a violation"),
     "trace": ("kos.cli.trace", "ask the simulated fabric whether one NA reaches another, and why not"),
+    "chaos": ("kos.cli.chaos", "break a running `kos up --ha` fault by fault under a workload; check what clients saw"),
     "certs": ("kos.cli.certs", "create a PKI (CA, apiserver certificate, admin) and mint client kubeconfigs"),
 }  # fmt: skip
 

@@ -1,0 +1,192 @@
+"""One chaos run: a workload, every fault in turn, then the history checked and the figures reported.
+
+The order of a run (`kos chaos`, docs/reliability.md):
+
+1. find the cluster (cluster.json; `kos up --ha`), open the history file, create the run's Subnets;
+2. start the watch recorders (kos.chaos.streams: all NAs, the NAs of one namespace, all Subnets), the
+   readiness follower and the workload (kos.chaos.workload); warm up;
+3. inject each fault (kos.chaos.faults) in the seeded order, waiting after each until the cluster has
+   recovered — every apiserver ready, etcd whole again with one leader, a write acknowledged after the
+   heal — then a quiet spell so the faults spread over `duration`;
+4. stop the workload; wait (bounded) until every NA is ready; stop the recorders;
+5. read the store's own history from etcd (kos.chaos.storehistory) and check the run (kos.chaos.checker);
+   count every fault not recovered as a violation; print the report (kos.chaos.report).
+
+`duration` bounds steps 2–3: the faults are spaced to fit it, and a duration too short for the faults asked
+is refused before anything is done (`plan`). Steps 4–5 take at most READY_TIMEOUT plus the time to read
+etcd's history and run the checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import random
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from kos.api.types import NetworkAttachment, Subnet
+from kos.chaos import faults, report
+from kos.chaos.cluster import ClusterError, RunningCluster
+from kos.chaos.faults import QUORUM_SECONDS, STOP_SECONDS
+from kos.chaos.history import Call, History
+from kos.chaos.streams import record_stream
+from kos.chaos.workload import Workload, WorkloadSettings
+from kos.util.clock import REAL_CLOCK, Clock
+
+__all__ = ["ChaosSettings", "PlanError", "estimate", "plan", "run"]
+
+WARMUP = 5.0
+"""Seconds the workload runs before the first fault."""
+RECOVERY_TIMEOUT = 90.0
+"""Seconds a fault has, after its heal, to be recovered from before the run calls it a violation and moves on."""
+READY_TIMEOUT = 90.0
+"""Seconds, after the workload stops, for every NA to be ready."""
+SETTLE = 5.0
+"""Seconds the estimate allows each fault for detection, restart and recovery beyond its own length."""
+POLL = 0.2
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChaosSettings:
+    """Everything one run needs (kos.cli.chaos checks the flags into it)."""
+
+    state_dir: Path
+    seed: int
+    duration: float
+    faults: tuple[str, ...]
+    history: Path
+    rate: float = 10.0
+    stop_seconds: float = STOP_SECONDS
+    quorum_seconds: float = QUORUM_SECONDS
+
+
+class PlanError(ValueError):
+    """The run cannot be planned: the duration is too short for the faults asked."""
+
+
+def estimate(name: str, s: ChaosSettings) -> float:
+    """Seconds fault `name` is expected to take from injection to recovery (its own length + SETTLE)."""
+    own = {"apiserver-stop": s.stop_seconds, "quorum-loss": s.quorum_seconds}.get(name, 0.0)
+    return own + SETTLE
+
+
+def plan(s: ChaosSettings, rng: random.Random) -> tuple[list[str], float]:
+    """The faults in injection order (seeded) and the quiet seconds after each, so that the warm-up, the
+    faults and the gaps fill `duration`. Raises PlanError if `duration` is shorter than the warm-up and the
+    faults' estimates."""
+    order = faults.order(s.faults, rng)
+    need = WARMUP + sum(estimate(f, s) for f in order)
+    if s.duration < need:
+        raise PlanError(f"{s.duration:g}s is too short for {len(order)} fault(s): they need at least "
+                        f"{need:.0f}s ({', '.join(f'{f} ~{estimate(f, s):.0f}s' for f in order)}, "
+                        f"warm-up {WARMUP:.0f}s)")  # fmt: skip
+    return order, (s.duration - need) / max(len(order), 1)
+
+
+def _last_ack(records: Sequence[object]) -> float:
+    for r in reversed(records):
+        if isinstance(r, Call) and r.outcome == "ok" and r.op in report.WRITE_OPS:
+            return r.end
+    return 0.0
+
+
+async def _run_tag(cluster: RunningCluster, seed: int) -> tuple[str, int]:
+    """A name prefix unique to this run (`c<seed>r<n>`, n one more than the earlier runs of this seed on this
+    cluster: a repeat of a seed makes the same choices under new names) and its first VNI."""
+    async with cluster.client(timeout=10.0) as client:
+        items, _ = await client.list(Subnet)
+    prefix = f"c{seed}r"
+    runs = [int(n[len(prefix):].split("-")[0]) for n in (o.metadata.name for o in items)
+            if n.startswith(prefix) and n[len(prefix):].split("-")[0].isdigit()]  # fmt: skip
+    n = max(runs, default=0) + 1
+    return f"{prefix}{n}", 100_000 + (seed * 7919 + n * 64) % 1_900_000
+
+
+async def run(s: ChaosSettings, *, out: TextIO = sys.stdout, clock: Clock = REAL_CLOCK) -> int:
+    """Run the chaos test; 0 if no violation, 1 on any. Raises ClusterError (no usable cluster) and PlanError
+    (a duration too short) before doing anything to the cluster."""
+    from kos.chaos import checker  # K's; imported here so a missing checker fails the run, not the import
+
+    cluster = RunningCluster(s.state_dir)
+    cluster.check_ha()
+    rng = random.Random(s.seed)
+    order, gap = plan(s, rng)
+    nodes = cluster.nodes()
+    tag, vni_base = await _run_tag(cluster, s.seed)
+    s.history.parent.mkdir(parents=True, exist_ok=True)
+    s.history.unlink(missing_ok=True)
+    print(f"kos chaos: run {tag}, seed {s.seed}, faults in order: {', '.join(order)}; history {s.history}",
+          file=out, flush=True)  # fmt: skip
+    violations: list[str] = []
+    ready_after: dict[int, float] = {}
+    with History(s.history, clock=clock) as history:
+        async with cluster.client(timeout=10.0, connections=32) as client, \
+                cluster.client(timeout=30.0, connections=4) as watch_client:  # fmt: skip
+            work = Workload(client, history, random.Random(rng.random()), nodes, tag, vni_base,
+                            WorkloadSettings(rate=s.rate), clock)  # fmt: skip
+            await work.setup()
+            stop_streams, stop_work = asyncio.Event(), asyncio.Event()
+            streams = [
+                asyncio.create_task(record_stream(watch_client, history, NetworkAttachment, stop=stop_streams)),
+                asyncio.create_task(
+                    record_stream(
+                        watch_client, history, NetworkAttachment, namespace=work.namespaces[0], stop=stop_streams
+                    )
+                ),
+                asyncio.create_task(record_stream(watch_client, history, Subnet, stop=stop_streams)),
+                asyncio.create_task(work.follow_readiness(stop_streams)),
+            ]
+            workload = asyncio.create_task(work.run(stop_work))
+            try:
+                await clock.sleep(WARMUP)
+                ctx = faults.FaultContext(cluster, history, client, clock, random.Random(rng.random()),
+                                          s.stop_seconds, s.quorum_seconds)  # fmt: skip
+                for i, name in enumerate(order):
+                    print(f"kos chaos: {name} ...", file=out, flush=True)
+                    try:
+                        fault = await faults.inject(name, ctx)
+                    except (faults.FaultError, ClusterError) as e:
+                        violations.append(f"{name}: {e}")
+                        continue
+                    at = await _recovered(cluster, history, fault.healed, clock)
+                    if at is None:
+                        violations.append(f"{name}: not recovered within {RECOVERY_TIMEOUT:.0f}s of its heal")
+                    else:
+                        ready_after[i] = at
+                    await clock.sleep(gap)
+            finally:
+                stop_work.set()
+                with contextlib.suppress(Exception):
+                    await workload
+            print("kos chaos: workload stopped; waiting for every NA to be ready ...", file=out, flush=True)
+            not_ready = await work.wait_all_ready(READY_TIMEOUT)
+            stop_streams.set()
+            await asyncio.gather(*streams, return_exceptions=True)
+        if not_ready:
+            violations.append(f"{len(not_ready)} NA(s) not ready {READY_TIMEOUT:.0f}s after the workload stopped: "
+                              + ", ".join(not_ready[:10]))  # fmt: skip
+        print("kos chaos: reading the store's history and checking ...", file=out, flush=True)
+        violations += await checker.check_run(history.records, cluster.storage_url, cluster.kubeconfig,
+                                              cluster.nodes_endpoint, cluster.ca_file)  # fmt: skip
+        figs = report.figures(history.records, ready_after, work.ready.values())
+        print(report.format_report(figs, report.calls_summary(history.records), violations), file=out, flush=True)
+    return 1 if violations else 0
+
+
+async def _recovered(cluster: RunningCluster, history: History, healed: float, clock: Clock) -> float | None:
+    """Wait until every apiserver is ready, etcd has all its members and one leader, and a write was
+    acknowledged after `healed`; when (history time) the apiservers were all ready, None if not within
+    RECOVERY_TIMEOUT."""
+    deadline = clock.monotonic() + RECOVERY_TIMEOUT
+    ready_at: float | None = None
+    while clock.monotonic() < deadline:
+        if ready_at is None and await cluster.all_apiservers_ready():
+            ready_at = history.now()
+        if ready_at is not None and _last_ack(history.records) > healed and await cluster.etcd_healthy():
+            return ready_at
+        await clock.sleep(POLL)
+    return None
