@@ -16,6 +16,7 @@ from kos.api import codec
 from kos.api.meta import ObjectMeta
 from kos.api.types import NetworkAttachment, NetworkAttachmentSpec, NetworkAttachmentStatus
 from kos.chaos.checker import check
+from kos.chaos.finalstate import unready
 from kos.chaos.history import Call, Outcome, Record, StreamError, StreamStart, WatchEvent
 from kos.chaos.storehistory import StoreHistory, build_history
 from kos.storage.interface import Event, EventType
@@ -318,3 +319,12 @@ def test_records_round_trip_unchanged_through_the_checker() -> None:
     store, begin, records = _stream_run()
     again = [msgspec.json.decode(msgspec.json.encode(r), type=Record) for r in records]
     assert check(again, store, start=begin).ok
+
+
+def test_unready_names_every_attachment_not_ready_unless_it_is_being_deleted() -> None:
+    ready = msgspec.structs.replace(
+        na("ready", ip="10.0.0.2", vni=1),
+        status=NetworkAttachmentStatus(ipv4="10.0.0.2", address_vni=1, mac_address="m", ifc_name="i", host_ip="h"),
+    )
+    got = unready([ready, na("waiting", ip="10.0.0.3", vni=1), na("going", deleting=True)])
+    assert got == ["ready: NA ns/waiting is not ready at the end of the run"]

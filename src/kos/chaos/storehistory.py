@@ -33,7 +33,7 @@ from kos.api.resources import BY_PLURAL
 from kos.storage.interface import Compacted, Event, EventType, Store
 from kos.storage.url import open_store
 
-__all__ = ["Key", "StoreEvent", "StoreHistory", "decode_key", "read_store_history"]
+__all__ = ["Key", "StoreEvent", "StoreHistory", "build_history", "decode_key", "read_store_history", "store_revision"]
 
 Key = tuple[str, str, str]
 """(resource plural, namespace, name) of one object."""
@@ -211,5 +211,15 @@ async def read_store_history(storage: str, *, idle_timeout: float = 10.0) -> Sto
         else:
             raise Compacted(first, first)
         return build_history(items, end, changes, first)
+    finally:
+        await store.close()
+
+
+async def store_revision(storage: str) -> int:
+    """The current revision of the store at `storage` (as `read_store_history` takes it): a run's start, to
+    read before its first call and stream. Raises as `read_store_history`."""
+    store = await open_store(storage)
+    try:
+        return await store.current_revision()
     finally:
         await store.close()
