@@ -27,6 +27,7 @@ async def test_segments_resume_and_relist_are_recorded(tmp_path: Path) -> None:
     lw.step(modified(na("a", 3)), bookmark(4), then=ServiceUnavailable("connection reset"))
     lw.step(deleted(na("b", 5)), then=Expired("too old"))
     lw.step(added(na("d", 7)))
+    lw.step()  # the server ends this watch (its timeout) with nothing to send
     stop = asyncio.Event()
     with History(tmp_path / "h.jsonl", FakeClock()) as h:
         task = asyncio.create_task(record_stream(lw, h, NetworkAttachment, namespace="ns", stop=stop))
@@ -54,5 +55,5 @@ async def test_segments_resume_and_relist_are_recorded(tmp_path: Path) -> None:
         ("start", True, 6, [("ns", "a", 3), ("ns", "c", 6)]),  # 410: relisted
         ("ADDED", "d", 7),
         ("start", False, 7, []),  # the server ended the watch (no error): resumed from the last event
-    ]
-    assert lw.watch_calls == ["2", "4", "6", "7"]
+    ]  # the next resume, still waiting for its first event when stopped, is not recorded
+    assert lw.watch_calls == ["2", "4", "6", "7", "7"]

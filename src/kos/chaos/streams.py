@@ -14,7 +14,7 @@ What is recorded, for stream number `stream` (`History.new_stream()`):
   resourceVersion) and the list's resourceVersion. The watch that follows from exactly that revision
   continues the same segment.
 * `StreamStart(relist=False)` for every other watch request: a resume from the revision the reflector asks
-  for (its last seen one).
+  for (its last seen one), recorded once the server that took it answers (`server`).
 * `WatchEvent` for every event, BOOKMARK included, in delivery order.
 * `StreamError` for every list or watch that failed (the `StatusError` a 410 or a broken connection
   became, or anything else); a watch the server ended normally (its timeout) records nothing.
@@ -123,10 +123,11 @@ class RecordingListWatcher:
         timeout_seconds: int | None = None,
         send_initial_events: bool = False,
     ) -> AsyncIterator[ClientEvent]:
-        """`Client.watch`, each event recorded before it is yielded; a watch not from the revision just
-        listed starts a resumed segment (`StreamStart(relist=False)`)."""
-        if self._listed_at is None or resource_version != self._listed_at:
-            self._start(_rv(resource_version), False, [])
+        """`Client.watch`, each event recorded before it is yielded. A watch not from the revision just
+        listed is a resumed segment: its `StreamStart(relist=False)` is recorded when its first event, its
+        error or its end arrives, naming the server that answered (the failover client may have moved on
+        before it did); a resume cancelled before any of those is not recorded."""
+        started = self._listed_at is not None and resource_version == self._listed_at
         self._listed_at = None
         try:
             async for ev in self.client.watch(
@@ -134,6 +135,9 @@ class RecordingListWatcher:
                 field_selector=field_selector, allow_bookmarks=allow_bookmarks, timeout_seconds=timeout_seconds,
                 send_initial_events=send_initial_events,
             ):  # fmt: skip
+                if not started:
+                    self._start(_rv(resource_version), False, [])
+                    started = True
                 if ev.type == BOOKMARK:
                     ns, name = "", ""
                 else:
@@ -146,8 +150,12 @@ class RecordingListWatcher:
         except (asyncio.CancelledError, GeneratorExit):
             raise
         except Exception as e:
+            if not started:
+                self._start(_rv(resource_version), False, [])
             self._error(e)
             raise
+        if not started:
+            self._start(_rv(resource_version), False, [])
 
 
 async def record_stream(
