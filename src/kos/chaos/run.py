@@ -8,9 +8,11 @@ The order of a run (`kos chaos`, docs/reliability.md):
 3. inject each fault (kos.chaos.faults) in the seeded order, waiting after each until the cluster has
    recovered — every apiserver ready, etcd whole again with one leader, a write acknowledged after the
    heal — then a quiet spell so the faults spread over `duration`;
-4. stop the workload; wait (bounded) until every NA is ready; stop the recorders;
-5. read the store's own history from etcd (kos.chaos.storehistory) and check the run (kos.chaos.checker);
-   count every fault not recovered as a violation; print the report (kos.chaos.report).
+4. stop the workload and the recorders;
+5. judge (kos.chaos.judge): wait (bounded) until `kos verify` passes and every NA is ready, read the store's
+   own history from etcd (kos.chaos.storehistory; the run's start revision was read before its first call)
+   and check the records against it (kos.chaos.checker); count every fault not recovered as a violation;
+   print the report (kos.chaos.report).
 
 `duration` bounds steps 2–3: the faults are spaced to fit it, and a duration too short for the faults asked
 is refused before anything is done (`plan`). Steps 4–5 take at most READY_TIMEOUT plus the time to read
@@ -23,6 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import random
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,8 +36,11 @@ from kos.chaos import faults, report
 from kos.chaos.cluster import ClusterError, RunningCluster
 from kos.chaos.faults import QUORUM_SECONDS, STOP_SECONDS
 from kos.chaos.history import Call, History
+from kos.chaos.judge import judge
+from kos.chaos.storehistory import store_revision
 from kos.chaos.streams import record_stream
 from kos.chaos.workload import Workload, WorkloadSettings
+from kos.client.config import ClientConfig
 from kos.util.clock import REAL_CLOCK, Clock
 
 __all__ = ["ChaosSettings", "PlanError", "estimate", "plan", "run"]
@@ -44,7 +50,7 @@ WARMUP = 5.0
 RECOVERY_TIMEOUT = 90.0
 """Seconds a fault has, after its heal, to be recovered from before the run calls it a violation and moves on."""
 READY_TIMEOUT = 90.0
-"""Seconds, after the workload stops, for every NA to be ready."""
+"""Seconds, after the workload stops, for `kos verify` to pass and every NA to be ready."""
 SETTLE = 5.0
 """Seconds the estimate allows each fault for detection, restart and recovery beyond its own length."""
 POLL = 0.2
@@ -109,14 +115,13 @@ async def _run_tag(cluster: RunningCluster, seed: int) -> tuple[str, int]:
 async def run(s: ChaosSettings, *, out: TextIO = sys.stdout, clock: Clock = REAL_CLOCK) -> int:
     """Run the chaos test; 0 if no violation, 1 on any. Raises ClusterError (no usable cluster) and PlanError
     (a duration too short) before doing anything to the cluster."""
-    from kos.chaos import checker  # K's; imported here so a missing checker fails the run, not the import
-
     cluster = RunningCluster(s.state_dir)
     cluster.check_ha()
     rng = random.Random(s.seed)
     order, gap = plan(s, rng)
     nodes = cluster.nodes()
     tag, vni_base = await _run_tag(cluster, s.seed)
+    start = await store_revision(cluster.storage_url)
     s.history.parent.mkdir(parents=True, exist_ok=True)
     s.history.unlink(missing_ok=True)
     print(f"kos chaos: run {tag}, seed {s.seed}, faults in order: {', '.join(order)}; history {s.history}",
@@ -125,7 +130,7 @@ async def run(s: ChaosSettings, *, out: TextIO = sys.stdout, clock: Clock = REAL
     ready_after: dict[int, float] = {}
     with History(s.history, clock=clock) as history:
         async with cluster.client(timeout=10.0, connections=32) as client, \
-                cluster.client(timeout=30.0, connections=4) as watch_client:  # fmt: skip
+                cluster.client(timeout=30.0, connections=8) as watch_client:  # fmt: skip
             work = Workload(client, history, random.Random(rng.random()), nodes, tag, vni_base,
                             WorkloadSettings(rate=s.rate), clock)  # fmt: skip
             await work.setup()
@@ -162,18 +167,20 @@ async def run(s: ChaosSettings, *, out: TextIO = sys.stdout, clock: Clock = REAL
                 stop_work.set()
                 with contextlib.suppress(Exception):
                     await workload
-            print("kos chaos: workload stopped; waiting for every NA to be ready ...", file=out, flush=True)
-            not_ready = await work.wait_all_ready(READY_TIMEOUT)
             stop_streams.set()
             await asyncio.gather(*streams, return_exceptions=True)
-        if not_ready:
-            violations.append(f"{len(not_ready)} NA(s) not ready {READY_TIMEOUT:.0f}s after the workload stopped: "
-                              + ", ".join(not_ready[:10]))  # fmt: skip
-        print("kos chaos: reading the store's history and checking ...", file=out, flush=True)
-        violations += await checker.check_run(history.records, cluster.storage_url, cluster.kubeconfig,
-                                              cluster.nodes_endpoint, cluster.ca_file)  # fmt: skip
+        print("kos chaos: workload stopped; waiting for every NA to be ready, then reading etcd's history and "
+              "checking ...", file=out, flush=True)  # fmt: skip
+        nodes_ssl = ssl.create_default_context(cafile=str(cluster.ca_file))
+        verdict = await judge(history.records, cluster.storage_url, start, ClientConfig.from_kubeconfig(cluster.kubeconfig),
+                              nodes_endpoint=cluster.nodes_endpoint or None, nodes_ssl=nodes_ssl,
+                              settle=READY_TIMEOUT, clock=clock)  # fmt: skip
+        violations += verdict.violations
         figs = report.figures(history.records, ready_after, work.ready.values())
         print(report.format_report(figs, report.calls_summary(history.records), violations), file=out, flush=True)
+        store = verdict.summary.get("store", {})
+        print(f"store: revisions {store.get('start')}..{store.get('end')}, {store.get('changes')} changes checked; "
+              f"streams: {verdict.summary.get('streams')}", file=out, flush=True)  # fmt: skip
     return 1 if violations else 0
 
 

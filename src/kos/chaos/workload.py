@@ -230,18 +230,3 @@ class Workload:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-    async def wait_all_ready(self, timeout: float) -> list[str]:
-        """Wait up to `timeout` seconds until every NA in the cluster is ready; the ones that are not
-        (`namespace/name`) at the end ([] when all are), or ["cannot list: …"] if they cannot be listed."""
-        deadline = self.clock.monotonic() + timeout
-        not_ready: list[str] = []
-        while True:
-            try:
-                items, _ = await self.client.list(NetworkAttachment)
-                not_ready = sorted(f"{o.metadata.namespace}/{o.metadata.name}" for o in items if not o.is_ready())
-            except StatusError as e:
-                not_ready = [f"cannot list NetworkAttachments: {e}"]
-            if not not_ready or self.clock.monotonic() >= deadline:
-                return not_ready
-            await self.clock.sleep(RETRY)
