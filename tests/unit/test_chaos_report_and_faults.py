@@ -46,7 +46,7 @@ def test_figures_per_fault_from_calls_and_readiness() -> None:
     ]
     recs.append(Fault(name="quorum-loss", targets=["etcd-0", "etcd-2"], start=200.0, healed=210.0))
     recs.append(_call(20, 199.0, 205.0, "unknown", code=503))  # no write acknowledged after it: never recovered
-    figs = report.figures(recs, {0: 101.8}, [99.8, 100.9, 103.5])
+    figs = report.figures(recs, {100.0: 101.8}, [99.8, 100.9, 103.5])
     leader, quorum = figs
     assert leader.targets == ("etcd-1",)
     assert leader.stall == pytest.approx(2.3)  # 100.2 → 102.5
@@ -66,12 +66,15 @@ def _settings(duration: float, chosen: tuple[str, ...] = faults.FAULTS) -> Chaos
 
 def test_the_seed_fixes_the_order_and_the_duration_spaces_the_faults() -> None:
     s = _settings(200.0)
-    order, gap = plan(s, random.Random(7))
+    order, starts = plan(s, random.Random(7))
     assert sorted(order) == sorted(faults.FAULTS)
     assert plan(s, random.Random(7))[0] == order  # repeatable
     assert any(plan(s, random.Random(seed))[0] != order for seed in range(8, 20))  # and the seed matters
     need = WARMUP + sum(estimate(f, s) for f in order)
-    assert gap == pytest.approx((200.0 - need) / len(order))
+    assert starts[0] == WARMUP
+    slots = [b - a for a, b in zip(starts, [*starts[1:], 200.0], strict=True)]  # each in proportion, all of it
+    scale = (200.0 - WARMUP) / (need - WARMUP)
+    assert slots == pytest.approx([estimate(f, s) * scale for f in order])
     with pytest.raises(PlanError, match="too short for 7 fault"):
         plan(_settings(need - 1), random.Random(7))
     assert plan(_settings(30.0, ("apiserver-kill",)), random.Random(1))[0] == ["apiserver-kill"]

@@ -70,22 +70,22 @@ def _acks(records: Iterable[Record]) -> list[float]:
 
 
 def figures(
-    records: Sequence[Record], apiservers_ready: Mapping[int, float], na_ready: Iterable[float]
+    records: Sequence[Record], apiservers_ready: Mapping[float, float], na_ready: Iterable[float]
 ) -> list[FaultFigures]:
-    """The figures of every fault in `records`, in injection order. `apiservers_ready` maps a fault's index
-    (in that order) to when every apiserver was ready again after it; `na_ready` are the times NAs became
+    """The figures of every fault in `records`, in injection order. `apiservers_ready` maps a fault's `start`
+    to when every apiserver was ready again after it (absent: never); `na_ready` are the times NAs became
     ready."""
     faults = sorted((r for r in records if isinstance(r, Fault)), key=lambda f: f.start)
     acks = _acks(records)
     ready = sorted(na_ready)
     calls = [r for r in records if isinstance(r, Call)]
     out: list[FaultFigures] = []
-    for i, f in enumerate(faults):
+    for f in faults:
         first_ack = None
         if f.healed > 0:
             j = bisect.bisect_right(acks, f.healed)
             first_ack = acks[j] if j < len(acks) else None
-        ready_at = apiservers_ready.get(i)
+        ready_at = apiservers_ready.get(f.start)
         recovered = None if first_ack is None or ready_at is None else max(first_ack, ready_at)
         stall = longest_gap(f.start, acks, recovered) if recovered is not None else None
         ready_stall = None

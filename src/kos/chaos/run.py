@@ -80,9 +80,11 @@ def estimate(name: str, s: ChaosSettings) -> float:
     return own + SETTLE
 
 
-def plan(s: ChaosSettings, rng: random.Random) -> tuple[list[str], float]:
-    """The faults in injection order (seeded) and the quiet seconds after each, so that the warm-up, the
-    faults and the gaps fill `duration`. Raises PlanError if `duration` is shorter than the warm-up and the
+def plan(s: ChaosSettings, rng: random.Random) -> tuple[list[str], list[float]]:
+    """The faults in injection order (seeded) and when to inject each (seconds after the workload starts):
+    after the warm-up, each fault gets a slot of `duration` in proportion to its estimate, so the faults
+    spread over the whole run with quiet time after each. A fault that takes longer than its slot delays the
+    next one (which then starts at once). Raises PlanError if `duration` is shorter than the warm-up and the
     faults' estimates."""
     order = faults.order(s.faults, rng)
     need = WARMUP + sum(estimate(f, s) for f in order)
@@ -90,7 +92,12 @@ def plan(s: ChaosSettings, rng: random.Random) -> tuple[list[str], float]:
         raise PlanError(f"{s.duration:g}s is too short for {len(order)} fault(s): they need at least "
                         f"{need:.0f}s ({', '.join(f'{f} ~{estimate(f, s):.0f}s' for f in order)}, "
                         f"warm-up {WARMUP:.0f}s)")  # fmt: skip
-    return order, (s.duration - need) / max(len(order), 1)
+    scale = (s.duration - WARMUP) / max(need - WARMUP, 1e-9)
+    starts, at = [], WARMUP
+    for f in order:
+        starts.append(at)
+        at += estimate(f, s) * scale
+    return order, starts
 
 
 def _last_ack(records: Sequence[object]) -> float:
@@ -118,7 +125,7 @@ async def run(s: ChaosSettings, *, out: TextIO = sys.stdout, clock: Clock = REAL
     cluster = RunningCluster(s.state_dir)
     cluster.check_ha()
     rng = random.Random(s.seed)
-    order, gap = plan(s, rng)
+    order, starts = plan(s, rng)
     nodes = cluster.nodes()
     tag, vni_base = await _run_tag(cluster, s.seed)
     start = await store_revision(cluster.storage_url)
@@ -127,7 +134,7 @@ async def run(s: ChaosSettings, *, out: TextIO = sys.stdout, clock: Clock = REAL
     print(f"kos chaos: run {tag}, seed {s.seed}, faults in order: {', '.join(order)}; history {s.history}",
           file=out, flush=True)  # fmt: skip
     violations: list[str] = []
-    ready_after: dict[int, float] = {}
+    ready_after: dict[float, float] = {}
     with History(s.history, clock=clock) as history:
         async with cluster.client(timeout=10.0, connections=32) as client, \
                 cluster.client(timeout=30.0, connections=8) as watch_client:  # fmt: skip
@@ -146,23 +153,24 @@ async def run(s: ChaosSettings, *, out: TextIO = sys.stdout, clock: Clock = REAL
                 asyncio.create_task(work.follow_readiness(stop_streams)),
             ]
             workload = asyncio.create_task(work.run(stop_work))
+            t0 = clock.monotonic()
             try:
-                await clock.sleep(WARMUP)
                 ctx = faults.FaultContext(cluster, history, client, clock, random.Random(rng.random()),
                                           s.stop_seconds, s.quorum_seconds)  # fmt: skip
-                for i, name in enumerate(order):
+                for name, at in zip(order, starts, strict=True):
+                    await clock.sleep(max(0.0, t0 + at - clock.monotonic()))
                     print(f"kos chaos: {name} ...", file=out, flush=True)
                     try:
                         fault = await faults.inject(name, ctx)
                     except (faults.FaultError, ClusterError) as e:
                         violations.append(f"{name}: {e}")
                         continue
-                    at = await _recovered(cluster, history, fault.healed, clock)
-                    if at is None:
+                    recovered = await _recovered(cluster, history, fault.healed, clock)
+                    if recovered is None:
                         violations.append(f"{name}: not recovered within {RECOVERY_TIMEOUT:.0f}s of its heal")
                     else:
-                        ready_after[i] = at
-                    await clock.sleep(gap)
+                        ready_after[fault.start] = recovered
+                await clock.sleep(max(0.0, t0 + s.duration - clock.monotonic()))
             finally:
                 stop_work.set()
                 with contextlib.suppress(Exception):
