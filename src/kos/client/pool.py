@@ -32,7 +32,8 @@ a server that died as the request arrived looks the same, so when that retry fai
 the error is not `retryable`. A connection that cannot be made fails with a `retryable`
 ConnectionFailed (no request was written), which `kos.client.failover` sends to the
 next server; client-go's transport draws the same line (net/http `shouldRetryRequest`). Every connection has TCP keepalive
-tuned to notice a silent peer within 5 s (`kos.client.keepalive`).
+tuned to notice a silent peer within 5 s (`kos.client.keepalive`), and a connection not made within
+CONNECT_TIMEOUT (a hung server: the kernel accepts, nothing answers the TLS handshake) fails the same way.
 """
 
 from __future__ import annotations
@@ -51,8 +52,13 @@ from kos.client.config import check_headers
 from kos.client.keepalive import keep_alive
 from kos.client.transport import ConnectionFailed, Response, StreamRefused
 
-__all__ = ["STREAM_HIGH_WATER", "HTTPPool"]
+__all__ = ["CONNECT_TIMEOUT", "STREAM_HIGH_WATER", "HTTPPool"]
 
+CONNECT_TIMEOUT = 5.0
+"""Seconds a new connection (TCP connect and TLS handshake) may take. A stopped (SIGSTOP) or hung server's
+kernel still completes the TCP handshake and answers keepalive probes, but nothing answers the TLS
+handshake: without this bound a call waiting for a connection hung until the server resumed (asyncio's
+own TLS handshake timeout is 60 s), whatever the call's timeout (found by `kos chaos`, apiserver-stop)."""
 STREAM_HIGH_WATER = 1 << 20
 """Bytes of a watch's lines buffered for a slow reader before the socket stops being read."""
 
@@ -259,11 +265,15 @@ class HTTPPool:
         if self._before_connect is not None:
             self._before_connect()
         try:
-            if self.ssl is None:
-                _, c = await loop.create_connection(protocol, self.host, self.port)
-            else:
-                _, c = await loop.create_connection(protocol, self.host, self.port, ssl=self.ssl,
-                                                    server_hostname=self.host)  # fmt: skip
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                if self.ssl is None:
+                    _, c = await loop.create_connection(protocol, self.host, self.port)
+                else:
+                    _, c = await loop.create_connection(protocol, self.host, self.port, ssl=self.ssl,
+                                                        server_hostname=self.host)  # fmt: skip
+        except TimeoutError as e:  # before OSError, its base class
+            raise ConnectionFailed(f"cannot connect to {self.host}:{self.port} within {CONNECT_TIMEOUT:g}s "
+                                   "(TCP and TLS handshake): a hung or unreachable server", retryable=True) from e  # fmt: skip
         except ssl_.SSLCertVerificationError as e:
             raise ConnectionFailed(
                 f"TLS to {self.host}:{self.port}: the server's certificate did not verify: {e.verify_message}",
