@@ -41,6 +41,7 @@ from kos.chaos.storehistory import store_revision
 from kos.chaos.streams import record_stream
 from kos.chaos.workload import Workload, WorkloadSettings
 from kos.client.config import ClientConfig
+from kos.util.calibration import calibration_seconds
 from kos.util.clock import REAL_CLOCK, Clock
 
 __all__ = ["ChaosSettings", "PlanError", "estimate", "plan", "run"]
@@ -131,6 +132,9 @@ async def run(s: ChaosSettings, *, out: TextIO = sys.stdout, clock: Clock = REAL
     start = await store_revision(cluster.storage_url)
     s.history.parent.mkdir(parents=True, exist_ok=True)
     s.history.unlink(missing_ok=True)
+    cal = await asyncio.to_thread(calibration_seconds)  # before the run: its figures depend on the machine
+    print(f"kos chaos: calibration {cal:.2f} s (10M-iteration Python loop, median of 5; docs/performance.md)",
+          file=out, flush=True)  # fmt: skip
     print(f"kos chaos: run {tag}, seed {s.seed}, faults in order: {', '.join(order)}; history {s.history}",
           file=out, flush=True)  # fmt: skip
     violations: list[str] = []
