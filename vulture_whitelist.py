@@ -60,5 +60,8 @@ _.relists  # kos.client.reflector: counted, never read (helper B's reflector rew
 # aiohttp's WebSocket writer calls its protocol's drain helper (bench/ws_frames.py stands in for the protocol)
 _._drain_helper
 
+# argparse reads a parser's formatter_class (kos.cli.chaos keeps its --help's paragraphs)
+_.formatter_class
+
 # the official kubernetes client reads its Configuration's CA file (tests/integration/test_http_layer.py)
 _.ssl_ca_cert

@@ -111,19 +111,20 @@ class _FakeCluster:
         return name in self.restarted
 
 
-_opened: list[History] = []
+@pytest.fixture
+def opened() -> Iterator[list[History]]:
+    """The histories a test opened, closed after it."""
+    out: list[History] = []
+    yield out
+    for h in out:
+        h.close()
 
 
-@pytest.fixture(autouse=True)
-def _close_histories() -> Iterator[None]:
-    yield
-    while _opened:
-        _opened.pop().close()
-
-
-def _ctx(tmp_path: Path, clock: FakeClock, cluster: _FakeCluster, name: str = "h") -> faults.FaultContext:
-    history = History(tmp_path / f"{name}.jsonl", clock=clock)
-    _opened.append(history)
+def _ctx(
+    opened: list[History], tmp: Path, clock: FakeClock, cluster: _FakeCluster, name: str = "h"
+) -> faults.FaultContext:
+    history = History(tmp / f"{name}.jsonl", clock=clock)
+    opened.append(history)
     failover = FailoverTransport([object(), object()], ["https://apiserver-0", "https://apiserver-1"])  # type: ignore[list-item]
     failover.current = 1  # the workload's client is on apiserver-1 now
     client = types.SimpleNamespace(transport=failover)
@@ -131,9 +132,11 @@ def _ctx(tmp_path: Path, clock: FakeClock, cluster: _FakeCluster, name: str = "h
                                stop_seconds=20.0, quorum_seconds=10.0)  # fmt: skip
 
 
-async def test_quorum_loss_stops_a_majority_and_continues_it_even_when_cancelled(tmp_path: Path) -> None:
+async def test_quorum_loss_stops_a_majority_and_continues_it_even_when_cancelled(
+    tmp_path: Path, opened: list[History]
+) -> None:
     clock, cluster = FakeClock(), _FakeCluster()
-    ctx = _ctx(tmp_path, clock, cluster)
+    ctx = _ctx(opened, tmp_path, clock, cluster)
     task = asyncio.create_task(faults.inject("quorum-loss", ctx))
     await clock.advance(5.0)
     stopped = [n for n, s in cluster.sent if s == signal.SIGSTOP]
@@ -146,16 +149,16 @@ async def test_quorum_loss_stops_a_majority_and_continues_it_even_when_cancelled
     assert isinstance(fault, Fault) and fault.name == "quorum-loss" and fault.healed == pytest.approx(1005.0)
 
     clock2 = FakeClock()
-    ctx2 = _ctx(tmp_path, clock2, _FakeCluster(), "h2")
+    ctx2 = _ctx(opened, tmp_path, clock2, _FakeCluster(), "h2")
     task = asyncio.create_task(faults.inject("quorum-loss", ctx2))
     await clock2.advance(10.0)
     done = await task
     assert done.healed - done.start == pytest.approx(10.0)
 
 
-async def test_a_kill_is_healed_when_the_process_runs_again(tmp_path: Path) -> None:
+async def test_a_kill_is_healed_when_the_process_runs_again(tmp_path: Path, opened: list[History]) -> None:
     clock, cluster = FakeClock(), _FakeCluster()
-    ctx = _ctx(tmp_path, clock, cluster)
+    ctx = _ctx(opened, tmp_path, clock, cluster)
     task = asyncio.create_task(faults.inject("apiserver-kill", ctx))
     await clock.advance(3.0)
     ((target, sig),) = cluster.sent
@@ -166,9 +169,9 @@ async def test_a_kill_is_healed_when_the_process_runs_again(tmp_path: Path) -> N
     assert fault.targets == [target] and fault.healed == pytest.approx(1003.1, abs=0.11)
 
 
-async def test_a_kill_never_healed_is_an_error_and_still_recorded(tmp_path: Path) -> None:
+async def test_a_kill_never_healed_is_an_error_and_still_recorded(tmp_path: Path, opened: list[History]) -> None:
     clock = FakeClock()
-    ctx = _ctx(tmp_path, clock, _FakeCluster())
+    ctx = _ctx(opened, tmp_path, clock, _FakeCluster())
     task = asyncio.create_task(faults.inject("etcd-follower-kill", ctx))
     await clock.advance(faults.RESTART_TIMEOUT + 1)
     with pytest.raises(faults.FaultError, match="running again not within"):
