@@ -166,7 +166,7 @@ async def run(s: ChaosSettings, *, out: TextIO = sys.stdout, clock: Clock = REAL
                     print(f"kos chaos: {name} ...", file=out, flush=True)
                     try:
                         fault = await faults.inject(name, ctx)
-                    except (faults.FaultError, ClusterError) as e:
+                    except (faults.FaultError, ClusterError, ProcessLookupError) as e:
                         violations.append(f"{name}: {e}")
                         continue
                     recovered = await _recovered(cluster, history, fault.healed, clock)
@@ -175,12 +175,12 @@ async def run(s: ChaosSettings, *, out: TextIO = sys.stdout, clock: Clock = REAL
                     else:
                         ready_after[fault.start] = recovered
                 await clock.sleep(max(0.0, t0 + s.duration - clock.monotonic()))
-            finally:
+            finally:  # also when interrupted: every task ends before the clients close
                 stop_work.set()
                 with contextlib.suppress(Exception):
                     await workload
-            stop_streams.set()
-            await asyncio.gather(*streams, return_exceptions=True)
+                stop_streams.set()
+                await asyncio.gather(*streams, return_exceptions=True)
         print("kos chaos: workload stopped; waiting for every NA to be ready, then reading etcd's history and "
               "checking ...", file=out, flush=True)  # fmt: skip
         nodes_ssl = ssl.create_default_context(cafile=str(cluster.ca_file))
