@@ -55,11 +55,12 @@ from kos.client.transport import ConnectionFailed, Response, StreamRefused
 __all__ = ["CONNECT_TIMEOUT", "STREAM_HIGH_WATER", "HTTPPool"]
 
 CONNECT_TIMEOUT = 4.0
-"""Seconds a new connection (TCP connect and TLS handshake) may take: the detection budget of
-kos.client.keepalive (2 s idle + 2 probes 1 s apart), leaving the failover's backoff within issue 13's 5 s. A stopped (SIGSTOP) or hung server's
-kernel still completes the TCP handshake and answers keepalive probes, but nothing answers the TLS
-handshake: without this bound a call waiting for a connection hung until the server resumed (asyncio's
-own TLS handshake timeout is 60 s), whatever the call's timeout (found by `kos chaos`, apiserver-stop)."""
+"""Seconds a new connection (TCP connect and TLS handshake) may take: kos.client.keepalive's detection
+budget (2 s idle + 2 probes 1 s apart), leaving the failover's backoff within issue 13's 5 s. A stopped
+(SIGSTOP) or hung server's kernel still completes the TCP handshake and answers keepalive probes, but
+nothing answers the TLS handshake: without this bound a call waiting for a connection hung until the server
+resumed (asyncio's own TLS handshake timeout is 60 s), whatever the call's timeout (found by `kos chaos`,
+apiserver-stop)."""
 STREAM_HIGH_WATER = 1 << 20
 """Bytes of a watch's lines buffered for a slow reader before the socket stops being read."""
 
