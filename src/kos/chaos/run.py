@@ -2,9 +2,9 @@
 
 The order of a run (`kos chaos`, docs/reliability.md):
 
-1. find the cluster (cluster.json; `kos up --ha`), open the history file, create the run's Subnets;
-2. start the watch recorders (kos.chaos.streams: all NAs, the NAs of one namespace, all Subnets), the
-   readiness follower and the workload (kos.chaos.workload); warm up;
+1. find the cluster (cluster.json; `kos up --ha`), note etcd's revision, open the history file;
+2. start the watch recorders (kos.chaos.streams: all NAs, the NAs of one namespace, all Subnets) and the
+   readiness follower, create the run's Subnets, start the workload (kos.chaos.workload); warm up;
 3. inject each fault (kos.chaos.faults) in the seeded order, waiting after each until the cluster has
    recovered — every apiserver ready, etcd whole again with one leader, a write acknowledged after the
    heal — then a quiet spell so the faults spread over `duration`;
@@ -144,7 +144,6 @@ async def run(s: ChaosSettings, *, out: TextIO = sys.stdout, clock: Clock = REAL
                 cluster.client(timeout=30.0, connections=8) as watch_client:  # fmt: skip
             work = Workload(client, history, random.Random(rng.random()), nodes, tag, vni_base,
                             WorkloadSettings(rate=s.rate), clock)  # fmt: skip
-            await work.setup()
             stop_streams, stop_work = asyncio.Event(), asyncio.Event()
             streams = [
                 asyncio.create_task(record_stream(watch_client, history, NetworkAttachment, stop=stop_streams)),
@@ -156,9 +155,11 @@ async def run(s: ChaosSettings, *, out: TextIO = sys.stdout, clock: Clock = REAL
                 asyncio.create_task(record_stream(watch_client, history, Subnet, stop=stop_streams)),
                 asyncio.create_task(work.follow_readiness(stop_streams)),
             ]
-            workload = asyncio.create_task(work.run(stop_work))
-            t0 = clock.monotonic()
+            workload: asyncio.Task[None] | None = None
             try:
+                await work.setup()  # with the streams running: the Subnets' creation is checked too
+                workload = asyncio.create_task(work.run(stop_work))
+                t0 = clock.monotonic()
                 ctx = faults.FaultContext(cluster, history, client, clock, random.Random(rng.random()),
                                           s.stop_seconds, s.quorum_seconds)  # fmt: skip
                 for name, at in zip(order, starts, strict=True):
@@ -177,8 +178,9 @@ async def run(s: ChaosSettings, *, out: TextIO = sys.stdout, clock: Clock = REAL
                 await clock.sleep(max(0.0, t0 + s.duration - clock.monotonic()))
             finally:  # also when interrupted: every task ends before the clients close
                 stop_work.set()
-                with contextlib.suppress(Exception):
-                    await workload
+                if workload is not None:
+                    with contextlib.suppress(Exception):
+                        await workload
                 stop_streams.set()
                 await asyncio.gather(*streams, return_exceptions=True)
         print("kos chaos: workload stopped; waiting for every NA to be ready, then reading etcd's history and "
