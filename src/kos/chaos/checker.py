@@ -4,8 +4,12 @@ The inputs are the run's records (kos.chaos.history: calls with outcomes, watch 
 and the store's own history (kos.chaos.storehistory, read from etcd, not through an apiserver). The
 properties, as etcd's robustness tests and Jepsen state them for a linearizable store with watches:
 
-* **No acknowledged write lost.** An `ok` create, update or status update must be a PUT of its key at
-  exactly the resourceVersion it answered (a create an ADDED, an update a MODIFIED). An `ok` delete must be
+* **No acknowledged write lost.** An `ok` create, update or status update must be a change of its key at
+  exactly the resourceVersion it answered: a create the key's creation; an update usually a PUT, but an
+  update that changed nothing answers the current version's revision (no write: kos.apiserver.registry
+  `guaranteed_update`) and one that removed a deleting object's last finalizer the DELETE's. A create whose
+  name the server generated (recorded with name "") may be any creation in its namespace at that
+  revision. An `ok` delete must be
   a DELETE of its key at or after the revision it answered (or, for an object with finalizers, the PUT
   at that revision that marked it deleting). A `failed` create must not have happened: its key may not be
   created during the run unless another create of that name was acknowledged or may have applied
@@ -43,7 +47,6 @@ __all__ = ["WRITES", "Verdict", "check"]
 
 WRITES = frozenset({"create", "update", "update_status", "delete"})
 """The ops whose effect on the store is checked (get and list change nothing)."""
-_PUT_TYPE = {"create": ADDED, "update": MODIFIED, "update_status": MODIFIED}
 _SHOWN = 5
 """Mismatches listed per stream segment before the rest are only counted."""
 
@@ -113,6 +116,7 @@ def _lost_writes(calls: list[Call], store: StoreHistory, start: int) -> list[str
     by_key: dict[Key, list[StoreEvent]] = collections.defaultdict(list)
     for e in store.events:
         by_key[e.key].append(e)
+    by_revision = {e.revision: e for e in store.events}  # one key per etcd revision: kos writes one per txn
     may_create: set[Key] = {(c.resource, c.namespace, c.name) for c in calls
                             if c.op == "create" and c.outcome != "failed"}  # fmt: skip
     out: list[str] = []
@@ -123,16 +127,16 @@ def _lost_writes(calls: list[Call], store: StoreHistory, start: int) -> list[str
         events = by_key.get(key, [])
         rv = c.resource_version
         if c.outcome == "ok" and c.op != "delete":
-            at = next((e for e in events if e.revision == rv), None)
+            at = by_revision.get(rv)
             if rv == 0:
                 out.append(f"lost write: {_describe(c)} was acknowledged without a resourceVersion: cannot check")
-            elif at is None or at.type == DELETED:
-                puts = ", ".join(str(e.revision) for e in events if e.type != DELETED) or "none"
-                out.append(f"lost write: {_describe(c)} acknowledged at revision {rv}, but the store has no PUT of "
-                           f"the key there (its PUTs: {puts})")  # fmt: skip
-            elif at.type != _PUT_TYPE[c.op]:
+            elif at is None or at.key[:2] != key[:2] or (c.name and at.key[2] != c.name):
+                changes = ", ".join(f"{e.type} at {e.revision}" for e in events) or "none"
+                out.append(f"lost write: {_describe(c)} acknowledged at revision {rv}, but the store has no change "
+                           f"of the key there (its changes: {changes})")  # fmt: skip
+            elif c.op == "create" and at.type != ADDED:
                 out.append(f"lost write: {_describe(c)} acknowledged at revision {rv}, but the store's change "
-                           f"there is {at.type}")  # fmt: skip
+                           f"there is {at.type}, not the key's creation")  # fmt: skip
         elif c.outcome == "ok":
             lo = rv or start
             deleted = any(e.type == DELETED and e.revision >= lo for e in events)
