@@ -17,7 +17,7 @@ from kos.api.meta import ObjectMeta
 from kos.api.types import NetworkAttachment, NetworkAttachmentSpec, NetworkAttachmentStatus
 from kos.chaos.checker import check
 from kos.chaos.finalstate import unready
-from kos.chaos.history import Call, Outcome, Record, StreamError, StreamStart, WatchEvent
+from kos.chaos.history import Call, Fault, Outcome, Record, StreamError, StreamStart, WatchEvent
 from kos.chaos.storehistory import StoreHistory, build_history
 from kos.storage.interface import Event, EventType
 
@@ -324,10 +324,13 @@ def test_an_address_shown_twice_for_one_revision_is_found() -> None:
     assert check([], twin.history(), start=begin).ok
 
 
-def test_final_violations_are_reported() -> None:
+def test_final_violations_are_reported_and_faults_summarised() -> None:
     etcd = FakeEtcd()
-    verdict = check([], etcd.history(), start=etcd.revision, final=["ready: NA ns/a is not ready"])
+    fault = Fault(name="apiserver-kill", targets=["apiserver-1"], start=3.0, healed=4.5)
+    verdict = check([fault], etcd.history(), start=etcd.revision, final=["ready: NA ns/a is not ready"])
     assert verdict.violations == ["ready: NA ns/a is not ready"]
+    assert verdict.summary["faults"] == [{"name": "apiserver-kill", "targets": ["apiserver-1"], "start": 3.0,
+                                          "healed": 4.5}]  # fmt: skip
 
 
 def test_records_round_trip_unchanged_through_the_checker() -> None:

@@ -38,7 +38,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from kos.api.selectors import SelectorError
-from kos.chaos.history import Call, Record, StreamError, StreamStart, WatchEvent
+from kos.chaos.history import Call, Fault, Record, StreamError, StreamStart, WatchEvent
 from kos.chaos.selection import Selection
 from kos.chaos.storehistory import ADDED, DELETED, MODIFIED, Key, StoreEvent, StoreHistory
 from kos.verify.history import AddressHistory
@@ -55,7 +55,8 @@ _SHOWN = 5
 class Verdict:
     """`violations`, one line each (empty: the run is correct), and `summary`: counts for the report —
     `calls` {op: {outcome: n}}, `streams` {stream: {events, bookmarks, segments, relists, resumes, errors}},
-    `store` {first, start, end, changes}, `addresses` {events}."""
+    `store` {first, start, end, changes}, `addresses` {events}, `faults` [{name, targets, start, healed}]
+    (times in the history's clock seconds; healed 0.0: never healed)."""
 
     violations: list[str]
     summary: dict[str, Any]
@@ -77,6 +78,8 @@ def check(records: Iterable[Record], store: StoreHistory, *, start: int, final: 
         "calls": _call_counts(calls),
         "store": {"first": store.first, "start": start, "end": store.end,
                   "changes": len(store.between(start, store.end))},
+        "faults": [{"name": f.name, "targets": list(f.targets), "start": f.start, "healed": f.healed}
+                   for f in records if isinstance(f, Fault)],
     }  # fmt: skip
     if store.first > start:
         out.append(f"cannot check: the store's history was compacted at revision {store.first}, after the run "
