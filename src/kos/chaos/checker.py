@@ -119,7 +119,9 @@ def _lost_writes(calls: list[Call], store: StoreHistory, start: int) -> list[str
     by_key: dict[Key, list[StoreEvent]] = collections.defaultdict(list)
     for e in store.events:
         by_key[e.key].append(e)
-    by_revision = {e.revision: e for e in store.events}  # one key per etcd revision: kos writes one per txn
+    by_revision: dict[int, list[StoreEvent]] = collections.defaultdict(list)
+    for e in store.events:
+        by_revision[e.revision].append(e)
     may_create: set[Key] = {(c.resource, c.namespace, c.name) for c in calls
                             if c.op == "create" and c.outcome != "failed"}  # fmt: skip
     out: list[str] = []
@@ -130,10 +132,11 @@ def _lost_writes(calls: list[Call], store: StoreHistory, start: int) -> list[str
         events = by_key.get(key, [])
         rv = c.resource_version
         if c.outcome == "ok" and c.op != "delete":
-            at = by_revision.get(rv)
+            at = next((e for e in by_revision.get(rv, ()) if e.key[:2] == key[:2] and (not c.name or e.key == key)),
+                      None)  # fmt: skip
             if rv == 0:
                 out.append(f"lost write: {_describe(c)} was acknowledged without a resourceVersion: cannot check")
-            elif at is None or at.key[:2] != key[:2] or (c.name and at.key[2] != c.name):
+            elif at is None:
                 changes = ", ".join(f"{e.type} at {e.revision}" for e in events) or "none"
                 out.append(f"lost write: {_describe(c)} acknowledged at revision {rv}, but the store has no change "
                            f"of the key there (its changes: {changes})")  # fmt: skip
@@ -279,23 +282,22 @@ def _check_list(name: str, s: StreamStart, sel: Selection, store: StoreHistory) 
 
 def _differences(name: str, want: list[tuple[int, str, str, str]], got: list[tuple[int, str, str, str]]) -> list[str]:
     """The events `got` that the store does not explain and the store's events `got` lacks, by revision."""
-    expected = {w[0]: w for w in want}
-    seen: set[int] = set()
+    expected = {(rev, ns, n): typ for rev, typ, ns, n in want}
+    seen: set[tuple[int, str, str]] = set()
     found: list[str] = []
-    for g in got:
-        rev, typ, ns, n = g
-        w = expected.get(rev)
-        if rev in seen:
+    for rev, typ, ns, n in got:
+        k = (rev, ns, n)
+        w = expected.get(k)
+        if k in seen:
             found.append(f"{name}: duplicate: {typ} {ns}/{n} at revision {rev} delivered again")
         elif w is None:
             found.append(f"{name}: extra: {typ} {ns}/{n} at revision {rev}, which the store's history does not "
                          f"give this selection")  # fmt: skip
-        elif w != g:
-            found.append(f"{name}: wrong event at revision {rev}: got {typ} {ns}/{n}, the store gives "
-                         f"{w[1]} {w[2]}/{w[3]}")  # fmt: skip
-        seen.add(rev)
-    found += [f"{name}: gap: {w[1]} {w[2]}/{w[3]} at revision {w[0]} never delivered" for w in want
-              if w[0] not in seen]  # fmt: skip
+        elif w != typ:
+            found.append(f"{name}: wrong event at revision {rev}: got {typ} {ns}/{n}, the store gives {w} {ns}/{n}")
+        seen.add(k)
+    found += [f"{name}: gap: {typ} {ns}/{n} at revision {rev} never delivered" for rev, typ, ns, n in want
+              if (rev, ns, n) not in seen]  # fmt: skip
     if not found:  # the same events in another order
         found.append(f"{name}: events out of order: got revisions {[g[0] for g in got][:20]}")
     if len(found) > _SHOWN:
