@@ -26,6 +26,7 @@ from kos.chaos.storehistory import read_store_history, store_revision
 from kos.chaos.streams import record_stream
 from kos.client.config import ClientConfig
 from kos.client.rest import Client
+from kos.storage.url import open_store
 from kos.testing.etcd import EtcdProcess
 from kos.testing.replicas import running_replicas
 from kos.testing.wait import eventually
@@ -110,8 +111,16 @@ async def test_a_run_over_two_apiservers_checks_clean_and_broken_records_do_not(
         records = list(h.records)
         verdict = await judge(records, storage, start, config_ab, settle=0.0)  # the end state too, on b
 
-    store = await read_store_history(storage)
     assert verdict.ok, verdict.violations
+    # another store's key in the same etcd after the run: the history read ends there, with no kos change in it
+    other = await open_store(etcd.url + "/someone-else")
+    try:
+        beyond = await other.create("/subnets/x/y", b"{}")
+    finally:
+        await other.close()
+    store = await read_store_history(storage, idle_timeout=0.5)
+    assert store.end == beyond and store.events[-1].revision < beyond and store.first == 0
+    assert check(records, store, start=start).ok
     streams = verdict.summary["streams"]
     assert streams[1]["relists"] == 1 and streams[1]["resumes"] >= 1  # cut, resumed, never relisted
     resumed = [r for r in records if isinstance(r, StreamStart) and r.stream == 1 and not r.relist]

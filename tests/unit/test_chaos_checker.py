@@ -17,7 +17,7 @@ from kos.api.meta import ObjectMeta
 from kos.api.types import NetworkAttachment, NetworkAttachmentSpec, NetworkAttachmentStatus
 from kos.chaos.checker import check
 from kos.chaos.finalstate import unready
-from kos.chaos.history import Call, Outcome, Record, StreamError, StreamStart, WatchEvent
+from kos.chaos.history import Call, Fault, Outcome, Record, StreamError, StreamStart, WatchEvent
 from kos.chaos.storehistory import StoreHistory, build_history
 from kos.storage.interface import Event, EventType
 
@@ -140,9 +140,24 @@ def test_an_acknowledged_write_must_be_at_its_revision() -> None:
     assert verdict.summary["calls"] == {"create": {"ok": 1}, "update_status": {"ok": 1}, "update": {"ok": 1}}
     lost = check([call(1, "create", "a", "ok", r1 + 50, 201)], store, start=begin).violations
     assert lost == [f"lost write: call #1 create networkattachments ns/a (ok 201) acknowledged at revision "
-                    f"{r1 + 50}, but the store has no PUT of the key there (its PUTs: {r1}, {r2}, {r3})"]  # fmt: skip
-    wrong_kind = check([call(2, "update", "a", "ok", r1, 200)], store, start=begin).violations
-    assert only(wrong_kind, "lost write: call #2") and only(wrong_kind, "is ADDED")
+                    f"{r1 + 50}, but the store has no change of the key there (its changes: ADDED at {r1}, "
+                    f"MODIFIED at {r2}, MODIFIED at {r3})"]  # fmt: skip
+    not_created = check([call(2, "create", "a", "ok", r2, 201)], store, start=begin).violations
+    assert only(not_created, "lost write: call #2") and only(not_created, "is MODIFIED, not the key's creation")
+    # an update that changed nothing answers the current revision without writing: accepted
+    assert check([call(3, "update", "a", "ok", r1, 200)], store, start=begin).ok
+
+
+def test_an_acknowledged_write_at_another_keys_revision_is_lost() -> None:
+    etcd = FakeEtcd()
+    begin = etcd.revision
+    etcd.put(na("a"))
+    rb = etcd.put(na("b"))
+    store = etcd.history()
+    found = check([call(1, "update", "a", "ok", rb, 200)], store, start=begin).violations
+    assert only(found, f"lost write: call #1 update networkattachments ns/a (ok 200) acknowledged at revision {rb}")
+    generated = call(2, "create", "", "ok", rb, 201)  # a generated name: any creation in the namespace
+    assert check([generated], store, start=begin).ok
 
 
 def test_an_acknowledged_delete_must_have_deleted_the_key() -> None:
@@ -309,10 +324,13 @@ def test_an_address_shown_twice_for_one_revision_is_found() -> None:
     assert check([], twin.history(), start=begin).ok
 
 
-def test_final_violations_are_reported() -> None:
+def test_final_violations_are_reported_and_faults_summarised() -> None:
     etcd = FakeEtcd()
-    verdict = check([], etcd.history(), start=etcd.revision, final=["ready: NA ns/a is not ready"])
+    fault = Fault(name="apiserver-kill", targets=["apiserver-1"], start=3.0, healed=4.5)
+    verdict = check([fault], etcd.history(), start=etcd.revision, final=["ready: NA ns/a is not ready"])
     assert verdict.violations == ["ready: NA ns/a is not ready"]
+    assert verdict.summary["faults"] == [{"name": "apiserver-kill", "targets": ["apiserver-1"], "start": 3.0,
+                                          "healed": 4.5}]  # fmt: skip
 
 
 def test_records_round_trip_unchanged_through_the_checker() -> None:

@@ -4,8 +4,12 @@ The inputs are the run's records (kos.chaos.history: calls with outcomes, watch 
 and the store's own history (kos.chaos.storehistory, read from etcd, not through an apiserver). The
 properties, as etcd's robustness tests and Jepsen state them for a linearizable store with watches:
 
-* **No acknowledged write lost.** An `ok` create, update or status update must be a PUT of its key at
-  exactly the resourceVersion it answered (a create an ADDED, an update a MODIFIED). An `ok` delete must be
+* **No acknowledged write lost.** An `ok` create, update or status update must be a change of its key at
+  exactly the resourceVersion it answered: a create the key's creation; an update usually a PUT, but an
+  update that changed nothing answers the current version's revision (no write: kos.apiserver.registry
+  `guaranteed_update`) and one that removed a deleting object's last finalizer the DELETE's. A create whose
+  name the server generated (recorded with name "") may be any creation in its namespace at that
+  revision. An `ok` delete must be
   a DELETE of its key at or after the revision it answered (or, for an object with finalizers, the PUT
   at that revision that marked it deleting). A `failed` create must not have happened: its key may not be
   created during the run unless another create of that name was acknowledged or may have applied
@@ -34,7 +38,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from kos.api.selectors import SelectorError
-from kos.chaos.history import Call, Record, StreamError, StreamStart, WatchEvent
+from kos.chaos.history import Call, Fault, Record, StreamError, StreamStart, WatchEvent
 from kos.chaos.selection import Selection
 from kos.chaos.storehistory import ADDED, DELETED, MODIFIED, Key, StoreEvent, StoreHistory
 from kos.verify.history import AddressHistory
@@ -43,7 +47,6 @@ __all__ = ["WRITES", "Verdict", "check"]
 
 WRITES = frozenset({"create", "update", "update_status", "delete"})
 """The ops whose effect on the store is checked (get and list change nothing)."""
-_PUT_TYPE = {"create": ADDED, "update": MODIFIED, "update_status": MODIFIED}
 _SHOWN = 5
 """Mismatches listed per stream segment before the rest are only counted."""
 
@@ -52,7 +55,8 @@ _SHOWN = 5
 class Verdict:
     """`violations`, one line each (empty: the run is correct), and `summary`: counts for the report —
     `calls` {op: {outcome: n}}, `streams` {stream: {events, bookmarks, segments, relists, resumes, errors}},
-    `store` {first, start, end, changes}, `addresses` {events}."""
+    `store` {first, start, end, changes}, `addresses` {events}, `faults` [{name, targets, start, healed}]
+    (times in the history's clock seconds; healed 0.0: never healed)."""
 
     violations: list[str]
     summary: dict[str, Any]
@@ -74,6 +78,8 @@ def check(records: Iterable[Record], store: StoreHistory, *, start: int, final: 
         "calls": _call_counts(calls),
         "store": {"first": store.first, "start": start, "end": store.end,
                   "changes": len(store.between(start, store.end))},
+        "faults": [{"name": f.name, "targets": list(f.targets), "start": f.start, "healed": f.healed}
+                   for f in records if isinstance(f, Fault)],
     }  # fmt: skip
     if store.first > start:
         out.append(f"cannot check: the store's history was compacted at revision {store.first}, after the run "
@@ -113,6 +119,9 @@ def _lost_writes(calls: list[Call], store: StoreHistory, start: int) -> list[str
     by_key: dict[Key, list[StoreEvent]] = collections.defaultdict(list)
     for e in store.events:
         by_key[e.key].append(e)
+    by_revision: dict[int, list[StoreEvent]] = collections.defaultdict(list)
+    for e in store.events:
+        by_revision[e.revision].append(e)
     may_create: set[Key] = {(c.resource, c.namespace, c.name) for c in calls
                             if c.op == "create" and c.outcome != "failed"}  # fmt: skip
     out: list[str] = []
@@ -123,16 +132,17 @@ def _lost_writes(calls: list[Call], store: StoreHistory, start: int) -> list[str
         events = by_key.get(key, [])
         rv = c.resource_version
         if c.outcome == "ok" and c.op != "delete":
-            at = next((e for e in events if e.revision == rv), None)
+            at = next((e for e in by_revision.get(rv, ()) if e.key[:2] == key[:2] and (not c.name or e.key == key)),
+                      None)  # fmt: skip
             if rv == 0:
                 out.append(f"lost write: {_describe(c)} was acknowledged without a resourceVersion: cannot check")
-            elif at is None or at.type == DELETED:
-                puts = ", ".join(str(e.revision) for e in events if e.type != DELETED) or "none"
-                out.append(f"lost write: {_describe(c)} acknowledged at revision {rv}, but the store has no PUT of "
-                           f"the key there (its PUTs: {puts})")  # fmt: skip
-            elif at.type != _PUT_TYPE[c.op]:
+            elif at is None:
+                changes = ", ".join(f"{e.type} at {e.revision}" for e in events) or "none"
+                out.append(f"lost write: {_describe(c)} acknowledged at revision {rv}, but the store has no change "
+                           f"of the key there (its changes: {changes})")  # fmt: skip
+            elif c.op == "create" and at.type != ADDED:
                 out.append(f"lost write: {_describe(c)} acknowledged at revision {rv}, but the store's change "
-                           f"there is {at.type}")  # fmt: skip
+                           f"there is {at.type}, not the key's creation")  # fmt: skip
         elif c.outcome == "ok":
             lo = rv or start
             deleted = any(e.type == DELETED and e.revision >= lo for e in events)
@@ -272,23 +282,22 @@ def _check_list(name: str, s: StreamStart, sel: Selection, store: StoreHistory) 
 
 def _differences(name: str, want: list[tuple[int, str, str, str]], got: list[tuple[int, str, str, str]]) -> list[str]:
     """The events `got` that the store does not explain and the store's events `got` lacks, by revision."""
-    expected = {w[0]: w for w in want}
-    seen: set[int] = set()
+    expected = {(rev, ns, n): typ for rev, typ, ns, n in want}
+    seen: set[tuple[int, str, str]] = set()
     found: list[str] = []
-    for g in got:
-        rev, typ, ns, n = g
-        w = expected.get(rev)
-        if rev in seen:
+    for rev, typ, ns, n in got:
+        k = (rev, ns, n)
+        w = expected.get(k)
+        if k in seen:
             found.append(f"{name}: duplicate: {typ} {ns}/{n} at revision {rev} delivered again")
         elif w is None:
             found.append(f"{name}: extra: {typ} {ns}/{n} at revision {rev}, which the store's history does not "
                          f"give this selection")  # fmt: skip
-        elif w != g:
-            found.append(f"{name}: wrong event at revision {rev}: got {typ} {ns}/{n}, the store gives "
-                         f"{w[1]} {w[2]}/{w[3]}")  # fmt: skip
-        seen.add(rev)
-    found += [f"{name}: gap: {w[1]} {w[2]}/{w[3]} at revision {w[0]} never delivered" for w in want
-              if w[0] not in seen]  # fmt: skip
+        elif w != typ:
+            found.append(f"{name}: wrong event at revision {rev}: got {typ} {ns}/{n}, the store gives {w} {ns}/{n}")
+        seen.add(k)
+    found += [f"{name}: gap: {typ} {ns}/{n} at revision {rev} never delivered" for rev, typ, ns, n in want
+              if (rev, ns, n) not in seen]  # fmt: skip
     if not found:  # the same events in another order
         found.append(f"{name}: events out of order: got revisions {[g[0] for g in got][:20]}")
     if len(found) > _SHOWN:

@@ -171,8 +171,9 @@ async def record_stream(
 ) -> int:
     """Follow the objects of type `cls` (a kos API type: NetworkAttachment, Subnet, …) selected by
     `namespace` ("" = all namespaces) and the selector strings, through `client` (a `kos.client.rest.Client`;
-    one built from a kubeconfig naming several servers fails over by itself; tests pass a scripted one), recording into `history` until `stop` is set. Returns the stream's
-    number (its records' `stream`).
+    one built from a kubeconfig naming several servers fails over by itself; tests pass a scripted one),
+    recording into `history` until `stop` is set. Returns the stream's number (its records' `stream`, taken
+    from `history.new_stream()` when the coroutine starts).
 
     The list/watch loop is `kos.client.reflector.Reflector`'s (see the module docstring); `watch_timeout`
     is its (min, max) seconds a server is asked to keep one watch open, shorter values resume more often.
