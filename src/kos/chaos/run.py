@@ -157,7 +157,11 @@ async def run(s: ChaosSettings, *, out: TextIO = sys.stdout, clock: Clock = REAL
             ]
             workload: asyncio.Task[None] | None = None
             try:
-                await work.setup()  # with the streams running: the Subnets' creation is checked too
+                try:
+                    await work.setup()  # with the streams running: the Subnets' creation is checked too
+                except TimeoutError as e:
+                    violations.append(f"setup: {e}: the cluster takes no write")
+                    order, starts = [], []
                 workload = asyncio.create_task(work.run(stop_work))
                 t0 = clock.monotonic()
                 ctx = faults.FaultContext(cluster, history, client, clock, random.Random(rng.random()),
@@ -175,7 +179,8 @@ async def run(s: ChaosSettings, *, out: TextIO = sys.stdout, clock: Clock = REAL
                         violations.append(f"{name}: not recovered within {RECOVERY_TIMEOUT:.0f}s of its heal")
                     else:
                         ready_after[fault.start] = recovered
-                await clock.sleep(max(0.0, t0 + s.duration - clock.monotonic()))
+                if order:
+                    await clock.sleep(max(0.0, t0 + s.duration - clock.monotonic()))
             finally:  # also when interrupted: every task ends before the clients close
                 stop_work.set()
                 if workload is not None:

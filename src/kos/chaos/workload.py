@@ -97,8 +97,6 @@ class Workload:
         """(namespace, name) of the NAs acknowledged created and not (yet) acknowledged deleted."""
         self.unknown: set[tuple[str, str]] = set()
         """NAs whose create's outcome is unknown: they may exist; the workload leaves them alone."""
-        self.created: dict[tuple[str, str], float] = {}
-        """When (history time) each NA's create was acknowledged."""
         self.ready: dict[tuple[str, str], float] = {}
         """When (history time) each of this run's NAs was first seen ready."""
         self.writes = 0
@@ -178,7 +176,6 @@ class Workload:
             if e.code >= 500:  # kos.chaos.history.classify: it may have been applied
                 self.unknown.add(key)
             return
-        self.created[key] = self.history.now()
         self.live.append(key)
 
     async def _delete(self, key: tuple[str, str]) -> None:
