@@ -66,6 +66,8 @@ class WorkloadSettings:
 
 
 def _server(client: Client) -> str:
+    """The apiserver a call's answer most likely came from: the failover transport's current server when the
+    answer arrived (a concurrent call's failure may have moved it on since; the record is a hint)."""
     t = client.transport
     return t.server if isinstance(t, FailoverTransport) else client.server
 
