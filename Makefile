@@ -44,6 +44,7 @@ system-deps:
 	  command -v ovs-vswitchd >/dev/null || need="$$need openvswitch-switch"; \
 	  command -v ip >/dev/null || need="$$need iproute2"; \
 	  command -v ping >/dev/null || need="$$need iputils-ping"; \
+	  command -v nft >/dev/null || need="$$need nftables"; \
 	  if [ -n "$$need" ]; then \
 	    echo "installing Debian packages:$$need"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
