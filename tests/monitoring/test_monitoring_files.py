@@ -39,7 +39,7 @@ needs_promtool = pytest.mark.skipif(
 
 
 def _promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["promtool", *args], capture_output=True, text=True, cwd=cwd, timeout=60)
+    return subprocess.run(["promtool", *args], capture_output=True, text=True, cwd=cwd, timeout=60, check=False)
 
 
 @needs_promtool
@@ -208,7 +208,9 @@ def test_metric_names_are_read_out_of_promql() -> None:
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 def test_kustomize_renders_the_dashboards_config_and_rules_into_configmaps() -> None:
-    r = subprocess.run(["kubectl", "kustomize", str(MONITORING)], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        ["kubectl", "kustomize", str(MONITORING)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert r.returncode == 0, r.stderr
     objects = [o for o in yaml.safe_load_all(r.stdout) if o]
     cms = {o["metadata"]["name"].rsplit("-", 1)[0]: o for o in objects if o["kind"] == "ConfigMap"}

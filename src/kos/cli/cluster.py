@@ -276,7 +276,9 @@ class Cluster:
             ))  # fmt: skip
         return clusteretcd.storage_url(members, tls)
 
-    def _prometheus_child(self, etcd: clusterpki.EtcdFiles | None, ready_ssl: ssl.SSLContext | None, logs: Path) -> None:
+    def _prometheus_child(
+        self, etcd: clusterpki.EtcdFiles | None, ready_ssl: ssl.SSLContext | None, logs: Path
+    ) -> None:
         """Add Prometheus (the last child: its configuration is written from cluster.json once every other child
         is up), if its binary is installed."""
         prometheus = monitoring.binary()

@@ -60,8 +60,10 @@ def monitoring_note(s: ClusterSettings, prometheus: str | None) -> str:
     if prometheus is None:
         return "  no Prometheus: the prometheus binary is not on PATH (Debian: apt-get install prometheus)\n"
     ca = "" if s.insecure else f" (HTTPS: verify with {s.state_dir / 'pki' / 'ca.crt'})"
-    return (f"  prometheus {prometheus}{ca}, scraping every process; dashboards and alerts: deploy/monitoring, "
-            "docs/monitoring.md\n")
+    return (
+        f"  prometheus {prometheus}{ca}, scraping every process; dashboards and alerts: deploy/monitoring, "
+        "docs/monitoring.md\n"
+    )
 
 
 def add_insecure_flag(p: argparse.ArgumentParser) -> None:
