@@ -45,6 +45,7 @@ system-deps:
 	  command -v ip >/dev/null || need="$$need iproute2"; \
 	  command -v ping >/dev/null || need="$$need iputils-ping"; \
 	  command -v nft >/dev/null || need="$$need nftables"; \
+	  command -v prometheus >/dev/null || need="$$need prometheus"; \
 	  if [ -n "$$need" ]; then \
 	    echo "installing Debian packages:$$need"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \

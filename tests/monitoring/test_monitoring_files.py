@@ -229,3 +229,14 @@ def test_kustomize_renders_the_dashboards_config_and_rules_into_configmaps() -> 
     prom = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "kos-prometheus")
     mount = next(m for m in prom["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] if m["name"] == "config")
     assert rule_file == f"{mount['mountPath']}/{RULES.name}", "the config names the rules where the pod has them"
+
+
+def test_docs_name_every_dashboard_panel_and_alert() -> None:
+    text = (DOCS / "monitoring.md").read_text()
+    for p in dashboard_files():
+        doc = json.loads(p.read_text())
+        assert p.name in text
+        for panel in doc["panels"]:
+            assert f"| {panel['title']} |" in text or f"**{panel['title']}**" in text, f"{p.name}: {panel['title']}"
+    for e in rule_exprs():
+        assert f"`{e.where.removeprefix('rule ')}`" in text

@@ -79,8 +79,6 @@ class Files:
     web_config: Path | None
     data: Path
     tls: ScrapeTLS | None
-    serving_cert: Path | None
-    serving_key: Path | None
 
 
 def prepare(state_dir: Path, *, secure: bool, etcd: tuple[Path, Path, Path] | None = None) -> Files:
@@ -91,7 +89,7 @@ def prepare(state_dir: Path, *, secure: bool, etcd: tuple[Path, Path, Path] | No
     d = state_dir / PROMETHEUS_DIR
     (d / "data").mkdir(parents=True, exist_ok=True)
     if not secure:
-        return Files(d, d / CONFIG_FILE, None, d / "data", None, None, None)
+        return Files(d, d / CONFIG_FILE, None, d / "data", None)
     pki = state_dir / "pki"
     ca = directory.load(pki, directory.CA)
     _write(pki, CLIENT, issue_client(ca, USER, [MONITORING_GROUP]))
@@ -102,7 +100,7 @@ def prepare(state_dir: Path, *, secure: bool, etcd: tuple[Path, Path, Path] | No
     web = d / WEB_CONFIG_FILE
     web.write_text(yaml.safe_dump({"tls_server_config": {"cert_file": str(serving_crt.resolve()),
                                                          "key_file": str(serving_key.resolve())}}))  # fmt: skip
-    return Files(d, d / CONFIG_FILE, web, d / "data", tls, serving_crt, serving_key)
+    return Files(d, d / CONFIG_FILE, web, d / "data", tls)
 
 
 def _write(pki: Path, name: str, identity: Identity) -> None:
