@@ -240,3 +240,30 @@ def test_docs_name_every_dashboard_panel_and_alert() -> None:
             assert f"| {panel['title']} |" in text or f"**{panel['title']}**" in text, f"{p.name}: {panel['title']}"
     for e in rule_exprs():
         assert f"`{e.where.removeprefix('rule ')}`" in text
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_prometheus_and_grafana_run_unprivileged_on_base_nodes() -> None:
+    """As the original placed them (role.kos.example.com/base=true); non-root, read-only root, no capabilities;
+    only Prometheus holds a Kubernetes token, and its ClusterRole only reads."""
+    r = subprocess.run(
+        ["kubectl", "kustomize", str(MONITORING)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert r.returncode == 0, r.stderr
+    objects = [o for o in yaml.safe_load_all(r.stdout) if o]
+    deployments = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
+    assert set(deployments) == {"kos-prometheus", "kos-grafana"}
+    for name, d in deployments.items():
+        pod = d["spec"]["template"]["spec"]
+        assert pod["nodeSelector"] == {"role.kos.example.com/base": "true"}
+        assert pod["automountServiceAccountToken"] is (name == "kos-prometheus")
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert (sc["allowPrivilegeEscalation"], sc["readOnlyRootFilesystem"], sc["capabilities"]["drop"]) == (
+                False, True, ["ALL"]), name  # fmt: skip
+            tag = c["image"].rsplit(":", 1)[1]
+            assert tag[0] in "v0123456789", f"{c['image']}: a pinned version"
+    role = next(o for o in objects if o["kind"] == "ClusterRole")
+    assert {v for rule in role["rules"] for v in rule["verbs"]} <= {"get", "list", "watch"}
+    assert not [o for o in objects if o["kind"] == "Secret"], "no secret material is rendered"
