@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kos.cli import clusterfile, monitoring
+from kos.cli import monitoring
 from kos.pki import directory
 from kos.pki.authority import issue_client, new_ca
 from kos.testing.monitoring import (
@@ -142,12 +142,12 @@ def test_the_config_kos_up_generates_passes_promtool(tmp_path: Path) -> None:
     crt, key = directory.paths(pki, "client")
     tls = monitoring.ScrapeTLS(pki / "ca.crt", crt, key, pki / "ca.crt", crt, key)
     components = [
-        clusterfile.Component("etcd-0", "etcd", 1, "https://127.0.0.1:2379", "https://127.0.0.1:2379/metrics"),
-        clusterfile.Component("apiserver-0", "apiserver", 2, "https://127.0.0.1:8080", "https://127.0.0.1:8080/metrics"),
-        clusterfile.Component("apiserver-1", "apiserver", 3, "https://127.0.0.1:8081", "https://127.0.0.1:8081/metrics"),
-        clusterfile.Component("controller-manager", "controller-manager", None, None, "https://127.0.0.1:9295/metrics"),
-        clusterfile.Component("simnodes", "simnodes", 5, None, "https://127.0.0.1:9000/metrics"),
-        clusterfile.Component("quiet", "agent", 6, None, None),
+        monitoring.Target("etcd-0", "etcd", "https://127.0.0.1:2379/metrics"),
+        monitoring.Target("apiserver-0", "apiserver", "https://127.0.0.1:8080/metrics"),
+        monitoring.Target("apiserver-1", "apiserver", "https://127.0.0.1:8081/metrics"),
+        monitoring.Target("controller-manager", "controller-manager", "https://127.0.0.1:9295/metrics"),
+        monitoring.Target("simnodes", "simnodes", "https://127.0.0.1:9000/metrics"),
+        monitoring.Target("quiet", "agent", None),
     ]  # fmt: skip
     config = monitoring.scrape_config(components, tls)
     f = tmp_path / "prometheus.yml"
@@ -159,7 +159,7 @@ def test_the_config_kos_up_generates_passes_promtool(tmp_path: Path) -> None:
     assert [s["labels"]["name"] for s in jobs["kos-apiserver"]["static_configs"]] == ["apiserver-0", "apiserver-1"]
     assert jobs["kos-controller-manager"]["static_configs"][0]["targets"] == ["127.0.0.1:9295"]
     assert all(j["scheme"] == "https" and j["tls_config"]["cert_file"] == str(crt.resolve()) for j in jobs.values())
-    plain = monitoring.scrape_config([clusterfile.Component("a", "apiserver", 1, None, "http://127.0.0.1:1/metrics")],
+    plain = monitoring.scrape_config([monitoring.Target("a", "apiserver", "http://127.0.0.1:1/metrics")],
                                      None)  # fmt: skip
     assert "tls_config" not in plain["scrape_configs"][0]
 

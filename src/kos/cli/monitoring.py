@@ -2,7 +2,7 @@
 
 Prometheus is not kos's: it is the `prometheus` binary on PATH (Debian: `apt-get install prometheus`), run as
 one more supervised child of `kos up` (role `prometheus` in cluster.json). Its configuration is generated from
-cluster.json (kos.cli.clusterfile) once every other child is up — their URLs do not change when they restart —
+cluster.json once every other child is up — their URLs do not change when they restart —
 with one job per role (`kos-etcd`, `kos-apiserver`, `kos-controller-manager`, `kos-simnodes`, `kos-agent`),
 so the dashboards and alert rules of deploy/monitoring, which select by metric name only (and etcd's
 dashboard by `job="kos-etcd"`), work against it unchanged.
@@ -33,7 +33,6 @@ from typing import Any
 import yaml
 
 from kos.apiserver.auth.user import MONITORING_GROUP
-from kos.cli import clusterfile
 from kos.pki import directory
 from kos.pki.authority import Identity, issue_client, issue_server
 
@@ -53,6 +52,15 @@ JOB_PREFIX = "kos-"
 def binary() -> str | None:
     """The `prometheus` binary on PATH, or None."""
     return shutil.which("prometheus")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Target:
+    """One process cluster.json lists: the fields scraping needs."""
+
+    name: str
+    role: str
+    metrics_url: str | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -116,7 +124,7 @@ def args(files: Files, listen: str) -> list[str]:
     return out
 
 
-def scrape_config(components: list[clusterfile.Component], tls: ScrapeTLS | None) -> dict[str, Any]:
+def scrape_config(components: list[Target], tls: ScrapeTLS | None) -> dict[str, Any]:
     """Prometheus' configuration for the processes in `components` (cluster.json's): one job per role with a
     /metrics, `kos-<role>`, each process a target labelled `name` (its cluster.json name). `tls` None: plain
     HTTP. Shape: the parsed YAML of a prometheus.yml (`global`, `scrape_configs`)."""
@@ -150,14 +158,13 @@ def _tls_config(role: str, tls: ScrapeTLS) -> dict[str, str]:
     return {"ca_file": str(ca.resolve()), "cert_file": str(cert.resolve()), "key_file": str(key.resolve())}
 
 
-def read_components(cluster_file: Path) -> list[clusterfile.Component]:
-    """The components cluster.json at `cluster_file` lists. Raises OSError, ValueError (not JSON) or KeyError."""
+def read_targets(cluster_file: Path) -> list[Target]:
+    """The processes cluster.json at `cluster_file` lists. Raises OSError, ValueError (not JSON) or KeyError."""
     doc = json.loads(cluster_file.read_text())
-    return [clusterfile.Component(c["name"], c["role"], c.get("pid"), c.get("url"), c.get("metrics_url"))
-            for c in doc["components"]]  # fmt: skip
+    return [Target(c["name"], c["role"], c.get("metrics_url")) for c in doc["components"]]
 
 
 def write_config(files: Files, cluster_file: Path) -> None:
     """Write `files.config` from the processes cluster.json at `cluster_file` lists (Prometheus itself too:
     it scrapes its own /metrics). Raises OSError, ValueError or KeyError for a cluster.json it cannot read."""
-    files.config.write_text(yaml.safe_dump(scrape_config(read_components(cluster_file), files.tls), sort_keys=False))
+    files.config.write_text(yaml.safe_dump(scrape_config(read_targets(cluster_file), files.tls), sort_keys=False))
