@@ -156,7 +156,7 @@ def test_the_config_kos_up_generates_passes_promtool(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     assert list(jobs) == ["kos-etcd", "kos-apiserver", "kos-controller-manager", "kos-simnodes"]
-    assert [s["labels"]["name"] for s in jobs["kos-apiserver"]["static_configs"]] == ["apiserver-0", "apiserver-1"]
+    assert [s["labels"]["process"] for s in jobs["kos-apiserver"]["static_configs"]] == ["apiserver-0", "apiserver-1"]
     assert jobs["kos-controller-manager"]["static_configs"][0]["targets"] == ["127.0.0.1:9295"]
     assert all(j["scheme"] == "https" and j["tls_config"]["cert_file"] == str(crt.resolve()) for j in jobs.values())
     plain = monitoring.scrape_config([monitoring.Target("a", "apiserver", "http://127.0.0.1:1/metrics")],

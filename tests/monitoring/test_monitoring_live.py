@@ -143,6 +143,8 @@ def test_every_dashboard_and_rule_metric_is_in_a_live_scrape(
     _wait_scraped(api, {c["metrics_url"] for c in components if c["metrics_url"]}, finished)
     jobs = {t["labels"]["job"] for t in api.targets()}
     assert jobs == {"kos-etcd", "kos-apiserver", "kos-controller-manager", "kos-simnodes", "kos-prometheus"}
+    labels = api.get("/api/v1/labels")
+    assert not [n for n in labels if n.startswith("exported_")], "a target label renamed a metric's own label"
 
     driver_file = out / "driver.metrics"
     driver_samples = {s.name for fam in text_string_to_metric_families(driver_file.read_text()) for s in fam.samples}

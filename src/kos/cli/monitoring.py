@@ -47,6 +47,9 @@ SCRAPE_INTERVAL = "2s"
 every process of `kos up --ha` costs Prometheus a few milliseconds of CPU)."""
 JOB_PREFIX = "kos-"
 """Jobs are named `kos-<role>`."""
+PROCESS_LABEL = "process"
+"""The target label naming each process as cluster.json does (not `name`: kos's queue and leader-election
+metrics have a `name` label of their own, which Prometheus would rename `exported_name`)."""
 
 
 def binary() -> str | None:
@@ -126,7 +129,7 @@ def args(files: Files, listen: str) -> list[str]:
 
 def scrape_config(components: list[Target], tls: ScrapeTLS | None) -> dict[str, Any]:
     """Prometheus' configuration for the processes in `components` (cluster.json's): one job per role with a
-    /metrics, `kos-<role>`, each process a target labelled `name` (its cluster.json name). `tls` None: plain
+    /metrics, `kos-<role>`, each process a target labelled PROCESS_LABEL (its cluster.json name). `tls` None: plain
     HTTP. Shape: the parsed YAML of a prometheus.yml (`global`, `scrape_configs`)."""
     jobs: dict[str, dict[str, Any]] = {}
     for c in components:
@@ -144,7 +147,7 @@ def scrape_config(components: list[Target], tls: ScrapeTLS | None) -> dict[str, 
             if u.scheme == "https" and tls is not None:
                 job["tls_config"] = _tls_config(c.role, tls)
             jobs[key] = job
-        job["static_configs"].append({"targets": [u.netloc], "labels": {"name": c.name}})
+        job["static_configs"].append({"targets": [u.netloc], "labels": {PROCESS_LABEL: c.name}})
     return {"global": {"scrape_interval": SCRAPE_INTERVAL, "scrape_timeout": SCRAPE_INTERVAL,
                        "evaluation_interval": SCRAPE_INTERVAL},
             "scrape_configs": list(jobs.values())}  # fmt: skip
