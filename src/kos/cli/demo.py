@@ -97,6 +97,7 @@ def run(args: DemoSettings, *, clock: Clock = REAL_CLOCK) -> int:
                 if args.monitoring and cluster.prometheus is None:
                     console.print("no Prometheus (the prometheus binary is not on PATH; Debian: apt-get install "
                                   "prometheus): the report will have no plots from it")  # fmt: skip
+                await _prometheus_baseline(cluster, console)
                 run_start = time.time()
                 task = asyncio.create_task(drive(driver_settings(args, cluster, output), console))
                 waiter = asyncio.create_task(stop.wait())
@@ -134,13 +135,26 @@ def driver_settings(s: DemoSettings, cluster: Cluster, output: Path) -> DriverSe
     )  # fmt: skip
 
 
+def _prometheus_context(cluster: Cluster) -> ssl.SSLContext | None:
+    """How Prometheus' https is verified: the cluster CA (None when plain)."""
+    return ssl.create_default_context(cadata=cluster.identities.ca_pem.decode()) if cluster.identities else None
+
+
+async def _prometheus_baseline(cluster: Cluster, console: Console) -> None:
+    """With a Prometheus: wait for its first scrapes, so its plots start from the idle cluster."""
+    if cluster.prometheus is None:
+        return
+    console.print("waiting for Prometheus' first scrapes …")
+    if not await monitoringplots.baseline(cluster.prometheus, _prometheus_context(cluster), cluster.clock):
+        console.print("[yellow]Prometheus has not scraped every process yet[/]")
+
+
 async def _prometheus_plots(cluster: Cluster, report: Path | None, start: float, end: float, console: Console) -> None:
     """With a Prometheus: its plots over the run (epoch seconds `start`..`end`) into the report."""
     if cluster.prometheus is None or report is None:
         return
     console.print(f"drawing plots from Prometheus ({cluster.prometheus}) …")
-    ca = cluster.identities.ca_pem.decode() if cluster.identities is not None else None
-    context = ssl.create_default_context(cadata=ca) if ca is not None else None
+    context = _prometheus_context(cluster)
     for problem in await monitoringplots.add_to_report(cluster.prometheus, context, report, start, end, cluster.clock):
         console.print(f"[yellow]plots from Prometheus: {problem}[/]")
 

@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import html
 import ssl
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -72,8 +73,9 @@ PLOTS = (
 
 
 async def wait_scraped(api: PrometheusAPI, after: float, clock: Clock) -> bool:
-    """Whether every target was scraped after `after` (epoch seconds) within SCRAPE_WAIT (polled on `clock`)."""
-    deadline = clock.monotonic() + SCRAPE_WAIT
+    """Whether every target was scraped after `after` (epoch seconds) within SCRAPE_WAIT of it (polled on
+    `clock`)."""
+    deadline = clock.monotonic() + max(0.0, after - time.time()) + SCRAPE_WAIT
     while clock.monotonic() < deadline:
         try:
             targets = await asyncio.to_thread(api.targets)
@@ -87,6 +89,13 @@ async def wait_scraped(api: PrometheusAPI, after: float, clock: Clock) -> bool:
 
 def _epoch(rfc3339: str) -> float:
     return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
+
+
+async def baseline(url: str, context: ssl.SSLContext | None, clock: Clock) -> bool:
+    """Wait until Prometheus at `url` has scraped every process for WINDOW, so the plots start with the idle
+    cluster (a rate needs two scrapes); whether it did within SCRAPE_WAIT."""
+    window = float(WINDOW.removesuffix("s"))
+    return await wait_scraped(PrometheusAPI(url, context), time.time() + window, clock)
 
 
 async def add_to_report(url: str, context: ssl.SSLContext | None, report: Path, start: float, end: float,
