@@ -149,13 +149,14 @@ def test_the_config_kos_up_generates_passes_promtool(tmp_path: Path) -> None:
         monitoring.Target("simnodes", "simnodes", "https://127.0.0.1:9000/metrics"),
         monitoring.Target("quiet", "agent", None),
     ]  # fmt: skip
-    config = monitoring.scrape_config(components, tls)
+    config = monitoring.scrape_config(components, tls, RULES)
     f = tmp_path / "prometheus.yml"
     f.write_text(yaml.safe_dump(config))
     r = _promtool("check", "config", str(f))
     assert r.returncode == 0, r.stdout + r.stderr
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     assert list(jobs) == ["kos-etcd", "kos-apiserver", "kos-controller-manager", "kos-simnodes"]
+    assert config["rule_files"] == [str(RULES)] and monitoring.RULES == RULES
     assert [s["labels"]["process"] for s in jobs["kos-apiserver"]["static_configs"]] == ["apiserver-0", "apiserver-1"]
     assert jobs["kos-controller-manager"]["static_configs"][0]["targets"] == ["127.0.0.1:9295"]
     assert all(j["scheme"] == "https" and j["tls_config"]["cert_file"] == str(crt.resolve()) for j in jobs.values())

@@ -1,7 +1,8 @@
 """Every metric deploy/monitoring's dashboards and alert rules use is exported by a running kos: `kos up --ha
 --monitoring` (3 etcd members, 2 apiservers, 2 controller managers, the simulated nodes) starts a real Prometheus
 that scrapes every process cluster.json lists; after a short driver run, a query for each panel's and each
-rule's metrics returns data, and every panel's expression evaluates. The driver serves no /metrics (it writes
+rule's metrics returns data, every panel's expression evaluates, and the alert rules (which Prometheus loads
+from deploy/monitoring) are healthy and quiet. The driver serves no /metrics (it writes
 driver.metrics when its run ends, docs/metrics.md), so the driver dashboard's metrics are looked up in the file
 that run wrote (the ping tests' metrics, which need the OVS fabric, among the names the driver declares).
 The test prints the list: each dashboard, each metric, where it was found."""
@@ -143,6 +144,11 @@ def test_every_dashboard_and_rule_metric_is_in_a_live_scrape(
     _wait_scraped(api, {c["metrics_url"] for c in components if c["metrics_url"]}, finished)
     jobs = {t["labels"]["job"] for t in api.targets()}
     assert jobs == {"kos-etcd", "kos-apiserver", "kos-controller-manager", "kos-simnodes", "kos-prometheus"}
+    # deploy/monitoring's alert rules, evaluated on the live data: every one healthy, none firing
+    rules = [r for g in api.get("/api/v1/rules")["groups"] for r in g["rules"]]
+    assert {r["name"] for r in rules} == {e.where.removeprefix("rule ") for e in rule_exprs()}
+    assert [(r["name"], r["lastError"]) for r in rules if r["health"] != "ok"] == []
+    assert [r["name"] for r in rules if r["state"] == "firing"] == []
     labels = api.get("/api/v1/labels")
     assert not [n for n in labels if n.startswith("exported_")], "a target label renamed a metric's own label"
 

@@ -52,6 +52,10 @@ PROCESS_LABEL = "process"
 metrics have a `name` label of their own, which Prometheus would rename `exported_name`)."""
 
 
+RULES = Path(__file__).resolve().parents[3] / "deploy" / "monitoring" / "rules" / "kos-alerts.yaml"
+"""deploy/monitoring's alert rules, where kos runs from a source tree (an installed wheel has no deploy/)."""
+
+
 def binary() -> str | None:
     """The `prometheus` binary on PATH, or None."""
     return shutil.which("prometheus")
@@ -127,10 +131,11 @@ def args(files: Files, listen: str) -> list[str]:
     return out
 
 
-def scrape_config(components: list[Target], tls: ScrapeTLS | None) -> dict[str, Any]:
+def scrape_config(components: list[Target], tls: ScrapeTLS | None, rules: Path | None = None) -> dict[str, Any]:
     """Prometheus' configuration for the processes in `components` (cluster.json's): one job per role with a
     /metrics, `kos-<role>`, each process a target labelled PROCESS_LABEL (its cluster.json name). `tls` None: plain
-    HTTP. Shape: the parsed YAML of a prometheus.yml (`global`, `scrape_configs`)."""
+    HTTP. `rules`: a rule file to evaluate (deploy/monitoring's alerts). Shape: the parsed YAML of a
+    prometheus.yml (`global`, `rule_files`, `scrape_configs`)."""
     jobs: dict[str, dict[str, Any]] = {}
     for c in components:
         if not c.metrics_url:
@@ -150,6 +155,7 @@ def scrape_config(components: list[Target], tls: ScrapeTLS | None) -> dict[str, 
         job["static_configs"].append({"targets": [u.netloc], "labels": {PROCESS_LABEL: c.name}})
     return {"global": {"scrape_interval": SCRAPE_INTERVAL, "scrape_timeout": SCRAPE_INTERVAL,
                        "evaluation_interval": SCRAPE_INTERVAL},
+            "rule_files": [str(rules.resolve())] if rules is not None else [],
             "scrape_configs": list(jobs.values())}  # fmt: skip
 
 
@@ -169,5 +175,8 @@ def read_targets(cluster_file: Path) -> list[Target]:
 
 def write_config(files: Files, cluster_file: Path) -> None:
     """Write `files.config` from the processes cluster.json at `cluster_file` lists (Prometheus itself too:
-    it scrapes its own /metrics). Raises OSError, ValueError or KeyError for a cluster.json it cannot read."""
-    files.config.write_text(yaml.safe_dump(scrape_config(read_targets(cluster_file), files.tls), sort_keys=False))
+    it scrapes its own /metrics), evaluating RULES where they are. Raises OSError, ValueError or KeyError for a
+    cluster.json it cannot read."""
+    rules = RULES if RULES.is_file() else None
+    config = scrape_config(read_targets(cluster_file), files.tls, rules)
+    files.config.write_text(yaml.safe_dump(config, sort_keys=False))
