@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from deploy_helpers import NAMESPACE, OVERLAYS, find, workloads
 
 KUBERNETES_VERSION = "1.32.0"
