@@ -4,32 +4,29 @@ it). kubectl is installed by `make test` as root (system-deps); without it these
 
 from __future__ import annotations
 
+import contextlib
+import shlex
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-from deploy_helpers import APISERVER_HOSTS, DEPLOY, ETCD_HOSTS, NODE, OVERLAYS, SERVER, render
+from deploy_helpers import DEPLOY, OVERLAYS, documented_commands, render
 
 from kos.cli.main import main as kos
 
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The files docs/deploy.md has the operator make with `kos certs`: the kos PKI (pki/), etcd's own PKI
-    (etcd-pki/: its "apiserver" certificate serves etcd, its "admin" one is the apiservers' client
-    certificate), the controller manager's and one node's kubeconfigs."""
+    """The files docs/deploy.md has the operator make: its `kos certs` commands, run as shown (the server
+    `$S` and the node `$n` filled in) in a temporary directory."""
     root = tmp_path_factory.mktemp("kos-pki")
-    steps = [
-        ["certs", "init", "--pki", str(root / "pki"), "--hosts", APISERVER_HOSTS, "--server", SERVER],
-        ["certs", "init", "--pki", str(root / "etcd-pki"), "--hosts", ETCD_HOSTS],
-        ["certs", "issue", "--pki", str(root / "pki"), "--user", "system:kos:controller-manager",
-         "--kubeconfig-out", str(root / "controller-manager.kubeconfig"), "--server", SERVER],
-        ["certs", "issue", "--pki", str(root / "pki"), "--user", f"system:node:{NODE}", "--group", "system:nodes",
-         "--kubeconfig-out", str(root / f"{NODE}.kubeconfig"), "--server", SERVER],
-    ]  # fmt: skip
-    for argv in steps:
-        assert kos(argv) == 0, f"kos {' '.join(argv)} failed"
+    commands = documented_commands("kos certs")
+    assert len(commands) >= 4, "docs/deploy.md shows fewer kos certs commands than init x2 and issue x2"
+    with contextlib.chdir(root):
+        Path("nodes").mkdir()
+        for argv in commands:
+            assert kos(argv[1:]) == 0, f"{shlex.join(argv)} (docs/deploy.md) failed"
     return root
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,8 +17,6 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 OVERLAYS = ("standalone", "aggregated")
 NAMESPACE = "example-com"
-APISERVER_HOSTS = "kos-apiserver.example-com.svc,kos-apiserver.example-com.svc.cluster.local"
-ETCD_HOSTS = "*.kos-etcd.example-com.svc,*.kos-etcd.example-com.svc.cluster.local,localhost,127.0.0.1"
 SERVER = "https://kos-apiserver.example-com.svc:443"
 NODE = "worker-1"
 
@@ -46,3 +46,29 @@ def find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
 
 def workloads(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [o for o in objects if o["kind"] in ("Deployment", "StatefulSet", "DaemonSet")]
+
+
+DOCS = ROOT / "docs" / "deploy.md"
+
+
+def documented_commands(program: str) -> list[list[str]]:
+    """The command lines of docs/deploy.md's code blocks that start with `program` (e.g. "kos certs"), each
+    split as the shell would, continuation lines joined and `$S` (the server) and `$n` (a node) filled in."""
+    blocks = re.findall(r"^```\n(.*?)^```", DOCS.read_text(), flags=re.S | re.M)
+    text = "\n".join(blocks).replace("\\\n", " ")
+    out = []
+    for raw in text.splitlines():
+        line = raw.strip().replace("$S", SERVER).replace("$n", NODE)
+        if line.startswith(program + " "):
+            out.append(shlex.split(line, comments=True))
+    return out
+
+
+def documented_secrets() -> dict[str, dict[str, str]]:
+    """Secret → key → file, from docs/deploy.md's `kubectl create secret generic NAME --from-file=KEY=FILE`."""
+    secrets = {}
+    for argv in documented_commands("kubectl"):
+        if argv[3:6] == ["create", "secret", "generic"]:
+            files = [a.removeprefix("--from-file=").split("=", 1) for a in argv if a.startswith("--from-file=")]
+            secrets[argv[6]] = {key: path for key, path in files}
+    return secrets
