@@ -44,8 +44,15 @@ def find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     return found[0]
 
 
+KOS_WORKLOADS = ("kos-etcd", "kos-apiserver", "kos-controller-manager", "kos-agent")
+"""The workloads of deploy/base (deploy/monitoring's, helper M's, are checked by their own tests)."""
+KOS_SERVICE_ACCOUNTS = KOS_WORKLOADS
+
+
 def workloads(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [o for o in objects if o["kind"] in ("Deployment", "StatefulSet", "DaemonSet")]
+    """The Deployments, StatefulSets and DaemonSets of deploy/base."""
+    return [o for o in objects
+            if o["kind"] in ("Deployment", "StatefulSet", "DaemonSet") and o["metadata"]["name"] in KOS_WORKLOADS]  # fmt: skip
 
 
 DOCS = ROOT / "docs" / "deploy.md"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deploy_helpers import NAMESPACE, OVERLAYS, find, workloads
+from deploy_helpers import KOS_SERVICE_ACCOUNTS, KOS_WORKLOADS, NAMESPACE, OVERLAYS, find, workloads
 
 KUBERNETES_VERSION = "1.32.0"
 """The Kubernetes release the manifests are checked against (the oldest the docs support)."""
@@ -69,6 +69,7 @@ def test_components_and_placement(overlay: str, rendered: dict[str, list[dict[st
     assert "podAntiAffinity" in apiserver["spec"]["template"]["spec"]["affinity"]
     find(objs, "PodDisruptionBudget", "kos-apiserver")
     assert find(objs, "Deployment", "kos-controller-manager")["spec"]["replicas"] == 2
+    assert sorted(w["metadata"]["name"] for w in workloads(objs)) == sorted(KOS_WORKLOADS)
     for w in workloads(objs):
         pod = w["spec"]["template"]["spec"]
         role = "workload" if w["kind"] == "DaemonSet" else "control"
@@ -92,8 +93,9 @@ def test_agent_daemonset(rendered: dict[str, list[dict[str, Any]]]) -> None:
 
 
 def test_least_privilege(rendered: dict[str, list[dict[str, Any]]]) -> None:
-    """No pod holds a Kubernetes token but the aggregated apiserver's; everything but the agent runs as a
-    non-root user with no capabilities; the only Kubernetes rights are the aggregated apiserver's two."""
+    """No kos pod holds a Kubernetes token but the aggregated apiserver's; everything but the agent runs as a
+    non-root user with no capabilities; the only Kubernetes rights of kos' ServiceAccounts are the aggregated
+    apiserver's two."""
     for overlay, objs in rendered.items():
         for w in workloads(objs):
             name, pod = w["metadata"]["name"], w["spec"]["template"]["spec"]
@@ -107,14 +109,17 @@ def test_least_privilege(rendered: dict[str, list[dict[str, Any]]]) -> None:
                 assert sc["allowPrivilegeEscalation"] is False, name
                 assert sc["capabilities"]["drop"] == ["ALL"], name
                 assert sc["readOnlyRootFilesystem"] is True, name
-    standalone = rendered["standalone"]
-    assert not [o for o in standalone if o["kind"] in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")]
-    bindings = [o for o in rendered["aggregated"] if o["kind"] in ("RoleBinding", "ClusterRoleBinding")]
-    granted = sorted((b["kind"], b["roleRef"]["name"], b["metadata"].get("namespace", "")) for b in bindings)
-    assert granted == [("ClusterRoleBinding", "system:auth-delegator", ""),
-                       ("RoleBinding", "extension-apiserver-authentication-reader", "kube-system")]  # fmt: skip
-    for b in bindings:
-        assert b["subjects"] == [{"kind": "ServiceAccount", "name": "kos-apiserver", "namespace": NAMESPACE}]
+    for overlay, objs in rendered.items():
+        bindings = [o for o in objs if o["kind"] in ("RoleBinding", "ClusterRoleBinding")
+                    and any(s.get("name") in KOS_SERVICE_ACCOUNTS for s in o.get("subjects", []))]  # fmt: skip
+        granted = sorted((b["kind"], b["roleRef"]["name"], b["metadata"].get("namespace", "")) for b in bindings)
+        if overlay == "standalone":
+            assert granted == [], "standalone: a kos ServiceAccount has Kubernetes rights"
+            continue
+        assert granted == [("ClusterRoleBinding", "system:auth-delegator", ""),
+                           ("RoleBinding", "extension-apiserver-authentication-reader", "kube-system")]  # fmt: skip
+        for b in bindings:
+            assert b["subjects"] == [{"kind": "ServiceAccount", "name": "kos-apiserver", "namespace": NAMESPACE}]
 
 
 def test_aggregated_apiservice_trusts_the_kos_ca(pki: Path, rendered: dict[str, list[dict[str, Any]]]) -> None:
