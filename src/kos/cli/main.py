@@ -38,6 +38,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("kos.cli.verify", "check the system-wide invariants; exit 1 on a violation"),
     "trace": ("kos.cli.trace", "ask the simulated fabric whether one NA reaches another, and why not"),
     "certs": ("kos.cli.certs", "create a PKI (CA, apiserver certificate, admin) and mint client kubeconfigs"),
+    "version": ("kos.cli.version", "print the version and the commit kos was built from"),
 }  # fmt: skip
 
 
