@@ -245,7 +245,7 @@ def test_etcd_files(rendered: dict[str, list[dict[str, Any]]], pki: Path, tmp_pa
     root = PodRoot(tmp_path, pki, objects, pod, c, sts["spec"]["volumeClaimTemplates"])
     env = container_env(c)
     files = [expand(a, env).partition("=")[2] for a in c["command"][1:] if a.partition("=")[0].endswith("-file")]
-    assert len(files) == 3
+    assert len(files) == 6  # serving and peer: certificate, key, CA each
     for f in files:
         assert Path(root.rebase(f)).is_file(), f"{f}: no such file in the pod"
 

@@ -68,7 +68,8 @@ def test_components_and_placement(overlay: str, rendered: dict[str, list[dict[st
     assert etcd["spec"]["replicas"] == 3
     assert etcd["spec"]["volumeClaimTemplates"][0]["spec"]["accessModes"] == ["ReadWriteOnce"]
     etcd_args = etcd["spec"]["template"]["spec"]["containers"][0]["command"]
-    for flag in ("--client-cert-auth", "--trusted-ca-file=", "--cert-file=", "--peer-auto-tls"):
+    for flag in ("--client-cert-auth", "--trusted-ca-file=", "--cert-file=", "--peer-client-cert-auth",
+                 "--peer-trusted-ca-file=", "--peer-cert-file="):  # fmt: skip
         assert any(a.startswith(flag) for a in etcd_args), f"etcd without {flag}"
     assert all("http://" not in a for a in etcd_args if "-urls=" in a and "metrics" not in a), "etcd in clear"
     apiserver = find(objs, "Deployment", "kos-apiserver")
