@@ -90,9 +90,7 @@ def issue_server(
     sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
     sans += [x509.IPAddress(ip) for ip in ips]
     extensions: list[x509.ExtensionType] = [
-        x509.ExtendedKeyUsage(
-            [ExtendedKeyUsageOID.SERVER_AUTH, *([ExtendedKeyUsageOID.CLIENT_AUTH] if peer else [])]
-        ),
+        x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, *([ExtendedKeyUsageOID.CLIENT_AUTH] if peer else [])]),
         x509.SubjectAlternativeName(sans),
     ]
     return _issue(ca, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]), extensions)
