@@ -10,7 +10,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck layers unit system-deps clean bench
+.PHONY: demo test lint typecheck layers unit system-deps clean bench image
 
 demo: $(STAMP)
 	$(VENV)/bin/kos demo
@@ -44,11 +44,29 @@ system-deps:
 	  command -v ovs-vswitchd >/dev/null || need="$$need openvswitch-switch"; \
 	  command -v ip >/dev/null || need="$$need iproute2"; \
 	  command -v ping >/dev/null || need="$$need iputils-ping"; \
+	  command -v nft >/dev/null || need="$$need nftables"; \
+	  command -v prometheus >/dev/null || need="$$need prometheus"; \
 	  if [ -n "$$need" ]; then \
 	    echo "installing Debian packages:$$need"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
 	  fi; \
 	else echo "not root: skipping Debian packages (tests that need them will say so)"; fi
+
+# The one image (Containerfile) for every component, tagged with the version (from the git tag, as the
+# package's: setuptools-scm; `+` becomes `-` in the tag), built by podman, buildah or docker, whichever works here.
+IMAGE        ?= localhost/kos
+IMAGE_SOURCE ?= unknown
+image: $(STAMP)
+	@version=$$($(PY) -m setuptools_scm 2>/dev/null) || { echo "make image: cannot tell the version: not a git checkout?" >&2; exit 2; }; \
+	commit=$$(git rev-parse HEAD); tag=$$(echo "$$version" | tr '+' '-'); \
+	if command -v podman >/dev/null; then engine="podman build"; \
+	elif command -v buildah >/dev/null; then engine="buildah build"; \
+	elif command -v docker >/dev/null && docker info >/dev/null 2>&1; then engine="docker build"; \
+	else echo "make image: no container engine here (podman, buildah, or docker with a running daemon): nothing built." \
+	          "Install one (apt-get install podman) and run it again." >&2; exit 1; fi; \
+	echo "make image: $(IMAGE):$$tag (kos $$version, commit $$commit) with $$engine"; \
+	$$engine -f Containerfile --build-arg KOS_VERSION="$$version" --build-arg KOS_COMMIT="$$commit" \
+	  --build-arg KOS_SOURCE="$(IMAGE_SOURCE)" -t "$(IMAGE):$$tag" .
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache

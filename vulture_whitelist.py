@@ -65,3 +65,7 @@ _.formatter_class
 
 # the official kubernetes client reads its Configuration's CA file (tests/integration/test_http_layer.py)
 _.ssl_ca_cert
+
+# PEP 562: `kos.__version__` is the module's __getattr__ (src/kos/__init__.py); an autouse fixture (tests/deploy)
+_.__getattr__
+_._no_kos_environment

@@ -37,6 +37,20 @@ def test_init_writes_the_pki_and_the_admin_kubeconfig(tmp_path: Path) -> None:
     assert user_of(cert) == ("kos:admin", ["system:masters"])
 
 
+def _usages(path: Path) -> list[x509.ObjectIdentifier]:
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    return list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+
+
+def test_init_peer_makes_the_serving_certificate_a_client_one_too(tmp_path: Path) -> None:
+    """etcd members dial their peers with their serving certificate and etcd checks it for client use."""
+    eku = x509.oid.ExtendedKeyUsageOID
+    assert main(["certs", "init", "--pki", str(tmp_path / "plain"), "--hosts", "h.example"]) == 0
+    assert _usages(tmp_path / "plain" / "apiserver.crt") == [eku.SERVER_AUTH]
+    assert main(["certs", "init", "--pki", str(tmp_path / "peer"), "--hosts", "h.example", "--peer"]) == 0
+    assert _usages(tmp_path / "peer" / "apiserver.crt") == [eku.SERVER_AUTH, eku.CLIENT_AUTH]
+
+
 def test_init_without_server_writes_no_kubeconfig(tmp_path: Path) -> None:
     assert main(["certs", "init", "--pki", str(tmp_path), "--hosts", "h.example"]) == 0
     assert not (tmp_path / "admin.kubeconfig").exists()

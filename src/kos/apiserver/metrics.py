@@ -63,3 +63,4 @@ class APIServerMetrics:
 
     def track(self, resource: str, objects: Callable[[], int]) -> None:
         self.objects.labels(resource).set_function(objects)
+        self.slow_watchers.labels(resource)  # exported at 0 from the start, so an alert's increase() sees the first

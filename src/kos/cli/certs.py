@@ -1,13 +1,15 @@
 """`kos certs init|issue`: the PKI a secure kos runs with, made for users (files: kos.pki.directory).
 
-    kos certs init  --pki DIR --hosts H1,H2,... [--server URL] [--force]
+    kos certs init  --pki DIR --hosts H1,H2,... [--server URL] [--peer] [--force]
     kos certs issue --pki DIR --user NAME [--group G]... --kubeconfig-out FILE --server URL [--force]
 
 `init` creates the cluster CA, the apiserver's serving certificate for the hosts given (DNS names and IP
 addresses, exactly those: add `localhost`/`127.0.0.1` or `<service>.<namespace>.svc` if clients use them),
 the front-proxy CA and an admin identity (`kos:admin` in `system:masters`), with `DIR/admin.kubeconfig` when
 `--server` names the apiserver. `issue` mints one client identity signed by the CA in DIR as a ready
-kubeconfig. Neither replaces an existing file without `--force`.
+kubeconfig. Neither replaces an existing file without `--force`. `init --peer` makes the serving
+certificate a client certificate too, for a PKI of servers that dial each other with it (etcd's members:
+`--peer-cert-file` with `--peer-client-cert-auth`; docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ def add_arguments(p: SettingsParser) -> None:
     init.add_argument("--hosts", type=hosts_list, required=True,
                       help="the apiserver certificate's names: DNS names and IP addresses, comma-separated")  # fmt: skip
     init.add_argument("--server", type=optional_url, default="", help="the apiserver URL for DIR/admin.kubeconfig")
+    init.add_argument("--peer", action="store_true",
+                      help="the serving certificate also authenticates as a client (etcd members dialling their "
+                           "peers with it)")  # fmt: skip
     init.add_argument("--force", action="store_true", help="replace an existing PKI")
     add_logging_flags(init)
     issue = sub.add_parser("issue", help="mint one client identity as a kubeconfig")
@@ -70,6 +75,7 @@ class InitSettings:
     hosts: tuple[str, ...]
     server: str
     force: bool
+    peer: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -96,7 +102,7 @@ def _init_settings(args: argparse.Namespace) -> InitSettings:
     existing = [p for n in directory.INIT_NAMES for p in directory.paths(args.pki, n) if p.exists()]
     if existing and not args.force:
         raise SettingError("--pki", f"{args.pki} already holds a PKI ({existing[0].name}); use --force to replace it")
-    return InitSettings(pki=args.pki, hosts=args.hosts, server=args.server, force=args.force)
+    return InitSettings(pki=args.pki, hosts=args.hosts, server=args.server, force=args.force, peer=args.peer)
 
 
 def _issue_settings(args: argparse.Namespace) -> IssueSettings:
@@ -127,7 +133,7 @@ def run(settings: InitSettings | IssueSettings) -> int:
 
 
 def _init(s: InitSettings) -> None:
-    made = directory.init(s.pki, s.hosts, force=s.force)
+    made = directory.init(s.pki, s.hosts, force=s.force, peer=s.peer)
     print(f"wrote the PKI in {s.pki}: " + ", ".join(f"{n}.crt/.key" for n in made), file=sys.stderr)
     path = s.pki / ADMIN_KUBECONFIG
     if not s.server:

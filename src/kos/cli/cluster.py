@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
-from kos.cli import clusterpki
+from kos.cli import clusterpki, monitoring
 from kos.client.config import ClientConfig
 from kos.pki import directory
 from kos.util import clusteretcd, clusterfile
@@ -161,6 +161,8 @@ class ClusterSettings:
     ha: bool = False
     """`kos up --ha`: a 3-member etcd (kos.util.clusteretcd), two apiservers over it (the second on a free
     port), two controller managers, one per apiserver."""
+    monitoring: bool = False
+    """`kos up --monitoring`: a Prometheus scraping every process (kos.cli.monitoring), when it is installed."""
 
 
 NODE_PREFIX = "node-"
@@ -236,6 +238,11 @@ class Cluster:
             f"{self.nodes_url}/readyz", logs / "simnodes.log", role="simnodes", metrics_url=f"{self.nodes_url}/metrics",
             ready_ssl=ready_ssl,
         ))  # fmt: skip
+        self.prometheus: str | None = None
+        """The URL of `monitoring`'s Prometheus (its UI and HTTP API); None without one."""
+        self._monitoring: monitoring.Files | None = None
+        if s.monitoring:
+            self._prometheus_child(etcd_files, ready_ssl, logs)
         self._ready_ssl = ready_ssl
         for child in self.children:
             child.clock = clock
@@ -269,6 +276,27 @@ class Cluster:
                 role="etcd", url=url, metrics_url=f"{url}/metrics", ready_ssl=ctx, program=(etcd,), env=env,
             ))  # fmt: skip
         return clusteretcd.storage_url(members, tls)
+
+    def _prometheus_child(
+        self, etcd: clusteretcd.EtcdFiles | None, ready_ssl: ssl.SSLContext | None, logs: Path
+    ) -> None:
+        """Add Prometheus (the last child: its configuration is written from cluster.json once every other child
+        is up), if its binary is installed."""
+        prometheus = monitoring.binary()
+        if prometheus is None:
+            return
+        etcd_tls = (etcd.ca, etcd.client_cert, etcd.client_key) if etcd is not None else None
+        try:
+            files = monitoring.prepare(self.s.state_dir, secure=not self.s.insecure, etcd=etcd_tls)
+        except (directory.PKIError, OSError) as e:
+            raise RuntimeError(f"cannot prepare Prometheus' files in {self.s.state_dir}: {e}") from None
+        url = f"{'http' if self.s.insecure else 'https'}://127.0.0.1:{free_port()}"
+        self._monitoring = files
+        self.prometheus = url
+        self.children.append(Child(
+            "prometheus", monitoring.args(files, url.rpartition("/")[2]), f"{url}/-/ready", logs / "prometheus.log",
+            role="prometheus", url=url, metrics_url=f"{url}/metrics", ready_ssl=ready_ssl, program=(prometheus,),
+        ))  # fmt: skip
 
     def _apiserver_flags(self) -> list[str]:
         ids = self.identities
@@ -345,6 +373,8 @@ class Cluster:
         for child in self.children:
             if child.role == "etcd":
                 continue
+            if child.role == "prometheus" and self._monitoring is not None:
+                monitoring.write_config(self._monitoring, self.cluster_file)
             await child.start()
             self.write_cluster_file()
             await child.wait_ready(120 if child.role == "simnodes" else 60)

@@ -1,6 +1,8 @@
 """`kos demo`: a one-machine kos, one driver run, the invariants checked, a summary and a report. The main job.
 
-Exits 0 only if every attachment became ready and `kos verify` found nothing wrong.
+Exits 0 only if every attachment became ready and `kos verify` found nothing wrong. With `--monitoring`, kos up's
+Prometheus (kos.cli.monitoring) runs too and the report gets plots of its queries over the run
+(kos.cli.monitoringplots).
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import ssl
 import tempfile
 import time
 from pathlib import Path
@@ -16,11 +19,12 @@ from typing import Any
 from rich.console import Console
 
 from kos.api.types import IPLock, NetworkAttachment
+from kos.cli import monitoringplots
 from kos.cli.cluster import Cluster, ClusterSettings
 from kos.cli.common import UsageError, add_logging_flags, run_until_signalled
 from kos.cli.driver import drive, print_summary
 from kos.cli.settings import at_least, positive
-from kos.cli.up import add_insecure_flag
+from kos.cli.up import add_insecure_flag, add_monitoring_flag
 from kos.client.rest import Client, ClientConfig
 from kos.driver.run import DriverError, DriverSettings
 from kos.util.clock import REAL_CLOCK, Clock
@@ -41,6 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", type=Path, default=None, help="run directory (default ./kos-demo-<time>)")
     p.add_argument("--state-dir", type=Path, default=None, help="cluster state (default: a temporary directory)")
     p.add_argument("--progress", choices=["auto", "bar", "lines", "none"], default="auto", help="progress display")
+    add_monitoring_flag(p)
     add_insecure_flag(p)
     add_logging_flags(p)  # fmt: skip
 
@@ -61,13 +66,15 @@ class DemoSettings:
     progress: str
     insecure: bool = False
     """Plain HTTP and no authentication (`--insecure`); by default HTTPS with kos up's PKI."""
+    monitoring: bool = False
+    """`--monitoring`: Prometheus too, and plots of its queries over the run in the report."""
 
 
 def settings_from(args: argparse.Namespace) -> DemoSettings:
     return DemoSettings(
         nodes=args.nodes, num_attachments=args.num_attachments, rate=args.rate, num_nets=args.num_nets,
         top_net_size=args.top_net_size, threads=args.threads, seed=args.seed, output=args.output,
-        state_dir=args.state_dir, progress=args.progress, insecure=args.insecure,
+        state_dir=args.state_dir, progress=args.progress, insecure=args.insecure, monitoring=args.monitoring,
     )  # fmt: skip
 
 
@@ -80,12 +87,18 @@ def run(args: DemoSettings, *, clock: Clock = REAL_CLOCK) -> int:
             state = args.state_dir or Path(tmp)
             output = args.output or Path(f"kos-demo-{time.strftime('%Y%m%d-%H%M%S')}")
             console.print(f"starting kos: apiserver (SQLite), controller manager, {args.nodes} simulated nodes …")
-            cluster = Cluster(ClusterSettings(state_dir=state, nodes=args.nodes, insecure=args.insecure), clock=clock)
+            cluster = Cluster(ClusterSettings(state_dir=state, nodes=args.nodes, insecure=args.insecure,
+                                              monitoring=args.monitoring), clock=clock)  # fmt: skip
             try:
                 t0 = clock.monotonic()
                 await cluster.start()
                 console.print(f"up in {clock.monotonic() - t0:.1f}s at {cluster.server}; driving "
                               f"{args.num_attachments} attachments at {args.rate:g} operations/s …")  # fmt: skip
+                if args.monitoring and cluster.prometheus is None:
+                    console.print("no Prometheus (the prometheus binary is not on PATH; Debian: apt-get install "
+                                  "prometheus): the report will have no plots from it")  # fmt: skip
+                await _prometheus_baseline(cluster, console)
+                run_start = time.time()
                 task = asyncio.create_task(drive(driver_settings(args, cluster, output), console))
                 waiter = asyncio.create_task(stop.wait())
                 done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -95,6 +108,7 @@ def run(args: DemoSettings, *, clock: Clock = REAL_CLOCK) -> int:
                     return 1
                 waiter.cancel()
                 summary, path = task.result()
+                await _prometheus_plots(cluster, path, run_start, time.time(), console)
                 left = summary["created"] - summary["deleted"]
                 console.print(f"checking the invariants with {left} attachments in place (kos verify) …")
                 problems = await _verify(cluster, settle=20.0)
@@ -119,6 +133,30 @@ def driver_settings(s: DemoSettings, cluster: Cluster, output: Path) -> DriverSe
         wait_after_delete=10.0, seed=s.seed, output=output, progress=s.progress,
         run_id=f"demo-{time.strftime('%H%M%S')}", keep_population=True,
     )  # fmt: skip
+
+
+def _prometheus_context(cluster: Cluster) -> ssl.SSLContext | None:
+    """How Prometheus' https is verified: the cluster CA (None when plain)."""
+    return ssl.create_default_context(cadata=cluster.identities.ca_pem.decode()) if cluster.identities else None
+
+
+async def _prometheus_baseline(cluster: Cluster, console: Console) -> None:
+    """With a Prometheus: wait for its first scrapes, so its plots start from the idle cluster."""
+    if cluster.prometheus is None:
+        return
+    console.print("waiting for Prometheus' first scrapes …")
+    if not await monitoringplots.baseline(cluster.prometheus, _prometheus_context(cluster), cluster.clock):
+        console.print("[yellow]Prometheus has not scraped every process yet[/]")
+
+
+async def _prometheus_plots(cluster: Cluster, report: Path | None, start: float, end: float, console: Console) -> None:
+    """With a Prometheus: its plots over the run (epoch seconds `start`..`end`) into the report."""
+    if cluster.prometheus is None or report is None:
+        return
+    console.print(f"drawing plots from Prometheus ({cluster.prometheus}) …")
+    context = _prometheus_context(cluster)
+    for problem in await monitoringplots.add_to_report(cluster.prometheus, context, report, start, end, cluster.clock):
+        console.print(f"[yellow]plots from Prometheus: {problem}[/]")
 
 
 def _report(summary: dict[str, Any], path: Path | None, problems: list[str], console: Console) -> int:

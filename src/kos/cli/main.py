@@ -39,6 +39,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "trace": ("kos.cli.trace", "ask the simulated fabric whether one NA reaches another, and why not"),
     "chaos": ("kos.cli.chaos", "break a running `kos up --ha` fault by fault under a workload; check what clients saw"),
     "certs": ("kos.cli.certs", "create a PKI (CA, apiserver certificate, admin) and mint client kubeconfigs"),
+    "version": ("kos.cli.version", "print the version and the commit kos was built from"),
 }  # fmt: skip
 
 

@@ -1,8 +1,11 @@
-"""`kos up [--nodes N] [--storage URL] [--state-dir DIR] [--listen HOST:PORT] [--insecure] [--ha]`: kos on this
-machine until Ctrl-C.
+"""`kos up [--nodes N] [--storage URL] [--state-dir DIR] [--listen HOST:PORT] [--insecure] [--ha] [--monitoring]`:
+kos on this machine until Ctrl-C.
 
 `--ha`: a 3-member etcd (the `etcd` binary on PATH, mutual TLS), two apiservers over it, two controller
 managers; where each process is goes to `<state-dir>/cluster.json` (kos.util.clusterfile) in every mode.
+
+`--monitoring`: also a Prometheus scraping every process listed there, when the `prometheus` binary is
+installed (kos.cli.monitoring; docs/monitoring.md).
 
 Secure by default: HTTPS everywhere, the PKI in `<state-dir>/pki`, the admin's kubeconfig in
 `<state-dir>/kubeconfig` (kos.cli.clusterpki lists the files); `--insecure` serves plain HTTP with no
@@ -39,8 +42,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ha", action="store_true",
                    help="a local 3-member etcd cluster (needs the etcd binary), two apiservers over it (--listen "
                         "and a free port) and two controller managers")  # fmt: skip
+    add_monitoring_flag(p)
     add_insecure_flag(p)
     add_logging_flags(p)  # fmt: skip
+
+
+def add_monitoring_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--monitoring", action="store_true",
+                   help="also run Prometheus (the prometheus binary, Debian: apt-get install prometheus), scraping "
+                        "every process in <state-dir>/cluster.json (docs/monitoring.md)")  # fmt: skip
+
+
+def monitoring_note(s: ClusterSettings, prometheus: str | None) -> str:
+    """What `--monitoring` gave: Prometheus' URL, or why there is none ("" without `--monitoring`)."""
+    if not s.monitoring:
+        return ""
+    if prometheus is None:
+        return "  no Prometheus: the prometheus binary is not on PATH (Debian: apt-get install prometheus)\n"
+    ca = "" if s.insecure else f" (HTTPS: verify with {s.state_dir / 'pki' / 'ca.crt'})"
+    return (
+        f"  prometheus {prometheus}{ca}, scraping every process; dashboards and alerts: deploy/monitoring, "
+        "docs/monitoring.md\n"
+    )
 
 
 def add_insecure_flag(p: argparse.ArgumentParser) -> None:
@@ -52,7 +75,8 @@ def add_insecure_flag(p: argparse.ArgumentParser) -> None:
 def settings_from(args: argparse.Namespace) -> ClusterSettings:
     host, port = args.listen
     return ClusterSettings(state_dir=args.state_dir, nodes=args.nodes, storage=args.storage,
-                           host=host, port=port, insecure=args.insecure, ha=args.ha)  # fmt: skip
+                           host=host, port=port, insecure=args.insecure, ha=args.ha,
+                           monitoring=args.monitoring)  # fmt: skip
 
 
 def run(s: ClusterSettings) -> int:
@@ -81,6 +105,7 @@ def run(s: ClusterSettings) -> int:
                         for u in cluster.servers[1:])
               + f"  kos driver {client} --nodes node-:{s.nodes}\n"
               f"  kos verify {' '.join(cluster.verify_args())}\n"
+              + monitoring_note(s, cluster.prometheus) +
               f"logs in {s.state_dir / 'logs'}; Ctrl-C stops everything", flush=True)  # fmt: skip
         await stop.wait()
         print("kos: stopping", flush=True)

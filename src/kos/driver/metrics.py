@@ -55,6 +55,8 @@ class DriverMetrics:
         self.failed_deletes = Counter("failed_deletes", "Deletes that failed for good.", ["runID"], namespace=ns,
                                       subsystem=sub, registry=r)  # fmt: skip
         self.run_id = run_id
+        for outcome in (self.successful_creates, self.failed_creates, self.successful_deletes, self.failed_deletes):
+            outcome.labels(run_id)  # exported at 0: a run without failures still says so
 
     def observe_closed(self, r: Record) -> None:
         """Put a closed NA's stage latencies (seconds from just before its create) into the histograms."""

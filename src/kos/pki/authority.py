@@ -75,9 +75,14 @@ def new_ca(common_name: str, *, now: datetime.datetime | None = None) -> Identit
     return Identity(cert, key)
 
 
-def issue_server(ca: Identity, common_name: str, dns_names: Sequence[str], ips: Sequence[IPAddress]) -> Identity:
+def issue_server(
+    ca: Identity, common_name: str, dns_names: Sequence[str], ips: Sequence[IPAddress], *, peer: bool = False
+) -> Identity:
     """A serving certificate signed by `ca` for these DNS names and IP addresses (its SANs, exactly these).
 
+    With `peer`, the certificate also authenticates its holder as a client (extended key usage serverAuth
+    and clientAuth): an etcd member dials its peers with its `--peer-cert-file`, and etcd checks that
+    certificate for client use (etcd's docs, "Transport security model": peer certificates need both).
     Raises ValueError if there is neither a DNS name nor an IP address (a client could match nothing).
     """
     if not dns_names and not ips:
@@ -85,7 +90,7 @@ def issue_server(ca: Identity, common_name: str, dns_names: Sequence[str], ips: 
     sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
     sans += [x509.IPAddress(ip) for ip in ips]
     extensions: list[x509.ExtensionType] = [
-        x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+        x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, *([ExtendedKeyUsageOID.CLIENT_AUTH] if peer else [])]),
         x509.SubjectAlternativeName(sans),
     ]
     return _issue(ca, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]), extensions)

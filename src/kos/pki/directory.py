@@ -75,8 +75,11 @@ def _is_dns_name(host: str) -> bool:
     )
 
 
-def init(pki: Path, hosts: Sequence[str], *, force: bool = False) -> dict[str, Identity]:
+def init(pki: Path, hosts: Sequence[str], *, force: bool = False, peer: bool = False) -> dict[str, Identity]:
     """Create the CA, the apiserver serving certificate for `hosts`, the front-proxy CA and the admin in `pki`.
+
+    With `peer` the serving certificate is also a client certificate (authority.issue_server), for a PKI
+    whose servers dial each other with it: etcd's members.
 
     Returns the identities by name (`INIT_NAMES`). Raises PKIError if any of their files exists and not
     `force`, ValueError for a bad host (before anything is written).
@@ -90,7 +93,7 @@ def init(pki: Path, hosts: Sequence[str], *, force: bool = False) -> dict[str, I
     ca = new_ca("kos-ca")
     made = {
         CA: ca,
-        APISERVER: issue_server(ca, "kos-apiserver", dns, ips),
+        APISERVER: issue_server(ca, "kos-apiserver", dns, ips, peer=peer),
         FRONT_PROXY_CA: new_ca("kos-front-proxy-ca"),
         ADMIN: issue_client(ca, ADMIN_USER, [ADMIN_GROUP]),
     }

@@ -1,10 +1,11 @@
 """The local etcd cluster of `kos up --ha`: three members on loopback, their flags, and the storage URL.
 
 Each member is the `etcd` binary (etcd 3.4+) with its data in `<state-dir>/etcd/<name>.data`, serving its
-client port over mutual TLS (`--cert-file --key-file --trusted-ca-file --client-cert-auth`, with the files of
-kos.cli.clusterpki.prepare_etcd, named here: `etcd_files`) and talking to its peers in clear on 127.0.0.1 (loopback only). The ports
-are chosen once and kept in `<state-dir>/etcd/members.json`, because etcd records its peers' URLs in its
-data directory: a second `kos up --ha` on the same state directory reuses them, and with them the data.
+client port over mutual TLS (`--cert-file --key-file --trusted-ca-file --client-cert-auth`, with the files
+kos.cli.clusterpki.prepare_etcd makes and `etcd_files` names) and talking to its peers in clear on
+127.0.0.1 (loopback only). The ports are chosen once and kept in `<state-dir>/etcd/members.json`, because
+etcd records its peers' URLs in its data directory: a second `kos up --ha` on the same state directory
+reuses them, and with them the data.
 The same flags serve a first start and a restart: etcd ignores `--initial-cluster*` once its data
 directory holds a member (etcd's "Clustering" guide).
 
