@@ -18,6 +18,18 @@ reached a server (a connection reset after sending, a timeout) is not repeated: 
 or `TimeoutError` is raised (the Client makes it a `ServiceUnavailable`) and the caller decides, knowing
 the write may or may not have happened.
 
+A *hung* server — a stopped process, a wedged event loop — is the case neither of those catches: its kernel
+still accepts connections and answers TCP keepalive, so a call already written to it waits out its whole
+timeout (10–60 s). So a call not answered within `probe_after` seconds (1.5) makes the transport ask that
+server's `/livez` (anonymous, answered by the server's event loop itself); one probe per server at a time,
+shared by every waiting call, its failure remembered for `probe_timeout`. A server that answers anything
+within `probe_timeout` (2 s) is alive and its slow call goes on waiting; one that does not is hung: every call
+waiting on it ends with `ConnectionFailed` (not retryable: it was sent), GETs are sent again to the next
+server, writes reach the caller as "may have been applied", and the current server moves on — within
+`probe_after` + `probe_timeout` = 3.5 s of the call. This is the role of client-go's HTTP/2 health check
+(`ReadIdleTimeout` then a PING bounded by `PingTimeout`), over HTTP/1.1 and tightened to issue 13's 5 s.
+With one server there is nowhere to go, and no probe.
+
 Before each retry the transport waits a full-jitter exponential backoff on the injected clock — uniform
 in [0, min(`cap`, `base` × 2^(failures−1))] with `failures` the consecutive failures seen (reset by any
 answer) — so the clients of a lost replica spread over the survivors instead of arriving at once (the
@@ -33,14 +45,16 @@ it from its own watch cache with no relist while that revision is in history.
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Coroutine, Mapping, Sequence
+from typing import Any
 
 from kos.client.transport import ConnectionFailed, Response, StreamRefused, Transport
 from kos.util.clock import REAL_CLOCK, Clock
 from kos.util.log import get_logger
 
-__all__ = ["BACKOFF_BASE", "BACKOFF_CAP", "SAFE_METHODS", "FailoverTransport"]
+__all__ = ["BACKOFF_BASE", "BACKOFF_CAP", "PROBE_AFTER", "PROBE_TIMEOUT", "SAFE_METHODS", "FailoverTransport"]
 
 log = get_logger(__name__)
 
@@ -48,6 +62,10 @@ BACKOFF_BASE = 0.2
 """Seconds: the bound of the first backoff after a failure (doubled per consecutive failure)."""
 BACKOFF_CAP = 5.0
 """Seconds: the largest bound of a backoff."""
+PROBE_AFTER = 1.5
+"""Seconds a call waits for its answer before its server's liveness is probed (and again after each probe)."""
+PROBE_TIMEOUT = 2.0
+"""Seconds (real time: it bounds I/O) a liveness probe may take, connection included, before the server is hung."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 """Methods sent again to the next server whatever happened to them (RFC 9110 §9.2.1 safe methods)."""
 
@@ -55,9 +73,10 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 class FailoverTransport:
     """A `Transport` over `transports` (one per server, named by `servers` for logs and errors), in order.
 
-    `clock` times the backoff; `rng` draws its jitter (`random.Random(seed)` makes a run repeatable);
-    `base`/`cap` bound it (seconds). Raises ValueError without at least one transport, or when
-    `servers` does not name each one.
+    `clock` times the backoff and `probe_after`; `rng` draws its jitter (`random.Random(seed)` makes a run
+    repeatable); `base`/`cap` bound it (seconds); `probe_after`/`probe_timeout` (seconds) govern the liveness
+    probe of a server slow to answer (module docstring; `probe_after=None` turns it off). Raises ValueError
+    without at least one transport, or when `servers` does not name each one.
     """
 
     def __init__(
@@ -69,6 +88,8 @@ class FailoverTransport:
         rng: random.Random | None = None,
         base: float = BACKOFF_BASE,
         cap: float = BACKOFF_CAP,
+        probe_after: float | None = PROBE_AFTER,
+        probe_timeout: float = PROBE_TIMEOUT,
     ) -> None:
         if not transports or len(transports) != len(servers):
             raise ValueError("a FailoverTransport needs one transport per server, and at least one")
@@ -84,6 +105,12 @@ class FailoverTransport:
         """Consecutive failures (reset by any answer): the exponent of the next backoff."""
         self.failovers = 0
         """Times the current server was moved on (for tests and logs)."""
+        self.probe_after = probe_after if len(self.transports) > 1 else None
+        self.probe_timeout = probe_timeout
+        self.hung = 0
+        """Liveness probes that found their server hung (for tests and logs)."""
+        self._probes: dict[int, asyncio.Future[bool]] = {}
+        self._hung_at: dict[int, float] = {}
 
     @property
     def server(self) -> str:
@@ -123,9 +150,9 @@ class FailoverTransport:
         for attempt in range(len(self.transports)):
             i = self.current
             try:
-                r = await self.transports[i].request(
+                r = await self._answer(i, self.transports[i].request(
                     method, path, query=query, body=body, headers=headers, timeout=timeout
-                )
+                ))  # fmt: skip
             except ConnectionFailed as e:
                 self._failed(i, e)
                 if attempt == last or not (e.retryable or method in SAFE_METHODS):
@@ -142,6 +169,60 @@ class FailoverTransport:
                 return r
             await self.clock.sleep(self.backoff())
         raise AssertionError("unreachable")
+
+    async def _answer(self, i: int, request: Coroutine[Any, Any, Response]) -> Response:
+        """`request`'s response from server `i`, probing the server's liveness while it is slow to come.
+
+        Raises what the request raises, or ConnectionFailed (not retryable) when the server is found hung."""
+        if self.probe_after is None:
+            return await request
+        call = asyncio.ensure_future(request)
+        try:
+            while True:
+                pause = asyncio.ensure_future(self.clock.sleep(self.probe_after))
+                try:
+                    await asyncio.wait((call, pause), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    pause.cancel()
+                if call.done():
+                    return call.result()
+                alive = await self._alive(i)
+                if call.done():  # answered (or failed by itself) while the probe ran
+                    return call.result()
+                if not alive:
+                    raise ConnectionFailed(
+                        f"{self.servers[i]} did not answer a liveness probe (GET /livez) within "
+                        f"{self.probe_timeout:g}s: hung; the call may have been applied"
+                    )
+        finally:
+            if not call.done():
+                call.cancel()
+            await asyncio.gather(call, return_exceptions=True)  # its outcome retrieved, whatever it was
+
+    async def _alive(self, i: int) -> bool:
+        """Whether server `i` answers `/livez`: one probe at a time per server, shared; a failure is
+        remembered for `probe_timeout` seconds, so the calls stuck behind it end at once."""
+        hung_at = self._hung_at.get(i)
+        if hung_at is not None and self.clock.monotonic() - hung_at < self.probe_timeout:
+            return False
+        probe = self._probes.get(i)
+        if probe is None:
+            probe = self._probes[i] = asyncio.ensure_future(self._probe(i))
+            probe.add_done_callback(lambda _: self._probes.pop(i, None))
+        return await asyncio.shield(probe)
+
+    async def _probe(self, i: int) -> bool:
+        try:
+            async with asyncio.timeout(self.probe_timeout):
+                await self.transports[i].request("GET", "/livez", timeout=self.probe_timeout)
+        except (ConnectionFailed, TimeoutError, OSError) as e:
+            self.hung += 1
+            self._hung_at[i] = self.clock.monotonic()
+            log.warning("apiserver did not answer a liveness probe: hung", server=self.servers[i],
+                        within_s=self.probe_timeout, error=str(e) or type(e).__name__)  # fmt: skip
+            return False
+        self._hung_at.pop(i, None)
+        return True
 
     async def stream(
         self, path: str, *, query: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None

@@ -1,0 +1,105 @@
+"""`FailoverTransport`'s liveness probe: a hung server (connections accepted, nothing answered) is left in seconds.
+
+A stopped apiserver's kernel accepts connections and answers TCP keepalive, so only asking the server
+itself tells a hung one from a slow call. `probe_after` runs on a `FakeClock`; the probe's own bound is
+real time (it bounds I/O), kept at 50 ms here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from kos.client.failover import FailoverTransport
+from kos.client.transport import ConnectionFailed, Response
+from kos.testing.clock import FakeClock
+from kos.testing.transport import MockTransport, Request
+
+OK = Response(200, b"{}")
+PROBE_TIMEOUT = 0.05
+
+
+async def forever(_: Request) -> Response:
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
+
+
+def ok(_: Request) -> Response:
+    return OK
+
+
+def transport(*handlers: object) -> tuple[FailoverTransport, list[MockTransport], FakeClock]:
+    mocks = [MockTransport(h) for h in handlers]  # type: ignore[arg-type]
+    clock = FakeClock()
+    t = FailoverTransport(mocks, [f"http://s{i}" for i in range(len(mocks))], clock=clock, rng=random.Random(1),
+                          probe_after=1.5, probe_timeout=PROBE_TIMEOUT)  # fmt: skip
+    return t, mocks, clock
+
+
+async def until_done(clock: FakeClock, call: asyncio.Future[Response], rounds: int = 20) -> None:
+    """Move the fake clock past each probe_after and backoff, letting each real-time probe bound pass."""
+    for _ in range(rounds):
+        if call.done():
+            return
+        await clock.advance(1.5)
+        await asyncio.sleep(PROBE_TIMEOUT * 2)
+    raise AssertionError("the call did not end")
+
+
+def livez(m: MockTransport) -> int:
+    return sum(r.path == "/livez" for r in m.requests)
+
+
+async def test_a_write_to_a_hung_server_ends_as_maybe_applied_and_is_not_sent_again() -> None:
+    t, (a, b), clock = transport(forever, ok)
+    call = asyncio.ensure_future(t.request("POST", "/x", body=b"{}"))
+    await until_done(clock, call)
+    with pytest.raises(ConnectionFailed, match="hung; the call may have been applied") as e:
+        call.result()
+    assert not e.value.retryable
+    assert (livez(a), t.hung, t.server) == (1, 1, "http://s1")
+    assert b.requests == []  # a write that may have been applied is not repeated
+    assert await t.request("POST", "/y", body=b"{}") is OK  # the next call goes to the live server
+
+
+async def test_a_get_to_a_hung_server_is_answered_by_the_next() -> None:
+    t, (a, b), clock = transport(forever, ok)
+    call = asyncio.ensure_future(t.request("GET", "/x"))
+    await until_done(clock, call)
+    assert call.result() is OK
+    assert [r.path for r in b.requests] == ["/x"]
+
+
+async def test_a_slow_call_on_a_live_server_goes_on_waiting() -> None:
+    answer = asyncio.Event()
+
+    async def slow(req: Request) -> Response:
+        if req.path == "/livez":
+            return OK
+        await answer.wait()
+        return Response(201, b"{}")
+
+    t, (a, b), clock = transport(slow, ok)
+    call = asyncio.ensure_future(t.request("POST", "/x", body=b"{}"))
+    for _ in range(3):
+        await clock.advance(1.5)
+        await asyncio.sleep(0)
+    assert not call.done() and livez(a) == 3
+    answer.set()
+    assert (await call).status == 201
+    assert (t.hung, t.failovers, b.requests) == (0, 0, [])
+
+
+async def test_calls_stuck_on_one_server_share_one_probe() -> None:
+    t, (a, _), clock = transport(forever, ok)
+    calls = [asyncio.ensure_future(t.request("POST", f"/x{n}", body=b"{}")) for n in range(5)]
+    for c in calls:
+        await until_done(clock, c)
+    assert all(isinstance(c.exception(), ConnectionFailed) for c in calls)
+    assert livez(a) == 1 and t.failovers == 1
+
+
+def test_one_server_is_never_probed() -> None:
+    assert FailoverTransport([MockTransport(ok)], ["http://s0"]).probe_after is None
