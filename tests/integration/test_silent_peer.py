@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from kos.api.errors import StatusError
 from kos.api.meta import ObjectMeta
 from kos.api.resources import BY_TYPE
 from kos.api.types import Subnet, SubnetSpec
@@ -132,3 +133,25 @@ async def test_a_multiplexed_watch_on_a_silent_server_resumes_on_the_next_withou
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_write_to_a_silent_server_ends_as_maybe_applied_long_before_its_timeout(
+    replicas: list[APIServer],
+) -> None:
+    """The call's own timeout is 60 s; the liveness probe (kos.client.failover) ends it in ~3.5 s. The 10 s
+    bound is liveness, not a measurement: without the probe the write would wait its whole minute."""
+    a, b = replicas
+    async with (
+        SilentProxy("127.0.0.1", a.port) as proxy,
+        Client(ClientConfig.for_server(f"{proxy.url},{b.url}")) as client,
+    ):
+        await client.create(sn("w0", 100))
+        transport = client.transport
+        assert isinstance(transport, FailoverTransport) and transport.server == proxy.url
+        proxy.silence()
+        with pytest.raises(StatusError) as e:
+            await asyncio.wait_for(client.create(sn("w1", 101)), timeout=10.0)
+        assert e.value.code == 503 and "may have been applied" in e.value.message
+        assert transport.server == b.url and transport.hung == 1
+        created = await client.create(sn("w2", 102))  # the next write is answered by B
+        assert created.metadata.name == "w2"
