@@ -342,3 +342,22 @@ async def test_connections_per_client_are_capped() -> None:
         assert third is not None
         for m in (second, third):
             m.writer.close()
+
+
+async def test_a_client_gone_while_its_pings_are_answered_is_a_quiet_disconnect(
+    server: APIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An apiserver resumed after SIGSTOP answered the pings its gone clients had queued and logged aiohttp's
+    "Error handling request" traceback (ConnectionResetError: Cannot write to closing transport) for each."""
+    for _ in range(5):
+        mux = await RawMux.open(server)
+        mux.send(watch(1))
+        sock = mux.writer.get_extra_info("socket")
+        mux.send(b"".join(ws_frame(b"p", opcode=9) for _ in range(2000)))
+        await mux.writer.drain()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST on close
+        mux.writer.transport.abort()
+    await eventually(lambda: open_watches(server) == 0)
+    await healthy(server)
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [], [r.getMessage() for r in errors]

@@ -592,6 +592,8 @@ class WatchMuxServer:
                     conn.refuse(NO_ID, BadRequest("watchmux frames are JSON text, not binary"))
                 elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                     break
+        except ConnectionError:  # aiohttp answering a ping on a connection already closing: the client is gone
+            log.debug("watchmux: connection lost while receiving", client=client)
         finally:
             self.connections.discard(conn)
             stuck = conn.sending > 0
