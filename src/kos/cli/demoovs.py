@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
 import ipaddress
 import json
 import os
@@ -30,7 +31,7 @@ import ssl
 import sys
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,8 @@ PREFIX = "kosdemo"
 WORKDIR = Path("/run/kos-demo-ovs")
 """The lab's hosts' directories and the cluster's state (`cluster/`); fixed, so a re-run finds leftovers."""
 STATE = "cluster"
+LOCK = Path("/run/kos-demo-ovs.lock")
+"""Held (flock) while a demo runs: a second one at once would tear the first one's lab down."""
 AGENT_METRICS_PORT = 9294
 AGENT_START_TIMEOUT = 60.0
 """Seconds each agent has to list and reconcile its switch (`/healthz` says "ok")."""
@@ -180,6 +183,26 @@ def _says_ok(url: str, context: ssl.SSLContext | None) -> bool:
         return False
 
 
+async def _start(cluster: Cluster, agents: list[Child], clock: Clock) -> None:
+    await cluster.start()
+    await agents_started(agents, cluster.nodes_ssl, clock)
+
+
+async def _unless_stopped(stop: asyncio.Event, aw: Awaitable[Any]) -> bool:
+    """Await `aw` unless `stop` is set first (then cancel it): whether it finished (its exception is raised)."""
+    task = asyncio.ensure_future(aw)
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task in done:
+        task.result()
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    return False
+
+
 def driver_settings(s: OVSDemo, cluster: Cluster, lab: ovslab.Lab) -> DriverSettings:
     """The driver run: `s`'s workload placed round-robin over the hosts, with ping tests; the run ID (hence
     every guest namespace TestByPing makes) starts with PREFIX."""
@@ -203,6 +226,27 @@ async def run(s: OVSDemo, stop: asyncio.Event, console: Console, clock: Clock,
     why = ovslab.missing()
     if why:
         raise UsageError(f"--fabric ovs {why}")
+    with _exclusive(LOCK):
+        return await _run(s, stop, console, clock, after)
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (opened close-on-exec: no child keeps it after this process dies);
+    UsageError if another process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"another kos demo --fabric ovs is running (it holds {path})") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+async def _run(s: OVSDemo, stop: asyncio.Event, console: Console, clock: Clock,
+               after: After) -> tuple[dict[str, Any], Path | None, list[str]] | None:  # fmt: skip
     left = await asyncio.to_thread(clear_leftovers)
     if left:
         console.print(f"removing what an earlier run left: {', '.join(left)}")
@@ -218,20 +262,15 @@ async def run(s: OVSDemo, stop: asyncio.Event, console: Console, clock: Clock,
         cluster = Cluster(ClusterSettings(state_dir=WORKDIR / STATE, nodes=0, host=lab.mgmt_ip, insecure=s.insecure,
                                           monitoring=s.monitoring), clock=clock)  # fmt: skip
         agents = add_agents(cluster, lab, s.log_level)
-        await cluster.start()
-        await agents_started(agents, cluster.nodes_ssl, clock)
+        if stop.is_set() or not await _unless_stopped(stop, _start(cluster, agents, clock)):
+            console.print("interrupted")
+            return None
         console.print(f"up in {clock.monotonic() - t0:.1f}s; driving {s.num_attachments} attachments at "
                       f"{s.rate:g} operations/s with ping tests (--test-fraction {s.test_fraction:g}) …")  # fmt: skip
         task = asyncio.create_task(drive(driver_settings(s, cluster, lab), console))
-        waiter = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if task not in done:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if not await _unless_stopped(stop, task):
             console.print("interrupted")
             return None
-        waiter.cancel()
         summary, path = task.result()
         problems = await after(cluster, summary, path)
         return summary, path, problems
