@@ -161,8 +161,8 @@ def run_ovs(args: DemoSettings, console: Console, *, clock: Clock = REAL_CLOCK) 
         output=output, progress=args.progress, insecure=args.insecure, monitoring=args.monitoring,
     )  # fmt: skip
 
-    async def after(cluster: Cluster, summary: dict[str, Any], path: Path | None) -> list[str]:
-        return await _check_and_clean(cluster, summary, console)
+    async def after(cluster: Cluster, summary: dict[str, Any], states: check.FabricStates) -> list[str]:
+        return await _check_and_clean(cluster, summary, console, states)
 
     async def main(stop: asyncio.Event) -> int:
         outcome = await demoovs.run(ovs, stop, console, clock, after)
@@ -178,14 +178,17 @@ def run_ovs(args: DemoSettings, console: Console, *, clock: Clock = REAL_CLOCK) 
     return run_until_signalled(main, component="demo")
 
 
-async def _check_and_clean(cluster: Cluster, summary: dict[str, Any], console: Console) -> list[str]:
-    """kos verify with the run's last population in place, then after deleting it (nothing may be left)."""
+async def _check_and_clean(
+    cluster: Cluster, summary: dict[str, Any], console: Console, states: check.FabricStates | None = None
+) -> list[str]:
+    """kos verify with the run's last population in place, then after deleting it (nothing may be left); the
+    nodes' fabrics read from the simulated nodes, or by `states` (real switches)."""
     left = summary["created"] - summary["deleted"]
     console.print(f"checking the invariants with {left} attachments in place (kos verify) …")
-    problems = await _verify(cluster, settle=20.0)
+    problems = await _verify(cluster, settle=20.0, states=states)
     console.print("deleting them and checking that nothing is left behind …")
     await _delete_run(cluster.client_config(), summary["namespace"])
-    problems += await _verify(cluster, settle=20.0, expect_empty=summary["namespace"])
+    problems += await _verify(cluster, settle=20.0, expect_empty=summary["namespace"], states=states)
     return problems
 
 
@@ -238,13 +241,16 @@ def _report(summary: dict[str, Any], path: Path | None, problems: list[str], con
     return 0 if ok else 1
 
 
-async def _verify(cluster: Cluster, settle: float, expect_empty: str = "") -> list[str]:
+async def _verify(
+    cluster: Cluster, settle: float, expect_empty: str = "", states: check.FabricStates | None = None
+) -> list[str]:
     clock = cluster.clock
     deadline = clock.monotonic() + settle
     while True:
         config = cluster.client_config()
         nodes = cluster.nodes_url if cluster.s.nodes else None  # simulated nodes report their fabrics
-        problems = (await check.violations(config, nodes, nodes_ssl=cluster.nodes_ssl)).violations
+        problems = (await check.violations(config, nodes, nodes_ssl=cluster.nodes_ssl,
+                                           read_fabrics=states)).violations  # fmt: skip
         if expect_empty:
             async with Client(config) as c:
                 locks, _ = await c.list(IPLock, expect_empty)

@@ -44,11 +44,14 @@ from kos.cli.clusterfile import FILE_NAME
 from kos.cli.common import UsageError
 from kos.cli.driver import drive
 from kos.driver.run import DriverError, DriverSettings
+from kos.fabric.interface import FabricError
 from kos.fabric.ovs import lab as ovslab
+from kos.fabric.ovs.observe import observe
 from kos.pki import directory
 from kos.pki.authority import issue_client, issue_server
 from kos.pki.kubeconfig import kubeconfig
 from kos.util.clock import Clock
+from kos.verify.check import FabricStates
 
 PREFIX = "kosdemo"
 """What every namespace, bridge and veth of the demo's lab is named with (and the driver's run ID)."""
@@ -183,6 +186,23 @@ def _says_ok(url: str, context: ssl.SSLContext | None) -> bool:
         return False
 
 
+async def fabric_states(lab: ovslab.Lab) -> dict[str, dict[str, Any]]:
+    """Every host's switch as kos.verify reads a node's fabric (kos.fabric.ovs.observe: nothing changed)."""
+
+    async def one(h: ovslab.Host) -> tuple[str, dict[str, Any]]:
+        try:
+            seen = await observe(h.ovsdb, str(h.dir))
+        except FabricError as e:
+            return h.name, {"problems": [f"cannot read its switch: {e}"]}
+        return h.name, {
+            "local": [{"vni": i.vni, "guest_ip": i.guest_ip, "name": i.name} for i in seen.local],
+            "remote": [{"vni": r.vni, "guest_ip": r.guest_ip, "host_ip": r.host_ip} for r in seen.remote],
+            "problems": seen.differences,
+        }
+
+    return dict(await asyncio.gather(*(one(h) for h in lab.hosts)))
+
+
 async def _start(cluster: Cluster, agents: list[Child], clock: Clock) -> None:
     await cluster.start()
     await agents_started(agents, cluster.nodes_ssl, clock)
@@ -215,8 +235,9 @@ def driver_settings(s: OVSDemo, cluster: Cluster, lab: ovslab.Lab) -> DriverSett
     )  # fmt: skip
 
 
-After = Callable[[Cluster, dict[str, Any], Path | None], Awaitable[list[str]]]
-"""What runs after the driver, with the cluster up (kos.cli.demo's checks): the problems it found."""
+After = Callable[[Cluster, dict[str, Any], FabricStates], Awaitable[list[str]]]
+"""What runs after the driver, with the cluster up (kos.cli.demo's checks, given how to read every host's
+switch): the problems it found."""
 
 
 async def run(s: OVSDemo, stop: asyncio.Event, console: Console, clock: Clock,
@@ -272,7 +293,7 @@ async def _run(s: OVSDemo, stop: asyncio.Event, console: Console, clock: Clock,
             console.print("interrupted")
             return None
         summary, path = task.result()
-        problems = await after(cluster, summary, path)
+        problems = await after(cluster, summary, lambda: fabric_states(lab))
         return summary, path, problems
     except (DriverError, RuntimeError, OSError) as e:
         raise UsageError(str(e)) from None
