@@ -22,18 +22,11 @@ import pytest
 from kos.cli import demoovs
 from kos.testing import ovs as ovslab
 
-pytestmark = pytest.mark.system
+WHY = ovslab.missing()
+pytestmark = [pytest.mark.system, pytest.mark.skipif(bool(WHY), reason=f"kos demo --fabric ovs: {WHY}")]
 
 SMALL = ["--hosts", "2", "--num-attachments", "16", "--rate", "5", "--num-nets", "2", "--top-net-size", "8",
          "--threads", "2", "--test-fraction", "0.5", "--progress", "lines"]  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def needs_ovs_lab() -> None:
-    why = ovslab.missing()
-    if why:
-        print(f"kos demo --fabric ovs tests skipped: {why}")
-        pytest.skip(f"kos demo --fabric ovs: {why}")
 
 
 def demo(out: Path) -> subprocess.Popen[str]:
