@@ -161,7 +161,11 @@ def run_ovs(args: DemoSettings, console: Console, *, clock: Clock = REAL_CLOCK) 
         output=output, progress=args.progress, insecure=args.insecure, monitoring=args.monitoring,
     )  # fmt: skip
 
-    async def after(cluster: Cluster, summary: dict[str, Any], states: check.FabricStates) -> list[str]:
+    async def after(
+        cluster: Cluster, summary: dict[str, Any], path: Path | None, states: check.FabricStates
+    ) -> list[str]:
+        end = time.time()
+        await _prometheus_plots(cluster, path, end - summary["elapsed_seconds"], end, console)
         return await _check_and_clean(cluster, summary, console, states)
 
     async def main(stop: asyncio.Event) -> int:

@@ -235,9 +235,9 @@ def driver_settings(s: OVSDemo, cluster: Cluster, lab: ovslab.Lab) -> DriverSett
     )  # fmt: skip
 
 
-After = Callable[[Cluster, dict[str, Any], FabricStates], Awaitable[list[str]]]
-"""What runs after the driver, with the cluster up (kos.cli.demo's checks, given how to read every host's
-switch): the problems it found."""
+After = Callable[[Cluster, dict[str, Any], Path | None, FabricStates], Awaitable[list[str]]]
+"""What runs after the driver, with the cluster up (kos.cli.demo's plots and checks, given the run's summary,
+its report and how to read every host's switch): the problems it found."""
 
 
 async def run(s: OVSDemo, stop: asyncio.Event, console: Console, clock: Clock,
@@ -293,7 +293,7 @@ async def _run(s: OVSDemo, stop: asyncio.Event, console: Console, clock: Clock,
             console.print("interrupted")
             return None
         summary, path = task.result()
-        problems = await after(cluster, summary, lambda: fabric_states(lab))
+        problems = await after(cluster, summary, path, lambda: fabric_states(lab))
         return summary, path, problems
     except (DriverError, RuntimeError, OSError) as e:
         raise UsageError(str(e)) from None
