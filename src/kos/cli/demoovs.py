@@ -90,25 +90,31 @@ def host_names(count: int) -> list[str]:
 
 
 def clear_leftovers(workdir: Path = WORKDIR) -> list[str]:
-    """Stop what a killed earlier run left: the processes its cluster.json lists (if they still run kos) and
-    every process whose command line names `workdir` (the OVS daemons, the agents). What it stopped; never
-    raises. The namespaces, bridges and veths go with the lab's own start()."""
-    stopped = []
+    """Stop what a killed earlier run left: the processes its cluster.json lists (if they still name `workdir`
+    or the apiserver's URL: not a pid reused since) and every process whose command line names `workdir` (the
+    OVS daemons, the agents). What it stopped; never raises. The namespaces, bridges and veths go with the
+    lab's own start()."""
+    stopped, killed = [], set()
     try:
         doc = json.loads((workdir / STATE / FILE_NAME).read_text())
-        pids = [(c["name"], c["pid"]) for c in doc.get("components", []) if isinstance(c.get("pid"), int)]
-    except (OSError, ValueError, TypeError, KeyError):
-        pids = []
-    for name, pid in pids:
+        components = [c for c in doc.get("components", []) if isinstance(c, dict)]
+    except (OSError, ValueError, AttributeError):
+        components = []
+    needles = [str(workdir).encode()] + [str(c["url"]).encode() for c in components if c.get("url")]
+    for c in components:
+        pid = c.get("pid")
+        if not isinstance(pid, int):
+            continue
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"kos" in cmdline or b"prometheus" in cmdline:  # not a pid reused by something else
+        if any(n in cmdline for n in needles):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            stopped.append(f"{name} (pid {pid})")
-    left = ovslab.processes_naming(workdir)
+            killed.add(pid)
+            stopped.append(f"{c.get('name')} (pid {pid})")
+    left = [p for p in ovslab.processes_naming(workdir) if p not in killed]
     if left:
         stopped += [f"pid {p}" for p in left]
         ovslab.kill_processes_naming(workdir)
