@@ -75,3 +75,8 @@ def test_processes_naming_a_directory_are_found_by_whole_path_components(tmp_pat
         for p in procs:
             p.kill()
             p.wait()
+
+
+def test_more_hosts_than_a_lab_holds_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--fabric", "ovs", "--hosts", str(demoovs.MAX_HOSTS + 1)]) == 2
+    assert f"more than the {demoovs.MAX_HOSTS} hosts" in capsys.readouterr().err

@@ -60,6 +60,8 @@ WORKDIR = Path("/run/kos-demo-ovs")
 STATE = "cluster"
 LOCK = Path("/run/kos-demo-ovs.lock")
 """Held (flock) while a demo runs: a second one at once would tear the first one's lab down."""
+MAX_HOSTS = 200
+"""Hosts a lab can have: their addresses are .1, .2, … of its data and management /24s (.254 is the root's)."""
 AGENT_METRICS_PORT = 9294
 AGENT_START_TIMEOUT = 60.0
 """Seconds each agent has to list and reconcile its switch (`/healthz` says "ok")."""
