@@ -152,6 +152,7 @@ def _get_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
 class ClusterSettings:
     state_dir: Path
     nodes: int = 50
+    """Simulated nodes (one `kos simnodes`); 0: none (the caller adds real agents as children)."""
     storage: str = ""
     host: str = "127.0.0.1"
     port: int = 0
@@ -231,13 +232,14 @@ class Cluster:
                 f"{cm}/healthz", logs / f"{name}.log", role="controller-manager", metrics_url=f"{cm}/metrics",
                 ready_ssl=ready_ssl,
             ))  # fmt: skip
-        self.children.append(Child(
-            "simnodes", ["simnodes", *self._client_flags("simnodes", ",".join(self.servers)), "--count", str(s.nodes),
-                         "--name-prefix", NODE_PREFIX, "--listen", f"127.0.0.1:{nodes_port}",
-                         *self._serving_flags(clusterpki.SIMNODES_SERVING), *lvl],
-            f"{self.nodes_url}/readyz", logs / "simnodes.log", role="simnodes", metrics_url=f"{self.nodes_url}/metrics",
-            ready_ssl=ready_ssl,
-        ))  # fmt: skip
+        if s.nodes:  # none: the nodes are real agents the caller adds (kos demo --fabric ovs)
+            self.children.append(Child(
+                "simnodes", ["simnodes", *self._client_flags("simnodes", ",".join(self.servers)), "--count",
+                             str(s.nodes), "--name-prefix", NODE_PREFIX, "--listen", f"127.0.0.1:{nodes_port}",
+                             *self._serving_flags(clusterpki.SIMNODES_SERVING), *lvl],
+                f"{self.nodes_url}/readyz", logs / "simnodes.log", role="simnodes",
+                metrics_url=f"{self.nodes_url}/metrics", ready_ssl=ready_ssl,
+            ))  # fmt: skip
         self.prometheus: str | None = None
         """The URL of `monitoring`'s Prometheus (its UI and HTTP API); None without one."""
         self._monitoring: monitoring.Files | None = None

@@ -2,7 +2,8 @@
 
 Exits 0 only if every attachment became ready and `kos verify` found nothing wrong. With `--monitoring`, kos up's
 Prometheus (kos.cli.monitoring) runs too and the report gets plots of its queries over the run
-(kos.cli.monitoringplots).
+(kos.cli.monitoringplots). With `--fabric ovs` (root) the nodes are real agents on a real Open vSwitch datapath in
+simulated hosts, and the driver runs ping tests (kos.cli.demoovs); it also exits non-zero if a ping test failed.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from typing import Any
 from rich.console import Console
 
 from kos.api.types import IPLock, NetworkAttachment
-from kos.cli import monitoringplots
+from kos.cli import demoovs, monitoringplots
 from kos.cli.cluster import Cluster, ClusterSettings
 from kos.cli.common import UsageError, add_logging_flags, run_until_signalled
 from kos.cli.driver import drive, print_summary
-from kos.cli.settings import at_least, positive
+from kos.cli.settings import SettingError, at_least, fraction, positive
 from kos.cli.up import add_insecure_flag, add_monitoring_flag
 from kos.client.rest import Client, ClientConfig
 from kos.driver.run import DriverError, DriverSettings
@@ -34,12 +35,25 @@ VERIFY_INTERVAL = 0.5
 """Seconds between checks of the invariants while the system settles."""
 
 
+OVS_DEFAULTS = {"num_attachments": 300, "rate": 10.0, "num_nets": 10, "top_net_size": 40, "test_fraction": 0.3}
+"""`--fabric ovs`'s workload unless given: three userspace switches and their agents share the machine's cores."""
+SIM_DEFAULTS = {"num_attachments": 1000, "rate": 100.0, "num_nets": 30, "top_net_size": 60, "test_fraction": 0.0}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--nodes", type=at_least(1), default=50, help="simulated nodes")
-    p.add_argument("--num-attachments", type=at_least(1), default=1000, help="NAs the driver creates over the run")
-    p.add_argument("--rate", type=positive, default=100.0, help="driver operations (creates + deletes) per second")
-    p.add_argument("--num-nets", type=at_least(1), default=30, help="virtual networks")
-    p.add_argument("--top-net-size", type=at_least(1), default=60, help="size of the largest virtual network")
+    p.add_argument("--fabric", choices=["sim", "ovs"], default="sim",
+                   help="sim: simulated nodes; ovs: real agents on Open vSwitch in simulated hosts (root)")  # fmt: skip
+    p.add_argument("--nodes", type=at_least(1), default=50, help="simulated nodes (--fabric sim)")
+    p.add_argument("--hosts", type=at_least(1), default=3, help="simulated hosts, each with its own OVS (--fabric ovs)")
+    p.add_argument("--num-attachments", type=at_least(1), default=None,
+                   help="NAs the driver creates over the run (default 1000; 300 with --fabric ovs)")  # fmt: skip
+    p.add_argument("--rate", type=positive, default=None,
+                   help="driver operations (creates + deletes) per second (default 100; 10 with --fabric ovs)")  # fmt: skip
+    p.add_argument("--num-nets", type=at_least(1), default=None, help="virtual networks (default 30; 10 with ovs)")
+    p.add_argument("--top-net-size", type=at_least(1), default=None,
+                   help="size of the largest virtual network (default 60; 40 with --fabric ovs)")  # fmt: skip
+    p.add_argument("--test-fraction", type=fraction, default=None,
+                   help="share of NAs whose guest pings an earlier NA of its network (--fabric ovs; default 0.3)")  # fmt: skip
     p.add_argument("--threads", type=at_least(1), default=4, help="driver workers")
     p.add_argument("--seed", type=int, default=1, help="workload seed")
     p.add_argument("--output", type=Path, default=None, help="run directory (default ./kos-demo-<time>)")
@@ -68,19 +82,39 @@ class DemoSettings:
     """Plain HTTP and no authentication (`--insecure`); by default HTTPS with kos up's PKI."""
     monitoring: bool = False
     """`--monitoring`: Prometheus too, and plots of its queries over the run in the report."""
+    fabric: str = "sim"
+    """"sim": simulated nodes; "ovs": real agents on Open vSwitch in `hosts` simulated hosts (kos.cli.demoovs)."""
+    hosts: int = 3
+    test_fraction: float = 0.0
+    """The share of NAs with a full ping test (`--fabric ovs` only)."""
 
 
 def settings_from(args: argparse.Namespace) -> DemoSettings:
+    defaults = OVS_DEFAULTS if args.fabric == "ovs" else SIM_DEFAULTS
+
+    def given(name: str) -> Any:
+        value = getattr(args, name)
+        return defaults[name] if value is None else value
+
+    if args.fabric != "ovs" and args.test_fraction:
+        raise SettingError("--test-fraction", "ping tests need real interfaces: use it with --fabric ovs")
+    if args.fabric == "ovs" and args.hosts > demoovs.MAX_HOSTS:
+        raise SettingError("--hosts", f"{args.hosts} is more than the {demoovs.MAX_HOSTS} hosts a lab's /24s hold")
+    if args.fabric == "ovs" and args.state_dir is not None:
+        raise SettingError("--state-dir", f"--fabric ovs keeps its state in {demoovs.WORKDIR} (cleared at exit)")
     return DemoSettings(
-        nodes=args.nodes, num_attachments=args.num_attachments, rate=args.rate, num_nets=args.num_nets,
-        top_net_size=args.top_net_size, threads=args.threads, seed=args.seed, output=args.output,
+        nodes=args.nodes, num_attachments=given("num_attachments"), rate=given("rate"), num_nets=given("num_nets"),
+        top_net_size=given("top_net_size"), threads=args.threads, seed=args.seed, output=args.output,
         state_dir=args.state_dir, progress=args.progress, insecure=args.insecure, monitoring=args.monitoring,
+        fabric=args.fabric, hosts=args.hosts, test_fraction=given("test_fraction"),
     )  # fmt: skip
 
 
 def run(args: DemoSettings, *, clock: Clock = REAL_CLOCK) -> int:
     """The demo on `clock` (its polls, settling and the cluster's timers)."""
     console = Console()
+    if args.fabric == "ovs":
+        return run_ovs(args, console, clock=clock)
 
     async def main(stop: asyncio.Event) -> int:
         with tempfile.TemporaryDirectory(prefix="kos-demo-") as tmp:
@@ -109,12 +143,7 @@ def run(args: DemoSettings, *, clock: Clock = REAL_CLOCK) -> int:
                 waiter.cancel()
                 summary, path = task.result()
                 await _prometheus_plots(cluster, path, run_start, time.time(), console)
-                left = summary["created"] - summary["deleted"]
-                console.print(f"checking the invariants with {left} attachments in place (kos verify) …")
-                problems = await _verify(cluster, settle=20.0)
-                console.print("deleting them and checking that nothing is left behind …")
-                await _delete_run(cluster.client_config(), summary["namespace"])
-                problems += await _verify(cluster, settle=20.0, expect_empty=summary["namespace"])
+                problems = await _check_and_clean(cluster, summary, console)
             except (DriverError, RuntimeError) as e:
                 raise UsageError(str(e)) from None
             finally:
@@ -122,6 +151,51 @@ def run(args: DemoSettings, *, clock: Clock = REAL_CLOCK) -> int:
             return _report(summary, path, problems, console)
 
     return run_until_signalled(main, component="demo")
+
+
+def run_ovs(args: DemoSettings, console: Console, *, clock: Clock = REAL_CLOCK) -> int:
+    """The demo on a real datapath (kos.cli.demoovs), checked and reported as the simulated one; also exit 1 if a
+    ping test failed."""
+    output = args.output or Path(f"kos-demo-ovs-{time.strftime('%Y%m%d-%H%M%S')}")
+    ovs = demoovs.OVSDemo(
+        hosts=args.hosts, num_attachments=args.num_attachments, rate=args.rate, num_nets=args.num_nets,
+        top_net_size=args.top_net_size, threads=args.threads, seed=args.seed, test_fraction=args.test_fraction,
+        output=output, progress=args.progress, insecure=args.insecure, monitoring=args.monitoring,
+    )  # fmt: skip
+
+    async def after(
+        cluster: Cluster, summary: dict[str, Any], path: Path | None, states: check.FabricStates
+    ) -> list[str]:
+        end = time.time()
+        await _prometheus_plots(cluster, path, end - summary["elapsed_seconds"], end, console)
+        return await _check_and_clean(cluster, summary, console, states)
+
+    async def main(stop: asyncio.Event) -> int:
+        outcome = await demoovs.run(ovs, stop, console, clock, after)
+        if outcome is None:
+            return 1
+        summary, path, problems = outcome
+        status = _report(summary, path, problems, console)
+        tests = summary.get("tests") or {}
+        if tests.get("failed_names") or any(tests.get(f"{k}_passed", 0) < tests.get(k, 0) for k in ("full", "half")):
+            status = 1
+        return status
+
+    return run_until_signalled(main, component="demo")
+
+
+async def _check_and_clean(
+    cluster: Cluster, summary: dict[str, Any], console: Console, states: check.FabricStates | None = None
+) -> list[str]:
+    """kos verify with the run's last population in place, then after deleting it (nothing may be left); the
+    nodes' fabrics read from the simulated nodes, or by `states` (real switches)."""
+    left = summary["created"] - summary["deleted"]
+    console.print(f"checking the invariants with {left} attachments in place (kos verify) …")
+    problems = await _verify(cluster, settle=20.0, states=states)
+    console.print("deleting them and checking that nothing is left behind …")
+    await _delete_run(cluster.client_config(), summary["namespace"])
+    problems += await _verify(cluster, settle=20.0, expect_empty=summary["namespace"], states=states)
+    return problems
 
 
 def driver_settings(s: DemoSettings, cluster: Cluster, output: Path) -> DriverSettings:
@@ -173,12 +247,16 @@ def _report(summary: dict[str, Any], path: Path | None, problems: list[str], con
     return 0 if ok else 1
 
 
-async def _verify(cluster: Cluster, settle: float, expect_empty: str = "") -> list[str]:
+async def _verify(
+    cluster: Cluster, settle: float, expect_empty: str = "", states: check.FabricStates | None = None
+) -> list[str]:
     clock = cluster.clock
     deadline = clock.monotonic() + settle
     while True:
         config = cluster.client_config()
-        problems = (await check.violations(config, cluster.nodes_url, nodes_ssl=cluster.nodes_ssl)).violations
+        nodes = cluster.nodes_url if cluster.s.nodes else None  # simulated nodes report their fabrics
+        problems = (await check.violations(config, nodes, nodes_ssl=cluster.nodes_ssl,
+                                           read_fabrics=states)).violations  # fmt: skip
         if expect_empty:
             async with Client(config) as c:
                 locks, _ = await c.list(IPLock, expect_empty)

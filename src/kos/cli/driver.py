@@ -119,6 +119,7 @@ def print_summary(summary: dict[str, Any], report_path: Path | None, console: Co
         t.add_column(q, justify="right")
     names = {"create": "create call", "create_to_addressed": "create → addressed", "create_to_ready": "create → ready",
              "addressed_to_implemented": "addressed → implemented"}  # fmt: skip
+    names.update((k, label) for k, label in report.TESTED_ROWS if s["latency_seconds"].get(k, {}).get("count"))
     for key, label in names.items():
         st = s["latency_seconds"][key]
         t.add_row(label, *(report._fmt(st.get(q)) for q in ("p50", "p90", "p99", "max")))

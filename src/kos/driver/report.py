@@ -2,7 +2,9 @@
 
 Plots: latency CDFs (create, create→addressed, create→ready, addressed→implemented),
 latency over the run, and throughput over the run (creates, deletes and NAs
-becoming ready per second).
+becoming ready per second); with ping tests (`--test-fraction`), the tested-latency
+histograms too (create→tested and ready→tested of full and half tests: the
+distributions of the driver's `kos_driver_attachment_*tested_latency_seconds`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from kos.driver.records import Record
+
+TESTED_ROWS = (("create_to_tested", "create → tested (full ping tests)"), ("ready_to_tested", "ready → tested"),
+               ("create_to_half_tested", "create → half-tested"))  # fmt: skip
+"""The summary's ping-test stages (kos.driver.summary.latencies), in the table when there were tests."""
 
 STAGES: tuple[tuple[str, str, Callable[[Record], float]], ...] = (
     ("create", "create call", lambda r: r.create_latency),
@@ -115,6 +121,43 @@ def plot_throughput(path: Path, records: list[Record], t0_wall: float) -> None:
     plt.close(fig)
 
 
+TESTED: tuple[tuple[str, bool, Callable[[Record], float]], ...] = (
+    ("create → tested (full tests)", True, lambda r: r.tested - r.t_create),
+    ("ready → tested (full tests)", True, lambda r: r.tested - r.ready),
+    ("create → half-tested", False, lambda r: r.tested - r.t_create),
+    ("ready → half-tested", False, lambda r: r.tested - r.ready),
+)
+"""The tested-latency histograms: label, whether of full tests, the latency (seconds) of a tested NA."""
+
+
+def tested_latencies(records: list[Record]) -> dict[str, list[float]]:
+    """Each TESTED histogram's latencies (seconds, ascending) over the NAs tested after becoming ready."""
+    tested = [r for r in records if not r.failed and not math.isnan(r.tested) and not math.isnan(r.ready)]
+    return {label: _finite([get(r) for r in tested if r.full_test == full]) for label, full, get in TESTED}
+
+
+def plot_tested(path: Path, records: list[Record]) -> bool:
+    """The tested-latency histograms (log-spaced bins, ms) into `path`; False (nothing drawn) without tests."""
+    series = {label: v for label, v in tested_latencies(records).items() if v}
+    if not series:
+        return False
+    fig, axes = plt.subplots(len(series), 1, figsize=(8, 2.2 * len(series) + 0.6), squeeze=False)
+    lo = max(1e-4, min(v[0] for v in series.values()))
+    hi = max(lo * 10, *(v[-1] for v in series.values()))
+    bins = [lo * (hi / lo) ** (i / 40) * 1000 for i in range(41)]
+    for ax, (label, v) in zip(axes[:, 0], series.items(), strict=True):
+        ax.hist([max(x, lo) * 1000 for x in v], bins=bins)
+        ax.set_xscale("log")
+        ax.set_title(f"{label} (n={len(v)})", fontsize="medium")
+        ax.set_ylabel("NAs")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[-1, 0].set_xlabel("latency (ms, log scale)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "—"
@@ -128,11 +171,18 @@ def write_report(out: Path, summary: dict[str, Any], records: list[Record], t0_w
     plot_cdfs(out / "latency-cdf.png", records)
     plot_over_time(out / "latency-over-time.png", records, t0_wall)
     plot_throughput(out / "throughput.png", records, t0_wall)
+    tested = ""
+    if plot_tested(out / "tested-latency.png", records):
+        t = summary.get("tests") or {}
+        tested = (f"<h2>Ping tests: tested-latency histograms</h2><p>{t.get('full', 0)} full tests "
+                  f"({t.get('full_passed', 0)} passed), {t.get('half', 0)} half ({t.get('half_passed', 0)} passed)"
+                  '.</p><img src="tested-latency.png" alt="tested-latency histograms">\n')  # fmt: skip
     rows = "".join(
         f"<tr><td>{html.escape(label)}</td>"
         + "".join(f"<td>{_fmt(summary['latency_seconds'][key].get(q))}</td>" for q in ("p50", "p90", "p99", "max"))
         + "</tr>"
-        for key, label, _ in STAGES
+        for key, label in [(k, lb) for k, lb, _ in STAGES]
+        + [(k, lb) for k, lb in TESTED_ROWS if summary["latency_seconds"].get(k, {}).get("count")]
     )
     s = summary
     page = f"""<!doctype html>
@@ -149,7 +199,7 @@ td,th{{border:1px solid #ccc;padding:.3em .7em;text-align:right}}td:first-child{
 <h2>Latency CDFs</h2><img src="latency-cdf.png" alt="latency CDFs">
 <h2>Latency over the run</h2><img src="latency-over-time.png" alt="latency over time">
 <h2>Throughput over the run</h2><img src="throughput.png" alt="throughput over time">
-<p>Files: summary.json, attachments.csv, driver.metrics, size-distribution.csv,
+{tested}<p>Files: summary.json, attachments.csv, driver.metrics, size-distribution.csv,
 size-distribution-outline.csv, attachments-ops-times.csv.</p></body></html>
 """
     path = out / "report.html"

@@ -59,6 +59,12 @@ def latencies(done: list[Record]) -> dict[str, dict[str, float | None]]:
         "addressed_to_implemented": stats([r.server_impl - r.server_address for r in done]),
         "server_create_to_addressed": stats([r.server_address - r.server_spec for r in done]),
         "server_create_to_ready": stats([r.server_impl - r.server_spec for r in done]),
+        # the ping tests (--test-fraction), as the driver's tested-latency histograms observe them
+        "create_to_tested": stats([r.tested - r.t_create for r in done if r.full_test and not math.isnan(r.ready)]),
+        "ready_to_tested": stats([r.tested - r.ready for r in done if r.full_test]),
+        "create_to_half_tested": stats(
+            [r.tested - r.t_create for r in done if not r.full_test and not math.isnan(r.ready)]
+        ),
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -74,12 +75,17 @@ def nodes_session(nodes_ssl: ssl.SSLContext | None) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=nodes_ssl if nodes_ssl is not None else True))
 
 
+FabricStates = Callable[[], Awaitable[dict[str, dict[str, Any]]]]
+"""Reads every node's fabric: node → {"local": [{vni, guest_ip, name}], "remote": [{vni, guest_ip, host_ip}],
+"problems": [str]} (the nodes endpoint's shape; "problems" optional)."""
+
+
 async def violations(
     server: str | ClientConfig, nodes_endpoint: str | None = None, *, require_ready: bool = True,
-    nodes_ssl: ssl.SSLContext | None = None,
+    nodes_ssl: ssl.SSLContext | None = None, read_fabrics: FabricStates | None = None,
 ) -> Report:  # fmt: skip
     """Every invariant violation in the system at one revision; the nodes' fabrics too with `nodes_endpoint`
-    (verified against `nodes_ssl` over https)."""
+    (verified against `nodes_ssl` over https) or `read_fabrics` (read after the snapshot: real switches)."""
     async with Client(server, user_agent="kos-verify") as client:
         snap = await snapshot(client)
     out = address_violations(snap.nas, snap.locks) + subnet_violations(snap.subnets)
@@ -88,6 +94,8 @@ async def violations(
         async with nodes_session(nodes_ssl) as session:
             states = await fabric_states(nodes_endpoint, session)
         out += fabric_violations(snap.nas, states)
+    elif read_fabrics is not None:
+        out += fabric_violations(snap.nas, await read_fabrics())
     return Report(out, ownerless_locks(snap.locks), snap.revision)
 
 

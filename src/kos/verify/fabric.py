@@ -2,7 +2,9 @@
 
 A node must hold its local NAs that have addresses, and the remote NAs (addressed,
 implemented elsewhere) of every VNI in which it has a local NA — nothing else.
-The nodes' fabric state comes from the simulated nodes' endpoint (`kos simnodes`).
+The nodes' fabric state comes from the simulated nodes' endpoint (`kos simnodes`), or for real switches from
+reading them (kos.fabric.ovs.observe, `kos demo --fabric ovs`), which also reports what a restarting agent
+would repair ("problems").
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def fabric_violations(nas: list[NetworkAttachment], states: dict[str, dict[str, 
             if want[node]["local"]:
                 out.append(f"fabric: node {node} has local NAs but no fabric state was reported for it")
             continue
+        out += [f"fabric: node {node}: {p}" for p in st.get("problems", [])]
         have_local = {(i["vni"], i["guest_ip"], i["name"]) for i in st.get("local", [])}
         have_remote = {(r["vni"], r["guest_ip"], r["host_ip"]) for r in st.get("remote", [])}
         w = want.get(node, {"local": set(), "remote": set()})
