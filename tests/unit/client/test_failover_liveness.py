@@ -69,7 +69,7 @@ async def test_a_get_to_a_hung_server_is_answered_by_the_next() -> None:
     call = asyncio.ensure_future(t.request("GET", "/x"))
     await until_done(clock, call)
     assert call.result() is OK
-    assert [r.path for r in b.requests] == ["/x"]
+    assert [r.path for r in b.requests] == ["/x"] and livez(a) == 1
 
 
 async def test_a_slow_call_on_a_live_server_goes_on_waiting() -> None:
