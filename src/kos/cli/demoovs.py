@@ -40,7 +40,6 @@ from rich.console import Console
 from kos.agent import execs
 from kos.apiserver.auth.user import NODE_USER_PREFIX, NODES_GROUP
 from kos.cli.cluster import Child, Cluster, ClusterSettings
-from kos.cli.clusterfile import FILE_NAME
 from kos.cli.common import UsageError
 from kos.cli.driver import drive
 from kos.driver.run import DriverError, DriverSettings
@@ -51,6 +50,7 @@ from kos.pki import directory
 from kos.pki.authority import issue_client, issue_server
 from kos.pki.kubeconfig import kubeconfig
 from kos.util.clock import Clock
+from kos.util.clusterfile import FILE_NAME
 from kos.verify.check import FabricStates
 
 PREFIX = "kosdemo"
