@@ -7,10 +7,7 @@ undelivered revision before it waits for the watch, so events stay in revision o
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
-from typing import Any
 
 from kos.api import codec
 from kos.api.meta import ObjectMeta
@@ -21,28 +18,11 @@ from kos.apiserver.deletion import DeleteRequest
 from kos.apiserver.registry import Registry, WatchOptions
 from kos.apiserver.strategy import for_plural
 from kos.apiserver.watchers import Watcher
-from kos.storage.interface import Event, Store
 from kos.storage.memory import MemoryStore
+from kos.testing.heldwatch import HeldWatch
 from kos.util.clock import REAL_CLOCK
 
 NS = "own"
-
-
-class HeldWatch:
-    """A store whose watch holds every batch while `flowing` is clear (an etcd watch that is late)."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self.flowing = asyncio.Event()
-        self.flowing.set()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    async def watch(self, prefix: str, after_revision: int) -> AsyncIterator[list[Event]]:
-        async for batch in self._store.watch(prefix, after_revision):
-            await self.flowing.wait()
-            yield batch
 
 
 def na(name: str) -> NetworkAttachment:
