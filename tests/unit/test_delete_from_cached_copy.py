@@ -43,6 +43,12 @@ async def setup() -> tuple[MemoryStore, HeldWatch, Cacher, Registry]:
     return store, held, cacher, reg
 
 
+async def create_cached(cacher: Cacher, reg: Registry, obj: NetworkAttachment) -> None:
+    """Create `obj` through the registry and wait until the cache holds it."""
+    entry = await reg.create(NS, obj)
+    await cacher.wait_for(entry.rev)
+
+
 async def another_servers_update(store: MemoryStore, reg: Registry, labels: dict[str, str]) -> int:
     """Relabel x in the store behind the cache's back (the watch is held): the cached copy is now stale."""
     cached = reg.cache.get(f"{NS}/x")
@@ -53,7 +59,7 @@ async def another_servers_update(store: MemoryStore, reg: Registry, labels: dict
 
 async def test_deleting_a_cached_object_reads_no_revision_first() -> None:
     store, held, cacher, reg = await setup()
-    await reg.create(NS, na())
+    await create_cached(cacher, reg, na())
     reads = held.revision_reads
     _, done = await reg.delete(NS, "x", DeleteRequest())
     assert done and held.revision_reads == reads
@@ -63,7 +69,7 @@ async def test_deleting_a_cached_object_reads_no_revision_first() -> None:
 
 async def test_a_stale_cached_copy_is_a_lost_race_and_the_current_version_is_deleted() -> None:
     store, held, cacher, reg = await setup()
-    await reg.create(NS, na())
+    await create_cached(cacher, reg, na())
     held.flowing.clear()
     rev = await another_servers_update(store, reg, {"moved": "on"})
     held.release_on_read = False
@@ -84,7 +90,7 @@ async def test_a_stale_cached_copy_is_a_lost_race_and_the_current_version_is_del
 
 async def test_a_precondition_is_judged_again_on_a_current_copy() -> None:
     store, held, cacher, reg = await setup()
-    await reg.create(NS, na())
+    await create_cached(cacher, reg, na())
     held.flowing.clear()
     rev = await another_servers_update(store, reg, {"moved": "on"})
     # the client read x at `rev` from another server: right for the store, wrong for the stale cached copy
@@ -111,9 +117,10 @@ async def test_an_object_the_cache_does_not_hold_yet_is_found_after_a_consistent
 
 async def test_already_being_deleted_is_judged_on_a_current_copy() -> None:
     store, held, cacher, reg = await setup()
-    await reg.create(NS, na(finalizers=("hold",)))
+    await create_cached(cacher, reg, na(finalizers=("hold",)))
     marked, done = await reg.delete(NS, "x", DeleteRequest())
     assert not done and marked.obj.metadata.deletion_timestamp is not None
+    await cacher.wait_for(marked.rev)
     held.flowing.clear()
     await store.delete(KEY)  # another server completed the deletion; this cache still shows it held
     reads = held.revision_reads

@@ -345,8 +345,6 @@ class Cacher:
         events may have missed changes, so it must look at everything again."""
         self.failed: BaseException | None = None
         self._written: dict[int, Entry] = {}
-        self._loading = False
-        """A (re)load from a fresh list is under way: own writes wait for the store watch (see `written`)."""
 
     async def start(self) -> None:
         await self._load()
@@ -369,13 +367,6 @@ class Cacher:
             yield from c.watchers.all()
 
     async def _load(self) -> None:
-        self._loading = True
-        try:
-            await self._load_list()
-        finally:
-            self._loading = False
-
-    async def _load_list(self) -> None:
         items, rev = await self.store.list("/")
         per: dict[str, list[Entry]] = {p: [] for p in self.caches}
         for kv in items:
@@ -419,36 +410,19 @@ class Cacher:
         for w in list(self.all_watchers()):
             w.close(reason)
 
-    def written(self, entry: Entry, plural: str, *, deleted: bool = False) -> None:
-        """This server just wrote `entry` of kind `plural` (at `entry.rev`; `deleted`: it deleted the key).
+    def written(self, entry: Entry) -> None:
+        """This server just wrote `entry` (at `entry.rev`): its event need not be decoded again.
 
-        When the cache has applied every revision before `entry.rev` (`revision == entry.rev - 1`), the write
-        is the only change at its revision (a store write is one key at one revision), so it is applied now,
-        as the store's watch would apply it, and its event is dropped when the watch delivers it. Watchers, and
-        the next write in a chain of controllers, then see it without waiting for the store watch's round trip
-        (on etcd, one watch delivery per write on the create→ready path; docs/performance.md, issue 13). Every
-        write of kube-apiserver's cacher waits for that delivery instead; the result here is the same
-        sequence of events, in revision order, with the same objects.
-
-        Otherwise `entry` is only a hint: its event need not be decoded again when it arrives. Decoding the
-        stored bytes was ~6% of the apiserver's CPU under the driver's load, and the entry also carries the
-        JSON its response was encoded to, which its watch events reuse. An event applied before its hint
-        arrives (another server's write, a backend that reports the write late) is decoded as before.
+        Decoding the stored bytes was ~6% of the apiserver's CPU under the driver's load, and the
+        entry also carries the JSON its response was encoded to, which its watch events reuse.
+        Only a hint: an event applied before its hint arrives (another server's write, a backend
+        that reports the write late) is decoded as before.
         """
-        rev = entry.rev
-        if rev <= self.revision:
-            return
-        w = self._written
-        if len(w) > 65_536:  # writes whose events never came (cannot happen, but never grow without bound)
-            w.clear()
-        w[rev] = entry
-        if rev == self.revision + 1 and self.ready.is_set() and not self._loading and plural in self.caches:
-            kind = EventType.DELETED if deleted else EventType.MODIFIED  # apply tells ADDED from MODIFIED itself
-            try:
-                self._apply([Event(kind, f"/{plural}/{entry.key}", b"", None, rev)])
-            except Exception as e:  # a bug, as in `_run`: the write itself succeeded, so do not fail it
-                self.failed = e
-                log.exception("watch cache apply of an own write failed")
+        if entry.rev > self.revision:
+            w = self._written
+            if len(w) > 65_536:  # writes whose events never came (cannot happen, but never grow without bound)
+                w.clear()
+            w[entry.rev] = entry
 
     def _apply(self, batch: list[Event]) -> None:
         applied: list[CacheEvent] = []

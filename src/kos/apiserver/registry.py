@@ -163,10 +163,9 @@ class Registry:
         rev = await _store(self.store.create(key, codec.encode(obj)))
         return self._written(self.cache.entry_for(obj, rev))
 
-    def _written(self, entry: Entry, *, deleted: bool = False) -> Entry:
-        """What this registry just stored (`deleted`: it deleted the key), as the cache will hold it: handed on
-        so the cache applies it at once when it can, else need not decode it (`Cacher.written`)."""
-        self.cacher.written(entry, self.resource.plural, deleted=deleted)
+    def _written(self, entry: Entry) -> Entry:
+        """What this registry just stored, as the cache will hold it: handed on so the cache need not decode it."""
+        self.cacher.written(entry)
         return entry
 
     # --- update and patch --------------------------------------------------------------------
@@ -323,7 +322,7 @@ class Registry:
                 if req.dry_run:
                     return old, True
                 d = await _store(self.store.delete(key, old.rev, guards))  # inline: the common, hot path
-                return self._written(old.at_revision(d.revision), deleted=True), True
+                return self._written(old.at_revision(d.revision)), True
             except RevisionMismatch as e:
                 await self.cacher.wait_for(e.current.mod_revision, timeout=WRITE_VISIBLE_TIMEOUT)
             except GuardFailed:  # another object moved on: judge again from a cache that has seen it
