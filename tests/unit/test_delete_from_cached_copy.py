@@ -2,7 +2,8 @@
 
 No consistent read (one etcd `Range`) precedes the delete of an object the cache holds; a stale cached copy is
 a lost race that is judged again on a current one; an object the cache does not hold yet, a failed
-precondition and an "already being deleted" answer are judged after the cache caught up (`Cacher.sync`).
+precondition and a delete that would only mark the object ("already being deleted" here) are judged after the
+cache caught up (`Cacher.sync`).
 """
 
 from __future__ import annotations

@@ -285,11 +285,12 @@ class Registry:
         The first attempt works on the cached object, as kube-apiserver's cacher hands etcd3's `Delete` its
         cached copy (`cachedExistingObject`, k8s.io/apiserver storage/etcd3 store.go): the store's revision
         precondition makes a stale copy a lost race (retried from a cache that has caught up), so no
-        consistent read is needed first. A client's delete still never misses an object created a moment
-        ago: an object the cache does not hold, a failed precondition, and a dry run are judged again after
-        the cache is brought up to every acknowledged write (`Cacher.sync`). `from_cache` never waits, for
-        callers whose view *is* the cache (the garbage collector). Raises NotFound and Conflict (a failed
-        precondition).
+        consistent read is needed first; a rule's guards on other objects fail the same way. Everything
+        else is judged again after the cache is brought up to every acknowledged write (`Cacher.sync`), as
+        before: an object the cache does not hold (so a delete never misses one created a moment ago), a
+        failed precondition, a dry run, and a delete that would only mark the object (finalizers, a rule's
+        hold, "already being deleted", which writes nothing). `from_cache` never waits, for callers whose
+        view *is* the cache (the garbage collector). Raises NotFound and Conflict (a failed precondition).
         """
         ckey = f"{namespace}/{name}"
         synced = from_cache
@@ -311,8 +312,8 @@ class Registry:
                 continue
             guards, hold = self.rules.delete_guards(old) if self.rules is not None else ((), "")
             finalizers = finalizers_for(old.obj.metadata.finalizers, req.propagation_policy, hold)
-            if not synced and finalizers and old.obj.metadata.deletion_timestamp is not None:
-                await self.cacher.sync()  # "already being deleted" writes nothing: judge it on a current copy
+            if not synced and finalizers:  # not a plain delete: judge it (and the rules' hold) on a current view
+                await self.cacher.sync()
                 synced = True
                 continue
             key = self.key(namespace, name)
