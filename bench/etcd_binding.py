@@ -18,6 +18,8 @@ binding, as process CPU time (every thread of the client process) divided by the
 
 Bindings: `grpc.aio` (grpcio's asyncio API with aetcd's stubs: the store's binding before issue 13) and
 `grpclib` (pure asyncio on h2, no threads; aetcd's protobuf messages with explicit request/reply types).
+grpclib is not a kos dependency (it was measured and not chosen: docs/dependencies.md); `.venv/bin/pip install
+grpclib` before running this, or its column shows "failed".
 """
 
 from __future__ import annotations
