@@ -29,7 +29,10 @@ unchanged.
 Repeat `--storage` to run every trial on each store in turn in one run (e.g. `--storage memory:// --storage
 etcd --storage etcd:3`); the summary then prints each store's figures beside the first one's: holding rate,
 apiserver CPU per driver operation (create or delete) and p50/p99 create→ready. With a started etcd the
-members' CPU is reported as `etcd`.
+members' CPU is reported as `etcd`. `etcd+tmpfs` (`etcd:3+tmpfs`) starts the members with their data in
+/dev/shm: fsync then costs nothing and nothing is durable, like memory://; plain `etcd` is the durable figure.
+`STORE^VAR=VALUE` (repeatable, before any `@DIR`) starts that store's apiserver with the variable set, e.g.
+`etcd^GRPC_EXPERIMENTS=-event_engine_client` to compare a gRPC setting in the same run.
 
 `--tls`: the secure cluster instead of the plain one, as `kos up` runs it (`SecureCluster`: kos.cli.clusterpki's
 identities, made once per run): `kos apiserver --tls-cert-file --tls-private-key-file --client-ca-file
@@ -50,6 +53,7 @@ import json
 import math
 import os
 import re
+import shutil
 import ssl
 import subprocess
 import sys
@@ -200,6 +204,9 @@ def _start_apiserver(storage: str, d: Path, tls: SecureCluster | None) -> APISer
 
 ETCD_MEMBERS = 1
 """Members of the etcd a storage of `etcd` starts (--etcd-members)."""
+TMPFS = "+tmpfs"
+"""`etcd+tmpfs`, `etcd:3+tmpfs`: the started members keep their data in /dev/shm (RAM: fsync is free, nothing is
+durable), to compare with memory://, which fsyncs nothing either. The plain `etcd` figure is the durable one."""
 
 
 def _etcd_members(storage: str) -> int:
@@ -217,32 +224,48 @@ def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, thre
     d = tmp / f"{shape}-{rate:g}-{time.time_ns()}"
     d.mkdir()
     storage, _, src = storage.partition("@")
+    storage, _, env_spec = storage.partition("^")
+    env = dict(kv.partition("=")[::2] for kv in env_spec.split("^")) if env_spec else {}
+    storage, tmpfs = storage.removesuffix(TMPFS), storage.endswith(TMPFS)
     members = _etcd_members(storage)
-    etcd = EtcdProcess.cluster(d / "etcd", members=members) if members else None
+    # +tmpfs: the members' data directories in RAM (/dev/shm), so their fsyncs cost nothing: not durable
+    etcd_dir = Path(tempfile.mkdtemp(prefix="kos-bench-etcd-", dir="/dev/shm")) if tmpfs and members else d / "etcd"
+    etcd = EtcdProcess.cluster(etcd_dir, members=members) if members else None
     try:
-        tag = f"etcd{members}" if members else storage.split(":", 1)[0]
+        tag = (f"etcd{members}" if members else storage.split(":", 1)[0]) + ("-tmpfs" if tmpfs else "")
         t = _trial(shape, rate, seconds, d, etcd.url if etcd else storage, threads, profile, profile_dir,
-                   criterion, tls, etcd, tag + ("-ab" if src else ""), src)  # fmt: skip
-        t["storage"] = (storage if not members else f"etcd:{members}") + (f"@{src}" if src else "")
+                   criterion, tls, etcd, tag + ("-ab" if src else ""), src, env)  # fmt: skip
+        t["storage"] = (
+            (storage if not members else f"etcd:{members}")
+            + (TMPFS if tmpfs else "")
+            + (f"^{env_spec}" if env_spec else "")
+            + (f"@{src}" if src else "")
+        )
         return t
     finally:
         if etcd is not None:
             etcd.stop()
+        if etcd_dir.is_relative_to("/dev/shm"):
+            shutil.rmtree(etcd_dir, ignore_errors=True)
 
 
 def _trial(shape: str, rate: float, seconds: float, d: Path, storage: str, threads: int, profile: str,
            profile_dir: Path | None, criterion: str, tls: SecureCluster | None,
-           etcd: EtcdProcess | None, tag: str, src: str = "") -> dict[str, Any]:  # fmt: skip
-    saved = os.environ.get("PYTHONPATH")
+           etcd: EtcdProcess | None, tag: str, src: str = "",
+           env: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+    extra = dict(env or {})
     if src:  # the apiserver (only) runs the kos in `src`
-        os.environ["PYTHONPATH"] = str(Path(src).resolve())
+        extra["PYTHONPATH"] = str(Path(src).resolve())
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)  # the apiserver (only) gets `STORE^VAR=VALUE`'s variables
     try:
         server = _start_apiserver(storage.replace("STATE", str(d)), d, tls)
     finally:
-        if src and saved is None:
-            os.environ.pop("PYTHONPATH")
-        elif src and saved is not None:
-            os.environ["PYTHONPATH"] = saved
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     plain = {role: ["--server", server.url] for role in ("controller-manager", "simnodes", "driver")}
     client = plain if tls is None else tls.client_args(server.url, d)
     cm_port, sim_port = free_port(), free_port()

@@ -282,21 +282,40 @@ class Registry:
     ) -> tuple[Entry, bool]:
         """Delete, or start deleting when finalizers remain; (object, whether it is gone).
 
-        A client's delete first brings the cache up to every acknowledged write, so it never misses
-        an object created a moment ago. `from_cache` skips that wait, for callers whose view *is* the
-        cache (the garbage collector): the store's revision precondition still makes a stale view
-        retry rather than delete the wrong version. Raises NotFound and Conflict (a failed precondition).
+        The first attempt works on the cached object, as kube-apiserver's cacher hands etcd3's `Delete` its
+        cached copy (`cachedExistingObject`, k8s.io/apiserver storage/etcd3 store.go): the store's revision
+        precondition makes a stale copy a lost race (retried from a cache that has caught up), so no
+        consistent read is needed first; a rule's guards on other objects fail the same way. Everything
+        else is judged again after the cache is brought up to every acknowledged write (`Cacher.sync`), as
+        before: an object the cache does not hold (so a delete never misses one created a moment ago), a
+        failed precondition, a dry run, and a delete that would only mark the object (finalizers, a rule's
+        hold, "already being deleted", which writes nothing). `from_cache` never waits, for callers whose
+        view *is* the cache (the garbage collector). Raises NotFound and Conflict (a failed precondition).
         """
         ckey = f"{namespace}/{name}"
-        for attempt in range(MAX_RETRIES):
-            if attempt == 0 and not from_cache:
-                await self.cacher.sync()
+        synced = from_cache
+        for _ in range(MAX_RETRIES):
             old = self.cache.get(ckey)
+            if not synced and (old is None or req.dry_run):
+                await self.cacher.sync()
+                synced = True
+                old = self.cache.get(ckey)
             if old is None:
                 raise self._not_found(name)
-            check_preconditions(self.resource.plural, name, old, req)
+            try:
+                check_preconditions(self.resource.plural, name, old, req)
+            except Conflict:
+                if synced:
+                    raise
+                await self.cacher.sync()  # judged on a copy that may be stale: judge again on a current one
+                synced = True
+                continue
             guards, hold = self.rules.delete_guards(old) if self.rules is not None else ((), "")
             finalizers = finalizers_for(old.obj.metadata.finalizers, req.propagation_policy, hold)
+            if not synced and finalizers:  # not a plain delete: judge it (and the rules' hold) on a current view
+                await self.cacher.sync()
+                synced = True
+                continue
             key = self.key(namespace, name)
             try:
                 if finalizers:

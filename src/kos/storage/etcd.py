@@ -24,10 +24,11 @@ Why it looks the way it does:
   batches concurrent proposals into one raft append and fsync. Measured on 2 cores:
   about 1k creates/s sequentially and 4-6k/s at 32-64 in flight, the same as bare
   stubs.
-* **One `Range` for concurrent revision reads.** `current_revision` (read before every update and
-  delete by the apiserver's `Cacher.sync`) is shared by the callers that arrive while the previous read
-  is on the wire: they join the next request, never one already sent, so each still reads after it
-  called. Under load this halves the round trips per write (docs/performance.md, issue 13).
+* **One `Range` for concurrent revision reads.** `current_revision` (read by the apiserver's `Cacher.sync`
+  before consistent reads, watches without a resourceVersion and updates without one) is shared by the
+  callers that arrive while the previous read is on the wire: they join the next request, never one already
+  sent, so each still reads after it called. Under load this halves those round trips (docs/performance.md,
+  issue 13).
 * **Simple failover.** The store talks to one endpoint at a time. When a call fails
   as unavailable (connection refused or reset, no leader, deadline exceeded), it
   moves to the next endpoint. Reads are simply retried. A write that failed
@@ -430,8 +431,8 @@ class EtcdStore:
 
         Concurrent callers share one `Range`: a caller joins the next request to be sent, never one
         already on the wire (that one may have been answered before a write this caller saw acknowledged),
-        so every caller still gets a revision read after it called. The apiserver reads it before
-        every update and delete (`Cacher.sync`); under load this halves its round trips. Raises
+        so every caller still gets a revision read after it called. The apiserver reads it for every
+        consistent read (`Cacher.sync`); under load this halves those round trips. Raises
         Unavailable (and what `_Cluster.rpc` raises) to every caller of the failed request.
         """
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()

@@ -1,0 +1,348 @@
+#!/usr/bin/env python3
+"""Benchmark etcd client bindings on this machine: CPU per call and per watch event, in clear and over mutual TLS.
+
+    .venv/bin/python bench/etcd_binding.py [--calls 2000] [--puts 600] [--events 1000] [--tls-only | --clear-only]
+
+Why: the apiserver on etcd spends most of its extra CPU in the gRPC binding's per-call machinery
+(docs/performance.md, issue 13), so the binding is chosen by measurement (docs/dependencies.md).
+
+Each binding runs in its own child process (so one binding's threads never bill the other), on uvloop,
+against a fresh local etcd member (kos.testing.etcd.EtcdProcess; with `--tls`, mutual TLS). Reported per
+binding, as process CPU time (every thread of the client process) divided by the operations:
+
+* `Range` (limit 1, keys only: the shape of `current_revision`) with 1 and with 16 calls in flight;
+* `Txn` puts (a create's shape: compare create_revision == 0, put) with 1 and 16 in flight;
+* watch events delivered: a separate writer process puts `--events` keys one at a time (etcd's fsync paces
+  them, so most watch responses carry one event, the apiserver's sparse case); the watcher's CPU from the
+  first to the last event, per event.
+
+Bindings: `grpc.aio` (grpcio's asyncio API with aetcd's stubs: the store's binding before issue 13) and
+`grpclib` (pure asyncio on h2, no threads; aetcd's protobuf messages with explicit request/reply types).
+grpclib is not a kos dependency (it was measured and not chosen: docs/dependencies.md); `.venv/bin/pip install
+grpclib` before running this, or its column shows "failed".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from aetcd import rpc  # noqa: E402
+
+from kos.testing.etcd import EtcdProcess  # noqa: E402
+from kos.util import calibration  # noqa: E402
+
+_HASLEADER = (("hasleader", "true"),)
+BINDINGS = ["grpc.aio", "grpclib", "grpc.aio/asyncio", "gateway"]
+"""What to compare (--bindings): `grpc.aio` on uvloop, `grpclib`, `grpc.aio/asyncio` (on the stock event loop),
+`gateway` (etcd's JSON gateway through aiohttp); `NAME+VAR=VALUE` runs NAME with that environment variable set
+(e.g. `grpc.aio+GRPC_EXPERIMENTS=-event_engine_client`)."""
+
+
+class _GrpcAio:
+    def __init__(self, host: str, port: int, tls: dict[str, str] | None) -> None:
+        target = f"{host}:{port}"
+        if tls is None:
+            self.channel = rpc.insecure_channel(target)
+        else:
+            import grpc
+
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=Path(tls["cacert"]).read_bytes(),
+                private_key=Path(tls["key"]).read_bytes(),
+                certificate_chain=Path(tls["cert"]).read_bytes(),
+            )
+            self.channel = rpc.secure_channel(target, creds)
+        self.kv = rpc.KVStub(self.channel)
+        self.watch_stub = rpc.WatchStub(self.channel)
+
+    async def range(self, req: Any) -> Any:
+        return await self.kv.Range(req, timeout=3.0, metadata=_HASLEADER)
+
+    async def txn(self, req: Any) -> Any:
+        return await self.kv.Txn(req, timeout=3.0, metadata=_HASLEADER)
+
+    async def watch(self, req: Any) -> AsyncIterator[Any]:
+        call = self.watch_stub.Watch(metadata=_HASLEADER)
+        await call.write(req)
+        while True:
+            resp = await call.read()
+            if not isinstance(resp, rpc.WatchResponse):
+                return
+            yield resp
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+
+class _Grpclib:
+    def __init__(self, host: str, port: int, tls: dict[str, str] | None) -> None:
+        from grpclib.client import Channel, StreamStreamMethod, UnaryUnaryMethod
+
+        ctx: ssl.SSLContext | None = None
+        if tls is not None:
+            ctx = ssl.create_default_context(cafile=tls["cacert"])
+            ctx.load_cert_chain(tls["cert"], tls["key"])
+            ctx.set_alpn_protocols(["h2"])
+        self.channel = Channel(host, port, ssl=ctx)
+        self._range = UnaryUnaryMethod(self.channel, "/etcdserverpb.KV/Range", rpc.RangeRequest, rpc.RangeResponse)
+        self._txn = UnaryUnaryMethod(self.channel, "/etcdserverpb.KV/Txn", rpc.TxnRequest, rpc.TxnResponse)
+        self._watch = StreamStreamMethod(self.channel, "/etcdserverpb.Watch/Watch", rpc.WatchRequest, rpc.WatchResponse)
+
+    async def range(self, req: Any) -> Any:
+        return await self._range(req, timeout=3.0, metadata=_HASLEADER)
+
+    async def txn(self, req: Any) -> Any:
+        return await self._txn(req, timeout=3.0, metadata=_HASLEADER)
+
+    async def watch(self, req: Any) -> AsyncIterator[Any]:
+        async with self._watch.open(metadata=_HASLEADER) as stream:
+            await stream.send_message(req)
+            while True:
+                resp = await stream.recv_message()
+                if resp is None:
+                    return
+                yield resp
+
+    async def close(self) -> None:
+        self.channel.close()
+
+
+class _Gateway:
+    """etcd's HTTP/JSON gateway (grpc-gateway on the client port) through aiohttp: JSON in, JSON out."""
+
+    def __init__(self, host: str, port: int, tls: dict[str, str] | None) -> None:
+        import aiohttp
+        import msgspec
+        from google.protobuf import json_format
+
+        self._fmt = json_format
+        self._dec = msgspec.json.Decoder()
+        ctx: ssl.SSLContext | bool = False
+        if tls is not None:
+            ctx = ssl.create_default_context(cafile=tls["cacert"])
+            ctx.load_cert_chain(tls["cert"], tls["key"])
+        self.base = f"{'https' if tls else 'http'}://{host}:{port}"
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx, limit=64))
+        self.headers = {"Grpc-Metadata-hasleader": "true", "Content-Type": "application/json"}
+
+    async def _post(self, path: str, req: Any, reply: Any) -> Any:
+        body = self._fmt.MessageToJson(req).encode()
+        async with self.session.post(self.base + path, data=body, headers=self.headers) as resp:
+            data = await resp.read()
+        return self._fmt.Parse(data, reply(), ignore_unknown_fields=True)
+
+    async def range(self, req: Any) -> Any:
+        return await self._post("/v3/kv/range", req, rpc.RangeResponse)
+
+    async def txn(self, req: Any) -> Any:
+        return await self._post("/v3/kv/txn", req, rpc.TxnResponse)
+
+    async def watch(self, req: Any) -> AsyncIterator[Any]:
+        body = self._fmt.MessageToJson(req).encode()
+        async with self.session.post(self.base + "/v3/watch", data=body, headers=self.headers) as resp:
+            async for line in resp.content:
+                data = self._dec.decode(line)
+                if "result" not in data:
+                    raise RuntimeError(f"gateway watch failed: {data}")
+                yield self._fmt.ParseDict(data["result"], rpc.WatchResponse(), ignore_unknown_fields=True)
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+def _binding(name: str, host: str, port: int, tls: dict[str, str] | None) -> Any:
+    if name.startswith("grpc.aio"):
+        return _GrpcAio(host, port, tls)
+    return _Gateway(host, port, tls) if name == "gateway" else _Grpclib(host, port, tls)
+
+
+async def _timed(n: int, inflight: int, op: Any) -> tuple[float, float]:
+    """(CPU µs per op, wall µs per op) for `n` calls of `op(i)` with `inflight` in flight."""
+
+    async def worker(w: int) -> None:
+        for i in range(w, n, inflight):
+            await op(i)
+
+    c0, t0 = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(inflight)))
+    return (time.process_time() - c0) / n * 1e6, (time.perf_counter() - t0) / n * 1e6
+
+
+async def _child(args: argparse.Namespace) -> dict[str, Any]:
+    tls = json.loads(args.tls) if args.tls else None
+    b = _binding(args.binding, "127.0.0.1", args.port, tls)
+    out: dict[str, Any] = {"binding": args.binding, "tls": tls is not None}
+    prefix = f"/bench/{args.binding}/{os.getpid()}/".encode()
+    rng = rpc.RangeRequest(key=prefix, limit=1, keys_only=True)
+    await b.range(rng)  # connect
+    for inflight in (1, 16):
+        await _timed(100, inflight, lambda i: b.range(rng))  # warm up
+        out[f"range_{inflight}"] = await _timed(args.calls, inflight, lambda i: b.range(rng))
+
+    def put(tag: str) -> Any:
+        def op(i: int) -> Any:
+            k = prefix + f"{tag}/{i}".encode()
+            return b.txn(
+                rpc.TxnRequest(
+                    compare=[
+                        rpc.Compare(key=k, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=0)
+                    ],
+                    success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=b"x" * 300))],
+                    failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))],
+                )
+            )
+
+        return op
+
+    for inflight in (1, 16):
+        out[f"txn_{inflight}"] = await _timed(args.puts, inflight, put(f"p{inflight}"))
+
+    # watch: a writer process puts `events` keys under wprefix one at a time
+    wprefix = prefix + b"w/"
+    end = wprefix[:-1] + bytes([wprefix[-1] + 1])
+    create = rpc.WatchRequest(create_request=rpc.WatchCreateRequest(key=wprefix, range_end=end, prev_kv=True))
+    try:
+        out["watch"] = await _watched(b, args, create, wprefix)
+    except RuntimeError as e:  # etcd 3.4's gateway fails watches over mutual TLS
+        print(e, file=sys.stderr)
+    await b.close()
+    return out
+
+
+async def _watched(b: Any, args: argparse.Namespace, create: Any, wprefix: bytes) -> tuple[float, float]:
+    """(CPU µs per watch event, events per watch response) for `args.events` puts by a writer process."""
+    got = responses = first = 0
+    c0 = 0.0
+    writer: subprocess.Popen[bytes] | None = None
+    async for resp in b.watch(create):
+        if resp.created and writer is None:
+            cmd = [sys.executable, __file__, "--writer", "--port", str(args.port), "--tls", args.tls or "",
+                   "--events", str(args.events), "--prefix", wprefix.decode()]  # fmt: skip
+            writer = subprocess.Popen(cmd)
+            continue
+        if not resp.events:
+            continue
+        if got == 0:
+            c0 = time.process_time()
+            first = len(resp.events)
+        got += len(resp.events)
+        responses += 1
+        if got >= args.events:
+            break
+    cpu = time.process_time() - c0
+    assert writer is not None
+    writer.wait()
+    # the first response's events are not billed (the clock started on it)
+    return cpu / max(got - first, 1) * 1e6, got / responses
+
+
+async def _writer(args: argparse.Namespace) -> None:
+    tls = json.loads(args.tls) if args.tls else None
+    b = _GrpcAio("127.0.0.1", args.port, tls)
+    for i in range(args.events):
+        await b.txn(
+            rpc.TxnRequest(
+                success=[rpc.RequestOp(request_put=rpc.PutRequest(key=f"{args.prefix}{i}".encode(), value=b"y" * 300))]
+            )
+        )
+    await b.close()
+
+
+def _run_child(binding: str, port: int, tls: dict[str, str] | None, args: argparse.Namespace) -> dict[str, Any]:
+    binding, _, env_spec = binding.partition("+")
+    env = dict(os.environ)
+    if env_spec:
+        var, _, value = env_spec.partition("=")
+        env[var] = value
+    cmd = [sys.executable, __file__, "--child", "--binding", binding, "--port", str(port), "--tls",
+           json.dumps(tls) if tls else "", "--calls", str(args.calls), "--puts", str(args.puts),
+           "--events", str(args.events)]  # fmt: skip
+    res = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
+    if res.returncode != 0:
+        print(f"{binding}{' over TLS' if tls else ''} failed: {res.stderr.strip().splitlines()[-1]}", flush=True)
+        return {}
+    return dict(json.loads(res.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--calls", type=int, default=2000, help="Range calls per measurement")
+    ap.add_argument("--puts", type=int, default=600, help="Txn puts per measurement")
+    ap.add_argument("--events", type=int, default=1000, help="watch events per measurement")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per binding (medians are reported)")
+    ap.add_argument("--bindings", default=",".join(BINDINGS), help="comma-separated bindings to compare")
+    ap.add_argument("--tls-only", action="store_true")
+    ap.add_argument("--clear-only", action="store_true")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--writer", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--binding", default="grpc.aio", help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--tls", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--prefix", default="", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child or args.writer:
+        import uvloop
+
+        if args.writer:
+            uvloop.run(_writer(args))
+        elif args.binding.endswith("/asyncio"):
+            print(json.dumps(asyncio.run(_child(args))))
+        else:
+            print(json.dumps(uvloop.run(_child(args))))
+        return
+    BINDINGS[:] = args.bindings.split(",")
+    calibration.print_calibration()
+    print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
+    modes = [m for m in (False, True) if not (m and args.clear_only) and not (not m and args.tls_only)]
+    with tempfile.TemporaryDirectory(prefix="kos-bench-etcd-") as tmp:
+        for use_tls in modes:
+            with EtcdProcess.start(Path(tmp) / ("tls" if use_tls else "clear"), tls=use_tls) as etcd:
+                port = etcd.endpoints[0][1]
+                tls = None
+                if etcd.tls is not None:
+                    tls = {"cacert": str(etcd.tls.cacert), "cert": str(etcd.tls.cert), "key": str(etcd.tls.key)}
+                results: dict[str, list[dict[str, Any]]] = {b: [] for b in BINDINGS}
+                for _ in range(args.repeats):
+                    for name in BINDINGS:  # interleaved, so noise hits both alike
+                        results[name].append(_run_child(name, port, tls, args))
+                _report("mutual TLS" if use_tls else "in clear", results)
+    print(f"load average after: {os.getloadavg()[0]:.2f}", flush=True)
+
+
+def _report(mode: str, results: dict[str, list[dict[str, Any]]]) -> None:
+    n = len(results[BINDINGS[0]])
+    print(f"\n== etcd, {mode}: client CPU µs per operation (all threads), median of {n}; in brackets wall µs per")
+    print("   operation (for the watch: events per watch response)")
+    print(f"{'':24}" + "".join(f"{b:>20}" for b in BINDINGS))
+    rows = [("Range, 1 in flight", "range_1"), ("Range, 16 in flight", "range_16"), ("Txn put, 1 in flight", "txn_1"),
+            ("Txn put, 16 in flight", "txn_16"), ("watch event", "watch")]  # fmt: skip
+    for label, key in rows:
+        cells = []
+        for b in BINDINGS:
+            runs = [r[key] for r in results[b] if key in r]
+            if not runs:
+                cells.append(f"{'failed':>20}")
+                continue
+            cpu = statistics.median(x[0] for x in runs)
+            extra = statistics.median(x[1] for x in runs)
+            cells.append(f"{cpu:>10.0f} ({extra:>6.1f})" if key == "watch" else f"{cpu:>10.0f} ({extra:>6.0f})")
+        print(f"{label:24}" + "".join(cells))
+
+
+if __name__ == "__main__":
+    main()
