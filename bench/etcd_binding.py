@@ -47,8 +47,10 @@ from kos.testing.etcd import EtcdProcess  # noqa: E402
 from kos.util import calibration  # noqa: E402
 
 _HASLEADER = (("hasleader", "true"),)
-BINDINGS = ["grpc.aio", "grpclib", "grpc.aio/asyncio", "gateway"]
-"""What to compare (--bindings): `grpc.aio` on uvloop, `grpclib`, `grpc.aio/asyncio` (on the stock event loop),
+BINDINGS = ["grpc.aio", "grpc.future", "grpclib", "grpc.aio/asyncio", "gateway"]
+"""What to compare (--bindings): `grpc.aio` on uvloop, `grpc.future` (grpcio's synchronous channel: each
+call's `future()` completed on grpc's own thread and handed to the loop with `call_soon_threadsafe`; a watch
+read by a thread of its own), `grpclib`, `grpc.aio/asyncio` (on the stock event loop),
 `gateway` (etcd's JSON gateway through aiohttp); `NAME+VAR=VALUE` runs NAME with that environment variable set
 (e.g. `grpc.aio+GRPC_EXPERIMENTS=-event_engine_client`)."""
 
@@ -87,6 +89,93 @@ class _GrpcAio:
 
     async def close(self) -> None:
         await self.channel.close()
+
+
+class _GrpcFuture:
+    def __init__(self, host: str, port: int, tls: dict[str, str] | None) -> None:
+        import grpc
+
+        target = f"{host}:{port}"
+        if tls is None:
+            self.channel = grpc.insecure_channel(target)
+        else:
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=Path(tls["cacert"]).read_bytes(),
+                private_key=Path(tls["key"]).read_bytes(),
+                certificate_chain=Path(tls["cert"]).read_bytes(),
+            )
+            self.channel = grpc.secure_channel(target, creds)
+        self._range = self.channel.unary_unary(
+            "/etcdserverpb.KV/Range",
+            request_serializer=rpc.RangeRequest.SerializeToString,
+            response_deserializer=rpc.RangeResponse.FromString,
+        )
+        self._txn = self.channel.unary_unary(
+            "/etcdserverpb.KV/Txn",
+            request_serializer=rpc.TxnRequest.SerializeToString,
+            response_deserializer=rpc.TxnResponse.FromString,
+        )
+        self._watch = self.channel.stream_stream(
+            "/etcdserverpb.Watch/Watch",
+            request_serializer=rpc.WatchRequest.SerializeToString,
+            response_deserializer=rpc.WatchResponse.FromString,
+        )
+
+    @staticmethod
+    def _settle(af: asyncio.Future[Any], f: Any) -> None:
+        if af.done():
+            return
+        e = f.exception()
+        if e is not None:
+            af.set_exception(e)
+        else:
+            af.set_result(f.result())
+
+    def _wait(self, f: Any) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        af = loop.create_future()
+        f.add_done_callback(lambda g: loop.call_soon_threadsafe(self._settle, af, g))
+        return af
+
+    async def range(self, req: Any) -> Any:
+        return await self._wait(self._range.future(req, timeout=3.0, metadata=_HASLEADER))
+
+    async def txn(self, req: Any) -> Any:
+        return await self._wait(self._txn.future(req, timeout=3.0, metadata=_HASLEADER))
+
+    async def watch(self, req: Any) -> AsyncIterator[Any]:
+        import queue
+        import threading
+
+        loop = asyncio.get_running_loop()
+        out: asyncio.Queue[Any] = asyncio.Queue()
+        requests: queue.Queue[Any] = queue.Queue()
+        requests.put(req)
+
+        def sent() -> Any:
+            while (r := requests.get()) is not None:
+                yield r
+
+        call = self._watch(sent(), metadata=_HASLEADER)
+
+        def reader() -> None:
+            try:
+                for resp in call:
+                    loop.call_soon_threadsafe(out.put_nowait, resp)
+            except Exception:  # the stream ended (cancelled at close)
+                pass
+            loop.call_soon_threadsafe(out.put_nowait, None)
+
+        threading.Thread(target=reader, daemon=True).start()
+        try:
+            while (resp := await out.get()) is not None:
+                yield resp
+        finally:
+            requests.put(None)
+            call.cancel()
+
+    async def close(self) -> None:
+        self.channel.close()
 
 
 class _Grpclib:
@@ -166,6 +255,8 @@ class _Gateway:
 
 
 def _binding(name: str, host: str, port: int, tls: dict[str, str] | None) -> Any:
+    if name == "grpc.future":
+        return _GrpcFuture(host, port, tls)
     if name.startswith("grpc.aio"):
         return _GrpcAio(host, port, tls)
     return _Gateway(host, port, tls) if name == "gateway" else _Grpclib(host, port, tls)
