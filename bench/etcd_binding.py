@@ -41,17 +41,20 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+import msgspec  # noqa: E402
 from aetcd import rpc  # noqa: E402
 
+from kos.client.pool import HTTPPool  # noqa: E402
 from kos.testing.etcd import EtcdProcess  # noqa: E402
 from kos.util import calibration  # noqa: E402
 
 _HASLEADER = (("hasleader", "true"),)
-BINDINGS = ["grpc.aio", "grpc.future", "grpclib", "grpc.aio/asyncio", "gateway"]
+BINDINGS = ["grpc.aio", "grpc.future", "grpclib", "grpc.aio/asyncio", "gateway", "kos-http"]
 """What to compare (--bindings): `grpc.aio` on uvloop, `grpc.future` (grpcio's synchronous channel: each
 call's `future()` completed on grpc's own thread and handed to the loop with `call_soon_threadsafe`; a watch
 read by a thread of its own), `grpclib`, `grpc.aio/asyncio` (on the stock event loop),
-`gateway` (etcd's JSON gateway through aiohttp); `NAME+VAR=VALUE` runs NAME with that environment variable set
+`gateway` (etcd's JSON gateway through aiohttp and protobuf's JSON mapping), `kos-http` (the same gateway
+through kos's own HTTPPool and msgspec); `NAME+VAR=VALUE` runs NAME with that environment variable set
 (e.g. `grpc.aio+GRPC_EXPERIMENTS=-event_engine_client`)."""
 
 
@@ -254,7 +257,167 @@ class _Gateway:
         await self.session.close()
 
 
+class _GatewayPool(HTTPPool):
+    """HTTPPool whose `stream()` POSTs `watch_body` to `/v3/watch` (the gateway's watch is a POST; kos's
+    watches are GETs): the stream machinery itself is HTTPPool's, unchanged."""
+
+    watch_body = b""
+
+    def _encode(
+        self, method: str, path: str, query: Any, body: bytes | None, headers: Any
+    ) -> bytes:  # fmt: skip
+        if method == "GET" and path == "/v3/watch":
+            method, body = "POST", self.watch_body
+        return super()._encode(method, path, query, body, headers)
+
+
+class _GwHeader(msgspec.Struct):
+    revision: int = 0
+
+
+class _GwKV(msgspec.Struct):
+    key: bytes = b""
+    create_revision: int = 0
+    mod_revision: int = 0
+    version: int = 0
+    value: bytes = b""
+    lease: int = 0
+
+
+class _GwRange(msgspec.Struct):
+    header: _GwHeader = msgspec.field(default_factory=_GwHeader)
+    kvs: list[_GwKV] = []
+    more: bool = False
+    count: int = 0
+
+
+class _GwPut(msgspec.Struct):
+    header: _GwHeader = msgspec.field(default_factory=_GwHeader)
+    prev_kv: _GwKV | None = None
+
+
+class _GwOp(msgspec.Struct):
+    response_range: _GwRange | None = None
+    response_put: _GwPut | None = None
+
+
+class _GwTxn(msgspec.Struct):
+    header: _GwHeader = msgspec.field(default_factory=_GwHeader)
+    succeeded: bool = False
+    responses: list[_GwOp] = []
+
+
+class _GwEvent(msgspec.Struct):
+    type: str = "PUT"
+    kv: _GwKV | None = None
+    prev_kv: _GwKV | None = None
+
+
+class _GwWatch(msgspec.Struct):
+    header: _GwHeader = msgspec.field(default_factory=_GwHeader)
+    watch_id: int = 0
+    created: bool = False
+    canceled: bool = False
+    compact_revision: int = 0
+    cancel_reason: str = ""
+    events: list[_GwEvent] = []
+
+
+class _GwWatchLine(msgspec.Struct):
+    result: _GwWatch | None = None
+    error: dict[str, Any] | None = None
+
+
+class _KosHttp:
+    """etcd's JSON gateway through kos's own client transport (kos.client.pool.HTTPPool: httptools, pooled
+    keep-alive HTTP/1.1, TLS with a client certificate; `stream()` for the watch) and msgspec JSON: requests are
+    plain dicts (bytes become base64), replies decode into the typed structs above (int64 fields arrive as
+    strings: `strict=False`; base64 into `bytes`). Its requests come from `_JsonRequests`, not protobuf."""
+
+    def __init__(self, host: str, port: int, tls: dict[str, str] | None) -> None:
+        ctx: ssl.SSLContext | None = None
+        if tls is not None:
+            ctx = ssl.create_default_context(cafile=tls["cacert"])
+            ctx.load_cert_chain(tls["cert"], tls["key"])
+        headers = {"Grpc-Metadata-hasleader": "true", "Content-Type": "application/json"}
+        self.pool = _GatewayPool(f"{'https' if tls else 'http'}://{host}:{port}", ssl=ctx, headers=headers)
+        self._enc = msgspec.json.Encoder()
+        self._range = msgspec.json.Decoder(_GwRange, strict=False)
+        self._txn = msgspec.json.Decoder(_GwTxn, strict=False)
+        self._line = msgspec.json.Decoder(_GwWatchLine, strict=False)
+
+    async def _post(self, path: str, req: dict[str, Any]) -> bytes:
+        resp = await self.pool.request("POST", path, body=self._enc.encode(req), timeout=3.0)
+        if resp.status != 200:
+            raise RuntimeError(f"gateway {path}: {resp.status} {resp.body[:200]!r}")
+        return resp.body
+
+    async def range(self, req: dict[str, Any]) -> _GwRange:
+        return self._range.decode(await self._post("/v3/kv/range", req))
+
+    async def txn(self, req: dict[str, Any]) -> _GwTxn:
+        return self._txn.decode(await self._post("/v3/kv/txn", req))
+
+    async def watch(self, req: dict[str, Any]) -> AsyncIterator[_GwWatch]:
+        self.pool.watch_body = self._enc.encode(req)
+        stream = self.pool.stream("/v3/watch")
+        try:
+            async for lines in stream:
+                for line in lines:
+                    msg = self._line.decode(line)
+                    if msg.result is None:
+                        raise RuntimeError(f"gateway watch failed: {msg.error}")
+                    yield msg.result
+        finally:
+            await stream.aclose()
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+class _ProtoRequests:
+    """The requests of the measurements as aetcd's protobuf messages (the gRPC bindings and `gateway`)."""
+
+    @staticmethod
+    def range(key: bytes) -> Any:
+        return rpc.RangeRequest(key=key, limit=1, keys_only=True)
+
+    @staticmethod
+    def create(k: bytes, value: bytes) -> Any:
+        return rpc.TxnRequest(
+            compare=[rpc.Compare(key=k, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=0)],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=value))],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))],
+        )
+
+    @staticmethod
+    def watch(key: bytes, end: bytes) -> Any:
+        return rpc.WatchRequest(create_request=rpc.WatchCreateRequest(key=key, range_end=end, prev_kv=True))
+
+
+class _JsonRequests:
+    """The same requests as the gateway's JSON (protobuf's JSON mapping: enum names, bytes as base64)."""
+
+    @staticmethod
+    def range(key: bytes) -> dict[str, Any]:
+        return {"key": key, "limit": 1, "keys_only": True}
+
+    @staticmethod
+    def create(k: bytes, value: bytes) -> dict[str, Any]:
+        return {
+            "compare": [{"key": k, "target": "CREATE", "result": "EQUAL", "create_revision": 0}],
+            "success": [{"request_put": {"key": k, "value": value}}],
+            "failure": [{"request_range": {"key": k}}],
+        }
+
+    @staticmethod
+    def watch(key: bytes, end: bytes) -> dict[str, Any]:
+        return {"create_request": {"key": key, "range_end": end, "prev_kv": True}}
+
+
 def _binding(name: str, host: str, port: int, tls: dict[str, str] | None) -> Any:
+    if name == "kos-http":
+        return _KosHttp(host, port, tls)
     if name == "grpc.future":
         return _GrpcFuture(host, port, tls)
     if name.startswith("grpc.aio"):
@@ -262,63 +425,75 @@ def _binding(name: str, host: str, port: int, tls: dict[str, str] | None) -> Any
     return _Gateway(host, port, tls) if name == "gateway" else _Grpclib(host, port, tls)
 
 
-async def _timed(n: int, inflight: int, op: Any) -> tuple[float, float]:
-    """(CPU µs per op, wall µs per op) for `n` calls of `op(i)` with `inflight` in flight."""
+def _etcd_ticks(pid: int) -> int:
+    """etcd's CPU so far (utime + stime of every thread, clock ticks) from /proc/<pid>/stat; 0 without a pid."""
+    if not pid:
+        return 0
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5), counted after the command's ")"
+
+
+_TICK = 1e6 / os.sysconf("SC_CLK_TCK")  # µs per clock tick
+
+
+async def _timed(n: int, inflight: int, op: Any, pid: int) -> tuple[float, float, float]:
+    """(client CPU µs per op, wall µs per op, etcd CPU µs per op) for `n` calls of `op(i)`, `inflight` in flight."""
 
     async def worker(w: int) -> None:
         for i in range(w, n, inflight):
             await op(i)
 
-    c0, t0 = time.process_time(), time.perf_counter()
+    e0, c0, t0 = _etcd_ticks(pid), time.process_time(), time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(inflight)))
-    return (time.process_time() - c0) / n * 1e6, (time.perf_counter() - t0) / n * 1e6
+    cpu, wall = (time.process_time() - c0) / n * 1e6, (time.perf_counter() - t0) / n * 1e6
+    return cpu, wall, (_etcd_ticks(pid) - e0) * _TICK / n
 
 
 async def _child(args: argparse.Namespace) -> dict[str, Any]:
     tls = json.loads(args.tls) if args.tls else None
     b = _binding(args.binding, "127.0.0.1", args.port, tls)
+    mk: Any = _JsonRequests if args.binding == "kos-http" else _ProtoRequests
     out: dict[str, Any] = {"binding": args.binding, "tls": tls is not None}
     prefix = f"/bench/{args.binding}/{os.getpid()}/".encode()
-    rng = rpc.RangeRequest(key=prefix, limit=1, keys_only=True)
-    await b.range(rng)  # connect
+    await b.range(mk.range(prefix))  # connect
+    # the replies mean what they say, in every binding (a JSON mapping that decoded nothing would look cheap)
+    first, again = await b.txn(mk.create(prefix + b"check", b"v")), await b.txn(mk.create(prefix + b"check", b"v"))
+    got = await b.range(mk.range(prefix + b"check"))
+    assert first.succeeded and not again.succeeded and got.header.revision == first.header.revision > 0, (first, got)
+    assert [kv.key for kv in got.kvs] == [prefix + b"check"] and got.kvs[0].mod_revision == got.header.revision
     for inflight in (1, 16):
-        await _timed(100, inflight, lambda i: b.range(rng))  # warm up
-        out[f"range_{inflight}"] = await _timed(args.calls, inflight, lambda i: b.range(rng))
+        await _timed(100, inflight, lambda i: b.range(mk.range(prefix)), 0)  # warm up
+        out[f"range_{inflight}"] = await _timed(
+            args.calls, inflight, lambda i: b.range(mk.range(prefix)), args.etcd_pid
+        )
 
     def put(tag: str) -> Any:
         def op(i: int) -> Any:
-            k = prefix + f"{tag}/{i}".encode()
-            return b.txn(
-                rpc.TxnRequest(
-                    compare=[
-                        rpc.Compare(key=k, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=0)
-                    ],
-                    success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=b"x" * 300))],
-                    failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))],
-                )
-            )
+            return b.txn(mk.create(prefix + f"{tag}/{i}".encode(), b"x" * 300))
 
         return op
 
     for inflight in (1, 16):
-        out[f"txn_{inflight}"] = await _timed(args.puts, inflight, put(f"p{inflight}"))
+        out[f"txn_{inflight}"] = await _timed(args.puts, inflight, put(f"p{inflight}"), args.etcd_pid)
 
     # watch: a writer process puts `events` keys under wprefix one at a time
     wprefix = prefix + b"w/"
     end = wprefix[:-1] + bytes([wprefix[-1] + 1])
-    create = rpc.WatchRequest(create_request=rpc.WatchCreateRequest(key=wprefix, range_end=end, prev_kv=True))
     try:
-        out["watch"] = await _watched(b, args, create, wprefix)
-    except RuntimeError as e:  # etcd 3.4's gateway fails watches over mutual TLS
+        out["watch"] = await _watched(b, args, mk.watch(wprefix, end), wprefix)
+    except RuntimeError as e:  # etcd 3.4's gateway fails watches over mutual TLS with a server-only certificate
         print(e, file=sys.stderr)
     await b.close()
     return out
 
 
-async def _watched(b: Any, args: argparse.Namespace, create: Any, wprefix: bytes) -> tuple[float, float]:
-    """(CPU µs per watch event, events per watch response) for `args.events` puts by a writer process."""
+async def _watched(b: Any, args: argparse.Namespace, create: Any, wprefix: bytes) -> tuple[float, float, float]:
+    """(CPU µs per watch event, events per watch response, etcd CPU µs per event) for `args.events` puts by a
+    writer process (etcd's figure includes serving the writer's puts, the same for every binding)."""
     got = responses = first = 0
     c0 = 0.0
+    e0 = 0
     writer: subprocess.Popen[bytes] | None = None
     async for resp in b.watch(create):
         if resp.created and writer is None:
@@ -330,16 +505,19 @@ async def _watched(b: Any, args: argparse.Namespace, create: Any, wprefix: bytes
             continue
         if got == 0:
             c0 = time.process_time()
+            e0 = _etcd_ticks(args.etcd_pid)
             first = len(resp.events)
         got += len(resp.events)
         responses += 1
         if got >= args.events:
             break
     cpu = time.process_time() - c0
+    etcd = (_etcd_ticks(args.etcd_pid) - e0) * _TICK
     assert writer is not None
     writer.wait()
     # the first response's events are not billed (the clock started on it)
-    return cpu / max(got - first, 1) * 1e6, got / responses
+    n = max(got - first, 1)
+    return cpu / n * 1e6, got / responses, etcd / n
 
 
 async def _writer(args: argparse.Namespace) -> None:
@@ -354,7 +532,9 @@ async def _writer(args: argparse.Namespace) -> None:
     await b.close()
 
 
-def _run_child(binding: str, port: int, tls: dict[str, str] | None, args: argparse.Namespace) -> dict[str, Any]:
+def _run_child(
+    binding: str, port: int, etcd_pid: int, tls: dict[str, str] | None, args: argparse.Namespace
+) -> dict[str, Any]:
     binding, _, env_spec = binding.partition("+")
     env = dict(os.environ)
     if env_spec:
@@ -362,7 +542,7 @@ def _run_child(binding: str, port: int, tls: dict[str, str] | None, args: argpar
         env[var] = value
     cmd = [sys.executable, __file__, "--child", "--binding", binding, "--port", str(port), "--tls",
            json.dumps(tls) if tls else "", "--calls", str(args.calls), "--puts", str(args.puts),
-           "--events", str(args.events)]  # fmt: skip
+           "--events", str(args.events), "--etcd-pid", str(etcd_pid)]  # fmt: skip
     res = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
     if res.returncode != 0:
         print(f"{binding}{' over TLS' if tls else ''} failed: {res.stderr.strip().splitlines()[-1]}", flush=True)
@@ -385,6 +565,7 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--tls", default="", help=argparse.SUPPRESS)
     ap.add_argument("--prefix", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--etcd-pid", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child or args.writer:
         import uvloop
@@ -402,7 +583,7 @@ def main() -> None:
     modes = [m for m in (False, True) if not (m and args.clear_only) and not (not m and args.tls_only)]
     with tempfile.TemporaryDirectory(prefix="kos-bench-etcd-") as tmp:
         for use_tls in modes:
-            with EtcdProcess.start(Path(tmp) / ("tls" if use_tls else "clear"), tls=use_tls) as etcd:
+            with EtcdProcess.start(Path(tmp) / ("tls" if use_tls else "clear"), tls=use_tls, peer=use_tls) as etcd:
                 port = etcd.endpoints[0][1]
                 tls = None
                 if etcd.tls is not None:
@@ -410,16 +591,19 @@ def main() -> None:
                 results: dict[str, list[dict[str, Any]]] = {b: [] for b in BINDINGS}
                 for _ in range(args.repeats):
                     for name in BINDINGS:  # interleaved, so noise hits both alike
-                        results[name].append(_run_child(name, port, tls, args))
+                        results[name].append(_run_child(name, port, etcd.pids()[0], tls, args))
                 _report("mutual TLS" if use_tls else "in clear", results)
     print(f"load average after: {os.getloadavg()[0]:.2f}", flush=True)
 
 
 def _report(mode: str, results: dict[str, list[dict[str, Any]]]) -> None:
     n = len(results[BINDINGS[0]])
-    print(f"\n== etcd, {mode}: client CPU µs per operation (all threads), median of {n}; in brackets wall µs per")
-    print("   operation (for the watch: events per watch response)")
-    print(f"{'':24}" + "".join(f"{b:>20}" for b in BINDINGS))
+    print(f"\n== etcd, {mode}: medians of {n}, per operation: client CPU µs (all threads), etcd's CPU µs (/proc),")
+    print(
+        "   and in brackets wall µs (for the watch: events per watch response; its etcd CPU includes the writer's puts)"
+    )
+    print(f"{'':24}" + "".join(f"{b:>26}" for b in BINDINGS))
+    print(f"{'':24}" + "".join(f"{'client   etcd   (wall)':>26}" for _ in BINDINGS))
     rows = [("Range, 1 in flight", "range_1"), ("Range, 16 in flight", "range_16"), ("Txn put, 1 in flight", "txn_1"),
             ("Txn put, 16 in flight", "txn_16"), ("watch event", "watch")]  # fmt: skip
     for label, key in rows:
@@ -427,11 +611,13 @@ def _report(mode: str, results: dict[str, list[dict[str, Any]]]) -> None:
         for b in BINDINGS:
             runs = [r[key] for r in results[b] if key in r]
             if not runs:
-                cells.append(f"{'failed':>20}")
+                cells.append(f"{'failed':>26}")
                 continue
             cpu = statistics.median(x[0] for x in runs)
             extra = statistics.median(x[1] for x in runs)
-            cells.append(f"{cpu:>10.0f} ({extra:>6.1f})" if key == "watch" else f"{cpu:>10.0f} ({extra:>6.0f})")
+            etcd = statistics.median(x[2] for x in runs)
+            wall = f"({extra:>6.1f})" if key == "watch" else f"({extra:>6.0f})"
+            cells.append(f"{cpu:>9.0f} {etcd:>6.0f} {wall}")
         print(f"{label:24}" + "".join(cells))
 
 

@@ -13,7 +13,9 @@ its client port over mutual TLS, as a production etcd does: `--cert-file/--key-f
 for 127.0.0.1 and localhost), `--trusted-ca-file` and `--client-cert-auth`, with https:// client URLs (peers
 still talk in clear on loopback). The test PKI is minted by kos.pki into `workdir/pki-<tag>/`: `ca.crt`, the
 members' `server.crt/.key`, and `client.crt/.key` (CN `kos-apiserver`) — see `EtcdProcess.tls`; `url` then
-carries them as `?cacert=…&cert=…&key=…`.
+carries them as `?cacert=…&cert=…&key=…`. With `peer=True` as well, the serving certificate is also a client
+certificate (serverAuth+clientAuth, as `kos certs init --peer` makes it): etcd's JSON gateway dials the member's
+own client port with it, which a server-auth-only certificate fails (bench/etcd_binding.py's `kos-http` column).
 
 Free ports come from binding port 0 and releasing it, which can race with other
 processes; a member that fails with "address already in use" is retried on new ports.
@@ -104,10 +106,10 @@ class TLSFiles:
     server_key: pathlib.Path
 
     @classmethod
-    def mint(cls, pki: pathlib.Path) -> TLSFiles:
-        """A fresh CA, serving certificate and client certificate, written into `pki`."""
+    def mint(cls, pki: pathlib.Path, *, peer: bool = False) -> TLSFiles:
+        """A fresh CA, serving certificate (also a client one with `peer`) and client certificate, written into `pki`."""
         ca = authority.new_ca("etcd-test-ca")
-        server = authority.issue_server(ca, "etcd", ["localhost"], [ipaddress.ip_address("127.0.0.1")])
+        server = authority.issue_server(ca, "etcd", ["localhost"], [ipaddress.ip_address("127.0.0.1")], peer=peer)
         pki.mkdir(parents=True, exist_ok=True)
         for name, identity in (("ca", ca), ("server", server), ("client", authority.issue_client(ca, "kos-apiserver"))):
             directory.write(pki, name, identity, force=True)
@@ -159,18 +161,20 @@ class EtcdProcess:
     # --- construction -----------------------------------------------------------------------
 
     @classmethod
-    def start(cls, workdir: pathlib.Path, *, tls: bool = False) -> EtcdProcess:
-        """A single member on free loopback ports, healthy on return; serving mutual TLS if `tls`."""
-        return cls.cluster(workdir, members=1, tls=tls)
+    def start(cls, workdir: pathlib.Path, *, tls: bool = False, peer: bool = False) -> EtcdProcess:
+        """A single member on free loopback ports, healthy on return; serving mutual TLS if `tls` (with a
+        serverAuth+clientAuth serving certificate if `peer` too)."""
+        return cls.cluster(workdir, members=1, tls=tls, peer=peer)
 
     @classmethod
-    def cluster(cls, workdir: pathlib.Path, members: int = 3, *, tls: bool = False) -> EtcdProcess:
-        """A `members`-member loopback cluster, every member healthy on return; serving mutual TLS if `tls`."""
+    def cluster(cls, workdir: pathlib.Path, members: int = 3, *, tls: bool = False, peer: bool = False) -> EtcdProcess:
+        """A `members`-member loopback cluster, every member healthy on return; serving mutual TLS if `tls`
+        (with a serverAuth+clientAuth serving certificate if `peer` too)."""
         if shutil.which("etcd") is None:
             raise EtcdStartError("etcd is not on PATH (Debian: apt-get install etcd-server)")
         workdir = pathlib.Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        files = TLSFiles.mint(workdir / f"pki-{os.getpid()}-{time.monotonic_ns()}") if tls else None
+        files = TLSFiles.mint(workdir / f"pki-{os.getpid()}-{time.monotonic_ns()}", peer=peer) if tls else None
         last: EtcdStartError | None = None
         for attempt in range(_PORT_RETRIES):
             ports = free_ports(2 * members)
