@@ -7,8 +7,10 @@ Why: the apiserver on etcd spends most of its extra CPU in the gRPC binding's pe
 (docs/performance.md, issue 13), so the binding is chosen by measurement (docs/dependencies.md).
 
 Each binding runs in its own child process (so one binding's threads never bill the other), on uvloop,
-against a fresh local etcd member (kos.testing.etcd.EtcdProcess; with `--tls`, mutual TLS). Reported per
-binding, as process CPU time (every thread of the client process) divided by the operations:
+against a fresh local etcd member (kos.testing.etcd.EtcdProcess; with TLS, mutual TLS, the member's serving
+certificate also a client one as `kos certs init --peer` makes it, which the gateway's watch needs). Reported per
+binding, as process CPU time (every thread of the client process) divided by the operations, beside etcd's own
+CPU time over the same span (/proc/<pid>/stat: the JSON gateway moves work into etcd) and the wall time:
 
 * `Range` (limit 1, keys only: the shape of `current_revision`) with 1 and with 16 calls in flight;
 * `Txn` puts (a create's shape: compare create_revision == 0, put) with 1 and 16 in flight;
@@ -16,8 +18,10 @@ binding, as process CPU time (every thread of the client process) divided by the
   them, so most watch responses carry one event, the apiserver's sparse case); the watcher's CPU from the
   first to the last event, per event.
 
-Bindings: `grpc.aio` (grpcio's asyncio API with aetcd's stubs: the store's binding before issue 13) and
-`grpclib` (pure asyncio on h2, no threads; aetcd's protobuf messages with explicit request/reply types).
+Bindings: `grpc.aio` (grpcio's asyncio API with aetcd's stubs: the store's binding before issue 13),
+`grpclib` (pure asyncio on h2, no threads; aetcd's protobuf messages with explicit request/reply types), and
+etcd's JSON gateway through aiohttp (`gateway`) or through kos's own HTTPPool and msgspec (`kos-http`); see
+BINDINGS. Every binding's replies are checked first (a compare-and-swap both ways, a `Range` that finds it).
 grpclib is not a kos dependency (it was measured and not chosen: docs/dependencies.md); `.venv/bin/pip install
 grpclib` before running this, or its column shows "failed".
 """
@@ -291,14 +295,8 @@ class _GwRange(msgspec.Struct):
     count: int = 0
 
 
-class _GwPut(msgspec.Struct):
-    header: _GwHeader = msgspec.field(default_factory=_GwHeader)
-    prev_kv: _GwKV | None = None
-
-
 class _GwOp(msgspec.Struct):
     response_range: _GwRange | None = None
-    response_put: _GwPut | None = None
 
 
 class _GwTxn(msgspec.Struct):
@@ -315,7 +313,6 @@ class _GwEvent(msgspec.Struct):
 
 class _GwWatch(msgspec.Struct):
     header: _GwHeader = msgspec.field(default_factory=_GwHeader)
-    watch_id: int = 0
     created: bool = False
     canceled: bool = False
     compact_revision: int = 0
@@ -482,7 +479,7 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
     end = wprefix[:-1] + bytes([wprefix[-1] + 1])
     try:
         out["watch"] = await _watched(b, args, mk.watch(wprefix, end), wprefix)
-    except RuntimeError as e:  # etcd 3.4's gateway fails watches over mutual TLS with a server-only certificate
+    except RuntimeError as e:  # a gateway watch that failed (over mutual TLS, with a server-only member certificate)
         print(e, file=sys.stderr)
     await b.close()
     return out
