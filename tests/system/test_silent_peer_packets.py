@@ -85,6 +85,7 @@ async def test_inside_the_namespace() -> None:
     ):
         transport = client.transport
         assert isinstance(transport, FailoverTransport) and transport.server == a.url
+        transport.probe_after = None  # the liveness probe would end the watch too: this test is keepalive's
         reflector: Reflector[Subnet] = Reflector(client, Subnet, Indexer(), on_event, namespace=NS)
         reflector.initial_backoff = 0.01
         task = asyncio.create_task(reflector.run())

@@ -28,6 +28,10 @@ waiting on it ends with `ConnectionFailed` (not retryable: it was sent), GETs ar
 server, writes reach the caller as "may have been applied", and the current server moves on — within
 `probe_after` + `probe_timeout` = 3.5 s of the call. This is the role of client-go's HTTP/2 health check
 (`ReadIdleTimeout` then a PING bounded by `PingTimeout`), over HTTP/1.1 and tightened to issue 13's 5 s.
+A plain-HTTP watch is probed the same way whenever it has been quiet for `probe_after` (a quiet watch on a
+live server stays open; every watch and call of the transport shares one probe per server, and a server that
+answered within half of `probe_after` is not asked again), and ends with `ConnectionFailed` when its server
+is hung, so the reflector resumes elsewhere; multiplexed watches are left to the multiplexer's WebSocket ping.
 With one server there is nowhere to go, and no probe.
 
 Before each retry the transport waits a full-jitter exponential backoff on the injected clock — uniform
@@ -46,17 +50,21 @@ it from its own watch cache with no relist while that revision is in history.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import AsyncGenerator, Coroutine, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from kos.client.transport import ConnectionFailed, Response, StreamRefused, Transport
+from kos.client.watchmux import WatchMux
 from kos.util.clock import REAL_CLOCK, Clock
 from kos.util.log import get_logger
 
 __all__ = ["BACKOFF_BASE", "BACKOFF_CAP", "PROBE_AFTER", "PROBE_TIMEOUT", "SAFE_METHODS", "FailoverTransport"]
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
 
 BACKOFF_BASE = 0.2
 """Seconds: the bound of the first backoff after a failure (doubled per consecutive failure)."""
@@ -111,6 +119,7 @@ class FailoverTransport:
         """Liveness probes that found their server hung (for tests and logs)."""
         self._probes: dict[int, asyncio.Future[bool]] = {}
         self._hung_at: dict[int, float] = {}
+        self._alive_at: dict[int, float] = {}
 
     @property
     def server(self) -> str:
@@ -176,10 +185,16 @@ class FailoverTransport:
         Raises what the request raises, or ConnectionFailed (not retryable) when the server is found hung."""
         if self.probe_after is None:
             return await request
-        call = asyncio.ensure_future(request)
+        return await self._unless_hung(i, request, "the call may have been applied")
+
+    async def _unless_hung(self, i: int, awaitable: Coroutine[Any, Any, T], consequence: str) -> T:
+        """What `awaitable` gives, while server `i` answers liveness probes (one after each `probe_after` of
+        waiting); ConnectionFailed (not retryable) naming `consequence` once the server is found hung."""
+        after = self.probe_after or PROBE_AFTER
+        call = asyncio.ensure_future(awaitable)
         try:
             while True:
-                pause = asyncio.ensure_future(self.clock.sleep(self.probe_after))
+                pause = asyncio.ensure_future(self.clock.sleep(after))
                 try:
                     await asyncio.wait((call, pause), return_when=asyncio.FIRST_COMPLETED)
                 finally:
@@ -192,7 +207,7 @@ class FailoverTransport:
                 if not alive:
                     raise ConnectionFailed(
                         f"{self.servers[i]} did not answer a liveness probe (GET /livez) within "
-                        f"{self.probe_timeout:g}s: hung; the call may have been applied"
+                        f"{self.probe_timeout:g}s: hung; {consequence}"
                     )
         finally:
             if not call.done():
@@ -202,9 +217,12 @@ class FailoverTransport:
     async def _alive(self, i: int) -> bool:
         """Whether server `i` answers `/livez`: one probe at a time per server, shared; a failure is
         remembered for `probe_timeout` seconds, so the calls stuck behind it end at once."""
+        now = self.clock.monotonic()
         hung_at = self._hung_at.get(i)
-        if hung_at is not None and self.clock.monotonic() - hung_at < self.probe_timeout:
+        if hung_at is not None and now - hung_at < self.probe_timeout:
             return False
+        if now - self._alive_at.get(i, -math.inf) < (self.probe_after or 0.0) / 2:
+            return True  # answered a moment ago: idle watches do not each probe
         probe = self._probes.get(i)
         if probe is None:
             probe = self._probes[i] = asyncio.ensure_future(self._probe(i))
@@ -222,6 +240,7 @@ class FailoverTransport:
                         within_s=self.probe_timeout, error=str(e) or type(e).__name__)  # fmt: skip
             return False
         self._hung_at.pop(i, None)
+        self._alive_at[i] = self.clock.monotonic()
         return True
 
     async def stream(
@@ -233,14 +252,23 @@ class FailoverTransport:
         for attempt in range(len(self.transports)):
             i = self.current
             inner = self.transports[i].stream(path, query=query, headers=headers)
+            # a plain HTTP watch hears nothing from a hung server (its kernel answers keepalive); the watch
+            # multiplexer pings its own WebSocket
+            probing = self.probe_after is not None and not isinstance(self.transports[i], WatchMux)
             started = False
             try:
-                async for lines in inner:
+                while True:
+                    try:
+                        if probing:
+                            lines = await self._unless_hung(i, anext(inner), "the watch ends")
+                        else:
+                            lines = await anext(inner)
+                    except StopAsyncIteration:
+                        return
                     if not started:
                         started = True
                         self.failures = 0
                     yield lines
-                return
             except ConnectionFailed as e:
                 self._failed(i, e)
                 if started or attempt == last or not e.retryable:

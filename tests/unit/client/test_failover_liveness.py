@@ -15,7 +15,7 @@ import pytest
 from kos.client.failover import FailoverTransport
 from kos.client.transport import ConnectionFailed, Response
 from kos.testing.clock import FakeClock
-from kos.testing.transport import MockTransport, Request
+from kos.testing.transport import MockTransport, Request, Stream
 
 OK = Response(200, b"{}")
 PROBE_TIMEOUT = 0.05
@@ -103,3 +103,48 @@ async def test_calls_stuck_on_one_server_share_one_probe() -> None:
 
 def test_one_server_is_never_probed() -> None:
     assert FailoverTransport([MockTransport(ok)], ["http://s0"]).probe_after is None
+
+
+def watch_then_quiet(livez: object) -> object:
+    def handler(req: Request) -> object:
+        if req.path == "/livez":
+            return livez(req)  # type: ignore[operator]
+        return Stream([b'{"type":"ADDED"}'], hang=True)
+
+    return handler
+
+
+async def next_or_fail(clock: FakeClock, stream: object) -> asyncio.Future[object]:
+    fut = asyncio.ensure_future(anext(stream))  # type: ignore[call-overload]
+    await until_done(clock, fut)  # type: ignore[arg-type]
+    return fut
+
+
+async def test_a_plain_watch_on_a_hung_server_ends_and_the_next_watch_goes_elsewhere() -> None:
+    """A hung server's kernel answers keepalive, so a quiet plain-HTTP watch would wait forever."""
+    t, (a, _), clock = transport(watch_then_quiet(forever), ok)
+    stream = t.stream("/w", query={"watch": "1"})
+    assert await anext(stream) == [b'{"type":"ADDED"}']
+    ended = await next_or_fail(clock, stream)
+    with pytest.raises(ConnectionFailed, match="hung; the watch ends"):
+        ended.result()
+    assert (livez(a), t.hung, t.server) == (1, 1, "http://s1")
+
+
+async def test_a_quiet_watch_on_a_live_server_stays_open_and_probes_at_most_once_per_interval() -> None:
+    t, (a, _), clock = transport(watch_then_quiet(ok), ok)
+    streams = [t.stream("/w", query={"watch": "1"}) for _ in range(5)]
+    for s in streams:
+        assert await anext(s) == [b'{"type":"ADDED"}']
+    waits = [asyncio.ensure_future(anext(s)) for s in streams]  # type: ignore[arg-type]
+    for _ in range(4):
+        await clock.advance(1.5)
+        await asyncio.sleep(0.01)
+    assert not any(w.done() for w in waits)
+    assert 1 <= livez(a) <= 4  # one probe per interval for the five watches, not one each
+    assert t.hung == 0 and t.server == "http://s0"
+    for w in waits:
+        w.cancel()
+    await asyncio.gather(*waits, return_exceptions=True)
+    for s in streams:
+        await s.aclose()  # type: ignore[attr-defined]
