@@ -267,4 +267,6 @@ def test_prometheus_and_grafana_run_unprivileged_on_base_nodes() -> None:
             assert tag[0] in "v0123456789", f"{c['image']}: a pinned version"
     role = next(o for o in objects if o["kind"] == "ClusterRole")
     assert {v for rule in role["rules"] for v in rule["verbs"]} <= {"get", "list", "watch"}
+    # nodes/proxy reaches the kubelet's exec and run endpoints; cAdvisor needs only nodes/metrics
+    assert "nodes/proxy" not in {r for rule in role["rules"] for r in rule.get("resources", [])}
     assert not [o for o in objects if o["kind"] == "Secret"], "no secret material is rendered"
