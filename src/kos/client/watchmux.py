@@ -103,9 +103,9 @@ class WatchMux:
                     self._before_connect()
                 try:
                     self._ws = await self._session.ws_connect(
-                        self.url, max_msg_size=0, heartbeat=HEARTBEAT, compress=0, ssl=self.ssl if self.ssl else True,
-                        headers=dict(self._headers),
-                    )
+                        self.url, max_msg_size=0, heartbeat=HEARTBEAT, compress=0,
+                        ssl=self.ssl if self.ssl else True, headers=dict(self._headers),
+                    )  # fmt: skip
                 except (aiohttp.ClientError, OSError) as e:  # a watch applies nothing: safe on another server
                     raise ConnectionFailed(
                         f"cannot open the watch connection to {self.url}: {e}", retryable=True
