@@ -8,7 +8,9 @@ the `SERVERS_EXTENSION` listing them), one user
 Reading (`load_kubeconfig`): any kubeconfig kubectl reads with the fields kos can honour — the current (or a
 named) context's cluster (`server`, `certificate-authority[-data]`, `insecure-skip-tls-verify`) and user
 (`client-certificate[-data]`, `client-key[-data]`, `token`, `tokenFile`), and the context's namespace. Relative
-file paths are resolved against the kubeconfig's directory (clientcmd's `ResolveLocalPaths`). Several apiservers
+file paths are resolved against the kubeconfig's directory (clientcmd's `ResolveLocalPaths`). A `tokenFile` is
+read at load (missing or empty: an error) and then re-read every minute by `KubeConfig.headers` (kos.pki.bearer:
+Kubernetes rotates ServiceAccount tokens). Several apiservers
 of one cluster (issue 13) are listed in the cluster's extension `SERVERS_EXTENSION` —
 `extensions: [{name: kos.example.com/servers, extension: {servers: [URL, ...]}}]`, every URL sharing the
 cluster's CA and the user's credentials; kubectl ignores it (clientcmd keeps unknown extensions) and uses
