@@ -2,7 +2,8 @@
 a kos Client made from a kubeconfig with `tokenFile`, and an apiserver whose `--authentication-kubeconfig`
 has a `tokenFile` for its delegated TokenReview, both keep working after each file is rewritten with a new
 token and the old one stops being valid — each re-reads its file once the token is a minute old on the
-injected clock (kos.pki.bearer, client-go's cached file token source), not before."""
+injected clock (kos.pki.bearer, client-go's cached file token source), not before; so does the delegated
+SubjectAccessReview of `--authorization-kubeconfig`."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ import yaml
 
 from kos.api.errors import Unauthorized
 from kos.api.meta import ObjectMeta
-from kos.api.types import NetworkAttachment, NetworkAttachmentSpec
+from kos.api.types import GROUP, VERSION, NetworkAttachment, NetworkAttachmentSpec
+from kos.apiserver.auth.attributes import Attributes
+from kos.apiserver.auth.authz.webhook import SubjectAccessReviewer
 from kos.apiserver.auth.config import AuthSettings, build_gate
+from kos.apiserver.auth.gate import Decision
 from kos.apiserver.auth.user import AUTHENTICATED, UserInfo
 from kos.cli.apiserver import webhook_endpoint
 from kos.client.rest import Client
@@ -26,17 +30,23 @@ from kos.pki.bearer import MAX_AGE
 from kos.testing.apiserver import running_apiserver
 from kos.testing.clock import FakeClock
 from kos.testing.kubeauth import FakeKubeAuth, RecordingAuthorizer
+from kos.testing.kubeauthz import FakeSubjectAccessReview, SARRule
 
 
 def token_kubeconfig(path: Path, server: str, ca: str, token_file: str) -> Path:
+    cluster = {"server": server, **({"certificate-authority": ca} if ca else {})}
     doc: dict[str, Any] = {
         "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "k", "cluster": {"server": server, "certificate-authority": ca}}],
+        "clusters": [{"name": "k", "cluster": cluster}],
         "users": [{"name": "u", "user": {"tokenFile": token_file}}],
         "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
     }  # fmt: skip
     path.write_text(yaml.safe_dump(doc))
     return path
+
+
+LOCKS = Attributes(UserInfo("dave", groups=(AUTHENTICATED,)), "list", api_group=GROUP, api_version=VERSION,
+                   resource="iplocks", namespace="ns1")  # fmt: skip
 
 
 def na(name: str) -> NetworkAttachment:
@@ -95,3 +105,25 @@ async def test_client_and_delegated_review_survive_token_file_rotation(tmp_path:
                     assert kube.requests[-1][1]["spec"] == {"token": "client-2"}
         finally:
             await gate.aclose()
+
+
+async def test_delegated_subject_access_review_survives_token_file_rotation(tmp_path: Path) -> None:
+    token = tmp_path / "apiserver.token"
+    token.write_text("apiserver-1")
+    clock = FakeClock()
+    rules = [SARRule(True, user="dave", resource="iplocks", namespace="ns1")]
+    async with FakeSubjectAccessReview(rules, require="apiserver-1") as fake:
+        authz = token_kubeconfig(tmp_path / "authz.kubeconfig", fake.url, "", "apiserver.token")
+        endpoint = webhook_endpoint(authz, clock)
+        assert endpoint is not None
+        sar = SubjectAccessReviewer(endpoint, clock=clock, allowed_ttl=1.0, denied_ttl=1.0)
+        try:
+            assert (await sar.authorize(LOCKS))[0] is Decision.ALLOW
+            token.write_text("apiserver-2")
+            fake.require = "apiserver-2"
+            await clock.advance(MAX_AGE / 2)  # past the answer's TTL, within the minute: the old token, refused
+            assert (await sar.authorize(LOCKS))[0] is Decision.NO_OPINION
+            await clock.advance(MAX_AGE / 2)
+            assert (await sar.authorize(LOCKS))[0] is Decision.ALLOW
+        finally:
+            await sar.aclose()
