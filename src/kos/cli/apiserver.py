@@ -25,7 +25,7 @@ from kos.http.tls import ReloadingContext, ServingFiles
 from kos.pki.kubeconfig import KubeConfigError, load_kubeconfig
 from kos.storage.interface import StoreError
 from kos.storage.url import StoreURLError
-from kos.util.clock import REAL_CLOCK
+from kos.util.clock import REAL_CLOCK, Clock
 from kos.util.log import get_logger
 
 log = get_logger(__name__)
@@ -219,10 +219,11 @@ def secure_gate(auth: AuthSettings) -> Gate:
         raise UsageError(f"the authentication files do not load: {e}") from None
 
 
-def webhook_endpoint(kubeconfig: Path | None) -> WebhookEndpoint | None:
+def webhook_endpoint(kubeconfig: Path | None, clock: Clock = REAL_CLOCK) -> WebhookEndpoint | None:
     """Where a kubeconfig (`--authentication-kubeconfig`, `--authorization-kubeconfig`) points: its server, TLS
-    context and credentials. Raises KubeConfigError."""
+    context and credentials — a `tokenFile` token (a projected ServiceAccount token, rotated by the kubelet)
+    re-read once a minute on `clock` (kos.pki.bearer). Raises KubeConfigError."""
     if kubeconfig is None:
         return None
     cfg = load_kubeconfig(kubeconfig)
-    return WebhookEndpoint(cfg.server, cfg.ssl_context(), cfg.headers())
+    return WebhookEndpoint(cfg.server, cfg.ssl_context(), cfg.headers(clock))

@@ -4,7 +4,9 @@ A `Client` is made from a server URL alone (plain http, or https verified agains
 `ClientConfig` — usually read from a kubeconfig (`ClientConfig.from_kubeconfig`, the file read by
 `kos.pki.kubeconfig.load_kubeconfig` as clientcmd reads it): the server, the TLS context (the CA to trust,
 the client certificate to present) and the headers every request carries (a bearer token). The headers are
-encoded once into the transport's request template, so a token costs nothing per call.
+encoded once into the transport's request template, so a token costs nothing per call; a kubeconfig's
+`tokenFile` is re-read once a minute (kos.pki.bearer, as client-go does: Kubernetes rotates ServiceAccount
+tokens) and the template re-encoded when the token changes.
 
 Several apiservers (issue 13) are several URLs sharing that CA and those credentials: `servers`, from a
 comma-separated `--server a,b` (`split_servers`) or the kubeconfig's `kos.example.com/servers` extension
@@ -19,6 +21,7 @@ import ssl as ssl_
 from collections.abc import Callable, Mapping
 
 from kos.pki.kubeconfig import KubeConfig, KubeConfigError, load_kubeconfig
+from kos.util.clock import REAL_CLOCK, Clock
 
 __all__ = ["ClientConfig", "KubeConfigError", "check_headers", "split_servers"]
 
@@ -26,7 +29,8 @@ __all__ = ["ClientConfig", "KubeConfigError", "check_headers", "split_servers"]
 @dataclasses.dataclass(frozen=True, slots=True)
 class ClientConfig:
     """A server URL, the TLS context to reach it (None: plain http, or the system's CAs for https), and the
-    headers every request carries (`Authorization`; kept out of `repr`). `kubeconfig` is where it came from;
+    headers every request carries (`Authorization`; kept out of `repr`; a `kos.pki.bearer.BearerHeaders` for
+    a kubeconfig's `tokenFile`, whose token changes as the file does). `kubeconfig` is where it came from;
     `before_connect` is called before each new connection (reloading a rotated client certificate).
     `servers` lists every apiserver to fail over between, `server` first (empty: `server` alone)."""
 
@@ -47,18 +51,20 @@ class ClientConfig:
 
     @classmethod
     def from_kubeconfig(
-        cls, path: str | os.PathLike[str], *, server: str | None = None, context: str | None = None
-    ) -> ClientConfig:
+        cls, path: str | os.PathLike[str], *, server: str | None = None, context: str | None = None,
+        clock: Clock = REAL_CLOCK,
+    ) -> ClientConfig:  # fmt: skip
         """The current (or named) context of the kubeconfig at `path`; `server`, if given (one URL or several,
         comma-separated), replaces its server and servers (the CA, client certificate and token still apply).
-        Raises KubeConfigError (see `load_kubeconfig`)."""
+        A `tokenFile` token is re-read once a minute on `clock` (`KubeConfig.headers`). Raises KubeConfigError
+        (see `load_kubeconfig`)."""
         kc = load_kubeconfig(path, context=context)
         if server:
             urls = split_servers(server)
             kc = dataclasses.replace(kc, server=urls[0], servers=urls if len(urls) > 1 else ())
         ctx = kc.ssl_context()
         reloader = kc.certificate_reloader(ctx) if ctx is not None else None
-        return cls(kc.server, ctx, kc.headers(), kc, reloader, kc.servers)
+        return cls(kc.server, ctx, kc.headers(clock), kc, reloader, kc.servers)
 
     @classmethod
     def for_server(cls, server: str) -> ClientConfig:

@@ -20,7 +20,9 @@ certificate that does not verify fails the call with a `ConnectionFailed` that
 says so. `http://` with a context is refused: a URL says which it is.
 
 Headers every request carries (`headers`: a bearer token's `Authorization`) are encoded once, into the
-request head's template with Host and User-Agent: they cost a call nothing. A call's own header of the
+request head's template with Host and User-Agent: they cost a call nothing. A `kos.pki.bearer.BearerHeaders`
+(a kubeconfig's `tokenFile`, re-read once a minute) costs a clock read; the template is re-encoded when
+its token changes. A call's own header of the
 same name (spelled the same) replaces the default one for that call — how a client with another identity
 shares the pool (`Client.with_headers`). `before_connect`, if given, is called before each new
 connection (a kubeconfig's client certificate files reloaded when rotated: kos.pki.reload).
@@ -51,6 +53,7 @@ from kos.api.watchframe import LineSplitter
 from kos.client.config import check_headers
 from kos.client.keepalive import keep_alive
 from kos.client.transport import ConnectionFailed, Response, StreamRefused
+from kos.pki.bearer import BearerHeaders
 
 __all__ = ["CONNECT_TIMEOUT", "STREAM_HIGH_WATER", "HTTPPool"]
 
@@ -257,9 +260,11 @@ class HTTPPool:
         """The connections of open watches (closed by `close`, which ends those watches)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         self._base_head = f"Host: {host}:{self.port}\r\nUser-Agent: {user_agent}\r\nAccept: application/json\r\n"
-        self._defaults = dict(headers or {})
-        check_headers(self._defaults)
-        self._head = (self._base_head + _header_lines(self._defaults)).encode("latin-1")
+        self._headers = headers or {}
+        self._source = headers.source if isinstance(headers, BearerHeaders) else None
+        """A kubeconfig's `tokenFile` token source: the head template is re-encoded when its token changes."""
+        self._token = self._source.token() if self._source is not None else ""
+        self._encode_defaults()
         self._closed = False
 
     async def _connect(self, protocol: type[_C]) -> _C:
@@ -331,10 +336,19 @@ class HTTPPool:
             self._idle.append(c)
         self._wake()
 
+    def _encode_defaults(self) -> None:
+        """The head template with the default headers as they are now (a token source's current token)."""
+        self._defaults = dict(self._headers)
+        check_headers(self._defaults)
+        self._head = (self._base_head + _header_lines(self._defaults)).encode("latin-1")
+
     def _encode(
         self, method: str, path: str, query: Mapping[str, str] | None, body: bytes | None,
         headers: Mapping[str, str] | None,
     ) -> bytes:  # fmt: skip
+        if self._source is not None and (token := self._source.token()) is not self._token:  # rotated
+            self._token = token
+            self._encode_defaults()
         if query:
             path = f"{path}?{urllib.parse.urlencode(query)}"
         head = [f"{method} {path} HTTP/1.1\r\n".encode(), self._head]

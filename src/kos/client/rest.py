@@ -183,7 +183,8 @@ class Client:
     ) -> Client:
         """A client as the kubeconfig at `path` says (current or named `context`); `server` replaces its
         server. `kwargs` are `Client`'s. Raises `kos.pki.kubeconfig.KubeConfigError`."""
-        return cls(ClientConfig.from_kubeconfig(path, server=server, context=context), **kwargs)
+        clock = kwargs.get("clock", REAL_CLOCK)
+        return cls(ClientConfig.from_kubeconfig(path, server=server, context=context, clock=clock), **kwargs)
 
     def with_headers(self, headers: Mapping[str, str]) -> Client:
         """A client whose calls also carry `headers` (another identity: `{"Authorization": "Bearer <token>"}`,

@@ -80,7 +80,8 @@ class WatchMux:
         self.url = url
         self.ssl = ssl
         self.user_agent = user_agent
-        self._headers = {"User-Agent": user_agent, **(headers or {})}
+        self._headers = headers or {}
+        """Sent with each WebSocket handshake, read then (a `tokenFile` token changes: kos.pki.bearer)."""
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._connecting: asyncio.Lock | None = None
@@ -97,13 +98,14 @@ class WatchMux:
         async with self._connecting:
             if self._ws is None or self._ws.closed:
                 if self._session is None:
-                    self._session = aiohttp.ClientSession(headers=self._headers)
+                    self._session = aiohttp.ClientSession(headers={"User-Agent": self.user_agent})
                 if self._before_connect is not None:
                     self._before_connect()
                 try:
                     self._ws = await self._session.ws_connect(
-                        self.url, max_msg_size=0, heartbeat=HEARTBEAT, compress=0, ssl=self.ssl if self.ssl else True
-                    )
+                        self.url, max_msg_size=0, heartbeat=HEARTBEAT, compress=0,
+                        ssl=self.ssl if self.ssl else True, headers=dict(self._headers),
+                    )  # fmt: skip
                 except (aiohttp.ClientError, OSError) as e:  # a watch applies nothing: safe on another server
                     raise ConnectionFailed(
                         f"cannot open the watch connection to {self.url}: {e}", retryable=True

@@ -8,7 +8,9 @@ the `SERVERS_EXTENSION` listing them), one user
 Reading (`load_kubeconfig`): any kubeconfig kubectl reads with the fields kos can honour — the current (or a
 named) context's cluster (`server`, `certificate-authority[-data]`, `insecure-skip-tls-verify`) and user
 (`client-certificate[-data]`, `client-key[-data]`, `token`, `tokenFile`), and the context's namespace. Relative
-file paths are resolved against the kubeconfig's directory (clientcmd's `ResolveLocalPaths`). Several apiservers
+file paths are resolved against the kubeconfig's directory (clientcmd's `ResolveLocalPaths`). A `tokenFile` is
+read at load (missing or empty: an error) and then re-read every minute by `KubeConfig.headers` (kos.pki.bearer:
+Kubernetes rotates ServiceAccount tokens). Several apiservers
 of one cluster (issue 13) are listed in the cluster's extension `SERVERS_EXTENSION` —
 `extensions: [{name: kos.example.com/servers, extension: {servers: [URL, ...]}}]`, every URL sharing the
 cluster's CA and the user's credentials; kubectl ignores it (clientcmd keeps unknown extensions) and uses
@@ -26,6 +28,7 @@ import dataclasses
 import os
 import ssl
 import urllib.parse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +37,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from kos.pki.authority import Identity, user_of
+from kos.pki.bearer import AUTHORIZATION, BearerHeaders, TokenSource
 from kos.pki.reload import ClientCertificateFiles, load_pem_pair
+from kos.util.clock import REAL_CLOCK, Clock
 
 __all__ = ["CLUSTER_NAME", "SERVERS_EXTENSION", "KubeConfig", "KubeConfigError", "kubeconfig", "load_kubeconfig"]
 
@@ -117,7 +122,9 @@ class KubeConfig:
     client_key_pem: bytes | None = dataclasses.field(default=None, repr=False)
     client_key_file: Path | None = None
     token: str = dataclasses.field(default="", repr=False)
+    """The bearer token: the inline `token`, else what `tokenFile` held when the kubeconfig was read."""
     token_file: Path | None = None
+    """The `tokenFile` the token is re-read from (`headers`); None with an inline token (which wins)."""
     servers: tuple[str, ...] = ()
     """Every apiserver URL: `server`, then the others of `SERVERS_EXTENSION`; empty without the extension."""
 
@@ -139,9 +146,15 @@ class KubeConfig:
                 f"{self.path}: the client certificate of user {self.user!r} is not PEM: {e}"
             ) from None
 
-    def headers(self) -> dict[str, str]:
-        """Headers every request carries: `Authorization: Bearer <token>` when the user has a token, else none."""
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+    def headers(self, clock: Clock = REAL_CLOCK) -> Mapping[str, str]:
+        """Headers every request carries: `Authorization: Bearer <token>` when the user has a token, else none.
+
+        A token from `tokenFile` is re-read from the file once a minute on `clock` (`kos.pki.bearer`, as
+        client-go does: Kubernetes rotates ServiceAccount tokens), so the mapping answers the current token at
+        each read; an inline `token` is fixed."""
+        if self.token_file is not None:
+            return BearerHeaders(TokenSource(self.token, self.token_file, clock=clock))
+        return {AUTHORIZATION: f"Bearer {self.token}"} if self.token else {}
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The TLS context for an https:// server (None for http://): TLS >= 1.2; the server verified against
@@ -352,6 +365,8 @@ class _Reader:
             token = _read(self.path, token_file, f"tokenFile of {what}").decode("utf-8", "replace").strip()
             if not token:
                 raise self.fail(f"tokenFile of {what}: {token_file} is empty")
+        else:
+            token_file = None  # the inline token is the one used, for good
         if token and not token.isprintable():
             raise self.fail(f"the token of {what} holds characters a header cannot carry")
         return {"client_cert_pem": cert, "client_cert_file": cert_file, "client_key_pem": key,

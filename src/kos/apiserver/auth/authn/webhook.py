@@ -39,7 +39,8 @@ CACHE_SIZE = 10_000
 class WebhookEndpoint:
     """Where a Kubernetes API answers reviews: `server` (`https://host:port`, no trailing path), the
     `ssl` context verifying it (and presenting a client certificate; None: the system's defaults), and
-    `headers` sent with each review (e.g. `Authorization: Bearer ...` from a kubeconfig)."""
+    `headers` sent with each review (e.g. `Authorization: Bearer ...` from a kubeconfig), read at each review
+    (a kubeconfig's `tokenFile` token changes as the file does: kos.pki.bearer)."""
 
     server: str
     ssl: _ssl.SSLContext | None = None
@@ -72,7 +73,7 @@ class TokenReviewAuthenticator:
     def __init__(self, endpoint: WebhookEndpoint, *, clock: Clock, ttl: float = 10.0) -> None:
         self.endpoint = endpoint
         self._url = endpoint.server.rstrip("/") + TOKEN_REVIEWS
-        self._headers = {"Content-Type": "application/json", "Accept": "application/json", **endpoint.headers}
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         self._clock = clock
         self._ttl = ttl
         self._answers: dict[bytes, tuple[float, UserInfo | None]] = {}
@@ -102,7 +103,7 @@ class TokenReviewAuthenticator:
         body = msgspec.json.encode({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
                                     "spec": {"token": token}})  # fmt: skip
         try:
-            async with self._client().post(self._url, data=body, headers=self._headers,
+            async with self._client().post(self._url, data=body, headers={**self._headers, **self.endpoint.headers},
                                            ssl=self.endpoint.ssl or True) as resp:  # fmt: skip
                 data = await resp.read()
                 status = resp.status
