@@ -25,10 +25,9 @@ import time
 from pathlib import Path
 
 from kos.cli import clusterpki
+from kos.cli.up import UP_LINE
 from kos.testing.process import free_port
 from kos.util import calibration
-
-UP_LINE = "Ctrl-C stops everything"
 
 
 def start_seconds(nodes: int, insecure: bool, tmp: Path) -> float:

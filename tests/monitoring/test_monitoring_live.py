@@ -32,7 +32,7 @@ from kos.testing.monitoring import (
     metric_names,
     rule_exprs,
 )
-from kos.testing.process import free_port
+from kos.testing.up import UpProcess
 
 pytestmark = [
     pytest.mark.system,
@@ -63,31 +63,14 @@ def _alive(pid: int) -> bool:
 def cluster(tmp_path: Path) -> Iterator[tuple[Path, str, subprocess.Popen[str]]]:
     """A running `kos up --ha --monitoring`: (state dir, Prometheus' URL, the process)."""
     state = tmp_path / "state"
-    up = subprocess.Popen(
-        [sys.executable, "-m", "kos", "up", "--ha", "--monitoring", "--nodes", str(NODES), "--state-dir", str(state),
-         "--listen", f"127.0.0.1:{free_port()}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    lines: list[str] = []
-    assert up.stdout is not None
+    up = UpProcess(state, "--ha", "--monitoring", "--nodes", str(NODES))
     try:
-        for line in up.stdout:
-            lines.append(line)
-            if "Ctrl-C stops everything" in line:
-                break
-        urls = [ln.split()[1] for ln in lines if ln.strip().startswith("prometheus ")]
+        urls = [ln.split()[1] for ln in up.lines if ln.strip().startswith("prometheus ")]
         if not urls:
-            pytest.fail("kos up --monitoring printed no Prometheus URL:\n" + "".join(lines))
-        yield state, urls[0], up
+            pytest.fail("kos up --monitoring printed no Prometheus URL:\n" + "".join(up.lines))
+        yield state, urls[0], up.proc
     finally:
-        if up.poll() is None:
-            up.send_signal(signal.SIGINT)
-            try:
-                up.wait(60)
-            except subprocess.TimeoutExpired:
-                up.kill()
-                up.wait()
-        up.stdout.close()
+        up.stop(check=False)
 
 
 def _wait_scraped(api: PrometheusAPI, metrics_urls: set[str], after: float) -> None:

@@ -10,9 +10,7 @@ they depend on the machine (docs/reliability.md has a longer run's).
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,26 +19,15 @@ import pytest
 
 from kos.chaos import faults
 from kos.chaos.history import Call, Fault, read
-from kos.testing.process import free_port
+from kos.testing.up import UpProcess
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(shutil.which("etcd") is None, reason="needs the etcd binary")]
 
 
 def test_chaos_every_fault_once_on_kos_up_ha(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    up = subprocess.Popen(
-        [sys.executable, "-m", "kos", "up", "--ha", "--nodes", "3", "--state-dir", str(state),
-         "--listen", f"127.0.0.1:{free_port()}", "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    up = UpProcess(state, "--ha", "--nodes", "3", "--log-level", "warning")
     try:
-        lines: list[str] = []
-        assert up.stdout is not None
-        for line in up.stdout:
-            lines.append(line)
-            if "Ctrl-C stops everything" in line:
-                break
-        assert any("kos is up" in ln for ln in lines), "".join(lines)
         history = tmp_path / "history.jsonl"
         # 7 faults need ~75 s (apiserver-stop 20 s, quorum-loss 10 s, each kill a few s): 90 s leaves short gaps
         r = subprocess.run(
@@ -63,12 +50,4 @@ def test_chaos_every_fault_once_on_kos_up_ha(tmp_path: Path) -> None:
         failed = [c for c in calls if c.outcome != "ok" and quorum.start <= c.end and c.start <= quorum.healed]
         assert not failed or any(c.code == 503 for c in failed), failed  # clear Unavailable, not only hangs
     finally:
-        if up.poll() is None:
-            os.kill(up.pid, signal.SIGTERM)
-            try:
-                up.wait(60)
-            except subprocess.TimeoutExpired:
-                up.kill()
-                up.wait()
-        if up.stdout is not None:
-            up.stdout.close()
+        up.stop(check=False)

@@ -23,7 +23,9 @@ import kubernetes  # type: ignore[import-untyped]
 import pytest
 
 from kos.api.types import GROUP
+from kos.cli.up import UP_LINE
 from kos.testing.process import free_port
+from kos.testing.up import UpProcess
 
 pytestmark = pytest.mark.system
 
@@ -92,7 +94,7 @@ def test_up_supervises_writes_a_kubeconfig_and_stops_cleanly(tmp_path: Path) -> 
         assert up.stdout is not None
         for line in up.stdout:
             lines.append(line)
-            if "Ctrl-C stops everything" in line:
+            if UP_LINE in line:
                 break
         assert any("kos is up" in ln for ln in lines), "".join(lines)
         kubeconfig = state / "kubeconfig"
@@ -135,37 +137,6 @@ NA = {"apiVersion": GROUP_VERSION, "kind": "NetworkAttachment", "metadata": {"na
       "spec": {"node": "node-1", "subnet": "s1"}}  # fmt: skip
 
 
-class Up:
-    """`kos up` running until `stop()`, its output read up to the "kos is up" message."""
-
-    def __init__(self, state: Path, port: int, *extra: str, nodes: int = 3) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kos", "up", "--nodes", str(nodes), "--state-dir", str(state), "--listen",
-             f"127.0.0.1:{port}", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        self.lines: list[str] = []
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if "Ctrl-C stops everything" in line:
-                return
-        self.stop()
-        raise AssertionError("kos up did not come up:\n" + "".join(self.lines))
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                assert self.proc.wait(30) == 0
-            finally:
-                if self.proc.poll() is None:
-                    self.proc.kill()
-                    self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
 def _kubectl(kubeconfig: Path, cache: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "--cache-dir", str(cache), *args],
                           input=stdin, capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
@@ -201,7 +172,7 @@ def _ready_na(api: Any, deadline: float) -> dict[str, Any]:
 def test_up_is_secure_by_default_and_kubectl_and_the_kubernetes_client_use_its_kubeconfig(tmp_path: Path) -> None:
     port, state, cache = free_port(), tmp_path / "state", tmp_path / "kc"
     base = f"https://127.0.0.1:{port}"
-    up = Up(state, port)
+    up = UpProcess(state, "--nodes", "3", port=port)
     try:
         kubeconfig = state / "kubeconfig"
         assert any(f"kos driver --kubeconfig {kubeconfig}" in ln for ln in up.lines), up.lines
@@ -249,7 +220,7 @@ def test_up_is_secure_by_default_and_kubectl_and_the_kubernetes_client_use_its_k
     # a second `kos up` with the same state directory keeps the CA: the old admin kubeconfig still works
     ca_before, old_kubeconfig = (state / "pki" / "ca.crt").read_bytes(), tmp_path / "old-kubeconfig"
     old_kubeconfig.write_bytes(kubeconfig.read_bytes())
-    up = Up(state, port)
+    up = UpProcess(state, "--nodes", "3", port=port)
     try:
         assert (state / "pki" / "ca.crt").read_bytes() == ca_before
         r = _kubectl(old_kubeconfig, cache, "get", "subnet", "s1", "-o", "json")
@@ -267,7 +238,7 @@ def _nodes_endpoint(lines: list[str]) -> str:
 
 def test_up_insecure_serves_plain_http_without_authentication(tmp_path: Path) -> None:
     port, state = free_port(), tmp_path / "state"
-    up = Up(state, port, "--insecure", nodes=2)
+    up = UpProcess(state, "--insecure", "--nodes", "2", port=port)
     try:
         assert _status(f"http://127.0.0.1:{port}/apis/{GROUP_VERSION}/networkattachments") == 200  # nobody asked who
         assert f"server: http://127.0.0.1:{port}" in (state / "kubeconfig").read_text()

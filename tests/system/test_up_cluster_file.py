@@ -22,6 +22,7 @@ import yaml
 
 from kos.api.types import API_VERSION, GROUP
 from kos.cli.cluster import Child, Cluster, ClusterSettings
+from kos.cli.up import UP_LINE
 from kos.pki.kubeconfig import load_kubeconfig
 from kos.testing.clock import FakeClock
 from kos.testing.process import free_port
@@ -42,7 +43,7 @@ def _start_up(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], Path,
     assert up.stdout is not None
     for line in up.stdout:
         lines.append(line)
-        if "Ctrl-C stops everything" in line:
+        if UP_LINE in line:
             break
     if not any("kos is up" in ln for ln in lines):
         _reap(up)

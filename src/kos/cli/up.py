@@ -25,6 +25,9 @@ from kos.cli.cluster import Cluster, ClusterSettings
 from kos.cli.common import UsageError, add_logging_flags, run_until_signalled
 from kos.cli.settings import at_least, host_port
 
+UP_LINE = "Ctrl-C stops everything"
+"""The end of the message `kos up` prints once everything is up (tests and benchmarks wait for it)."""
+
 
 def optional_storage_url(value: str) -> str:
     """A storage URL, or empty for SQLite in the state directory."""
@@ -106,7 +109,7 @@ def run(s: ClusterSettings) -> int:
               + f"  kos driver {client} --nodes node-:{s.nodes}\n"
               f"  kos verify {' '.join(cluster.verify_args())}\n"
               + monitoring_note(s, cluster.prometheus) +
-              f"logs in {s.state_dir / 'logs'}; Ctrl-C stops everything", flush=True)  # fmt: skip
+              f"logs in {s.state_dir / 'logs'}; {UP_LINE}", flush=True)  # fmt: skip
         await stop.wait()
         print("kos: stopping", flush=True)
         await cluster.stop()
