@@ -374,8 +374,13 @@ async def test_every_deletion_path_with_two_ipams(server: APIServer, client: Cli
             with contextlib.suppress(AlreadyExists):
                 await client.create(na("last", "node-0", "t"))
             await settled(client)
-            nas, _ = await client.list(NetworkAttachment, NS)
-            assert sum(1 for n in nas if n.status.ipv4) > 0
+
+            async def addressed() -> bool:  # settled() holds vacuously while a re-created subnet is unvalidated
+                nas, _ = await client.list(NetworkAttachment, NS)
+                return any(n.status.ipv4 for n in nas)
+
+            await eventually(addressed, timeout=20)
+            await settled(client)
     finally:
         for c in cms:
             await c.stop()
