@@ -99,6 +99,10 @@ class RelevanceTracker:
     def relevant(self, key: str, na: NetworkAttachment) -> None:
         """Local NA `key` makes its VNI relevant: start the VNI's watch if it is the first.
 
+        The watch's initial state need only be as new as `na` (the version that made the VNI relevant),
+        not a consistent read: its events bring everything later, and so the apiserver answers from its
+        watch cache without reading the store's revision (an etcd `Range` per VNI a node joins).
+
         Raises Retry when our view puts the VNI in another namespace (the NA's own sync sorts it out).
         """
         vni = na.status.address_vni
@@ -109,6 +113,7 @@ class RelevanceTracker:
                 field_selector=f"spec.node!={self.node},status.addressVNI={vni},status.ipv4!=,status.hostIP!=",
                 indexers={INDEX_OWNER: lambda o: [translate.remote_owner_key(o.status.host_ip, o.status.ipv4)]},
                 name=f"{self.node}/vni-{vni}", streaming_list=True,
+                min_resource_version=na.metadata.resource_version,
             )  # fmt: skip
             vn = VirtualNetwork(vni, na.metadata.namespace, informer, self.clock.now())
             self.vns[vni] = vn

@@ -17,12 +17,13 @@ re-addressed meanwhile is left alone).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import msgspec
 
 from kos.agent.interfaces import Interface, key_of
 from kos.agent.metrics import BoundMetrics
-from kos.api.errors import Conflict, NotFound
+from kos.api.errors import Conflict, NotFound, StatusError, is_too_large_resource_version
 from kos.api.types import (
     SECTION_IMPL,
     SECTION_SPEC,
@@ -53,6 +54,9 @@ class StatusWriter:
         self.clock = clock
         self.sweep_wanted = asyncio.Event()
         """Set when a local NA left the local watch: it may have lost its address and still show what we wrote."""
+        self.seen_revision: Callable[[], str] = lambda: ""
+        """The revision of the newest departure the agent has seen (its local watch's); a sweep lists at least
+        that new ("": a consistent list). Set by the agent once its local watch exists."""
 
     async def write(self, key: str, att: NetworkAttachment, ifc: Interface | None, status_errs: list[str]) -> None:
         """Make `att`'s status show `ifc` (None: no interface) and `status_errs`; no call when it already does.
@@ -102,8 +106,21 @@ class StatusWriter:
 
     async def sweep(self) -> None:
         """Clear our fields from this node's NAs that have no address (ARCHITECTURE §12.4); StatusError on a
-        failed list."""
-        nas, _ = await self.api.list(NetworkAttachment, field_selector=f"spec.node={self.node},status.ipv4=")
+        failed list.
+
+        The list need only include the departures seen so far, so it asks for a view at least as new as
+        the local watch's revision: the apiserver serves that from its watch cache, where a consistent list
+        would first read the store's revision (an etcd `Range` per sweep)."""
+        selector = f"spec.node={self.node},status.ipv4="
+        try:
+            nas, _ = await self.api.list(
+                NetworkAttachment, field_selector=selector, resource_version=self.seen_revision()
+            )
+        except StatusError as e:
+            if not is_too_large_resource_version(e):
+                raise
+            # our revision is from a store since replaced (a restart on memory://): read the current state
+            nas, _ = await self.api.list(NetworkAttachment, field_selector=selector)
         for na in nas:
             st = na.status
             if not (st.mac_address or st.ifc_name or st.host_ip or st.errors.host or st.post_create_exec_report):

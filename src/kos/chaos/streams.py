@@ -94,13 +94,20 @@ class RecordingListWatcher:
         self.history.add(StreamError(stream=self.stream, time=self.history.now(), error=why))
 
     async def list(
-        self, cls: Any, namespace: str | None = None, *, label_selector: str = "", field_selector: str = ""
+        self,
+        cls: Any,
+        namespace: str | None = None,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        resource_version: str = "",
     ) -> tuple[list[Any], str]:
         """`Client.list`, recorded as a relist `StreamStart` (or a `StreamError`)."""
         try:
             items, rv = await self.client.list(
-                cls, namespace, label_selector=label_selector, field_selector=field_selector
-            )
+                cls, namespace, label_selector=label_selector, field_selector=field_selector,
+                resource_version=resource_version,
+            )  # fmt: skip
         except asyncio.CancelledError:
             raise
         except Exception as e:

@@ -34,9 +34,19 @@ class API(Protocol):
         ...
 
     async def list(
-        self, cls: type[T], namespace: str | None = None, *, label_selector: str = "", field_selector: str = ""
+        self,
+        cls: type[T],
+        namespace: str | None = None,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        resource_version: str = "",
     ) -> tuple[list[T], str]:
-        """The objects that match (all namespaces when `namespace` is None) and the list's resourceVersion."""
+        """The objects that match (all namespaces when `namespace` is None) and the list's resourceVersion.
+
+        `resource_version` "" is a consistent read; N a list at least as new as revision N (Kubernetes' list
+        semantics for a resourceVersion without `resourceVersionMatch`), which the apiserver serves from its
+        watch cache without a quorum read of the store."""
         ...
 
     async def create(self, obj: T) -> T:

@@ -46,6 +46,7 @@ class Informer(Generic[T]):
         clock: Clock = REAL_CLOCK,
         name: str = "",
         streaming_list: bool = False,
+        min_resource_version: str = "",
     ) -> None:
         self.indexer: Indexer[T] = Indexer(indexers)
         self.lister: Lister[T] = Lister(self.indexer)
@@ -55,6 +56,7 @@ class Informer(Generic[T]):
         self.reflector: Reflector[T] = Reflector(
             client, cls, self.indexer, self._dispatch, namespace=namespace, label_selector=label_selector,
             field_selector=field_selector, clock=clock, name=name, streaming_list=streaming_list,
+            min_resource_version=min_resource_version,
         )  # fmt: skip
         self._task: asyncio.Task[None] | None = None
 

@@ -12,8 +12,12 @@ server answers 504 with the cause `ResourceVersionTooLarge`: our revision is
 ahead of the server's, as after the server restarted on a fresh store (memory://)
 or on an etcd restored from a backup; retrying that revision would wait forever,
 so list again from the current state (client-go's isTooLargeResourceVersionError,
-kubernetes #91073). Lists are always consistent reads (resourceVersion unset), so
-the relist cannot be too large itself. Other `StatusError`s (a broken connection is a
+kubernetes #91073). Relists are always consistent reads (resourceVersion unset), so
+a relist cannot be too large itself. Only the first list may be asked to be merely
+not older than a revision the caller already saw (`min_resource_version`): the
+apiserver then serves it from its watch cache without a quorum read of the store
+(a consistent read costs an etcd `Range`), which suffices whenever the caller only
+needs a view that includes what it saw — the watch that follows brings the rest. Other `StatusError`s (a broken connection is a
 `ServiceUnavailable`) back off exponentially with jitter, then watch again from the last
 seen revision. Any other failure (a watch line that does not decode, an object of the wrong
 shape, a bug) is logged with its traceback, backed off the same way, and followed by a
@@ -45,7 +49,13 @@ class ListWatcher(Protocol):
     """What a reflector needs from a client (`kos.client.rest.Client` has it; tests script it)."""
 
     async def list(
-        self, cls: Any, namespace: str | None = None, *, label_selector: str = "", field_selector: str = ""
+        self,
+        cls: Any,
+        namespace: str | None = None,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        resource_version: str = "",
     ) -> tuple[list[Any], str]: ...
 
     def watch(
@@ -78,6 +88,7 @@ class Reflector(Generic[T]):
         watch_timeout: tuple[int, int] = (300, 600),
         max_backoff: float = 30.0,
         streaming_list: bool = False,
+        min_resource_version: str = "",
     ) -> None:
         self.client = client
         self.cls = cls
@@ -92,6 +103,10 @@ class Reflector(Generic[T]):
         self.max_backoff = max_backoff
         self.streaming_list = streaming_list
         """List by a watch that starts with the current state (one request instead of two)."""
+        self.min_resource_version = min_resource_version
+        """The first list (or streaming list) is at least as new as this revision (Kubernetes'
+        `resourceVersionMatch=NotOlderThan`) instead of consistent; used once, so a retry or relist after
+        any failure is a consistent read ("" : the first list is consistent too)."""
         self.resource_version = ""
         self.synced = asyncio.Event()
         self.relists = 0
@@ -162,9 +177,11 @@ class Reflector(Generic[T]):
     async def _stream(self) -> None:
         """A streaming list: collect the initial state up to the end bookmark, replace the store, then follow."""
         initial: list[Any] | None = []
+        start, self.min_resource_version = self.min_resource_version, ""
         async for ev in self.client.watch(
             self.cls,
             self.namespace,
+            resource_version=start,
             label_selector=self.label_selector,
             field_selector=self.field_selector,
             timeout_seconds=random.randint(*self.watch_timeout),
@@ -184,11 +201,13 @@ class Reflector(Generic[T]):
             raise ServiceUnavailable(f"{self.name}: the stream ended before its initial state did")
 
     async def _list_and_replace(self) -> None:
+        start, self.min_resource_version = self.min_resource_version, ""
         items, rv = await self.client.list(
             self.cls,
             self.namespace,
             label_selector=self.label_selector,
             field_selector=self.field_selector,
+            resource_version=start,
         )
         self._replace(items, rv)
 

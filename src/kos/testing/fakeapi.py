@@ -50,12 +50,14 @@ Key = tuple[type[Any], str, str]
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Call:
-    """One call the fake answered (or failed): the verb ("get", "update_status", ...), kind, namespace, name."""
+    """One call the fake answered (or failed): the verb ("get", "update_status", ...), kind, namespace, name,
+    and for a list or watch the `resource_version` asked for ("": a consistent read, or a watch from now)."""
 
     verb: str
     kind: str
     namespace: str | None
     name: str = ""
+    resource_version: str = ""
 
 
 @dataclasses.dataclass(slots=True)
@@ -132,9 +134,15 @@ class FakeAPI:
         return self._existing(cls, namespace, name)
 
     async def list(
-        self, cls: type[T], namespace: str | None = None, *, label_selector: str = "", field_selector: str = ""
+        self,
+        cls: type[T],
+        namespace: str | None = None,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        resource_version: str = "",
     ) -> tuple[builtins.list[T], str]:
-        self._enter("list", cls, namespace)
+        self._enter("list", cls, namespace, resource_version=resource_version)
         labels, fields = parse_label_selector(label_selector), parse_field_selector(field_selector)
         res = BY_TYPE[cls]
         items = [o for o in self._of(cls) if _matches(res, o, namespace, labels, fields)]
@@ -242,7 +250,7 @@ class FakeAPI:
     ) -> AsyncIterator[WatchEvent]:
         """A streaming list (`send_initial_events`) or the changes from now on; resuming at an old
         `resource_version` is not kept (the fake has no history): such a watch starts from now."""
-        self._enter("watch", cls, namespace)
+        self._enter("watch", cls, namespace, resource_version=resource_version)
         w = _Watcher(cls, namespace, parse_label_selector(label_selector), parse_field_selector(field_selector),
                      asyncio.Queue())  # fmt: skip
         self._watchers.append(w)
@@ -271,9 +279,11 @@ class FakeAPI:
     def _of(self, cls: type[T]) -> builtins.list[T]:
         return [o for (c, _, _), o in self.objects.items() if c is cls]
 
-    def _enter(self, verb: str, cls: type[Any], namespace: str | None, name: str = "") -> None:
+    def _enter(
+        self, verb: str, cls: type[Any], namespace: str | None, name: str = "", resource_version: str = ""
+    ) -> None:
         kind = BY_TYPE[cls].kind
-        self.calls.append(Call(verb, kind, namespace, name))
+        self.calls.append(Call(verb, kind, namespace, name, resource_version))
         for f in self._faults:
             if f.verb == verb and f.kind in (None, kind) and f.name in (None, name):
                 f.times -= 1

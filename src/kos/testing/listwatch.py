@@ -28,6 +28,8 @@ class ScriptedListWatch:
         self.script: list[tuple[list[WatchEvent], BaseException | None]] = []
         self.watch_calls: list[str] = []
         self.list_calls = 0
+        self.list_resource_versions: list[str] = []
+        """The `resource_version` of each list call, in order ("": a consistent read)."""
         self.list_results: list[tuple[list[Any], int]] = []
         """Answers for the next `list` calls, in order; when empty, `list` returns the current state."""
         self.exhausted = asyncio.Event()
@@ -50,9 +52,16 @@ class ScriptedListWatch:
         self.script.append((list(events), then))
 
     async def list(
-        self, cls: Any, namespace: str | None = None, *, label_selector: str = "", field_selector: str = ""
+        self,
+        cls: Any,
+        namespace: str | None = None,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        resource_version: str = "",
     ) -> tuple[list[Any], str]:
         self.list_calls += 1
+        self.list_resource_versions.append(resource_version)
         if self.list_results:
             items, rv = self.list_results.pop(0)
             return items, str(rv)
@@ -70,7 +79,11 @@ class ScriptedListWatch:
         timeout_seconds: int | None = None,
         send_initial_events: bool = False,
     ) -> AsyncIterator[WatchEvent]:
-        self.watch_calls.append("stream" if send_initial_events else resource_version)
+        self.watch_calls.append(
+            (f"stream@{resource_version}" if resource_version else "stream")
+            if send_initial_events
+            else resource_version
+        )
         if send_initial_events and self.stream_initial:
             # a streaming list: the current state, the end bookmark, then the script
             for obj in self.state.values():
