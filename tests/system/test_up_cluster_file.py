@@ -22,41 +22,13 @@ import yaml
 
 from kos.api.types import API_VERSION, GROUP
 from kos.cli.cluster import Child, Cluster, ClusterSettings
-from kos.cli.up import UP_LINE
 from kos.pki.kubeconfig import load_kubeconfig
 from kos.testing.clock import FakeClock
-from kos.testing.process import free_port
+from kos.testing.up import UpProcess
 
 pytestmark = pytest.mark.system
 
 SUBCOMMAND = {"apiserver": "apiserver", "controller-manager": "controller-manager", "simnodes": "simnodes"}
-
-
-def _start_up(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], Path, list[str]]:
-    state = tmp_path / "state"
-    up = subprocess.Popen(
-        [sys.executable, "-m", "kos", "up", "--nodes", "2", "--state-dir", str(state),
-         "--listen", f"127.0.0.1:{free_port()}", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    lines: list[str] = []
-    assert up.stdout is not None
-    for line in up.stdout:
-        lines.append(line)
-        if UP_LINE in line:
-            break
-    if not any("kos is up" in ln for ln in lines):
-        _reap(up)
-        pytest.fail("".join(lines))
-    return up, state, lines
-
-
-def _reap(up: subprocess.Popen[str]) -> None:
-    if up.poll() is None:
-        up.kill()
-        up.wait()
-    if up.stdout is not None:
-        up.stdout.close()
 
 
 def _cluster(state: Path) -> dict[str, Any]:
@@ -91,7 +63,7 @@ def _get(url: str, ctx: ssl.SSLContext) -> tuple[int, bytes]:
         return r.status, r.read()
 
 
-def _check_components(up: subprocess.Popen[str], state: Path) -> dict[str, Any]:
+def _check_components(up: UpProcess, state: Path) -> dict[str, Any]:
     """Every pid of cluster.json is a live child of `up` running its role; every url and metrics_url answers."""
     doc = _cluster(state)
     assert doc["kubeconfig"] == str((state / "kubeconfig").resolve())
@@ -99,7 +71,7 @@ def _check_components(up: subprocess.Popen[str], state: Path) -> dict[str, Any]:
     kos_ctx = _context(pki, "ca.crt", "admin")
     for c in doc["components"]:
         pid = c["pid"]
-        assert isinstance(pid, int) and _alive(pid) and _ppid(pid) == up.pid, c
+        assert isinstance(pid, int) and _alive(pid) and _ppid(pid) == up.proc.pid, c
         argv = _cmdline(pid)
         if c["role"] == "etcd":
             assert Path(argv[0]).name == "etcd" and argv[argv.index("--name") + 1] == c["name"], argv
@@ -121,15 +93,16 @@ def _check_components(up: subprocess.Popen[str], state: Path) -> dict[str, Any]:
     return doc
 
 
-def _stop(up: subprocess.Popen[str], state: Path, pids: list[int]) -> None:
-    up.send_signal(signal.SIGTERM)
-    assert up.wait(60) == 0
+def _stop(up: UpProcess, state: Path, pids: list[int]) -> None:
+    up.proc.send_signal(signal.SIGTERM)
+    assert up.proc.wait(60) == 0
     assert not (state / "cluster.json").exists()  # a clean stop removes it
     assert not [p for p in pids if _alive(p)]
 
 
 def test_up_writes_cluster_json_and_follows_a_restart(tmp_path: Path) -> None:
-    up, state, _ = _start_up(tmp_path)
+    state = tmp_path / "state"
+    up = UpProcess(state, "--nodes", "2")
     try:
         doc = _check_components(up, state)
         assert sorted(c["role"] for c in doc["components"]) == ["apiserver", "controller-manager", "simnodes"]
@@ -142,16 +115,18 @@ def test_up_writes_cluster_json_and_follows_a_restart(tmp_path: Path) -> None:
             if new not in (None, cm["pid"]):
                 break
             time.sleep(0.1)
-        assert new not in (None, cm["pid"]) and _alive(new) and _ppid(new) == up.pid, new
+        assert new not in (None, cm["pid"]) and _alive(new) and _ppid(new) == up.proc.pid, new
         pids = [c["pid"] for c in _cluster(state)["components"]]
         _stop(up, state, pids)
     finally:
-        _reap(up)
+        up.stop(check=False)
 
 
 @pytest.mark.skipif(shutil.which("etcd") is None, reason="needs the etcd binary")
 def test_up_ha_runs_three_etcd_two_apiservers_two_controller_managers(tmp_path: Path) -> None:
-    up, state, lines = _start_up(tmp_path, "--ha")
+    state = tmp_path / "state"
+    up = UpProcess(state, "--nodes", "2", "--ha")
+    lines = up.lines
     try:
         doc = _check_components(up, state)
         roles = sorted(c["role"] for c in doc["components"])
@@ -196,7 +171,7 @@ def test_up_ha_runs_three_etcd_two_apiservers_two_controller_managers(tmp_path: 
         pids = [c["pid"] for c in doc["components"]]
         _stop(up, state, pids)
     finally:
-        _reap(up)
+        up.stop(check=False)
 
 
 def test_up_ha_without_etcd_says_so_and_exits_2(tmp_path: Path) -> None:
