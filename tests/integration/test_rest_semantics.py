@@ -457,6 +457,7 @@ async def test_discovery_health_and_metrics(api: RawAPI) -> None:
     m = (await api.get("/metrics")).body
     assert 'apiserver_request_total{code="201",resource="subnets",subresource="",verb="create"} 1.0' in m
     assert "apiserver_request_duration_seconds_bucket" in m and "apiserver_registered_watchers" in m
+    assert 'kos_storage_request_duration_seconds_count{operation="create",type="subnets"} 1.0' in m
 
 
 async def test_table_output(api: RawAPI) -> None:

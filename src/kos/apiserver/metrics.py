@@ -9,6 +9,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from kos.apiserver.storagemetrics import storage_latency
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -57,6 +59,7 @@ class APIServerMetrics:
         self.objects = Gauge("apiserver_storage_objects", "Objects in the watch cache.", ["resource"], registry=r)
         self.revision = Gauge("kos_apiserver_watch_cache_revision", "Revision applied by the watch cache.",
                               registry=r)  # fmt: skip
+        self.storage_latency = storage_latency(r)
         self.gc_deleted = Counter(
             "kos_apiserver_gc_deleted_total", "Objects deleted by the garbage collector.", registry=r
         )

@@ -27,6 +27,7 @@ from kos.apiserver.metrics import APIServerMetrics
 from kos.apiserver.readiness import StoreReadiness
 from kos.apiserver.registry import Registry, SubnetAdmission, WriteRules
 from kos.apiserver.routes import Routes
+from kos.apiserver.storagemetrics import MeteredStore
 from kos.apiserver.strategy import for_plural
 from kos.apiserver.watchstream import WatchStreams
 from kos.http.limits import HTTPLimits
@@ -137,6 +138,8 @@ class APIServer:
     async def start(self) -> None:
         if self._store is None:
             self._store = await open_store(self.settings.storage)
+        if not isinstance(self._store, MeteredStore):  # every caller's store calls timed (storagemetrics)
+            self._store = MeteredStore(self._store, self.metrics.storage_latency)
         s = self.settings
         self.cacher = Cacher(self.store, history=s.watch_cache_size, on_events=self._on_events,
                              on_reload=self._on_reload, clock=self.clock)  # fmt: skip
