@@ -13,8 +13,9 @@ p99 create→ready is at most 1 s. Two readings of "p99", both reported for ever
 still not ready at the end) counts as infinitely late, so at most 1% may miss; `ready`:
 p99 over the NAs that became ready, as the driver's histogram (and the original's) has
 it, with the misses reported beside it. The search doubles the rate until it fails,
-then bisects. Reported per trial: achieved rates, latency percentiles, and the CPU seconds
-each process used (all share the machine's 2 cores).
+then bisects. Reported per trial: achieved rates, latency percentiles, the CPU seconds
+each process used (all share the machine's 2 cores), and the mean wall time of the apiserver's
+store calls by operation (its `kos_storage_request_duration_seconds`).
 
 Shapes: `small` = many small networks (--num-nets 100 --top-net-size 10); `large` =
 the original driver's default (--num-nets 10 --top-net-size 100: every change fans
@@ -117,6 +118,23 @@ def etcd_calls(etcd: EtcdProcess) -> dict[str, float]:
                 if line.startswith("grpc_server_handled_total{"):
                     method = line.split('grpc_method="', 1)[1].split('"', 1)[0]
                     out[method] = out.get(method, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def store_calls(server: APIServerProcess, tls: SecureCluster | None) -> dict[str, tuple[float, float]]:
+    """The apiserver's store calls so far by operation: (count, seconds) from kos_storage_request_duration_seconds
+    (summed over resources); empty for an apiserver that lacks the metric (an older tree under `@DIR`)."""
+    ctx = tls.context if tls is not None else None
+    with urllib.request.urlopen(server.url + "/metrics", timeout=10, context=ctx) as r:
+        text = r.read().decode()
+    out: dict[str, tuple[float, float]] = {}
+    for line in text.splitlines():
+        for part, i in (("_count{", 0), ("_sum{", 1)):
+            if line.startswith("kos_storage_request_duration_seconds" + part):
+                op = line.split('operation="', 1)[1].split('"', 1)[0]
+                got = list(out.get(op, (0.0, 0.0)))
+                got[i] += float(line.rsplit(" ", 1)[1])
+                out[op] = (got[0], got[1])
     return out
 
 
@@ -282,6 +300,7 @@ def _trial(shape: str, rate: float, seconds: float, d: Path, storage: str, threa
         etcd_pids = etcd.pids() if etcd is not None else []
         etcd_before = sum(cpu_seconds(p) for p in etcd_pids)
         calls_before = etcd_calls(etcd) if etcd is not None else {}
+        store_before = store_calls(server, tls)
         before = {k: cpu_seconds(p) for k, p in procs.items()}
         out = d / "run"
         spy = None
@@ -314,6 +333,9 @@ def _trial(shape: str, rate: float, seconds: float, d: Path, storage: str, threa
             cpu["etcd"] = sum(cpu_seconds(p) for p in etcd_pids) - etcd_before
         calls = {k: v - calls_before.get(k, 0.0) for k, v in (etcd_calls(etcd) if etcd is not None else {}).items()}
         watches = sim_counters(sim_port, d)
+        store_after = store_calls(server, tls)
+        store_ms = {op: (sec - store_before.get(op, (0.0, 0.0))[1]) / (n - store_before.get(op, (0.0, 0.0))[0]) * 1e3
+                    for op, (n, sec) in store_after.items() if n > store_before.get(op, (0.0, 0.0))[0]}  # fmt: skip
         if not (out / "summary.json").exists():
             raise RuntimeError(f"kos driver exited {drv.returncode} without a summary:\n"
                                + (d / "driver.log").read_text(errors="replace")[-3000:])  # fmt: skip
@@ -331,7 +353,7 @@ def _trial(shape: str, rate: float, seconds: float, d: Path, storage: str, threa
                 "late_ops_percent": s["late_ops_percent"], "cpu_seconds": cpu, "wall_seconds": wall,
                 "apiserver_cpu_per_op_us": cpu["apiserver"] / max(1, s["created"] + s["deleted"]) * 1e6,
                 "etcd_calls_per_op": {k: v / max(1, s["created"] + s["deleted"]) for k, v in calls.items() if v},
-                "simnodes": watches}  # fmt: skip
+                "store_call_ms": store_ms, "simnodes": watches}  # fmt: skip
     finally:
         for p in (sim, cm, server):
             p.stop()
@@ -350,7 +372,10 @@ def show(t: dict[str, Any]) -> None:
           f"(wall {t['wall_seconds']:.0f}; apiserver {t['apiserver_cpu_per_op_us']:.0f} µs/op); simnodes: "
           + ", ".join(f"{k} {v:.0f}" for k, v in t.get("simnodes", {}).items())
           + ("; etcd calls per op: " + ", ".join(f"{k} {v:.2f}" for k, v in t["etcd_calls_per_op"].items())
-             if t.get("etcd_calls_per_op") else ""), flush=True)  # fmt: skip
+             if t.get("etcd_calls_per_op") else "")
+          + ("; store call ms (mean, the apiserver's view): "
+             + ", ".join(f"{k} {v:.2f}" for k, v in sorted(t["store_call_ms"].items())) if t.get("store_call_ms") else ""),
+          flush=True)  # fmt: skip
 
 
 def search(shape: str, start: float, seconds: float, tmp: Path, storage: str, threads: int,
