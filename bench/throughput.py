@@ -352,6 +352,7 @@ def _trial(shape: str, rate: float, seconds: float, d: Path, storage: str, threa
                 "never_ready": s["never_ready"], "create_to_ready": lat, "avg_peers": s["plan"]["avg_peers"],
                 "late_ops_percent": s["late_ops_percent"], "cpu_seconds": cpu, "wall_seconds": wall,
                 "apiserver_cpu_per_op_us": cpu["apiserver"] / max(1, s["created"] + s["deleted"]) * 1e6,
+                "cpu_per_op_us": {k: v / max(1, s["created"] + s["deleted"]) * 1e6 for k, v in cpu.items()},
                 "etcd_calls_per_op": {k: v / max(1, s["created"] + s["deleted"]) for k, v in calls.items() if v},
                 "store_call_ms": store_ms, "simnodes": watches}  # fmt: skip
     finally:
@@ -517,6 +518,8 @@ def compare(results: dict[str, Any], storages: list[str]) -> None:
                 out[f"{shape} best achieved (ops/s)"] = max((t["achieved_rate"] for t in trials), default=0)
                 for t in trials:  # CPU per operation falls as the rate rises: compare it rate by rate
                     out[f"{shape} apiserver µs/op at --rate {t['rate']:g}"] = t["apiserver_cpu_per_op_us"]
+                    if "cpu_per_op_us" in t:
+                        out[f"{shape} all processes µs/op at --rate {t['rate']:g}"] = sum(t["cpu_per_op_us"].values())
         if "light" in r:
             out["light p50 create→ready (ms, median)"] = _median(
                 [t["create_to_ready"]["p50"] * 1e3 for t in r["light"]]
@@ -536,6 +539,44 @@ def compare(results: dict[str, Any], storages: list[str]) -> None:
                 continue  # a rate the first store was not tried at
             ratio = v / b[k] if b[k] else math.nan
             print(f"  {storage:12s} {k:42s} {v:9.1f}  ×{ratio:.2f}")
+    ceilings(results, storages)
+
+
+def ceilings(results: dict[str, Any], storages: list[str]) -> None:
+    """What etcd's own CPU allows on these cores: the holding rate's ratio to the first store's, at best.
+
+    When the first store's holding rate is CPU-bound (its processes use the cores the run had), a store whose
+    kos processes cost exactly what the first store's cost per operation, plus its etcd members' CPU per
+    operation, holds at most base_total / (base_total + etcd) of the first store's rate. etcd's CPU per
+    operation is taken at the store's highest-rate trial (the most batching, so the least per operation),
+    which makes the bound generous.
+    """
+    base = results[storages[0]]
+    for shape in ("small", "large"):
+        if shape not in base:
+            continue
+        held = [t for t in base[shape]["trials"] if t["holds"] and "cpu_per_op_us" in t]
+        if not held:
+            continue
+        top = max(held, key=lambda t: t["rate"])
+        base_total = sum(top["cpu_per_op_us"].values())
+        cores = sum(top["cpu_seconds"].values()) / top["wall_seconds"]
+        print(
+            f"== what etcd's own CPU allows ({shape}; {storages[0]} holds {top['rate']:g} ops/s using "
+            f"{base_total:.0f} µs of CPU per operation, all processes, {cores:.2f} cores)"
+        )
+        for storage in storages[1:]:
+            trials = [
+                t for t in results[storage].get(shape, {}).get("trials", []) if "etcd" in t.get("cpu_per_op_us", {})
+            ]
+            if not trials:
+                continue
+            fastest = max(trials, key=lambda t: t["achieved_rate"])
+            etcd_us = fastest["cpu_per_op_us"]["etcd"]
+            print(
+                f"  {storage:12s} etcd {etcd_us:6.0f} µs/op at --rate {fastest['rate']:g}: holding ratio at most "
+                f"{base_total / (base_total + etcd_us):.2f}"
+            )
 
 
 if __name__ == "__main__":
