@@ -121,12 +121,17 @@ def etcd_calls(etcd: EtcdProcess) -> dict[str, float]:
     return out
 
 
-def store_calls(server: APIServerProcess, tls: SecureCluster | None) -> dict[str, tuple[float, float]]:
+def store_calls(
+    server: APIServerProcess, tls: SecureCluster | None, keep: Path | None = None
+) -> dict[str, tuple[float, float]]:
     """The apiserver's store calls so far by operation: (count, seconds) from kos_storage_request_duration_seconds
-    (summed over resources); empty for an apiserver that lacks the metric (an older tree under `@DIR`)."""
+    (summed over resources); empty for an apiserver that lacks the metric (an older tree under `@DIR`). With `keep`,
+    all the apiserver's metrics are kept there (apiserver.metrics)."""
     ctx = tls.context if tls is not None else None
     with urllib.request.urlopen(server.url + "/metrics", timeout=10, context=ctx) as r:
         text = r.read().decode()
+    if keep is not None:
+        (keep / "apiserver.metrics").write_text(text)
     out: dict[str, tuple[float, float]] = {}
     for line in text.splitlines():
         for part, i in (("_count{", 0), ("_sum{", 1)):
@@ -333,7 +338,7 @@ def _trial(shape: str, rate: float, seconds: float, d: Path, storage: str, threa
             cpu["etcd"] = sum(cpu_seconds(p) for p in etcd_pids) - etcd_before
         calls = {k: v - calls_before.get(k, 0.0) for k, v in (etcd_calls(etcd) if etcd is not None else {}).items()}
         watches = sim_counters(sim_port, d)
-        store_after = store_calls(server, tls)
+        store_after = store_calls(server, tls, d)
         store_ms = {op: (sec - store_before.get(op, (0.0, 0.0))[1]) / (n - store_before.get(op, (0.0, 0.0))[0]) * 1e3
                     for op, (n, sec) in store_after.items() if n > store_before.get(op, (0.0, 0.0))[0]}  # fmt: skip
         if not (out / "summary.json").exists():

@@ -76,6 +76,7 @@ class AddressBook:
 
     def __init__(self, cacher: Cacher, store: Store) -> None:
         self.store = store
+        self.cacher = cacher
         self.nas = cacher.caches[_NAS]
         self.locks = cacher.caches[_LOCKS]
         self._showing = self.nas.add_derived_index("address", _address_key)
@@ -92,9 +93,11 @@ class AddressBook:
         return Guard(f"/{_NAS}/{namespace}/{name}", e.rev if e is not None else 0)
 
     async def lock(self, namespace: str, name: str) -> Entry | None:
-        """The IPLock from the cache or, when the cache has not seen it yet (it was created a moment ago), from the
-        store — newer than the cache then; the write's guard on it is what makes the check exact."""
-        e = self.locks.get(f"{namespace}/{name}")
+        """The IPLock from the cache or, when the cache has not seen it yet (it was created a moment ago), from
+        this server's own write of it whose event is still on the way, or else from the store — newer than the
+        cache then; the write's guard on the lock's revision is what makes the check exact in every case."""
+        key = f"{namespace}/{name}"
+        e = self.locks.get(key) or self.cacher.own_write(key, IPLock)
         if e is not None:
             return e
         kv = await self.store.get(f"/{_LOCKS}/{namespace}/{name}")

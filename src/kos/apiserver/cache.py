@@ -424,6 +424,20 @@ class Cacher:
                 w.clear()
             w[entry.rev] = entry
 
+    def own_write(self, key: str, cls: type) -> Entry | None:
+        """This server's newest write of the `cls` object at cache key `key` ("namespace/name") that the cache has
+        not applied yet (its event is still on the way), or None.
+
+        Exactly what the store held at that entry's revision, so a caller that guards its own write on
+        (key, that revision) may use it where it would otherwise read the store: a lock created a moment ago by
+        the same client, whose response came back before its watch event (kos.apiserver.address_protection).
+        """
+        best: Entry | None = None
+        for e in self._written.values():  # only this server's writes still in flight to the cache: a few
+            if e.key == key and type(e.obj) is cls and (best is None or e.rev > best.rev):
+                best = e
+        return best
+
     def _apply(self, batch: list[Event]) -> None:
         applied: list[CacheEvent] = []
         written = self._written
