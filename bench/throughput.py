@@ -225,10 +225,10 @@ def _start_apiserver(storage: str, d: Path, tls: SecureCluster | None) -> APISer
 ETCD_MEMBERS = 1
 """Members of the etcd a storage of `etcd` starts (--etcd-members)."""
 TMPFS = "+tmpfs"
-GATEWAY = "+gateway"
-"""A storage suffix: the store reaches the started etcd through its JSON gateway (`?transport=gateway`)."""
 """`etcd+tmpfs`, `etcd:3+tmpfs`: the started members keep their data in /dev/shm (RAM: fsync is free, nothing is
 durable), to compare with memory://, which fsyncs nothing either. The plain `etcd` figure is the durable one."""
+GATEWAY = "+gateway"
+"""A storage suffix: the store reaches the started etcd through its JSON gateway (`?transport=gateway`)."""
 
 
 def _etcd_members(storage: str) -> int:
