@@ -49,6 +49,8 @@ from kos.client.transport import ConnectionFailed, StreamRefused
 
 _CODES = {sc.value[0]: sc for sc in grpc.StatusCode}
 _HEADERS = {"Grpc-Metadata-hasleader": "true", "Content-Type": "application/json"}
+_BODY = "X-Kos-Watch-Body"
+"""The pseudo-header carrying a watch's JSON body from `_WatchCall.write` to `_Pool._encode` (removed there)."""
 _TYPE_MESSAGE = 11
 _TYPE_ENUM = 14
 
@@ -185,14 +187,13 @@ def _connection_error(e: BaseException) -> GatewayError:
 
 class _Pool(HTTPPool):
     """HTTPPool whose `stream()` POSTs the watch's create request (the gateway's watch is a POST; kos's own
-    watches are GETs); the stream machinery is HTTPPool's. The body is taken when the stream's request is
-    encoded, which happens before `stream()` first yields, so concurrent watches do not mix bodies."""
-
-    watch_body = b""
+    watches are GETs); the stream machinery is HTTPPool's. The body travels to `_encode` in the `_BODY`
+    pseudo-header of that one stream's call (never sent), so concurrent watches cannot mix bodies."""
 
     def _encode(self, method: str, path: str, query: Any, body: bytes | None, headers: Any) -> bytes:
-        if method == "GET" and path == "/v3/watch":
-            method, body = "POST", self.watch_body
+        if headers and _BODY in headers:
+            method, body = "POST", headers[_BODY].encode()
+            headers = {k: v for k, v in headers.items() if k != _BODY}
         return super()._encode(method, path, query, body, headers)
 
     def abort(self) -> None:
@@ -239,8 +240,8 @@ class _WatchCall:
         self._lines: list[bytes] = []
 
     async def write(self, req: Any) -> None:
-        self._pool.watch_body = _ENC.encode({"create_request": to_json(req.create_request)})
-        self._stream = self._pool.stream("/v3/watch")
+        body = _ENC.encode({"create_request": to_json(req.create_request)}).decode()
+        self._stream = self._pool.stream("/v3/watch", headers={_BODY: body})
 
     async def read(self) -> WatchResponse | None:
         assert self._stream is not None, "write the create request first"
@@ -273,12 +274,8 @@ class _WatchCall:
             closing.send(None)
         except StopIteration:
             pass
-        else:  # pragma: no cover - it did await: finish it on the loop
-            asyncio.get_running_loop().create_task(_finish(closing))
-
-
-async def _finish(closing: Any) -> None:
-    await closing
+        else:  # pragma: no cover - it awaited after all: stop there (the connection is closed with the pool)
+            closing.close()
 
 
 class _WatchStub:
