@@ -51,6 +51,7 @@ _CODES = {sc.value[0]: sc for sc in grpc.StatusCode}
 _HEADERS = {"Grpc-Metadata-hasleader": "true", "Content-Type": "application/json"}
 _BODY = "X-Kos-Watch-Body"
 """The pseudo-header carrying a watch's JSON body from `_WatchCall.write` to `_Pool._encode` (removed there)."""
+_KEPT = 256
 _TYPE_MESSAGE = 11
 _TYPE_ENUM = 14
 
