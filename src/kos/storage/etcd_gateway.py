@@ -304,7 +304,8 @@ class GatewayEndpoint:
     async def close(self) -> None:
         self.pool.abort()
         await self.pool.close()
-        await asyncio.sleep(0)  # let the aborted transports report connection_lost before the loop may close
+        for _ in range(3):  # let the aborted transports run their connection_lost callbacks before the loop may close
+            await asyncio.sleep(0)
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port} (gateway)"
