@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import msgspec  # noqa: E402
 from aetcd import rpc  # noqa: E402
 
-from kos.client.pool import HTTPPool  # noqa: E402
+from kos.http.clientpool import HTTPPool  # noqa: E402
 from kos.testing.etcd import EtcdProcess  # noqa: E402
 from kos.util import calibration  # noqa: E402
 

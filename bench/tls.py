@@ -78,7 +78,7 @@ MODES = ("plain", "secure")
 
 LOADGEN = r"""
 import asyncio, json, os, ssl, sys, time, uvloop
-from kos.client.pool import HTTPPool
+from kos.http.clientpool import HTTPPool
 URL, PATH, SECONDS, CONNS, PID = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 TLS = sys.argv[6:9]
 TICK = os.sysconf("SC_CLK_TCK")

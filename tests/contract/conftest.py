@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,14 +10,9 @@ from kos.storage.interface import Store
 from kos.storage.memory import MemoryStore
 from kos.storage.sqlite import SQLiteStore
 
-BACKENDS = ["memory", "sqlite", "etcd", "etcd-mtls", "etcd-gw"]
-"""etcd-gw*: the same etcd store over etcd's JSON gateway (`?transport=gateway`, kos.storage.etcd_gateway).
-
-etcd-gw-mtls (mutual TLS through the gateway) passes every contract test but is opt-in (KOS_TEST_GW_MTLS=1)
-for now: a test that abandons a watch generator without closing it leaves that stream's TLS transport to be
-closed at loop shutdown, which uvloop reports as a teardown error in about one run in two (WIP, issue 13)."""
-if os.environ.get("KOS_TEST_GW_MTLS") == "1":
-    BACKENDS.append("etcd-gw-mtls")
+BACKENDS = ["memory", "sqlite", "etcd", "etcd-mtls", "etcd-gw", "etcd-gw-mtls"]
+"""etcd-gw*: the same etcd store over etcd's JSON gateway (`?transport=gateway`, kos.storage.etcd_gateway),
+in clear and over mutual TLS."""
 _ETCD_SERVERS = {
     "etcd": "etcd_server",
     "etcd-mtls": "etcd_tls_server",

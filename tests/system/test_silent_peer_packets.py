@@ -26,9 +26,9 @@ from kos.api.types import Subnet, SubnetSpec
 from kos.client.config import ClientConfig
 from kos.client.failover import FailoverTransport
 from kos.client.indexer import Indexer
-from kos.client.pool import HTTPPool
 from kos.client.reflector import Reflector
 from kos.client.rest import Client
+from kos.http.clientpool import HTTPPool
 from kos.testing.replicas import running_replicas
 from kos.testing.wait import eventually
 

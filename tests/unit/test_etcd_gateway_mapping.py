@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from aetcd import rpc
 
-from kos.client.transport import ConnectionFailed
+from kos.http.clientresponse import ConnectionFailed
 from kos.storage.etcd import _not_sent, _retryable
 from kos.storage.etcd_gateway import WatchEvent, _connection_error, _status, to_json
 from kos.storage.url import StoreURLError, open_store

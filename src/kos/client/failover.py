@@ -55,8 +55,9 @@ import random
 from collections.abc import AsyncGenerator, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
-from kos.client.transport import ConnectionFailed, Response, StreamRefused, Transport
+from kos.client.transport import Transport
 from kos.client.watchmux import WatchMux
+from kos.http.clientresponse import ConnectionFailed, Response, StreamRefused
 from kos.util.clock import REAL_CLOCK, Clock
 from kos.util.log import get_logger
 

@@ -33,8 +33,9 @@ import msgspec
 
 from kos.api import watchframe
 from kos.api.types import API_VERSION
-from kos.client.keepalive import keep_alive
-from kos.client.transport import ConnectionFailed, Response, Transport
+from kos.client.transport import Transport
+from kos.http.clientkeepalive import keep_alive
+from kos.http.clientresponse import ConnectionFailed, Response
 from kos.util.log import get_logger
 
 log = get_logger(__name__)

@@ -3,7 +3,7 @@
 Why: measured in bench/etcd_binding.py (`kos-http`, docs/dependencies.md "The etcd binding"), the apiserver
 spends a quarter to a third of grpc.aio's CPU per etcd call when it speaks to etcd's gRPC JSON gateway (the
 grpc-gateway every member serves on its client port, `/v3/kv/range`, `/v3/kv/txn`, `/v3/kv/compaction`,
-`/v3/watch`) through kos.client.pool.HTTPPool (httptools, keep-alive HTTP/1.1) and msgspec, while etcd spends
+`/v3/watch`) through kos.http.clientpool.HTTPPool (httptools, keep-alive HTTP/1.1) and msgspec, while etcd spends
 more translating. Only an end-to-end A/B says which is faster overall, so the storage URL chooses
 (`etcd://…?transport=gateway`, kos.storage.url) and everything else stays one EtcdStore.
 
@@ -29,14 +29,17 @@ Every guarantee is therefore the store's own code; what the gateway must map is:
   grpc-gateway inside etcd dials the member's own gRPC port with the member's serving certificate as a
   client certificate, so with `--client-cert-auth` that certificate must be serverAuth+clientAuth
   (`kos certs init --peer`, kos.testing.etcd's `peer=True`).
+* **closing**: the store's close closes each endpoint's pool, which aborts every connection it made —
+  closing ones too: a watch's TLS connection closed when its watch ended waits for the gateway's
+  close_notify, which comes only once the gateway's handler has noticed — and returns when all are gone,
+  so no transport outlives the store (HTTPPool.close).
 
-Layering: kos.storage sits below kos.client, but HTTPPool is the transport measured; this module is the one
-allowed exception (.importlinter `ignore_imports`) until HTTPPool moves down to kos.http.
+Layering: HTTPPool lives in kos.http, below kos.storage and kos.client alike, so this module imports it
+as kos.client does.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -44,14 +47,13 @@ from typing import Any
 import grpc
 import msgspec
 
-from kos.client.pool import HTTPPool
-from kos.client.transport import ConnectionFailed, StreamRefused
+from kos.http.clientpool import HTTPPool
+from kos.http.clientresponse import ConnectionFailed, StreamRefused
 
 _CODES = {sc.value[0]: sc for sc in grpc.StatusCode}
 _HEADERS = {"Grpc-Metadata-hasleader": "true", "Content-Type": "application/json"}
 _BODY = "X-Kos-Watch-Body"
 """The pseudo-header carrying a watch's JSON body from `_WatchCall.write` to `_Pool._encode` (removed there)."""
-_KEPT = 256
 _TYPE_MESSAGE = 11
 _TYPE_ENUM = 14
 
@@ -197,12 +199,6 @@ class _Pool(HTTPPool):
             headers = {k: v for k, v in headers.items() if k != _BODY}
         return super()._encode(method, path, query, body, headers)
 
-    def abort(self) -> None:
-        """Drop every connection at once (no TLS close_notify exchange, which would outlive the loop)."""
-        for c in [*self._idle, *self._streams]:
-            if c.transport is not None:
-                c.transport.abort()
-
 
 class _KV:
     """`KV.Range/Txn/Compact` over the gateway, with the gRPC stubs' call signature."""
@@ -302,10 +298,8 @@ class GatewayEndpoint:
         self.watch = _WatchStub(self.pool)
 
     async def close(self) -> None:
-        self.pool.abort()
+        """Drop every connection to this member (watches' too) and return once each is gone (HTTPPool.close)."""
         await self.pool.close()
-        for _ in range(3):  # let the aborted transports run their connection_lost callbacks before the loop may close
-            await asyncio.sleep(0)
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port} (gateway)"
