@@ -4,7 +4,7 @@ The silence is a `kos.testing.silentproxy.SilentProxy` between the client and re
 forwarding without closing. The waits in these tests are real time, bounded by the client's own
 timeouts — a 2 s call timeout, the watch multiplexer's 2 s ping (`kos.client.watchmux.HEARTBEAT`) — so each
 test waits about 2–4 s; the `eventually` bounds (6 s) are liveness bounds, not measurements. Linux TCP
-keepalive (kos.client.keepalive) is checked by its socket options: a user-space proxy's kernel answers
+keepalive (kos.http.clientkeepalive) is checked by its socket options: a user-space proxy's kernel answers
 keepalive probes itself, so only a real packet loss could show it act.
 """
 
