@@ -69,3 +69,8 @@ _.ssl_ca_cert
 # PEP 562: `kos.__version__` is the module's __getattr__ (src/kos/__init__.py); an autouse fixture (tests/deploy)
 _.__getattr__
 _._no_kos_environment
+
+# kos.storage.etcd_gateway: called by name (`getattr(ep.kv, method)`, as the gRPC stubs' methods); pytest fixtures
+_.Compact
+_.etcd_peer_tls_server
+_._gateway

@@ -42,9 +42,9 @@ sys.path.insert(0, str(ROOT / "src"))
 from kos.api import watchframe  # noqa: E402
 from kos.api.meta import ObjectMeta  # noqa: E402
 from kos.api.types import NetworkAttachment, NetworkAttachmentSpec, Subnet, SubnetSpec  # noqa: E402
-from kos.client.pool import HTTPPool  # noqa: E402
 from kos.client.rest import Client  # noqa: E402
 from kos.driver import distribution  # noqa: E402
+from kos.http.clientpool import HTTPPool  # noqa: E402
 from kos.testing.process import APIServerProcess, KosProcess, free_port  # noqa: E402
 from kos.util import calibration  # noqa: E402
 

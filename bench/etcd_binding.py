@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import msgspec  # noqa: E402
 from aetcd import rpc  # noqa: E402
 
-from kos.client.pool import HTTPPool  # noqa: E402
+from kos.http.clientpool import HTTPPool  # noqa: E402
 from kos.testing.etcd import EtcdProcess  # noqa: E402
 from kos.util import calibration  # noqa: E402
 
@@ -326,7 +326,7 @@ class _GwWatchLine(msgspec.Struct):
 
 
 class _KosHttp:
-    """etcd's JSON gateway through kos's own client transport (kos.client.pool.HTTPPool: httptools, pooled
+    """etcd's JSON gateway through kos's own client transport (kos.http.clientpool.HTTPPool: httptools, pooled
     keep-alive HTTP/1.1, TLS with a client certificate; `stream()` for the watch) and msgspec JSON: requests are
     plain dicts (bytes become base64), replies decode into the typed structs above (int64 fields arrive as
     strings: `strict=False`; base64 into `bytes`). Its requests come from `_JsonRequests`, not protobuf."""

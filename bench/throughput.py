@@ -32,6 +32,8 @@ etcd --storage etcd:3`); the summary then prints each store's figures beside the
 apiserver CPU per driver operation (create or delete) and p50/p99 create→ready. With a started etcd the
 members' CPU is reported as `etcd`. `etcd+tmpfs` (`etcd:3+tmpfs`) starts the members with their data in
 /dev/shm: fsync then costs nothing and nothing is durable, like memory://; plain `etcd` is the durable figure.
+`+gateway` (last: `etcd+gateway`, `etcd:3+tmpfs+gateway`) has the store reach that etcd through its JSON gateway
+(`?transport=gateway`, kos.storage.etcd_gateway) instead of gRPC.
 `STORE^VAR=VALUE` (repeatable, before any `@DIR`) starts that store's apiserver with the variable set, e.g.
 `etcd^GRPC_EXPERIMENTS=-event_engine_client` to compare a gRPC setting in the same run.
 
@@ -230,6 +232,8 @@ ETCD_MEMBERS = 1
 TMPFS = "+tmpfs"
 """`etcd+tmpfs`, `etcd:3+tmpfs`: the started members keep their data in /dev/shm (RAM: fsync is free, nothing is
 durable), to compare with memory://, which fsyncs nothing either. The plain `etcd` figure is the durable one."""
+GATEWAY = "+gateway"
+"""A storage suffix: the store reaches the started etcd through its JSON gateway (`?transport=gateway`)."""
 
 
 def _etcd_members(storage: str) -> int:
@@ -249,6 +253,7 @@ def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, thre
     storage, _, src = storage.partition("@")
     storage, _, env_spec = storage.partition("^")
     env = dict(kv.partition("=")[::2] for kv in env_spec.split("^")) if env_spec else {}
+    storage, gateway = storage.removesuffix(GATEWAY), storage.endswith(GATEWAY)
     storage, tmpfs = storage.removesuffix(TMPFS), storage.endswith(TMPFS)
     members = _etcd_members(storage)
     # +tmpfs: the members' data directories in RAM (/dev/shm), so their fsyncs cost nothing: not durable
@@ -256,11 +261,16 @@ def trial(shape: str, rate: float, seconds: float, tmp: Path, storage: str, thre
     etcd = EtcdProcess.cluster(etcd_dir, members=members) if members else None
     try:
         tag = (f"etcd{members}" if members else storage.split(":", 1)[0]) + ("-tmpfs" if tmpfs else "")
-        t = _trial(shape, rate, seconds, d, etcd.url if etcd else storage, threads, profile, profile_dir,
+        tag += "-gateway" if gateway else ""
+        url = etcd.url if etcd else storage
+        if gateway:
+            url += ("&" if "?" in url else "?") + "transport=gateway"
+        t = _trial(shape, rate, seconds, d, url, threads, profile, profile_dir,
                    criterion, tls, etcd, tag + ("-ab" if src else ""), src, env)  # fmt: skip
         t["storage"] = (
             (storage if not members else f"etcd:{members}")
             + (TMPFS if tmpfs else "")
+            + (GATEWAY if gateway else "")
             + (f"^{env_spec}" if env_spec else "")
             + (f"@{src}" if src else "")
         )

@@ -17,7 +17,7 @@ secure interleaved round by round (plain, secure, plain, secure, ...) so both se
 1. Creates: an apiserver (memory store) in its own process on core 0 (bench/apiserver.py's FANOUT_SERVER
    with one object, i.e. `running_apiserver(ssl=..., gate=...)`); a load generator on core 1 POSTs
    NetworkAttachments over `--connections` keep-alive connections of kos's own HTTP pool
-   (kos.client.pool.HTTPPool, `ssl=` the client's context; wrk cannot present client certificates) as
+   (kos.http.clientpool.HTTPPool, `ssl=` the client's context; wrk cannot present client certificates) as
    user `kos:bench` in `kos:users`. Connections are opened (TLS handshakes done) before the clock starts.
    Reported: creates/s and the server's CPU µs per create; every answer checked to be 201 and the
    stored count checked.
@@ -78,7 +78,7 @@ MODES = ("plain", "secure")
 
 LOADGEN = r"""
 import asyncio, json, os, ssl, sys, time, uvloop
-from kos.client.pool import HTTPPool
+from kos.http.clientpool import HTTPPool
 URL, PATH, SECONDS, CONNS, PID = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 TLS = sys.argv[6:9]
 TICK = os.sysconf("SC_CLK_TCK")

@@ -21,14 +21,14 @@ from kos.storage.interface import Unavailable
 pytestmark = pytest.mark.etcd
 
 
-@pytest.fixture
+@pytest.fixture(params=["grpc", "gateway"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     if shutil.which("etcd") is None:
         pytest.skip("etcd is not installed")
     from kos.storage.etcd import EtcdStore
 
     etcd = request.getfixturevalue("etcd_server")
-    s = await EtcdStore.open(etcd.endpoints, prefix=f"/test-{request.node.name}")
+    s = await EtcdStore.open(etcd.endpoints, prefix=f"/test-{request.node.name}", transport=request.param)
     try:
         yield s
     finally:

@@ -4,7 +4,7 @@ The silence is a `kos.testing.silentproxy.SilentProxy` between the client and re
 forwarding without closing. The waits in these tests are real time, bounded by the client's own
 timeouts — a 2 s call timeout, the watch multiplexer's 2 s ping (`kos.client.watchmux.HEARTBEAT`) — so each
 test waits about 2–4 s; the `eventually` bounds (6 s) are liveness bounds, not measurements. Linux TCP
-keepalive (kos.client.keepalive) is checked by its socket options: a user-space proxy's kernel answers
+keepalive (kos.http.clientkeepalive) is checked by its socket options: a user-space proxy's kernel answers
 keepalive probes itself, so only a real packet loss could show it act.
 """
 
@@ -22,14 +22,14 @@ from kos.api.meta import ObjectMeta
 from kos.api.resources import BY_TYPE
 from kos.api.types import Subnet, SubnetSpec
 from kos.apiserver.server import APIServer
-from kos.client import keepalive
 from kos.client.config import ClientConfig
 from kos.client.failover import FailoverTransport
 from kos.client.indexer import Indexer
-from kos.client.pool import HTTPPool
 from kos.client.reflector import Reflector
 from kos.client.rest import Client
 from kos.client.watchmux import WatchMux
+from kos.http import clientkeepalive
+from kos.http.clientpool import HTTPPool
 from kos.testing.replicas import running_replicas
 from kos.testing.silentproxy import SilentProxy
 from kos.testing.wait import eventually
@@ -58,8 +58,11 @@ def keepalive_options(sock: Any) -> tuple[int, int, int, int, int]:
 
 
 async def test_every_client_connection_has_keepalive_within_the_bound(replicas: list[APIServer]) -> None:
-    want = (1, keepalive.IDLE, keepalive.INTERVAL, keepalive.COUNT, keepalive.USER_TIMEOUT_MS)
-    assert keepalive.IDLE + keepalive.COUNT * keepalive.INTERVAL <= 5 and keepalive.USER_TIMEOUT_MS <= 5000
+    want = (1, clientkeepalive.IDLE, clientkeepalive.INTERVAL, clientkeepalive.COUNT, clientkeepalive.USER_TIMEOUT_MS)
+    assert (
+        clientkeepalive.IDLE + clientkeepalive.COUNT * clientkeepalive.INTERVAL <= 5
+        and clientkeepalive.USER_TIMEOUT_MS <= 5000
+    )
     async with Client(replicas[0].url, watch_mux=True) as client:
         mux = client.transport
         assert isinstance(mux, WatchMux)

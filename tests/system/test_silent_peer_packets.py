@@ -6,7 +6,7 @@ answers the probes. Here the packets themselves are dropped: the test re-runs it
 namespace (`unshare --net`, root only) and adds an nftables rule that drops every packet to and from
 replica A's port on the namespace's loopback — a partition with no FIN and no RST. A watch over plain HTTP
 (one connection per watch, no ping of kos's own) then hears nothing; only the kernel's keepalive
-(kos.client.keepalive: probes after 2 s idle, 2 probes 1 s apart) can end it, and the reflector resumes
+(kos.http.clientkeepalive: probes after 2 s idle, 2 probes 1 s apart) can end it, and the reflector resumes
 from its last resourceVersion on replica B without a relist. The bound in `eventually` (8 s) is a
 liveness bound for the 4 s keepalive plus a failover, not a measurement.
 """
@@ -26,9 +26,9 @@ from kos.api.types import Subnet, SubnetSpec
 from kos.client.config import ClientConfig
 from kos.client.failover import FailoverTransport
 from kos.client.indexer import Indexer
-from kos.client.pool import HTTPPool
 from kos.client.reflector import Reflector
 from kos.client.rest import Client
+from kos.http.clientpool import HTTPPool
 from kos.testing.replicas import running_replicas
 from kos.testing.wait import eventually
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kos.client.pool import HTTPPool
+from kos.http.clientpool import HTTPPool
 from kos.pki.bearer import MAX_AGE, BearerHeaders, TokenSource
 from kos.pki.kubeconfig import load_kubeconfig
 from kos.testing.clock import FakeClock

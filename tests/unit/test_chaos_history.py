@@ -8,7 +8,7 @@ import pytest
 
 from kos.api.errors import Conflict, StatusError
 from kos.chaos.history import Call, Fault, History, StreamStart, WatchEvent, classify, read
-from kos.client.transport import ConnectionFailed
+from kos.http.clientresponse import ConnectionFailed
 from kos.testing.clock import FakeClock
 
 

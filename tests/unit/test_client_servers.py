@@ -17,8 +17,8 @@ from kos.cli.clientflags import add_client_flags, client_config
 from kos.cli.main import main
 from kos.client.config import ClientConfig, split_servers
 from kos.client.failover import FailoverTransport
-from kos.client.pool import HTTPPool
 from kos.client.rest import Client
+from kos.http.clientpool import HTTPPool
 from kos.pki.kubeconfig import SERVERS_EXTENSION, KubeConfigError, load_kubeconfig
 
 A, B, C = "http://10.0.0.1:8080", "http://10.0.0.2:8080", "http://10.0.0.3:8080"

@@ -10,9 +10,9 @@ import ssl
 
 import pytest
 
-from kos.client import pool
-from kos.client.pool import HTTPPool
-from kos.client.transport import ConnectionFailed
+from kos.http import clientpool
+from kos.http.clientpool import HTTPPool
+from kos.http.clientresponse import ConnectionFailed
 
 
 async def test_a_server_silent_in_the_tls_handshake_fails_the_call_retryably(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -26,7 +26,7 @@ async def test_a_server_silent_in_the_tls_handshake_fails_the_call_retryably(mon
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    monkeypatch.setattr(pool, "CONNECT_TIMEOUT", 0.2)
+    monkeypatch.setattr(clientpool, "CONNECT_TIMEOUT", 0.2)
     p = HTTPPool(f"https://127.0.0.1:{port}", ssl=ssl.create_default_context())
     try:
         with pytest.raises(ConnectionFailed, match=r"within 0\.2s") as caught:

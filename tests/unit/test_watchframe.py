@@ -8,6 +8,7 @@ import msgspec
 import pytest
 
 from kos.api import watchframe
+from kos.http.lines import LineSplitter
 
 
 def test_frame_and_decode_round_trip() -> None:
@@ -25,7 +26,7 @@ def test_any_cut_of_a_stream_gives_the_same_lines() -> None:
     rng = random.Random(11)
     for _ in range(200):
         cuts = sorted(rng.sample(range(1, len(body)), rng.randint(0, 40)))
-        splitter = watchframe.LineSplitter()
+        splitter = LineSplitter()
         got = [ln for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True) for ln in splitter.feed(body[a:b])]
         assert got == lines
         assert splitter.tail == b""
@@ -33,7 +34,7 @@ def test_any_cut_of_a_stream_gives_the_same_lines() -> None:
 
 
 def test_an_incomplete_last_line_waits_for_the_next_chunk() -> None:
-    s = watchframe.LineSplitter()
+    s = LineSplitter()
     assert s.feed(b'{"type":"A') == []
     assert s.feed(b'DDED"}\n{"ty') == [b'{"type":"ADDED"}']
     assert s.tail == b'{"ty'

@@ -7,8 +7,8 @@ of lines `{"type":"<TYPE>","object":<object JSON>}\\n` (kube-apiserver's
 or messages: a chunk may end inside a line, or hold many. This module is the one
 place that knows the framing: `frame` builds a line (`error_frame` an ERROR line) — every server
 path that sends events (the HTTP watch, the multiplexer, the watch cache's pre-encoded lines, bookmarks)
-frames with it, so a line is the same bytes whichever way it travels — `LineSplitter` cuts a byte
-stream back into lines, `split` reads a body known to be whole, and `RawEvent`
+frames with it, so a line is the same bytes whichever way it travels — `split` reads a body known to
+be whole (kos.http.lines' `LineSplitter` cuts a byte stream back into lines as it arrives), and `RawEvent`
 decodes a line's type while leaving its object undecoded (the caller knows its
 type). Pure data, no I/O, so the server, the client, the tests and the benchmarks
 share it.
@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import msgspec
 
-LINE_END = b"\n"
+from kos.http.lines import LINE_END
+
 ADDED, MODIFIED, DELETED, BOOKMARK, ERROR = "ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"
 """The event types (`watch.EventType` in apimachinery)."""
 
@@ -55,30 +56,3 @@ def split(body: bytes) -> list[bytes]:
     if b"" in lines:
         lines = [ln for ln in lines if ln]
     return lines
-
-
-class LineSplitter:
-    """Cut a stream of byte chunks into whole lines, keeping a partial last line for the next chunk.
-
-    `feed(chunk)` returns the lines completed by `chunk`, without their newline, blank ones
-    (keep-alive newlines) left out; `tail` is the incomplete remainder. A chunk that
-    completes no line costs one `find`.
-    """
-
-    __slots__ = ("tail",)
-
-    def __init__(self) -> None:
-        self.tail = b""
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        if self.tail:
-            chunk = self.tail + chunk
-        end = chunk.rfind(LINE_END)
-        if end < 0:
-            self.tail = chunk
-            return []
-        self.tail = chunk[end + 1 :]
-        lines = chunk[:end].split(LINE_END)
-        if b"" in lines:
-            lines = [ln for ln in lines if ln]
-        return lines

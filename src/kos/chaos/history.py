@@ -30,7 +30,7 @@ from typing import IO, Literal
 import msgspec
 
 from kos.api.errors import StatusError
-from kos.client.transport import ConnectionFailed
+from kos.http.clientresponse import ConnectionFailed
 from kos.util.clock import REAL_CLOCK, Clock
 
 __all__ = [

@@ -20,10 +20,11 @@ import os
 import ssl as ssl_
 from collections.abc import Callable, Mapping
 
+from kos.http.clientheaders import check_headers
 from kos.pki.kubeconfig import KubeConfig, KubeConfigError, load_kubeconfig
 from kos.util.clock import REAL_CLOCK, Clock
 
-__all__ = ["ClientConfig", "KubeConfigError", "check_headers", "split_servers"]
+__all__ = ["ClientConfig", "KubeConfigError", "split_servers"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -90,14 +91,3 @@ def split_servers(value: str) -> tuple[str, ...]:
     if len({u.startswith("https://") for u in urls}) > 1:
         raise ValueError(f"{value!r} mixes http:// and https:// servers")
     return urls
-
-
-def check_headers(headers: Mapping[str, str]) -> None:
-    """Raises ValueError for a header name or value that would break the request head (CR, LF, non-latin-1)."""
-    for k, v in headers.items():
-        if not k or not k.isascii() or not (k.isprintable() and v.isprintable()) or ":" in k or " " in k:
-            raise ValueError(f"header {k!r} cannot be sent")
-        try:
-            v.encode("latin-1")
-        except UnicodeEncodeError:
-            raise ValueError(f"the value of header {k!r} cannot be sent") from None

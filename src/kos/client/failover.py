@@ -6,7 +6,7 @@ working when one goes away. `FailoverTransport` holds one inner transport per se
 `WatchMux` around one) and a *current* server that every call and watch goes to. A server is left when:
 
 - no connection can be made (refused, unreachable, TLS failure), a connection breaks, or a call times
-  out: `ConnectionFailed` / `TimeoutError` — a dead, partitioned or silent replica (kos.client.keepalive
+  out: `ConnectionFailed` / `TimeoutError` — a dead, partitioned or silent replica (kos.http.clientkeepalive
   bounds how long silence lasts);
 - it answers 503 (a replica shutting down, or one that cannot reach the store): the answer is returned as
   it is — `kos.client.rest.Client` honours its `Retry-After` — and the next call goes elsewhere.
@@ -55,8 +55,9 @@ import random
 from collections.abc import AsyncGenerator, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
-from kos.client.transport import ConnectionFailed, Response, StreamRefused, Transport
+from kos.client.transport import Transport
 from kos.client.watchmux import WatchMux
+from kos.http.clientresponse import ConnectionFailed, Response, StreamRefused
 from kos.util.clock import REAL_CLOCK, Clock
 from kos.util.log import get_logger
 

@@ -39,12 +39,11 @@ from kos.api.errors import ServiceUnavailable, StatusError
 from kos.api.meta import Status, status
 from kos.api.resources import BY_TYPE, Resource
 from kos.api.types import API_VERSION, Object
-from kos.client.config import ClientConfig, check_headers
+from kos.client.config import ClientConfig
 from kos.client.failover import FailoverTransport
 from kos.client.pager import ListPage, list_pages
-from kos.client.pool import HTTPPool
 from kos.client.ratelimit import TokenBucket
-from kos.client.transport import ConnectionFailed, Response, StreamRefused, Transport
+from kos.client.transport import Transport
 from kos.client.watchevents import (
     ADDED,
     BOOKMARK,
@@ -57,6 +56,9 @@ from kos.client.watchevents import (
     WatchEvent,
 )
 from kos.client.watchmux import WatchMux
+from kos.http.clientheaders import check_headers
+from kos.http.clientpool import HTTPPool
+from kos.http.clientresponse import ConnectionFailed, Response, StreamRefused
 from kos.util.clock import REAL_CLOCK, Clock
 from kos.util.log import get_logger
 

@@ -14,9 +14,10 @@ through this protocol, as httpx's `Client` does through its transports:
   status, `ConnectionFailed` if the connection broke. Closing the iterator (`aclose`, or
   leaving an `async for` early) cancels the watch.
 
-Implementations: `kos.client.pool.HTTPPool` (keep-alive HTTP/1.1 connections, plain or
-TLS through an `ssl.SSLContext`), `kos.client.watchmux.WatchMux` (wraps another
-transport: its calls go through, its watches share one WebSocket), and
+The outcomes (`Response`, `ConnectionFailed`, `StreamRefused`) are kos.http.clientresponse's, beside the
+HTTP client that the etcd store's gateway transport shares. Implementations: `kos.http.clientpool.HTTPPool`
+(keep-alive HTTP/1.1 connections, plain or TLS through an `ssl.SSLContext`), `kos.client.watchmux.WatchMux`
+(wraps another transport: its calls go through, its watches share one WebSocket), and
 `kos.testing.transport.MockTransport` (a handler function, no sockets).
 
 Failover (issue 13) is one more wrapper with the same shape, `kos.client.failover.FailoverTransport`:
@@ -30,41 +31,12 @@ its last resourceVersion, and that new `stream` call lands on whichever endpoint
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncGenerator, Mapping
 from typing import Protocol
 
-__all__ = ["ConnectionFailed", "Response", "StreamRefused", "Transport"]
+from kos.http.clientresponse import Response
 
-
-class ConnectionFailed(Exception):
-    """No answer: the connection could not be made, broke, or its TLS handshake failed.
-
-    `retryable` is True when the request surely never reached the server (the connection could not be
-    made, or a reused keep-alive connection that the server had closed), so sending it again cannot
-    apply it twice.
-    """
-
-    def __init__(self, msg: str, *, retryable: bool = False) -> None:
-        super().__init__(msg)
-        self.retryable = retryable
-
-
-@dataclasses.dataclass(slots=True)
-class Response:
-    status: int
-    """The HTTP status code."""
-    body: bytes
-    headers: Mapping[bytes, bytes] = dataclasses.field(default_factory=dict)
-    """Header names in lower case, as bytes (what the wire carried, undecoded)."""
-
-
-class StreamRefused(Exception):
-    """The server answered a watch with a non-2xx status: `response` is that answer (its body a Status)."""
-
-    def __init__(self, response: Response) -> None:
-        super().__init__(f"HTTP {response.status}")
-        self.response = response
+__all__ = ["Transport"]
 
 
 class Transport(Protocol):

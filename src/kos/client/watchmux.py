@@ -15,7 +15,7 @@ client certificate presented) and sends the same default `headers` (a bearer tok
 upgrade request: every watch on the WebSocket runs as that one identity, so a stream's own
 `headers` (another identity's) are not sent for a multiplexed watch. `before_connect` is called
 before each connection, as the pool's. A silent server is noticed by the WebSocket's ping (`HEARTBEAT`) and
-TCP keepalive (kos.client.keepalive).
+TCP keepalive (kos.http.clientkeepalive).
 """
 
 from __future__ import annotations
@@ -33,15 +33,16 @@ import msgspec
 
 from kos.api import watchframe
 from kos.api.types import API_VERSION
-from kos.client.keepalive import keep_alive
-from kos.client.transport import ConnectionFailed, Response, Transport
+from kos.client.transport import Transport
+from kos.http.clientkeepalive import keep_alive
+from kos.http.clientresponse import ConnectionFailed, Response
 from kos.util.log import get_logger
 
 log = get_logger(__name__)
 
 HEARTBEAT = 2.0
 """Seconds between WebSocket pings; a pong missing for half of it ends the connection and every watch on it
-(a silent server noticed within ~3 s, below issue 13's 5 s bound; kos.client.keepalive does the same for
+(a silent server noticed within ~3 s, below issue 13's 5 s bound; kos.http.clientkeepalive does the same for
 HTTP connections). The pings are two small frames per interval per client."""
 _END = b""
 _PREFIX = f"/apis/{API_VERSION}/"

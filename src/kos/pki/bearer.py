@@ -11,9 +11,10 @@ inline `token` stays fixed. A failed or empty read is retried a minute later rat
 (client-go retries at once), so a vanished file costs one read and one warning a minute, not one per call.
 
 `BearerHeaders` is the mapping `{"Authorization": "Bearer <token>"}` over a source: every read of it asks the
-source, so whatever builds a request from it sends the current token — kos.client.pool re-encodes its
-request-head template when the token changes, the webhook clients (kos.apiserver.auth) build their headers
-per review. The hot path pays one monotonic-clock read and a comparison; the file is read at most once a
+source, so whatever builds a request from it sends the current token — kos.http.clientpool re-encodes its
+request-head template when `version()` (the token) changes (it is a kos.http.clientheaders
+`RotatingHeaders`, a protocol: kos.pki and kos.http do not import each other), the webhook clients
+(kos.apiserver.auth) build their headers per review. The hot path pays one monotonic-clock read and a comparison; the file is read at most once a
 minute. It lives in kos.pki, below both the client and the apiserver, beside the kubeconfig reader.
 """
 
@@ -93,6 +94,10 @@ class BearerHeaders(Mapping[str, str]):
 
     def __len__(self) -> int:
         return 1
+
+    def version(self) -> str:
+        """The current token: the same object until the file is re-read (kos.http.clientheaders.RotatingHeaders)."""
+        return self.source.token()
 
     def __repr__(self) -> str:
         return f"BearerHeaders(path={self.source.path})"  # never the token

@@ -86,6 +86,7 @@ from typing import Any
 
 from aetcd import rpc
 
+from kos.storage.etcd_gateway import GatewayEndpoint, GatewayError, WatchResponse
 from kos.storage.etcd_tls import EtcdTLS
 from kos.storage.interface import (
     Compacted,
@@ -122,6 +123,12 @@ _CHANNEL_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 1_000),
 ]
 
+TRANSPORTS = ("grpc", "gateway")
+"""How the store reaches etcd: gRPC (grpc.aio), or etcd's JSON gateway (kos.storage.etcd_gateway)."""
+_RPC_ERRORS = (rpc.AioRpcError, GatewayError)
+"""A gRPC status: from grpc.aio, or from the gateway (the same `code()` and `details()`)."""
+_WATCH_RESPONSES = (rpc.WatchResponse, WatchResponse)
+
 _CREATE = rpc.Compare.CREATE
 _MOD = rpc.Compare.MOD
 _EQUAL = rpc.Compare.EQUAL
@@ -139,7 +146,7 @@ _TLS_FAILED = ("TSI_", "andshake", "SSL_ERROR", "CERTIFICATE_VERIFY")
 
 
 def _retryable(e: Exception) -> bool:
-    if not isinstance(e, rpc.AioRpcError):
+    if not isinstance(e, _RPC_ERRORS):
         return False
     code = e.code()
     if code in (_UNAVAILABLE, _DEADLINE):
@@ -148,12 +155,12 @@ def _retryable(e: Exception) -> bool:
 
 
 def _not_sent(e: Exception) -> bool:
-    details = (e.details() or "").lower() if isinstance(e, rpc.AioRpcError) else ""
+    details = (e.details() or "").lower() if isinstance(e, _RPC_ERRORS) else ""
     return any(s in details for s in _NOT_SENT)
 
 
 def _describe(e: BaseException) -> str:
-    if isinstance(e, rpc.AioRpcError):
+    if isinstance(e, _RPC_ERRORS):
         return f"{e.code().name}: {e.details()}"
     return f"{type(e).__name__}: {e}"
 
@@ -184,6 +191,9 @@ class _Endpoint:
         self.kv: Any = rpc.KVStub(self.channel)
         self.watch: Any = rpc.WatchStub(self.channel)
 
+    async def close(self) -> None:
+        await self.channel.close()
+
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
 
@@ -199,10 +209,18 @@ class _Cluster:
         retry_timeout: float,
         clock: Clock,
         tls: EtcdTLS | None = None,
+        transport: str = "grpc",
     ) -> None:
         self.tls = tls
         credentials = tls.load() if tls is not None else None
-        self.eps = [_Endpoint(h, p, credentials) for h, p in endpoints]
+        self.eps: list[Any]
+        if transport == "gateway":
+            context = tls.context() if tls is not None else None
+            self.eps = [GatewayEndpoint(h, p, context) for h, p in endpoints]
+        elif transport == "grpc":
+            self.eps = [_Endpoint(h, p, credentials) for h, p in endpoints]
+        else:
+            raise ValueError(f"etcd transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
         self.cur = 0
         self.timeout = request_timeout
         """Seconds one attempt may take (gRPC's deadline: real time)."""
@@ -214,7 +232,7 @@ class _Cluster:
 
     def tls_hint(self, e: BaseException) -> str:
         """What to check when `e` is a failed TLS handshake (gRPC's details only say "TSI_..."), else ""."""
-        details = (e.details() or "") if isinstance(e, rpc.AioRpcError) else ""
+        details = (e.details() or "") if isinstance(e, _RPC_ERRORS) else ""
         if self.tls is None or not any(s in details for s in _TLS_FAILED):
             return ""
         return (
@@ -290,7 +308,7 @@ class _Cluster:
         )
         await call.write(rpc.WatchRequest(create_request=create))
         resp = await asyncio.wait_for(call.read(), self.timeout)
-        if not isinstance(resp, rpc.WatchResponse) or not resp.created:
+        if not isinstance(resp, _WATCH_RESPONSES) or not resp.created:
             raise _StreamEndedError(f"watch on {ep} was not created")
         return resp
 
@@ -302,7 +320,7 @@ class _Cluster:
             raise Unavailable("store is closed") from None
         if isinstance(e, StoreError):
             raise e
-        if isinstance(e, rpc.AioRpcError) and not _retryable(e):
+        if isinstance(e, _RPC_ERRORS) and not _retryable(e):
             raise _unexpected("watch", ep, e) from e
         # the stream broke: resume from `last` on the next endpoint
         self.failed(i, e)
@@ -324,7 +342,7 @@ class _Cluster:
         for call in list(self.watches):
             call.cancel()
         for ep in self.eps:
-            await ep.channel.close()
+            await ep.close()
 
 
 class EtcdStore:
@@ -339,12 +357,15 @@ class EtcdStore:
         retry_timeout: float = 15.0,
         clock: Clock = REAL_CLOCK,
         tls: EtcdTLS | None = None,
+        transport: str = "grpc",
     ) -> None:
         """`clock` times the retry windows and the backoff between rounds of failed attempts; each attempt's
         own deadline (`request_timeout`) bounds a gRPC call, so it is gRPC's (real time).
 
         With `tls`, every endpoint is reached over (mutual) TLS; its files are read here, and EtcdTLSError
-        names the one that cannot be used.
+        names the one that cannot be used. `transport` is "grpc" (grpc.aio channels) or "gateway" (etcd's JSON
+        gateway over kos's HTTP client, kos.storage.etcd_gateway): the same requests and guarantees either way;
+        ValueError for another.
         """
         if not endpoints:
             raise ValueError("EtcdStore needs at least one endpoint")
@@ -352,8 +373,9 @@ class EtcdStore:
         self._root = root.encode()
         self._cut = len(self._root)
         self._cluster = _Cluster(
-            endpoints, request_timeout=request_timeout, retry_timeout=retry_timeout, clock=clock, tls=tls
-        )
+            endpoints, request_timeout=request_timeout, retry_timeout=retry_timeout, clock=clock, tls=tls,
+            transport=transport,
+        )  # fmt: skip
         self._eps = self._cluster.eps
         self._rpc = self._cluster.rpc
         self._rev_waiters: list[asyncio.Future[int]] = []
@@ -372,13 +394,14 @@ class EtcdStore:
         retry_timeout: float = 15.0,
         clock: Clock = REAL_CLOCK,
         tls: EtcdTLS | None = None,
+        transport: str = "grpc",
     ) -> EtcdStore:
         """Connect to the first endpoint that answers; Unavailable if none does within `connect_timeout`.
 
-        `tls` as for the constructor (EtcdTLSError for an unusable file, before any connection).
+        `tls` and `transport` as for the constructor (EtcdTLSError for an unusable file, before any connection).
         """
         store = cls(endpoints, prefix=prefix, request_timeout=request_timeout, retry_timeout=retry_timeout,
-                    clock=clock, tls=tls)  # fmt: skip
+                    clock=clock, tls=tls, transport=transport)  # fmt: skip
         try:
             await store._rpc("connect", "Range", rpc.RangeRequest(key=store._root, limit=1), window=connect_timeout)
         except BaseException:
@@ -600,7 +623,7 @@ class EtcdStore:
                         delay, tries = 0.02, 0
                         yield batch
                     resp = await call.read()
-                    if not isinstance(resp, rpc.WatchResponse):
+                    if not isinstance(resp, _WATCH_RESPONSES):
                         raise _StreamEndedError(f"watch stream from {ep} ended")
             except asyncio.CancelledError:
                 if c.closed and _current_task_not_cancelled():
@@ -640,7 +663,7 @@ class _CompactedReadError(StoreError):
 
 
 def _unexpected(what: str, ep: _Endpoint, e: Exception) -> StoreError:
-    if isinstance(e, rpc.AioRpcError) and e.code() == _OUT_OF_RANGE and "compacted" in (e.details() or ""):
+    if isinstance(e, _RPC_ERRORS) and e.code() == _OUT_OF_RANGE and "compacted" in (e.details() or ""):
         return _CompactedReadError(f"etcd {what} on {ep}: {e.details()}")
     return StoreError(f"etcd {what} on {ep} failed: {_describe(e)}")
 

@@ -69,6 +69,14 @@ class EtcdTLS:
             ) from None
         return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
 
+    def context(self) -> ssl.SSLContext:
+        """An ssl context for etcd's JSON gateway (kos.storage.etcd_gateway): verifies etcd against `cacert` and
+        offers the client certificate when there is one. Call `load` first: it checks the files."""
+        ctx = ssl.create_default_context(cafile=str(self.cacert))
+        if self.cert is not None and self.key is not None:
+            ctx.load_cert_chain(self.cert, self.key, password=_encrypted(self.key))
+        return ctx
+
     def __str__(self) -> str:
         client = f", cert={self.cert}, key={self.key}" if self.cert is not None else ""
         return f"cacert={self.cacert}{client}"

@@ -7,7 +7,9 @@ an old backup without `--bump-revision` would be — for testing how clients rec
 `etcd://h1:2379,h2:2379/prefix?cacert=/p/ca.crt&cert=/p/client.crt&key=/p/client.key` reaches etcd over
 TLS: `cacert` is the CA that signed etcd's serving certificates (TLS is on when it is given), `cert` and
 `key` the client certificate etcd's `--client-cert-auth` asks for (both or neither). The names are
-etcdctl's `--cacert`, `--cert` and `--key`. Any other query key is an error, as is a file that cannot be
+etcdctl's `--cacert`, `--cert` and `--key`. `transport=gateway` reaches etcd through its JSON gateway over
+kos's HTTP client instead of gRPC (kos.storage.etcd_gateway; `transport=grpc` is the default): the same
+guarantees, a different CPU split between the apiserver and etcd (docs/performance.md, issue 13). Any other query key is an error, as is a file that cannot be
 read: the message names what to fix.
 """
 
@@ -72,9 +74,18 @@ async def _open_etcd(url: str, rest: str) -> Store:
     from kos.storage.etcd import EtcdStore
     from kos.storage.etcd_tls import EtcdTLSError
 
+    transport = "grpc"
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    for name, value in pairs:
+        if name == "transport":
+            if value not in ("grpc", "gateway"):
+                raise StoreURLError(f"storage URL {url!r}: transport must be 'grpc' or 'gateway', not {value!r}")
+            transport = value
+    query = urllib.parse.urlencode([(k, v) for k, v in pairs if k != "transport"])
     try:
         tls = _etcd_tls(url, query)
-        return await EtcdStore.open(endpoints, prefix="/" + prefix.strip("/") if prefix else "/registry/kos", tls=tls)
+        root = "/" + prefix.strip("/") if prefix else "/registry/kos"
+        return await EtcdStore.open(endpoints, prefix=root, tls=tls, transport=transport)
     except EtcdTLSError as e:
         raise StoreURLError(f"storage URL {url!r}: {e}") from None
 
@@ -87,7 +98,7 @@ def _etcd_tls(url: str, query: str) -> EtcdTLS | None:
         if name not in ETCD_TLS_KEYS:
             raise StoreURLError(
                 f"storage URL {url!r}: unknown query key {name!r}; an etcd URL takes "
-                "cacert=<CA file>, cert=<client certificate file> and key=<client key file>"
+                "cacert=<CA file>, cert=<client certificate file>, key=<client key file> and transport=grpc|gateway"
             )
         if name in files:
             raise StoreURLError(f"storage URL {url!r}: {name} is given twice")

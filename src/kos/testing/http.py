@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from kos.api import watchframe
+from kos.http.lines import LineSplitter
 
 GV = "/apis/network.example.com/v1alpha1"
 
@@ -106,7 +106,7 @@ class RawAPI:
         async with self.session.get(self.base + path, params=q, timeout=aiohttp.ClientTimeout(total=None)) as r:
             if r.status != 200:
                 raise AssertionError(f"watch failed: {r.status} {await r.text()}")
-            lines = watchframe.LineSplitter()
+            lines = LineSplitter()
             async for chunk in r.content.iter_any():
                 for line in lines.feed(chunk):
                     yield json.loads(line)

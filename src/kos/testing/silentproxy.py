@@ -2,7 +2,7 @@
 
 What a client sees of a server that hung, lost its network or sits behind a firewall that drops packets:
 the connection stays open and nothing comes back — no FIN, no RST. Tests of how fast a client notices
-(kos.client.keepalive, the watch multiplexer's ping, call timeouts, kos.client.failover) put it between
+(kos.http.clientkeepalive, the watch multiplexer's ping, call timeouts, kos.client.failover) put it between
 the client and an apiserver. (The proxy's own kernel still answers TCP keepalive probes: only a
 timeout above TCP — a call's, a WebSocket ping's — can notice this proxy's silence.)
 """

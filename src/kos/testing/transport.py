@@ -23,7 +23,7 @@ from typing import Any
 
 from kos.api import codec, watchframe
 from kos.api.errors import StatusError
-from kos.client.transport import Response, StreamRefused
+from kos.http.clientresponse import Response, StreamRefused
 
 __all__ = [
     "MockTransport", "Request", "ScriptedServer", "Stream", "bookmark", "error_event", "event", "json_response",

@@ -9,8 +9,8 @@ import pytest
 from kos.api.meta import ObjectMeta
 from kos.api.types import NetworkAttachment, NetworkAttachmentSpec
 from kos.client.config import ClientConfig
-from kos.client.pool import HTTPPool
 from kos.client.rest import Client
+from kos.http.clientpool import HTTPPool
 from kos.testing.transport import MockTransport, Request, Response, Stream, json_response, list_body
 
 TOKEN = {"Authorization": "Bearer shared"}

@@ -13,8 +13,8 @@ import random
 import pytest
 
 from kos.client.failover import BACKOFF_BASE, BACKOFF_CAP, FailoverTransport
-from kos.client.pool import HTTPPool
-from kos.client.transport import ConnectionFailed, Response, StreamRefused
+from kos.http.clientpool import HTTPPool
+from kos.http.clientresponse import ConnectionFailed, Response, StreamRefused
 from kos.testing.clock import FakeClock
 from kos.testing.transport import MockTransport, Request, Stream
 

@@ -13,7 +13,7 @@ import random
 import pytest
 
 from kos.client.failover import FailoverTransport
-from kos.client.transport import ConnectionFailed, Response
+from kos.http.clientresponse import ConnectionFailed, Response
 from kos.testing.clock import FakeClock
 from kos.testing.transport import MockTransport, Request, Stream
 

@@ -21,7 +21,7 @@ from kos.api.meta import ObjectMeta
 from kos.api.types import NetworkAttachment, NetworkAttachmentSpec
 from kos.client.informer import Informer
 from kos.client.rest import Client
-from kos.client.transport import ConnectionFailed, Response
+from kos.http.clientresponse import ConnectionFailed, Response
 from kos.testing.listwatch import with_rv
 from kos.testing.transport import (
     MockTransport,

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 import trustme
@@ -20,9 +22,9 @@ from kos.api import codec
 from kos.api.errors import ServiceUnavailable
 from kos.api.meta import ObjectMeta
 from kos.api.types import NetworkAttachment, NetworkAttachmentSpec
-from kos.client.pool import HTTPPool
 from kos.client.rest import Client
-from kos.client.transport import ConnectionFailed, StreamRefused
+from kos.http.clientpool import HTTPPool
+from kos.http.clientresponse import ConnectionFailed, StreamRefused
 from kos.testing.listwatch import with_rv
 from kos.testing.transport import event
 
@@ -279,3 +281,44 @@ async def test_closing_the_pool_ends_its_open_watches() -> None:
             await asyncio.wait_for(started.wait(), 5)
         with pytest.raises(ServiceUnavailable, match="watch of networkattachments interrupted"):
             await asyncio.wait_for(task, 5)
+
+
+def sockets_to(port: int) -> int:
+    """How many of this process's TCP sockets have 127.0.0.1:`port` as their peer (Linux /proc): the client
+    side of connections to a server of this test (the server's own sockets have it as their local port)."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            link = os.readlink(f"/proc/self/fd/{fd}")
+            if link.startswith("socket:["):
+                inodes.add(link[len("socket:[") : -1])
+    rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    return sum(1 for r in rows if int(r[2].rsplit(":", 1)[1], 16) == port and r[9] in inodes)
+
+
+async def test_closing_the_pool_drops_a_tls_watch_connection_still_closing(ca: trustme.CA) -> None:
+    """A watch ended by its reader closes its TLS connection gracefully: close_notify sent, the server's awaited
+    (asyncio: up to 30 s). A server that does not answer (an etcd gateway whose handler has not yet noticed)
+    leaves the connection closing; the pool's close must still drop it before returning, or the transport
+    outlives the pool and, at the loop's close, leaks (uvloop: "unclosed resource", EBUSY)."""
+    release = asyncio.Event()
+
+    async def handler(r: _Reader, w: asyncio.StreamWriter, n: int) -> None:
+        await r.head()
+        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"2\r\na\n\r\n")
+        await w.drain()
+        w.transport.pause_reading()  # the client's close_notify is never read, so never answered
+        await release.wait()
+
+    async with serving(handler, server_context(ca, "127.0.0.1")) as (port, _):
+        pool = HTTPPool(f"https://127.0.0.1:{port}", ssl=client_context(ca))
+        watch = pool.stream("/w")
+        assert await anext(watch) == [b"a"]
+        await watch.aclose()
+        assert sockets_to(port) == 1  # closing: waiting for the server's close_notify
+        await pool.close()
+        assert sockets_to(port) == 0
+        with pytest.raises(ConnectionFailed, match="is closed") as e:
+            await pool.request("GET", "/a")
+        assert e.value.retryable  # nothing was sent
+        release.set()

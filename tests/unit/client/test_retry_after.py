@@ -14,7 +14,7 @@ from kos.api.errors import Conflict, ServiceUnavailable, StatusError, TooManyReq
 from kos.api.meta import ObjectMeta
 from kos.api.types import NetworkAttachment, NetworkAttachmentSpec
 from kos.client.rest import MAX_RETRIES, RETRY_AFTER_MAX, Client, retry_after
-from kos.client.transport import Response
+from kos.http.clientresponse import Response
 from kos.testing.clock import FakeClock
 from kos.testing.transport import MockTransport, Request, Stream, event, json_response, status_response
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from kos.client.pool import HTTPPool
+from kos.http.clientpool import HTTPPool
 from kos.testing.wait import eventually
 
 

@@ -1,4 +1,9 @@
-"""The lean HTTP/1.1 transport: keep-alive connections parsed by httptools, plain or TLS.
+"""The lean HTTP/1.1 client: keep-alive connections parsed by httptools, plain or TLS.
+
+It serves two callers, which is why it sits in kos.http, below both: kos.client's `Client` (every
+controller, agent and driver reaching an apiserver: `HTTPPool` is a kos.client.transport `Transport`) and
+kos.storage.etcd_gateway (the etcd store over etcd's JSON gateway). It knows nothing of either: requests
+and line-framed streams, answered with kos.http.clientresponse's outcomes.
 
 Profiles of the controller manager, the agents and the driver showed a third of
 their CPU inside aiohttp's client machinery per request (request and response
@@ -20,9 +25,10 @@ certificate that does not verify fails the call with a `ConnectionFailed` that
 says so. `http://` with a context is refused: a URL says which it is.
 
 Headers every request carries (`headers`: a bearer token's `Authorization`) are encoded once, into the
-request head's template with Host and User-Agent: they cost a call nothing. A `kos.pki.bearer.BearerHeaders`
-(a kubeconfig's `tokenFile`, re-read once a minute) costs a clock read; the template is re-encoded when
-its token changes. A call's own header of the
+request head's template with Host and User-Agent: they cost a call nothing. Headers that change
+(kos.http.clientheaders' `RotatingHeaders`: kos.pki.bearer's `BearerHeaders`, a kubeconfig's `tokenFile`
+re-read once a minute) cost a `version()` call, a clock read; the template is re-encoded when the version
+changes. A call's own header of the
 same name (spelled the same) replaces the default one for that call — how a client with another identity
 shares the pool (`Client.with_headers`). `before_connect`, if given, is called before each new
 connection (a kubeconfig's client certificate files reloaded when rotated: kos.pki.reload).
@@ -34,8 +40,12 @@ a server that died as the request arrived looks the same, so when that retry fai
 the error is not `retryable`. A connection that cannot be made fails with a `retryable`
 ConnectionFailed (no request was written), which `kos.client.failover` sends to the
 next server; client-go's transport draws the same line (net/http `shouldRetryRequest`). Every connection has TCP keepalive
-tuned to notice a silent peer within 5 s (`kos.client.keepalive`), and a connection not made within
+tuned to notice a silent peer within 5 s (kos.http.clientkeepalive), and a connection not made within
 CONNECT_TIMEOUT (a hung server: the kernel accepts, nothing answers the TLS handshake) fails the same way.
+
+The pool knows every connection it made until that connection is lost, closing ones included (a TLS
+close waits for the server's close_notify), and `close` aborts them all and returns only when each is
+gone: a pool closed before its event loop leaves no transport behind (see `HTTPPool.close`).
 """
 
 from __future__ import annotations
@@ -49,16 +59,15 @@ from collections.abc import AsyncGenerator, Callable, Mapping
 
 import httptools
 
-from kos.api.watchframe import LineSplitter
-from kos.client.config import check_headers
-from kos.client.keepalive import keep_alive
-from kos.client.transport import ConnectionFailed, Response, StreamRefused
-from kos.pki.bearer import BearerHeaders
+from kos.http.clientheaders import RotatingHeaders, check_headers
+from kos.http.clientkeepalive import keep_alive
+from kos.http.clientresponse import ConnectionFailed, Response, StreamRefused
+from kos.http.lines import LineSplitter
 
 __all__ = ["CONNECT_TIMEOUT", "STREAM_HIGH_WATER", "HTTPPool"]
 
 CONNECT_TIMEOUT = 4.0
-"""Seconds a new connection (TCP connect and TLS handshake) may take: kos.client.keepalive's detection
+"""Seconds a new connection (TCP connect and TLS handshake) may take: kos.http.clientkeepalive's detection
 budget (2 s idle + 2 probes 1 s apart), leaving the failover's backoff within issue 13's 5 s. A stopped
 (SIGSTOP) or hung server's kernel still completes the TCP handshake and answers keepalive probes, but
 nothing answers the TLS handshake: without this bound a call waiting for a connection hung until the server
@@ -86,13 +95,22 @@ class _Watch:
 
 
 class _Conn(asyncio.Protocol):
-    """A pooled connection: one call at a time, its answer parsed whole."""
+    """A pooled connection: one call at a time, its answer parsed whole.
 
-    __slots__ = ("_body", "_done", "_got_bytes", "_headers", "_parser", "_reused", "closed", "transport")
+    From `connection_made` to `connection_lost` it is in `live`, its pool's set of every connection not yet
+    gone (closing ones too: `HTTPPool.close` ends and waits for them all).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = (
+        "_body", "_done", "_got_bytes", "_headers", "_live", "_parser", "_reused", "closed", "gone", "transport",
+    )  # fmt: skip
+
+    def __init__(self, live: set[_Conn]) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self._live = live
+        self.gone: asyncio.Future[None] | None = None
+        """Set by `HTTPPool.close` to learn when the connection is lost."""
         self._parser = httptools.HttpResponseParser(self)
         self._done: asyncio.Future[_Result] | None = None
         self._body: list[bytes] = []
@@ -104,6 +122,7 @@ class _Conn(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, so no isinstance check here
         self.transport = typing.cast(asyncio.Transport, transport)
+        self._live.add(self)
 
     def data_received(self, data: bytes) -> None:
         self._got_bytes = True
@@ -115,6 +134,9 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._live.discard(self)
+        if self.gone is not None and not self.gone.done():
+            self.gone.set_result(None)
         if self._done is not None and not self._done.done():
             retry = self._reused and not self._got_bytes
             self._fail(ConnectionFailed(f"connection closed by the server: {exc or 'EOF'}", retryable=retry))
@@ -177,8 +199,8 @@ class _WatchConn(_Conn):
 
     __slots__ = ("refused", "watch")
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, live: set[_Conn]) -> None:
+        super().__init__(live)
         self.watch = _Watch()
         self.refused = False
         """A non-2xx answer: its whole body is read as a call's (a Status)."""
@@ -257,26 +279,32 @@ class HTTPPool:
         self._count = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._streams: set[_WatchConn] = set()
-        """The connections of open watches (closed by `close`, which ends those watches)."""
+        """The connections of open watches."""
+        self._live: set[_Conn] = set()
+        """Every connection made and not yet lost: idle, busy, watching, or closing (a TLS close waits for the
+        server's close_notify). `close` ends them all."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         self._base_head = f"Host: {host}:{self.port}\r\nUser-Agent: {user_agent}\r\nAccept: application/json\r\n"
         self._headers = headers or {}
-        self._source = headers.source if isinstance(headers, BearerHeaders) else None
-        """A kubeconfig's `tokenFile` token source: the head template is re-encoded when its token changes."""
-        self._token = self._source.token() if self._source is not None else ""
+        self._source: RotatingHeaders | None = headers if isinstance(headers, RotatingHeaders) else None
+        """Headers that change (a kubeconfig's `tokenFile` token): the head template is re-encoded when their
+        `version()` does."""
+        self._version: object = self._source.version() if self._source is not None else None
         self._encode_defaults()
         self._closed = False
 
     async def _connect(self, protocol: type[_C]) -> _C:
+        self._check_open()
         loop = asyncio.get_running_loop()
+        live = self._live
         if self._before_connect is not None:
             self._before_connect()
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 if self.ssl is None:
-                    _, c = await loop.create_connection(protocol, self.host, self.port)
+                    _, c = await loop.create_connection(lambda: protocol(live), self.host, self.port)
                 else:
-                    _, c = await loop.create_connection(protocol, self.host, self.port, ssl=self.ssl,
+                    _, c = await loop.create_connection(lambda: protocol(live), self.host, self.port, ssl=self.ssl,
                                                         server_hostname=self.host)  # fmt: skip
         except TimeoutError as e:  # before OSError, its base class
             raise ConnectionFailed(f"cannot connect to {self.host}:{self.port} within {CONNECT_TIMEOUT:g}s "
@@ -291,8 +319,17 @@ class HTTPPool:
         except OSError as e:  # refused, unreachable, timed out: no request was written
             raise ConnectionFailed(f"cannot connect to {self.host}:{self.port}: {e}", retryable=True) from e
         assert c.transport is not None
+        if self._closed:  # closed while connecting: `close` may be waiting for this one to go
+            c.closed = True
+            c.transport.abort()
+            self._check_open()
         keep_alive(c.transport)
         return c
+
+    def _check_open(self) -> None:
+        """Raises a retryable ConnectionFailed (nothing was sent) once `close` was called."""
+        if self._closed:
+            raise ConnectionFailed(f"the pool to {self.host}:{self.port} is closed", retryable=True)
 
     async def _acquire(self) -> tuple[_Conn, bool]:
         while True:
@@ -346,8 +383,8 @@ class HTTPPool:
         self, method: str, path: str, query: Mapping[str, str] | None, body: bytes | None,
         headers: Mapping[str, str] | None,
     ) -> bytes:  # fmt: skip
-        if self._source is not None and (token := self._source.token()) is not self._token:  # rotated
-            self._token = token
+        if self._source is not None and (version := self._source.version()) is not self._version:  # rotated
+            self._version = version
             self._encode_defaults()
         if query:
             path = f"{path}?{urllib.parse.urlencode(query)}"
@@ -447,12 +484,28 @@ class HTTPPool:
             c.close()
 
     async def close(self) -> None:
-        """Close every connection: idle ones, and those of open watches (which then fail with ConnectionFailed)."""
+        """Drop every connection the pool made and return once each is gone: idle and busy ones, those of open
+        watches (which then fail with ConnectionFailed), and those already closing. Later calls and watches
+        fail with a retryable ConnectionFailed.
+
+        The connections are aborted, not closed: a TLS connection's close sends close_notify and waits for the
+        server's (up to asyncio's `ssl_shutdown_timeout`, 30 s) — an etcd gateway ends a watch's stream only
+        after its handler notices — and a transport still closing when its owner closes the event loop is
+        leaked (uvloop: "unclosed resource", the loop's close failing with EBUSY). Waiting for every
+        `connection_lost` (which an abort schedules at once) is what makes "closed" mean "no socket left".
+        """
         self._closed = True
-        while self._idle:
-            self._idle.pop().close()
-        for c in list(self._streams):
-            c.close()
+        self._idle.clear()
+        loop = asyncio.get_running_loop()
+        while self._live:  # again if a connection being made as this began came in meanwhile (`_connect`)
+            gone = []
+            for c in list(self._live):
+                c.closed = True
+                c.gone = c.gone or loop.create_future()
+                gone.append(c.gone)
+                assert c.transport is not None  # in `live` only from connection_made on
+                c.transport.abort()
+            await asyncio.wait(gone)
 
     def __repr__(self) -> str:
         scheme = "https" if self.ssl else "http"
