@@ -116,7 +116,7 @@ class ConnectionAgent:
         )  # fmt: skip
         self.local.add_handlers(self.relevance.local_added, self._local_updated, self.relevance.local_deleted)
         local_reflector = self.local.reflector
-        self.status.seen_revision = lambda: local_reflector.resource_version
+        self.status.seen_revision = self.relevance.local_revision = lambda: local_reflector.resource_version
         self._tasks: list[asyncio.Task[None]] = []
         self.started = asyncio.Event()
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 from kos.agent import translate
@@ -76,6 +77,8 @@ class RelevanceTracker:
         self.vns: dict[int, VirtualNetwork] = {}
         self.local_vni: dict[str, int] = {}
         """Local NA key → the VNI it makes relevant."""
+        self.local_revision: Callable[[], str] = lambda: ""
+        """The local watch's revision ("" before it has one); set by the agent once its local watch exists."""
 
     # --- the local watch's add and delete handlers -------------------------------------------
 
@@ -99,9 +102,11 @@ class RelevanceTracker:
     def relevant(self, key: str, na: NetworkAttachment) -> None:
         """Local NA `key` makes its VNI relevant: start the VNI's watch if it is the first.
 
-        The watch's initial state need only be as new as `na` (the version that made the VNI relevant),
-        not a consistent read: its events bring everything later, and so the apiserver answers from its
-        watch cache without reading the store's revision (an etcd `Range` per VNI a node joins).
+        The watch's initial state need only be as new as what the local watch has shown (at least `na`,
+        the version that made the VNI relevant), not a consistent read: its events bring everything later,
+        and so the apiserver answers from its watch cache without reading the store's revision (an etcd
+        `Range` per VNI a node joins). On the same apiserver that revision is one its cache has; on another
+        replica, one it waits for.
 
         Raises Retry when our view puts the VNI in another namespace (the NA's own sync sorts it out).
         """
@@ -113,7 +118,7 @@ class RelevanceTracker:
                 field_selector=f"spec.node!={self.node},status.addressVNI={vni},status.ipv4!=,status.hostIP!=",
                 indexers={INDEX_OWNER: lambda o: [translate.remote_owner_key(o.status.host_ip, o.status.ipv4)]},
                 name=f"{self.node}/vni-{vni}", streaming_list=True,
-                min_resource_version=na.metadata.resource_version,
+                min_resource_version=self.local_revision() or na.metadata.resource_version,
             )  # fmt: skip
             vn = VirtualNetwork(vni, na.metadata.namespace, informer, self.clock.now())
             self.vns[vni] = vn

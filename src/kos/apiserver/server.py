@@ -138,8 +138,11 @@ class APIServer:
     async def start(self) -> None:
         if self._store is None:
             self._store = await open_store(self.settings.storage)
-        if not isinstance(self._store, MeteredStore):  # every caller's store calls timed (storagemetrics)
-            self._store = MeteredStore(self._store, self.metrics.storage_latency)
+        metered = self._store
+        if not (isinstance(metered, MeteredStore) and metered.latency is self.metrics.storage_latency):
+            # every caller's store calls timed in this server's metrics (a restart keeps its wrapper)
+            self._store = MeteredStore(metered.inner if isinstance(metered, MeteredStore) else metered,
+                                       self.metrics.storage_latency)  # fmt: skip
         s = self.settings
         self.cacher = Cacher(self.store, history=s.watch_cache_size, on_events=self._on_events,
                              on_reload=self._on_reload, clock=self.clock)  # fmt: skip

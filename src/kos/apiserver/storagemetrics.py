@@ -4,7 +4,8 @@ kube-apiserver exports `etcd_request_duration_seconds{operation, type}` for the 
 shows up in every client's latency, and only this histogram says whether the time went to the store or to
 the apiserver itself. kos has three stores (memory, SQLite, etcd), so the metric carries a kos name,
 `kos_storage_request_duration_seconds`, with kube-apiserver's labels: `operation` (the Store method: `get`,
-`list`, `create`, `update`, `delete`, `current_revision`, `compact`) and `type` (the resource, from the key:
+`list`, `create`, `update`, `delete`, `current_revision`; `compact`, which the apiserver does not call
+today, would be timed too) and `type` (the resource, from the key:
 `networkattachments`, …; `*` for a call on the whole store). Failed calls are timed too (a compare-and-swap
 that lost is a store answer like any other). Watches are streams, not calls, and are not timed here.
 
@@ -51,14 +52,14 @@ class MeteredStore:
 
     def __init__(self, inner: Store, latency: Histogram) -> None:
         self.inner = inner
-        self._latency = latency
+        self.latency = latency
         self._observe: dict[tuple[str, str], Any] = {}
 
     def _timer(self, operation: str, key: str) -> Any:
         k = (operation, resource_of(key))
         observe = self._observe.get(k)
         if observe is None:  # one labelled child per (operation, resource), looked up once
-            observe = self._observe[k] = self._latency.labels(*k).observe
+            observe = self._observe[k] = self.latency.labels(*k).observe
         return observe
 
     async def get(self, key: str) -> KeyValue | None:

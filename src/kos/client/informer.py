@@ -34,6 +34,13 @@ def _ignore(typ: str, old: Any, new: Any) -> None:
 
 
 class Informer(Generic[T]):
+    """Objects of `cls` (in `namespace`, matching the selectors) kept current by a `Reflector`, with handlers.
+
+    `streaming_list`: list by a watch that starts with the current state (Kubernetes' watch-list);
+    `min_resource_version`: the first list need only be at least as new as that revision, so the apiserver
+    serves it from its watch cache (see `Reflector`).
+    """
+
     def __init__(
         self,
         client: ListWatcher,

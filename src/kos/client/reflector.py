@@ -17,9 +17,10 @@ a relist cannot be too large itself. Only the first list may be asked to be mere
 not older than a revision the caller already saw (`min_resource_version`): the
 apiserver then serves it from its watch cache without a quorum read of the store
 (a consistent read costs an etcd `Range`), which suffices whenever the caller only
-needs a view that includes what it saw — the watch that follows brings the rest. Other `StatusError`s (a broken connection is a
-`ServiceUnavailable`) back off exponentially with jitter, then watch again from the last
-seen revision. Any other failure (a watch line that does not decode, an object of the wrong
+needs a view that includes what it saw — the watch that follows brings the rest.
+Other `StatusError`s (a broken connection is a `ServiceUnavailable`) back off
+exponentially with jitter, then watch again from the last seen revision — a streaming
+list that breaks after its initial state included. Any other failure (a watch line that does not decode, an object of the wrong
 shape, a bug) is logged with its traceback, backed off the same way, and followed by a
 relist: the informer never stops silently with a frozen cache.
 """
@@ -117,6 +118,8 @@ class Reflector(Generic[T]):
         self.initial_backoff = 0.1
         """Seconds of the first backoff after a failure (doubled per failure up to `max_backoff`, ×0.5–1.5)."""
         self._backoff = self.initial_backoff
+        self._listed = False
+        """Whether the current streaming list has replaced the store (its initial state ended)."""
 
     async def run(self) -> None:
         """List and watch until cancelled. Never returns otherwise, and never fails: every failure is
@@ -126,8 +129,12 @@ class Reflector(Generic[T]):
         while True:
             try:
                 if need_list and self.streaming_list:
-                    await self._stream()  # returns once the stream ends after its initial state
-                    need_list = False
+                    self._listed = False
+                    try:
+                        await self._stream()  # returns once the stream ends after its initial state
+                    finally:  # a stream that breaks after its initial state resumes, as a watch does
+                        if self._listed:
+                            need_list = False
                     continue
                 if need_list:
                     await self._list_and_replace()
@@ -145,7 +152,8 @@ class Reflector(Generic[T]):
                     need_list = True
                     self.too_large_relists += 1
                     continue
-                # the list itself failed (a too-large answer to it included: it would come again): back off
+                # the list itself failed: back off (a too-large answer to a consistent list would come again;
+                # a first list at `min_resource_version` is retried as a consistent one)
                 await self._back_off(f"watch failed ({e})")
             except Exception as e:  # a malformed event, an object that does not decode, a bug: start over
                 log.warning("watch failed", informer=self.name, error_type=type(e).__name__, error=e, exc_info=True)
@@ -192,6 +200,7 @@ class Reflector(Generic[T]):
             elif ev.type == BOOKMARK:
                 if ev.initial_events_end:
                     self._replace(initial, ev.resource_version)
+                    self._listed = True
                     initial = None
             elif ev.type == ADDED:
                 initial.append(ev.object)
