@@ -48,7 +48,6 @@ sys.path.insert(0, str(ROOT / "src"))
 import msgspec  # noqa: E402
 from aetcd import rpc  # noqa: E402
 
-from kos.http.clientpool import HTTPPool  # noqa: E402
 from kos.testing.etcd import EtcdProcess  # noqa: E402
 from kos.util import calibration  # noqa: E402
 
@@ -58,8 +57,8 @@ BINDINGS = ["grpc.aio", "grpc.future", "grpclib", "grpc.aio/asyncio", "gateway",
 call's `future()` completed on grpc's own thread and handed to the loop with `call_soon_threadsafe`; a watch
 read by a thread of its own), `grpclib`, `grpc.aio/asyncio` (on the stock event loop),
 `gateway` (etcd's JSON gateway through aiohttp and protobuf's JSON mapping), `kos-http` (the same gateway
-through kos's own HTTPPool and msgspec); `NAME+VAR=VALUE` runs NAME with that environment variable set
-(e.g. `grpc.aio+GRPC_EXPERIMENTS=-event_engine_client`)."""
+through the store's own transport, kos.storage.etcd_gateway: kos's HTTPPool and msgspec); `NAME+VAR=VALUE`
+runs NAME with that environment variable set (e.g. `grpc.aio+GRPC_EXPERIMENTS=-event_engine_client`)."""
 
 
 class _GrpcAio:
@@ -223,7 +222,6 @@ class _Gateway:
 
     def __init__(self, host: str, port: int, tls: dict[str, str] | None) -> None:
         import aiohttp
-        import msgspec
         from google.protobuf import json_format
 
         self._fmt = json_format
@@ -261,119 +259,41 @@ class _Gateway:
         await self.session.close()
 
 
-class _GatewayPool(HTTPPool):
-    """HTTPPool whose `stream()` POSTs `watch_body` to `/v3/watch` (the gateway's watch is a POST; kos's
-    watches are GETs): the stream machinery itself is HTTPPool's, unchanged."""
-
-    watch_body = b""
-
-    def _encode(
-        self, method: str, path: str, query: Any, body: bytes | None, headers: Any
-    ) -> bytes:  # fmt: skip
-        if method == "GET" and path == "/v3/watch":
-            method, body = "POST", self.watch_body
-        return super()._encode(method, path, query, body, headers)
-
-
-class _GwHeader(msgspec.Struct):
-    revision: int = 0
-
-
-class _GwKV(msgspec.Struct):
-    key: bytes = b""
-    create_revision: int = 0
-    mod_revision: int = 0
-    version: int = 0
-    value: bytes = b""
-    lease: int = 0
-
-
-class _GwRange(msgspec.Struct):
-    header: _GwHeader = msgspec.field(default_factory=_GwHeader)
-    kvs: list[_GwKV] = []
-    more: bool = False
-    count: int = 0
-
-
-class _GwOp(msgspec.Struct):
-    response_range: _GwRange | None = None
-
-
-class _GwTxn(msgspec.Struct):
-    header: _GwHeader = msgspec.field(default_factory=_GwHeader)
-    succeeded: bool = False
-    responses: list[_GwOp] = []
-
-
-class _GwEvent(msgspec.Struct):
-    type: str = "PUT"
-    kv: _GwKV | None = None
-    prev_kv: _GwKV | None = None
-
-
-class _GwWatch(msgspec.Struct):
-    header: _GwHeader = msgspec.field(default_factory=_GwHeader)
-    created: bool = False
-    canceled: bool = False
-    compact_revision: int = 0
-    cancel_reason: str = ""
-    events: list[_GwEvent] = []
-
-
-class _GwWatchLine(msgspec.Struct):
-    result: _GwWatch | None = None
-    error: dict[str, Any] | None = None
-
-
 class _KosHttp:
-    """etcd's JSON gateway through kos's own client transport (kos.http.clientpool.HTTPPool: httptools, pooled
-    keep-alive HTTP/1.1, TLS with a client certificate; `stream()` for the watch) and msgspec JSON: requests are
-    plain dicts (bytes become base64), replies decode into the typed structs above (int64 fields arrive as
-    strings: `strict=False`; base64 into `bytes`). Its requests come from `_JsonRequests`, not protobuf."""
+    """etcd's JSON gateway through the store's own gateway transport (kos.storage.etcd_gateway: kos's HTTPPool,
+    pooled keep-alive HTTP/1.1 with TLS and a client certificate, requests from protobuf messages, replies decoded
+    by msgspec): what `etcd://…?transport=gateway` runs, measured the same way as the gRPC bindings."""
 
     def __init__(self, host: str, port: int, tls: dict[str, str] | None) -> None:
+        from kos.storage.etcd_gateway import GatewayEndpoint
+
         ctx: ssl.SSLContext | None = None
         if tls is not None:
             ctx = ssl.create_default_context(cafile=tls["cacert"])
             ctx.load_cert_chain(tls["cert"], tls["key"])
-        headers = {"Grpc-Metadata-hasleader": "true", "Content-Type": "application/json"}
-        self.pool = _GatewayPool(f"{'https' if tls else 'http'}://{host}:{port}", ssl=ctx, headers=headers)
-        self._enc = msgspec.json.Encoder()
-        self._range = msgspec.json.Decoder(_GwRange, strict=False)
-        self._txn = msgspec.json.Decoder(_GwTxn, strict=False)
-        self._line = msgspec.json.Decoder(_GwWatchLine, strict=False)
+        self.ep = GatewayEndpoint(host, port, ctx)
 
-    async def _post(self, path: str, req: dict[str, Any]) -> bytes:
-        resp = await self.pool.request("POST", path, body=self._enc.encode(req), timeout=3.0)
-        if resp.status != 200:
-            raise RuntimeError(f"gateway {path}: {resp.status} {resp.body[:200]!r}")
-        return resp.body
+    async def range(self, req: Any) -> Any:
+        return await self.ep.kv.Range(req, timeout=3.0)
 
-    async def range(self, req: dict[str, Any]) -> _GwRange:
-        return self._range.decode(await self._post("/v3/kv/range", req))
+    async def txn(self, req: Any) -> Any:
+        return await self.ep.kv.Txn(req, timeout=3.0)
 
-    async def txn(self, req: dict[str, Any]) -> _GwTxn:
-        return self._txn.decode(await self._post("/v3/kv/txn", req))
-
-    async def watch(self, req: dict[str, Any]) -> AsyncIterator[_GwWatch]:
-        self.pool.watch_body = self._enc.encode(req)
-        stream = self.pool.stream("/v3/watch")
+    async def watch(self, req: Any) -> AsyncIterator[Any]:
+        call = self.ep.watch.Watch()
+        await call.write(req)
         try:
-            async for lines in stream:
-                for line in lines:
-                    msg = self._line.decode(line)
-                    if msg.result is None:
-                        raise RuntimeError(f"gateway watch failed: {msg.error}")
-                    yield msg.result
+            while (resp := await call.read()) is not None:
+                yield resp
         finally:
-            await stream.aclose()
+            call.cancel()
 
     async def close(self) -> None:
-        await self.pool.close()
+        await self.ep.close()
 
 
 class _ProtoRequests:
-    """The requests of the measurements as aetcd's protobuf messages (the gRPC bindings and `gateway`)."""
+    """The requests of the measurements as aetcd's protobuf messages (every binding takes these)."""
 
     @staticmethod
     def range(key: bytes) -> Any:
@@ -390,26 +310,6 @@ class _ProtoRequests:
     @staticmethod
     def watch(key: bytes, end: bytes) -> Any:
         return rpc.WatchRequest(create_request=rpc.WatchCreateRequest(key=key, range_end=end, prev_kv=True))
-
-
-class _JsonRequests:
-    """The same requests as the gateway's JSON (protobuf's JSON mapping: enum names, bytes as base64)."""
-
-    @staticmethod
-    def range(key: bytes) -> dict[str, Any]:
-        return {"key": key, "limit": 1, "keys_only": True}
-
-    @staticmethod
-    def create(k: bytes, value: bytes) -> dict[str, Any]:
-        return {
-            "compare": [{"key": k, "target": "CREATE", "result": "EQUAL", "create_revision": 0}],
-            "success": [{"request_put": {"key": k, "value": value}}],
-            "failure": [{"request_range": {"key": k}}],
-        }
-
-    @staticmethod
-    def watch(key: bytes, end: bytes) -> dict[str, Any]:
-        return {"create_request": {"key": key, "range_end": end, "prev_kv": True}}
 
 
 def _binding(name: str, host: str, port: int, tls: dict[str, str] | None) -> Any:
@@ -450,7 +350,7 @@ async def _timed(n: int, inflight: int, op: Any, pid: int) -> tuple[float, float
 async def _child(args: argparse.Namespace) -> dict[str, Any]:
     tls = json.loads(args.tls) if args.tls else None
     b = _binding(args.binding, "127.0.0.1", args.port, tls)
-    mk: Any = _JsonRequests if args.binding == "kos-http" else _ProtoRequests
+    mk: Any = _ProtoRequests
     out: dict[str, Any] = {"binding": args.binding, "tls": tls is not None}
     prefix = f"/bench/{args.binding}/{os.getpid()}/".encode()
     await b.range(mk.range(prefix))  # connect
