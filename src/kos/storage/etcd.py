@@ -36,7 +36,9 @@ Why it looks the way it does:
   re-issued as the same compare-and-swap, which cannot apply twice:
   * if the retry succeeds, the first attempt was not applied, and now never will be;
   * if the retry's compare fails and the key holds exactly the bytes we wrote, the
-    first attempt was applied, and is reported as a success;
+    first attempt was applied, and is reported as a success; for a create, the bytes
+    the key was created with count, read at its create revision when another client
+    has written it since (a controller updates a new object within milliseconds);
   * otherwise it is the ordinary conflict. The one case left unknowable (a delete
     whose key is now gone) is `Unavailable`, saying that it may have been applied.
 
@@ -145,12 +147,19 @@ _TLS_FAILED = ("TSI_", "andshake", "SSL_ERROR", "CERTIFICATE_VERIFY")
 """gRPC details of a failed TLS handshake (either side refused the other's certificate)."""
 
 
+_CORE_FAILED = "Internal error from Core"
+"""grpc.aio's details when grpc core failed an operation on the call itself (`ExecuteBatchError`: its connection
+broke under it, as when a member dies while a watch stream is being opened on it) — not etcd's answer."""
+
+
 def _retryable(e: Exception) -> bool:
     if not isinstance(e, _RPC_ERRORS):
         return False
     code = e.code()
     if code in (_UNAVAILABLE, _DEADLINE):
         return True
+    if code == rpc.StatusCode.INTERNAL and e.details() == _CORE_FAILED:
+        return True  # the transport failed: like UNAVAILABLE, and a write it carried may have been applied
     return code == rpc.StatusCode.RESOURCE_EXHAUSTED and "too many requests" in (e.details() or "")
 
 
@@ -503,10 +512,26 @@ class EtcdStore:
         if resp.succeeded:
             return int(resp.header.revision)
         kvs = resp.responses[0].response_range.kvs
-        if ambiguous and kvs and kvs[0].value == value and kvs[0].create_revision == kvs[0].mod_revision:
-            log.info("etcd create: an interrupted attempt was applied", key=key, revision=kvs[0].mod_revision)
-            return int(kvs[0].mod_revision)
+        if ambiguous and kvs and await self._created_by(k, kvs[0], value):
+            log.info("etcd create: an interrupted attempt was applied", key=key, revision=kvs[0].create_revision)
+            return int(kvs[0].create_revision)
         raise KeyExists(key)
+
+    async def _created_by(self, k: bytes, kv: Any, value: bytes) -> bool:
+        """Whether the key's current incarnation `kv` was created with exactly `value`: by our own interrupted
+        attempt, since a create's value (an object with its UID and creation time) is never written twice.
+
+        When the key has been written since (another client already updated what our attempt created, as a
+        controller does within milliseconds), its value at the create revision is read back; if that history
+        has been compacted, nobody can tell, and the answer is no (KeyExists, as before)."""
+        if kv.create_revision == kv.mod_revision:
+            return bool(kv.value == value)
+        req = rpc.RangeRequest(key=k, revision=kv.create_revision)
+        try:
+            resp, _ = await self._rpc("create", "Range", req)
+        except StoreError:
+            return False
+        return bool(resp.kvs) and resp.kvs[0].value == value and resp.kvs[0].create_revision == kv.create_revision
 
     def _guarded(self, guards: Sequence[Guard]) -> tuple[_Ops, _Ops]:
         """Compares for `guards`, and the reads that tell which one failed."""
