@@ -36,9 +36,11 @@ Why it looks the way it does:
   re-issued as the same compare-and-swap, which cannot apply twice:
   * if the retry succeeds, the first attempt was not applied, and now never will be;
   * if the retry's compare fails and the key holds exactly the bytes we wrote, the
-    first attempt was applied, and is reported as a success; for a create, the bytes
-    the key was created with count, read at its create revision when another client
-    has written it since (a controller updates a new object within milliseconds);
+    first attempt was applied, and is reported as a success — also when another client
+    has written the key since (a controller updates a new object within milliseconds):
+    a create then looks at the value the key was created with (a read at its create
+    revision), an update at the key's first change after the revision it expected (its
+    history, replayed by a watch);
   * otherwise it is the ordinary conflict. The one case left unknowable (a delete
     whose key is now gone) is `Unavailable`, saying that it may have been applied.
 
@@ -83,7 +85,7 @@ and watch streams; `EtcdStore` turns the Store contract into etcd requests over 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 from aetcd import rpc
@@ -567,9 +569,16 @@ class EtcdStore:
         kvs = resp.responses[0].response_range.kvs
         if not kvs:
             raise KeyNotFound(key)
-        if ambiguous and kvs[0].value == value and kvs[0].mod_revision > expected_revision:
-            log.info("etcd update: an interrupted attempt was applied", key=key, revision=kvs[0].mod_revision)
-            return int(kvs[0].mod_revision)
+        if ambiguous and kvs[0].mod_revision > expected_revision:
+            if kvs[0].value == value:
+                log.info("etcd update: an interrupted attempt was applied", key=key, revision=kvs[0].mod_revision)
+                return int(kvs[0].mod_revision)
+            # written since: was the first change after the revision we expected ours?
+            first = await self._first_change_after(key, expected_revision)
+            if first is not None and first.type is EventType.MODIFIED and first.value == value:
+                log.info("etcd update: an interrupted attempt was applied, then overwritten", key=key,
+                         revision=first.revision)  # fmt: skip
+                return first.revision
         if kvs[0].mod_revision != expected_revision:
             raise RevisionMismatch(key, expected_revision, self._kv(kvs[0]))
         raise self._failed_guard(guards, resp)
@@ -601,12 +610,32 @@ class EtcdStore:
             )
         raise KeyNotFound(key)
 
+    async def _first_change_after(self, key: str, after: int) -> Event | None:
+        """The first change of exactly `key` after revision `after`, from etcd's history (a watch from there);
+        None when that history is compacted or etcd cannot say within `request_timeout`.
+
+        An interrupted compare-and-swap on `key` at `after` that was applied is that change: nothing else
+        could change the key at `after` before it. (For a create the store reads the create revision instead.)
+        """
+        gen = self._watch(key, after)
+        try:
+            async with asyncio.timeout(self._cluster.timeout):
+                async for batch in gen:
+                    for ev in batch:
+                        if ev.key == key:  # the watch covers every key `key` is a prefix of
+                            return ev
+        except (StoreError, TimeoutError):
+            return None
+        finally:
+            await gen.aclose()
+        return None
+
     # --- watch and compaction ---------------------------------------------------------------
 
     def watch(self, prefix: str, after_revision: int) -> AsyncIterator[_Events]:
         return self._watch(prefix, after_revision)
 
-    async def _watch(self, prefix: str, after: int) -> AsyncIterator[_Events]:
+    async def _watch(self, prefix: str, after: int) -> AsyncGenerator[_Events, None]:
         c = self._cluster
         c.check_open()
         start, end = self._range(prefix)
