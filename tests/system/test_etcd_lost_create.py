@@ -10,19 +10,18 @@ another client's beat is still refused.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aetcd import rpc
+from test_etcd_cluster import needs_etcd, single  # type: ignore[import-not-found]
 
 from kos.storage.etcd import EtcdStore
 from kos.storage.interface import KeyExists, RevisionMismatch
 from kos.testing.etcd import EtcdProcess
 
-needs_etcd = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs the etcd binary")
+__all__ = ["single"]
 LOST = rpc.AioRpcError(rpc.StatusCode.UNAVAILABLE, None, None, details="Stream removed (Socket closed)")
 
 
@@ -57,15 +56,6 @@ def beaten(key: bytes) -> Callable[[Any, Any, dict[str, Any]], Awaitable[None]]:
         await real.Put(rpc.PutRequest(key=key, value=b"theirs"), **kw)  # ours is never sent
 
     return first
-
-
-@pytest.fixture
-def single(tmp_path: Path) -> Iterator[EtcdProcess]:
-    c = EtcdProcess.start(tmp_path)
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 @needs_etcd
