@@ -7,43 +7,22 @@ store (504 ResourceVersionTooLarge).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import msgspec
-import pytest
-from prometheus_client import CollectorRegistry
+from test_agent_decisions import NODE, NS, agent, fabric, fake, na  # type: ignore[import-not-found]
 
-from kos.agent.connection_agent import AgentSettings, ConnectionAgent
-from kos.agent.metrics import AgentMetricFamilies
+from kos.agent.connection_agent import ConnectionAgent
 from kos.api import errors
-from kos.api.meta import ObjectMeta
-from kos.api.types import NetworkAttachment, NetworkAttachmentSpec, NetworkAttachmentStatus
-from kos.fabric.sim import SimFabric, SimNetwork
+from kos.api.types import NetworkAttachment
 from kos.testing.fakeapi import FakeAPI
 from kos.testing.wait import eventually
 
-NS = "ns"
-NODE, HOST_IP = "n1", "192.0.2.1"
-
-
-@pytest.fixture
-async def fake() -> FakeAPI:
-    return FakeAPI()
-
-
-@pytest.fixture
-async def agent(fake: FakeAPI) -> AsyncIterator[ConnectionAgent]:
-    fabric = SimFabric(SimNetwork(), NODE, HOST_IP)
-    agent = ConnectionAgent(fake, fabric, AgentSettings(NODE, HOST_IP), AgentMetricFamilies(CollectorRegistry()))
-    await agent.start()
-    yield agent
-    await agent.stop()
+__all__ = ["agent", "fabric", "fake"]  # the agent under test and its fake API, as test_agent_decisions makes them
 
 
 async def addressed(fake: FakeAPI, name: str, ip: str, vni: int) -> NetworkAttachment:
-    st = NetworkAttachmentStatus(ipv4=ip, address_vni=vni, lock_uid="l")
-    return await fake.create(NetworkAttachment(metadata=ObjectMeta(name=name, namespace=NS),
-                                               spec=NetworkAttachmentSpec(node=NODE, subnet="s1"), status=st))  # fmt: skip
+    """A local NA that IPAM addressed (test_agent_decisions' `na` on the agent's node)."""
+    obj: NetworkAttachment = await na(fake, name, NODE, ip, vni)
+    return obj
 
 
 def watch_rvs(fake: FakeAPI) -> list[str]:

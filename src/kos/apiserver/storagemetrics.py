@@ -17,17 +17,21 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Histogram
 
 from kos.storage.interface import Deleted, Event, Guard, KeyValue, Store
 
+T = TypeVar("T")
+
 STORAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 """Seconds; finer at the low end than the request histogram's, since a memory-store call takes microseconds."""
 
 WHOLE_STORE = "*"
+WHOLE_STORE_KEY = "/"
+"""The key a call on the whole store is filed under (`resource_of` gives WHOLE_STORE for it)."""
 
 
 def storage_latency(registry: CollectorRegistry) -> Histogram:
@@ -55,64 +59,47 @@ class MeteredStore:
         self.latency = latency
         self._observe: dict[tuple[str, str], Any] = {}
 
-    def _timer(self, operation: str, key: str) -> Any:
+    async def _timed(self, operation: str, key: str, call: Awaitable[T]) -> T:
+        """`call`'s result, its wall time observed under (operation, the resource `key` names)."""
         k = (operation, resource_of(key))
         observe = self._observe.get(k)
         if observe is None:  # one labelled child per (operation, resource), looked up once
             observe = self._observe[k] = self.latency.labels(*k).observe
-        return observe
-
-    async def get(self, key: str) -> KeyValue | None:
-        observe, t = self._timer("get", key), time.perf_counter()
+        t = time.perf_counter()
         try:
-            return await self.inner.get(key)
+            return await call
         finally:
             observe(time.perf_counter() - t)
 
-    async def list(self, prefix: str) -> tuple[builtins.list[KeyValue], int]:
-        observe, t = self._timer("list", prefix), time.perf_counter()
-        try:
-            return await self.inner.list(prefix)
-        finally:
-            observe(time.perf_counter() - t)
+    # each a plain function returning the timed coroutine: no second coroutine frame per store call
 
-    async def create(self, key: str, value: bytes) -> int:
-        observe, t = self._timer("create", key), time.perf_counter()
-        try:
-            return await self.inner.create(key, value)
-        finally:
-            observe(time.perf_counter() - t)
+    def get(self, key: str) -> Coroutine[Any, Any, KeyValue | None]:
+        return self._timed("get", key, self.inner.get(key))
 
-    async def update(self, key: str, value: bytes, expected_revision: int, guards: Sequence[Guard] = ()) -> int:
-        observe, t = self._timer("update", key), time.perf_counter()
-        try:
-            return await self.inner.update(key, value, expected_revision, guards)
-        finally:
-            observe(time.perf_counter() - t)
+    def list(self, prefix: str) -> Coroutine[Any, Any, tuple[builtins.list[KeyValue], int]]:
+        return self._timed("list", prefix, self.inner.list(prefix))
 
-    async def delete(self, key: str, expected_revision: int | None = None, guards: Sequence[Guard] = ()) -> Deleted:
-        observe, t = self._timer("delete", key), time.perf_counter()
-        try:
-            return await self.inner.delete(key, expected_revision, guards)
-        finally:
-            observe(time.perf_counter() - t)
+    def create(self, key: str, value: bytes) -> Coroutine[Any, Any, int]:
+        return self._timed("create", key, self.inner.create(key, value))
+
+    def update(
+        self, key: str, value: bytes, expected_revision: int, guards: Sequence[Guard] = ()
+    ) -> Coroutine[Any, Any, int]:
+        return self._timed("update", key, self.inner.update(key, value, expected_revision, guards))
+
+    def delete(
+        self, key: str, expected_revision: int | None = None, guards: Sequence[Guard] = ()
+    ) -> Coroutine[Any, Any, Deleted]:
+        return self._timed("delete", key, self.inner.delete(key, expected_revision, guards))
 
     def watch(self, prefix: str, after_revision: int) -> AsyncIterator[builtins.list[Event]]:
         return self.inner.watch(prefix, after_revision)
 
-    async def current_revision(self) -> int:
-        observe, t = self._timer("current_revision", "/"), time.perf_counter()
-        try:
-            return await self.inner.current_revision()
-        finally:
-            observe(time.perf_counter() - t)
+    def current_revision(self) -> Coroutine[Any, Any, int]:
+        return self._timed("current_revision", WHOLE_STORE_KEY, self.inner.current_revision())
 
-    async def compact(self, revision: int) -> None:
-        observe, t = self._timer("compact", "/"), time.perf_counter()
-        try:
-            await self.inner.compact(revision)
-        finally:
-            observe(time.perf_counter() - t)
+    def compact(self, revision: int) -> Coroutine[Any, Any, None]:
+        return self._timed("compact", WHOLE_STORE_KEY, self.inner.compact(revision))
 
     async def close(self) -> None:
         await self.inner.close()
